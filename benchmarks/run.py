@@ -1,0 +1,45 @@
+"""Run every benchmark of the project and write benchmarks/RESULTS.md.
+
+    python benchmarks/run.py            # or: make bench
+
+Each ``bench_*.py`` module beside this file has a ``run()`` that returns Markdown
+lines; this script runs them in the order of SECTIONS and records the machine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import machine  # noqa: E402
+
+SECTIONS = [
+    ("bench_derive", "derive()"),
+]
+
+
+def main() -> int:
+    only = set(sys.argv[1:])
+    out = ["# Benchmark results", "",
+           f"Machine: {machine()}  ", f"Date: {datetime.date.today().isoformat()}  ",
+           "Command: `python benchmarks/run.py` (medians of repeated runs)", ""]
+    for module, title in SECTIONS:
+        if only and module not in only:
+            continue
+        print(f"running {module} ...", flush=True)
+        rows = importlib.import_module(module).run()
+        out += [f"## {title}", "", *rows, ""]
+    text = "\n".join(out)
+    print(text)
+    if not only:
+        (HERE / "RESULTS.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""einsum_magic: derive, show and check the backward of any einsum (the swap trick).
+
+``%load_ext einsum_magic`` registers the ``%%einsum_grad`` cell magic. The Python API:
+
+>>> from einsum_magic import derive
+>>> derive("ij,jk->ik").grads[0].equation
+'ik,jk->ij'
+
+Importing this package imports neither JAX nor ipywidgets: the check and the
+widgets import them when first used.
+"""
+
+from .derivation import Derivation, Grad, derive
+from .errors import EinsumError
+
+__all__ = ["derive", "check", "Derivation", "Grad", "EinsumError", "load_ipython_extension"]
+__version__ = "0.1.0"
+
+
+def check(derivation, *operands, **options):
+    """Check ``derivation``'s gradients against ``jax.vjp`` (see :func:`einsum_magic.check.check`)."""
+    from .check import check as _check
+
+    return _check(derivation, *operands, **options)
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext einsum_magic``: register the ``%%einsum_grad`` magic."""
+    from .magic import load_ipython_extension as _load
+
+    _load(ipython)

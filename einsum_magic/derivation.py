@@ -1,0 +1,404 @@
+"""Derive the backward einsum of every operand: the generalized swap trick.
+
+This module owns the middle of the data flow: an :class:`~einsum_magic.equation.Equation`
+(optionally bound to shapes) becomes a :class:`Derivation` holding one :class:`Grad`
+per operand position. The rule, for the gradient of operand ``k``:
+
+1. swap: the cotangent takes operand ``k``'s place (first), the other operands keep
+   their order, and the result gets operand ``k``'s subscripts;
+2. a letter repeated in operand ``k`` gets a fresh letter for each repeat, tied to
+   the first by an identity matrix ``np.eye`` (a Kronecker delta);
+3. a letter of operand ``k`` that no input of the backward carries (it was summed
+   inside operand ``k`` alone) is broadcast back by ``np.ones``;
+4. with shapes, ``...`` and size-1 broadcast axes are spelled with letters first
+   (:func:`einsum_magic.equation.bind`), so rules 1-3 cover them too.
+
+>>> d = derive("ij,jk->ik")
+>>> [g.equation for g in d.grads]
+['ik,jk->ij', 'ik,ij->jk']
+>>> derive("ii->").grads[0].code
+"dL_dA = np.einsum(',ij->ij', dL_dB, np.eye(A.shape[1]))"
+"""
+
+from __future__ import annotations
+
+import functools
+import keyword
+import string
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .equation import (ELLIPSIS, Bound, Equation, axis_index, bind, fresh_letters, parse, spell,
+                       spell_equation)
+from .errors import EinsumError
+from .loops import loop_source
+from .reading import interpret, relabel
+
+__all__ = ["derive", "Derivation", "Grad", "Aux", "Total", "Letter"]
+
+
+@dataclass(frozen=True)
+class Aux:
+    """An auxiliary tensor of the generalized rule: ``np.eye`` or ``np.ones`` over an operand's axis."""
+
+    kind: str          # "eye" or "ones"
+    subscripts: str    # 'ij' for an eye, 'j' for ones
+    operand: str       # the name whose axis gives the size
+    axis: int
+    letter: str        # the letter it stands for (the repeated or summed one)
+
+    @property
+    def code(self) -> str:
+        return f"np.{self.kind}({self.operand}.shape[{self.axis}])"
+
+
+@dataclass(frozen=True)
+class Grad:
+    """The backward einsum of one operand position."""
+
+    position: int                 # 0-based position of the operand in the forward call
+    wrt: str                      # the operand's name ('A')
+    target: str                   # the variable the code assigns ('dL_dA', or 'dL_dA_1' for a repeat)
+    equation: str                 # over (cotangent, other operands in order, then aux tensors)
+    arguments: tuple[str, ...]    # the einsum's operands as code: names, then aux expressions
+    aux: tuple[Aux, ...]
+    code: str                     # runnable NumPy that assigns ``target``
+    relabelled: str
+    interpretation: str | None
+    loops: str
+    steps: tuple[str, ...]        # the swap, then each extra step of the generalized rule
+    shape: tuple[int, ...] | None  # equal to the operand's shape
+    inputs: tuple[str, ...] = field(repr=False)   # internal subscripts of the backward
+    output: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Total:
+    """The product rule: an array passed at several positions gets the sum of their gradients."""
+
+    wrt: str
+    target: str
+    parts: tuple[str, ...]
+    code: str
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One letter of the (bound) forward equation and the part it plays."""
+
+    letter: str
+    size: int | None
+    role: str                     # free, batch, contracted, diagonal, summed-in-one, broadcast
+    operands: tuple[str, ...]     # names of the operands that carry it
+    origin: str = ""              # "...": stands for an ellipsis axis; else the letter it broadcasts
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """The backward of one einsum: what :func:`derive` returns.
+
+    ``equation`` is the explicit forward equation; ``grads`` holds one :class:`Grad`
+    per operand position; ``totals`` the product rule where a name repeats.
+    """
+
+    text: str
+    equation: str
+    implicit: bool
+    names: tuple[str, ...]
+    output: str
+    cotangent: str
+    shapes: tuple[tuple[int, ...], ...] | None
+    output_shape: tuple[int, ...] | None
+    code: str
+    loops: str
+    grads: tuple[Grad, ...]
+    totals: tuple[Total, ...]
+    letters: tuple[Letter, ...]
+    inputs: tuple[str, ...] = field(repr=False)   # internal subscripts (bound when shapes are known)
+    result: str = field(repr=False)
+
+    @property
+    def sizes(self) -> dict[str, int] | None:
+        """Size of every letter of the bound equation (``None`` without shapes)."""
+        if self.shapes is None:
+            return None
+        return {x.letter: x.size for x in self.letters}
+
+    def bound_to(self, shapes: Sequence[Sequence[int]]) -> "Derivation":
+        """This derivation for operands of ``shapes`` (itself when they are its own)."""
+        shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+        if shapes == self.shapes:
+            return self
+        return _derive(self.text, self.names, self.output, shapes)
+
+    # -- running what is shown ---------------------------------------------------------
+
+    def _namespace(self, operands, cotangent=None) -> dict:
+        import numpy as np
+
+        if len(operands) != len(self.names):
+            raise EinsumError(f"the equation takes {len(self.names)} operand(s), "
+                              f"{len(operands)} were given", self.equation)
+        ns = {"np": np}
+        for name, x in zip(self.names, operands):
+            if name in ns and ns[name] is not x and not np.array_equal(ns[name], x):
+                raise EinsumError(f"{name!r} names two positions of the equation but two "
+                                  "different arrays were given", self.equation)
+            ns[name] = x
+        if cotangent is not None:
+            ns[self.cotangent] = cotangent
+        return ns
+
+    def _bound(self, operands) -> "Derivation":
+        import numpy as np
+
+        return self.bound_to([np.shape(x) for x in operands])
+
+    def vjp(self, cotangent, *operands) -> tuple:
+        """The gradients of every position, by running each :attr:`Grad.code` with NumPy."""
+        import numpy as np
+
+        d = self._bound(operands)
+        cotangent = np.asarray(cotangent)
+        if cotangent.shape != d.output_shape:
+            raise EinsumError(f"the cotangent {d.cotangent} has shape {cotangent.shape}, the output "
+                              f"{d.output} has shape {d.output_shape}", d.equation)
+        ns = d._namespace([np.asarray(x) for x in operands], cotangent)
+        for code in d._compiled("code"):
+            exec(code, ns)
+        return tuple(ns[g.target] for g in d.grads)
+
+    def loop_vjp(self, cotangent, *operands) -> tuple:
+        """The gradients of every position, by running each :attr:`Grad.loops`."""
+        import numpy as np
+
+        d = self._bound(operands)
+        ns = d._namespace([np.asarray(x) for x in operands], np.asarray(cotangent))
+        for code in d._compiled("loops"):
+            exec(code, ns)
+        return tuple(ns[g.target] for g in d.grads)
+
+    def loop_forward(self, *operands):
+        """The forward result, by running :attr:`loops`."""
+        import numpy as np
+
+        d = self._bound(operands)
+        ns = d._namespace([np.asarray(x) for x in operands])
+        exec(d._compiled("forward")[0], ns)
+        return ns[d.output]
+
+    def _compiled(self, what: str) -> tuple:
+        return _compile(self, what)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(d: Derivation, what: str) -> tuple:
+    if what == "forward":
+        sources = [d.loops]
+    else:
+        sources = [getattr(g, what) for g in d.grads]
+    return tuple(compile(src, f"<einsum_magic {what}>", "exec") for src in sources)
+
+
+def default_names(count: int) -> tuple[tuple[str, ...], str]:
+    """``A, B, …`` for ``count`` operands, and the next letter for the output."""
+    letters = [c for c in string.ascii_uppercase]
+    if count < len(letters):
+        return tuple(letters[:count]), letters[count]
+    return tuple(f"X{k + 1}" for k in range(count)), "Y"
+
+
+def derive(equation: str, names: Sequence[str] | None = None, output: str | None = None,
+           shapes: Sequence[Sequence[int]] | None = None) -> Derivation:
+    """Derive the backward einsum of every operand of ``equation``.
+
+    Parameters
+    ----------
+    equation:
+        An einsum equation, explicit (``'ij,jk->ik'``) or implicit (``'ij,jk'``).
+    names:
+        Operand names, one per position (default ``A, B, …``). A name given twice
+        is one array passed twice: its gradient is the sum over its positions.
+    output:
+        Name of the result (default: the letter after the last default name).
+    shapes:
+        Operand shapes. With them ``...`` and size-1 broadcasting are spelled out
+        with letters of their own and every shape is checked.
+
+    Raises
+    ------
+    EinsumError
+        For any bad input, with a caret under the offending place.
+
+    Examples
+    --------
+    >>> d = derive("ij,jk->ik", names=("A", "B"), output="C", shapes=((2, 3), (3, 4)))
+    >>> d.grads[0].code
+    "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"
+    >>> d.grads[0].interpretation
+    'dL_dC @ B.T'
+    """
+    eq = parse(equation)
+    count = len(eq.inputs)
+    if names is None:
+        names, default_out = default_names(count)
+    else:
+        if isinstance(names, str):
+            names = (names,)
+        names = tuple(names)
+        default_out = default_names(count)[1]
+        while default_out in names:
+            default_out += "_"
+    output = default_out if output is None else output
+    _check_names(eq, names, output)
+    if shapes is not None:
+        try:
+            shapes = tuple(tuple(int(n) if not isinstance(n, bool) and hasattr(n, "__index__") else n
+                                 for n in s) for s in shapes)
+        except TypeError:
+            raise EinsumError("shapes must be a sequence of tuples of sizes, one per operand",
+                              eq.text) from None
+    try:
+        return _derive(eq.text, names, output, shapes)
+    except TypeError:
+        raise EinsumError("shapes must be a sequence of tuples of integer sizes, one per operand",
+                          eq.text) from None
+
+
+def _check_names(eq: Equation, names: tuple, output) -> None:
+    for name in names + (output,):
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise EinsumError(f"the name {name!r} is not a Python identifier", eq.text)
+        if name == "np":
+            raise EinsumError("'np' is reserved for numpy in the generated code: choose another name",
+                              eq.text)
+    if len(names) != len(eq.inputs):
+        raise EinsumError(f"the equation has {len(eq.inputs)} operand(s) but {len(names)} name(s) "
+                          "were given", eq.text, eq.starts[min(len(names), len(eq.inputs) - 1)])
+    if output in names:
+        raise EinsumError(f"the output name {output!r} is also an operand's name", eq.text)
+    targets = {f"dL_d{n}" for n in names + (output,)}
+    clash = targets & set(names)
+    if clash:
+        raise EinsumError(f"the name {sorted(clash)[0]!r} is needed for a gradient: choose another",
+                          eq.text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _derive(text: str, names: tuple, output: str, shapes) -> Derivation:
+    eq = parse(text)
+    if shapes is None:
+        bound = None
+        inputs, result = eq.inputs, eq.output
+        if ELLIPSIS not in result:           # numpy: a '...' left out of the output is empty
+            inputs = tuple(s.replace(ELLIPSIS, "") for s in inputs)
+    else:
+        bound = bind(eq, shapes)
+        inputs, result = bound.inputs, bound.output
+    cotangent = f"dL_d{output}"
+    used = set("".join(inputs) + result)
+    counts = {n: names.count(n) for n in names}
+    seen: dict[str, int] = {}
+    grads = []
+    for k, name in enumerate(names):
+        seen[name] = seen.get(name, 0) + 1
+        target = f"dL_d{name}" if counts[name] == 1 else f"dL_d{name}_{seen[name]}"
+        grads.append(_grad(eq, bound, inputs, result, names, cotangent, k, target, set(used)))
+    totals = tuple(
+        Total(n, f"dL_d{n}", parts, f"dL_d{n} = " + " + ".join(parts))
+        for n in counts if counts[n] > 1
+        for parts in [tuple(g.target for g in grads if g.wrt == n)])
+    terms = list(zip(names, inputs))
+    out_shape = None if bound is None else tuple(bound.sizes[c] for c in result)
+    args = ", ".join(names)
+    return Derivation(
+        text=text, equation=eq.explicit, implicit=eq.implicit, names=names, output=output,
+        cotangent=cotangent, shapes=shapes, output_shape=out_shape,
+        code=f"{output} = np.einsum({spell_equation(inputs, result)!r}, {args})",
+        loops=loop_source(output, result, terms),
+        grads=tuple(grads), totals=totals, letters=_letters(inputs, result, names, bound),
+        inputs=inputs, result=result)
+
+
+def _grad(eq: Equation, bound: Bound | None, inputs, result, names, cotangent, k, target,
+          used: set) -> Grad:
+    subs, name = inputs[k], names[k]
+    fresh = fresh_letters(used)
+    out, aux, steps = [], [], []
+    others = [m for m in range(len(inputs)) if m != k]
+    steps.append(f"swap: {name}'s subscripts {spell(subs)!r} trade places with the output's "
+                 f"{spell(result)!r}, so {cotangent} comes first, the other operands keep their "
+                 f"order, and the result has {name}'s subscripts")
+    first: dict[str, int] = {}
+    for i, c in enumerate(subs):
+        if c in first:
+            f = next(fresh)
+            out.append(f)
+            aux.append(Aux("eye", c + f, name, axis_index(subs, i), c))
+            steps.append(f"{c!r} repeats in {name}: the repeat becomes {f!r}, tied to {c!r} by "
+                         f"np.eye (a Kronecker delta), since the output may not repeat a letter")
+        else:
+            first[c] = i
+            out.append(c)
+    grad_in = [result] + [inputs[m] for m in others] + [a.subscripts for a in aux]
+    present = set("".join(grad_in))
+    for c, i in first.items():
+        if c not in present:
+            aux.append(Aux("ones", c, name, axis_index(subs, i), c))
+            steps.append(f"{c!r} is summed inside {name} alone, so no input of the backward "
+                         f"carries it: np.ones broadcasts it back over {name}'s axis")
+    grad_in += [a.subscripts for a in aux if a.kind == "ones"]
+    grad_out = "".join(out)
+    if bound is not None:
+        steps.extend(_bound_steps(bound, subs, name))
+    arguments = (cotangent,) + tuple(names[m] for m in others) + tuple(a.code for a in aux)
+    equation = spell_equation(grad_in, grad_out)
+    if ELLIPSIS in "".join(grad_in) and ELLIPSIS not in grad_out:
+        # Shapes unknown and this operand has no '...': numpy cannot sum '...' away
+        # inside einsum, so keep it in the output and sum it off after.
+        steps.append(f"{name} has no '...': the '...' axes of the others are summed away")
+        runnable = spell_equation(grad_in, ELLIPSIS + grad_out)
+        code = (f"{target} = np.einsum({runnable!r}, {', '.join(arguments)})"
+                f".reshape((-1,) + {name}.shape).sum(axis=0)")
+    else:
+        code = f"{target} = np.einsum({equation!r}, {', '.join(arguments)})"
+    terms = [(cotangent, result)] + [(names[m], inputs[m]) for m in others]
+    shape = None if bound is None else bound.shapes[k]
+    return Grad(
+        position=k, wrt=name, target=target, equation=equation, arguments=arguments,
+        aux=tuple(aux), code=code, relabelled=relabel(equation),
+        interpretation=interpret(grad_in, grad_out, arguments, aux, name),
+        loops=loop_source(target, subs, terms, shape_of=name, order="".join(inputs)), steps=tuple(steps),
+        shape=shape, inputs=tuple(grad_in), output=grad_out)
+
+
+def _bound_steps(bound: Bound, subs: str, name: str) -> list[str]:
+    steps = []
+    own_ell = [c for c in bound.ellipsis if c in subs]
+    if own_ell:
+        steps.append(f"'...' of {name} is spelled {''.join(own_ell)!r} from the shapes")
+    for c in subs:
+        if c in bound.broadcast:
+            steps.append(f"{name}'s axis {subs.index(c)} has size 1 and broadcasts: it gets its own "
+                         f"letter {c!r}, summed like a letter of one operand")
+    return steps
+
+
+def _letters(inputs, result, names, bound: Bound | None) -> tuple[Letter, ...]:
+    out = []
+    order = dict.fromkeys(c for s in inputs for c in s if c != ELLIPSIS)
+    for c in order:
+        carriers = tuple(dict.fromkeys(n for n, s in zip(names, inputs) if c in s))
+        count = sum(c in s for s in inputs)
+        if bound is not None and c in bound.broadcast:
+            role = "broadcast"
+        elif any(s.count(c) > 1 for s in inputs):
+            role = "diagonal"
+        elif c in result:
+            role = "batch" if count > 1 else "free"
+        else:
+            role = "contracted" if count > 1 else "summed-in-one"
+        origin = "..." if bound is not None and c in bound.ellipsis else ""
+        size = None if bound is None else bound.sizes[c]
+        out.append(Letter(c, size, role, carriers, origin))
+    return tuple(out)

@@ -1,0 +1,235 @@
+"""Ways to read a backward einsum: relabelled, and as a short NumPy expression.
+
+``relabel`` renames letters in order of first appearance (``'ik,jk->ij'`` reads
+``'ij,kj->ik'``, a matrix times a transpose). ``interpret`` finds a short NumPy
+form (``dL_dC @ B.T``) where one exists and returns ``None`` otherwise: it builds
+readings only from rules that are exact, and the test suite checks each one
+numerically.
+
+>>> relabel("ik,jk->ij")
+'ij,kj->ik'
+>>> interpret(["ik", "jk"], "ij", ["dL_dC", "B"], (), "A")
+'dL_dC @ B.T'
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Sequence
+
+from .equation import ELLIPSIS, INDEX_ORDER
+
+__all__ = ["relabel", "interpret"]
+
+
+def relabel(equation: str) -> str:
+    """Rename the letters of a spelled equation in order of first appearance: i, j, k, …"""
+    mapping: dict[str, str] = {}
+    fresh = iter(INDEX_ORDER)
+    out = []
+    for c in equation:
+        if c.isalpha():
+            if c not in mapping:
+                mapping[c] = next(fresh)
+            out.append(mapping[c])
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def interpret(inputs: Sequence[str], output: str, arguments: Sequence[str], aux, wrt: str) -> str | None:
+    """A short NumPy expression equal to ``np.einsum(inputs->output, *arguments)``, or ``None``.
+
+    ``aux`` are the :class:`~einsum_magic.derivation.Aux` tensors at the end of
+    ``inputs``/``arguments``; ``wrt`` names the operand whose shape the result has.
+    """
+    if any(ELLIPSIS in s for s in inputs) or ELLIPSIS in output:
+        return None
+    n = len(inputs) - len(aux)
+    core = list(zip(arguments[:n], inputs[:n]))
+    kinds = {a.kind for a in aux}
+    if not aux:
+        return _read(core, output)
+    if kinds == {"ones"}:
+        spread = {a.subscripts for a in aux}
+        kept = "".join(c for c in output if c not in spread)
+        r = _read(core, kept) if core else None
+        if r is None:
+            return None
+        index = [":" if c in kept else "None" for c in output]
+        while index and index[-1] == ":":
+            index.pop()
+        if index and all(x == "None" for x in index):
+            index = []
+        expr = f"{_atom(r)}[{', '.join(index)}]" if index else r
+        return f"np.broadcast_to({expr}, {wrt}.shape)"
+    if kinds == {"eye"} and len(aux) == 1 and len(output) == 2 and core:
+        c, f = aux[0].subscripts
+        if sorted(output) != sorted(c + f):
+            return None
+        if any(c in subs for _, subs in core):        # a vector on the diagonal
+            r = _read(core, c)
+            return None if r is None else f"np.diag({r})"
+        r = _read(core, "")                           # a scalar times the identity
+        return None if r is None else f"{_atom(r)} * {aux[0].code}"
+    return None
+
+
+# -- the reader: operands with unique letters, combined pairwise --------------------------
+
+def _read(operands: list[tuple[str, str]], output: str) -> str | None:
+    """An expression for einsum over ``operands`` (expr, subscripts) to ``output``."""
+    found = _combine(operands, set(output))
+    candidates = []
+    for expr, subs in found:
+        if sorted(subs) == sorted(output):
+            candidates.append(_permute(expr, subs, output))
+    return min(candidates, key=len) if candidates else None
+
+
+def _combine(operands, keep: set) -> list[tuple[str, str]]:
+    """Every way found to reduce ``operands`` to one (expr, subscripts) keeping ``keep``."""
+    ops = []
+    for expr, subs in operands:
+        if len(set(subs)) != len(subs):
+            r = _diagonal(expr, subs, keep | {c for e, s in operands if e != expr for c in s})
+            if r is None:
+                return []
+            ops.append(r)
+        else:
+            ops.append((expr, subs))
+    if len(ops) == 1:
+        expr, subs = ops[0]
+        return [_sum(expr, subs, keep)]
+    if len(ops) > 3:
+        return []
+    results = []
+    for i, j in itertools.combinations(range(len(ops)), 2):
+        rest = [ops[m] for m in range(len(ops)) if m not in (i, j)]
+        inner_keep = keep | {c for _, s in rest for c in s}
+        for a, b in ((ops[i], ops[j]), (ops[j], ops[i])):
+            pair = _pair(a, b, inner_keep)
+            if pair is None:
+                continue
+            if rest:
+                results.extend(_combine([pair] + rest, keep))
+            else:
+                results.append(pair)
+    return results
+
+
+def _diagonal(expr: str, subs: str, keep: set):
+    if len(subs) == 2 and subs[0] == subs[1]:
+        if subs[0] in keep:
+            return f"np.diag({expr})", subs[0]
+        return f"np.trace({expr})", ""
+    return None
+
+
+def _sum(expr: str, subs: str, keep: set) -> tuple[str, str]:
+    axes = [i for i, c in enumerate(subs) if c not in keep]
+    if not axes:
+        return expr, subs
+    rest = "".join(c for c in subs if c in keep)
+    if not rest:
+        return f"{_atom(expr)}.sum()", ""
+    ax = str(axes[0]) if len(axes) == 1 else "(" + ", ".join(map(str, axes)) + ")"
+    return f"{_atom(expr)}.sum(axis={ax})", rest
+
+
+def _pair(a, b, keep: set):
+    (ea, sa), (eb, sb) = a, b
+    ea, sa = _sum(ea, sa, keep | set(sb))
+    eb, sb = _sum(eb, sb, keep | set(sa))
+    if not sa:
+        return f"{_atom(ea)} * {_atom(eb)}", sb
+    if not sb:
+        return None                                   # read as scalar * tensor, the other order
+    shared = [c for c in sa if c in sb]
+    contracted = [c for c in shared if c not in keep]
+    batch = [c for c in shared if c in keep]
+    fa = [c for c in sa if c not in sb]
+    fb = [c for c in sb if c not in sa]
+    if not contracted:
+        if not batch:
+            if len(sa) == 1 and len(sb) == 1:
+                return f"np.outer({ea}, {eb})", sa + sb
+            return f"np.multiply.outer({ea}, {eb})", sa + sb
+        if not fb:                                    # b's letters all in a: broadcast b onto a
+            return f"{_atom(ea)} * {_expand(eb, sb, sa)}", sa
+        return None
+    if not batch:
+        if len(contracted) == 1 and len(fa) <= 1 and len(fb) <= 1:
+            c = contracted[0]
+            left = _permute(ea, sa, "".join(fa) + c)
+            right = _permute(eb, sb, c + "".join(fb))
+            return f"{_operand(left, True)} @ {_operand(right)}", "".join(fa + fb)
+        if not fa and not fb:
+            return f"np.sum({_atom(ea)} * {_atom(_permute(eb, sb, sa))})", ""
+        ax_a = [sa.index(c) for c in contracted]
+        ax_b = [sb.index(c) for c in contracted]
+        return (f"np.tensordot({ea}, {eb}, axes=({_list(ax_a)}, {_list(ax_b)}))",
+                "".join(fa + fb))
+    if len(contracted) == 1 and len(fa) == 1 and len(fb) == 1:
+        c = contracted[0]
+        left = _permute(ea, sa, "".join(batch) + fa[0] + c)
+        right = _permute(eb, sb, "".join(batch) + c + fb[0])
+        return f"{_operand(left, True)} @ {_operand(right)}", "".join(batch) + fa[0] + fb[0]
+    return None
+
+
+def _expand(expr: str, subs: str, target: str) -> str:
+    """``expr`` over ``subs`` indexed with None so that it broadcasts against ``target``."""
+    expr = _permute(expr, subs, "".join(c for c in target if c in subs))
+    index = [":" if c in subs else "None" for c in target]
+    while index and index[0] == "None":
+        index.pop(0)                                  # leading axes broadcast by themselves
+    if all(x == ":" for x in index):
+        return _atom(expr)
+    while index[-1] == ":":
+        index.pop()                                   # so do trailing ones
+    return f"{_atom(expr)}[{', '.join(index)}]"
+
+
+def _permute(expr: str, subs: str, target: str) -> str:
+    if subs == target:
+        return expr
+    if len(subs) == 2 and subs[::-1] == target:
+        return f"{_atom(expr)}.T"
+    if len(subs) > 2 and subs[:-2] == target[:-2] and subs[-2:] == target[-2:][::-1]:
+        return f"np.swapaxes({expr}, -1, -2)"
+    perm = tuple(subs.index(c) for c in target)
+    return f"np.transpose({expr}, {perm})"
+
+
+def _operand(expr: str, left: bool = False) -> str:
+    """A matmul operand: ``@`` binds left to right, so a left-hand ``@`` chain needs no brackets."""
+    if left and " @ " in expr and " * " not in expr and _atom(expr.split(" @ ")[0]) == expr.split(" @ ")[0]:
+        return expr
+    return _atom(expr)
+
+
+def _list(xs) -> str:
+    return "[" + ", ".join(map(str, xs)) + "]"
+
+
+_ATOM = re.compile(r"^[A-Za-z_][\w.]*(\[[^\[\]]*\])?$")
+
+
+def _atom(expr: str) -> str:
+    """``expr`` safe to follow with ``.T``, ``[...]`` or ``*``: parenthesised unless atomic."""
+    if _ATOM.match(expr):
+        return expr
+    if re.match(r"^[\w.]+\(", expr) and _closes_at_end(expr, expr.index("(")):
+        return expr
+    return f"({expr})"
+
+
+def _closes_at_end(expr: str, start: int) -> bool:
+    depth = 0
+    for i in range(start, len(expr)):
+        depth += {"(": 1, ")": -1}.get(expr[i], 0)
+        if depth == 0:
+            return i == len(expr) - 1
+    return False
