@@ -367,7 +367,7 @@ def _grad(eq: Equation, bound: Bound | None, inputs, result, names, cotangent, k
     return Grad(
         position=k, wrt=name, target=target, equation=equation, arguments=arguments,
         aux=tuple(aux), code=code, relabelled=relabel(equation),
-        interpretation=interpret(grad_in, grad_out, arguments, aux, name),
+        interpretation=interpret(tuple(grad_in), grad_out, arguments, tuple(aux), name),
         loops=loop_source(target, subs, terms, shape_of=name, order="".join(inputs)), steps=tuple(steps),
         shape=shape, inputs=tuple(grad_in), output=grad_out)
 

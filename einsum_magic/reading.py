@@ -8,15 +8,15 @@ numerically.
 
 >>> relabel("ik,jk->ij")
 'ij,kj->ik'
->>> interpret(["ik", "jk"], "ij", ["dL_dC", "B"], (), "A")
+>>> interpret(("ik", "jk"), "ij", ("dL_dC", "B"), (), "A")
 'dL_dC @ B.T'
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-import re
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .equation import ELLIPSIS, INDEX_ORDER
 
@@ -38,19 +38,22 @@ def relabel(equation: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=4096)
 def interpret(inputs: Sequence[str], output: str, arguments: Sequence[str], aux, wrt: str) -> str | None:
     """A short NumPy expression equal to ``np.einsum(inputs->output, *arguments)``, or ``None``.
 
     ``aux`` are the :class:`~einsum_magic.derivation.Aux` tensors at the end of
     ``inputs``/``arguments``; ``wrt`` names the operand whose shape the result has.
+    Arguments must be hashable (tuples): readings are cached.
     """
     if any(ELLIPSIS in s for s in inputs) or ELLIPSIS in output:
         return None
     n = len(inputs) - len(aux)
-    core = list(zip(arguments[:n], inputs[:n]))
+    core = [(Expr(e), s) for e, s in zip(arguments[:n], inputs[:n])]
     kinds = {a.kind for a in aux}
     if not aux:
-        return _read(core, output)
+        r = _read(core, output)
+        return None if r is None else r.text
     if kinds == {"ones"}:
         spread = {a.subscripts for a in aux}
         kept = "".join(c for c in output if c not in spread)
@@ -62,7 +65,7 @@ def interpret(inputs: Sequence[str], output: str, arguments: Sequence[str], aux,
             index.pop()
         if index and all(x == "None" for x in index):
             index = []
-        expr = f"{_atom(r)}[{', '.join(index)}]" if index else r
+        expr = f"{r.atom}[{', '.join(index)}]" if index else r.text
         return f"np.broadcast_to({expr}, {wrt}.shape)"
     if kinds == {"eye"} and len(aux) == 1 and len(output) == 2 and core:
         c, f = aux[0].subscripts
@@ -70,30 +73,50 @@ def interpret(inputs: Sequence[str], output: str, arguments: Sequence[str], aux,
             return None
         if any(c in subs for _, subs in core):        # a vector on the diagonal
             r = _read(core, c)
-            return None if r is None else f"np.diag({r})"
+            return None if r is None else f"np.diag({r.text})"
         r = _read(core, "")                           # a scalar times the identity
-        return None if r is None else f"{_atom(r)} * {aux[0].code}"
+        return None if r is None else f"{r.factor} * {aux[0].code}"
     return None
 
 
 # -- the reader: operands with unique letters, combined pairwise --------------------------
 
-def _read(operands: list[tuple[str, str]], output: str) -> str | None:
-    """An expression for einsum over ``operands`` (expr, subscripts) to ``output``."""
-    found = _combine(operands, set(output))
-    candidates = []
-    for expr, subs in found:
-        if sorted(subs) == sorted(output):
-            candidates.append(_permute(expr, subs, output))
-    return min(candidates, key=len) if candidates else None
+class Expr(NamedTuple):
+    """A NumPy expression and how tightly it binds: ``atom``, ``matmul`` (a @ chain) or ``product``."""
+
+    text: str
+    kind: str = "atom"
+
+    @property
+    def atom(self) -> str:
+        """Safe to follow with ``.T``, ``.sum()`` or ``[...]``."""
+        return self.text if self.kind == "atom" else f"({self.text})"
+
+    @property
+    def left(self) -> str:
+        """Safe on the left of ``@`` (which binds left to right)."""
+        return self.text if self.kind in ("atom", "matmul") else f"({self.text})"
+
+    @property
+    def factor(self) -> str:
+        """Safe as a factor of ``*``."""
+        return self.text if self.kind in ("atom", "product") else f"({self.text})"
 
 
-def _combine(operands, keep: set) -> list[tuple[str, str]]:
+def _read(operands: list[tuple[Expr, str]], output: str) -> Expr | None:
+    """The shortest expression found for einsum over ``operands`` (expr, subscripts) to ``output``."""
+    candidates = [_permute(e, subs, output) for e, subs in _combine(operands, set(output))
+                  if sorted(subs) == sorted(output)]
+    return min(candidates, key=lambda e: len(e.text)) if candidates else None
+
+
+def _combine(operands, keep: set) -> list[tuple[Expr, str]]:
     """Every way found to reduce ``operands`` to one (expr, subscripts) keeping ``keep``."""
     ops = []
-    for expr, subs in operands:
+    for k, (expr, subs) in enumerate(operands):
         if len(set(subs)) != len(subs):
-            r = _diagonal(expr, subs, keep | {c for e, s in operands if e != expr for c in s})
+            others = {c for m, (_, s) in enumerate(operands) if m != k for c in s}
+            r = _diagonal(expr, subs, keep | others)
             if r is None:
                 return []
             ops.append(r)
@@ -119,23 +142,23 @@ def _combine(operands, keep: set) -> list[tuple[str, str]]:
     return results
 
 
-def _diagonal(expr: str, subs: str, keep: set):
+def _diagonal(expr: Expr, subs: str, keep: set):
     if len(subs) == 2 and subs[0] == subs[1]:
         if subs[0] in keep:
-            return f"np.diag({expr})", subs[0]
-        return f"np.trace({expr})", ""
+            return Expr(f"np.diag({expr.text})"), subs[0]
+        return Expr(f"np.trace({expr.text})"), ""
     return None
 
 
-def _sum(expr: str, subs: str, keep: set) -> tuple[str, str]:
+def _sum(expr: Expr, subs: str, keep: set) -> tuple[Expr, str]:
     axes = [i for i, c in enumerate(subs) if c not in keep]
     if not axes:
         return expr, subs
     rest = "".join(c for c in subs if c in keep)
     if not rest:
-        return f"{_atom(expr)}.sum()", ""
+        return Expr(f"{expr.atom}.sum()"), ""
     ax = str(axes[0]) if len(axes) == 1 else "(" + ", ".join(map(str, axes)) + ")"
-    return f"{_atom(expr)}.sum(axis={ax})", rest
+    return Expr(f"{expr.atom}.sum(axis={ax})"), rest
 
 
 def _pair(a, b, keep: set):
@@ -143,7 +166,7 @@ def _pair(a, b, keep: set):
     ea, sa = _sum(ea, sa, keep | set(sb))
     eb, sb = _sum(eb, sb, keep | set(sa))
     if not sa:
-        return f"{_atom(ea)} * {_atom(eb)}", sb
+        return Expr(f"{ea.factor} * {eb.factor}", "product"), sb
     if not sb:
         return None                                   # read as scalar * tensor, the other order
     shared = [c for c in sa if c in sb]
@@ -154,82 +177,54 @@ def _pair(a, b, keep: set):
     if not contracted:
         if not batch:
             if len(sa) == 1 and len(sb) == 1:
-                return f"np.outer({ea}, {eb})", sa + sb
-            return f"np.multiply.outer({ea}, {eb})", sa + sb
+                return Expr(f"np.outer({ea.text}, {eb.text})"), sa + sb
+            return Expr(f"np.multiply.outer({ea.text}, {eb.text})"), sa + sb
         if not fb:                                    # b's letters all in a: broadcast b onto a
-            return f"{_atom(ea)} * {_expand(eb, sb, sa)}", sa
+            return Expr(f"{ea.factor} * {_expand(eb, sb, sa)}", "product"), sa
         return None
     if not batch:
         if len(contracted) == 1 and len(fa) <= 1 and len(fb) <= 1:
             c = contracted[0]
             left = _permute(ea, sa, "".join(fa) + c)
             right = _permute(eb, sb, c + "".join(fb))
-            return f"{_operand(left, True)} @ {_operand(right)}", "".join(fa + fb)
+            return Expr(f"{left.left} @ {right.atom}", "matmul"), "".join(fa + fb)
         if not fa and not fb:
-            return f"np.sum({_atom(ea)} * {_atom(_permute(eb, sb, sa))})", ""
+            return Expr(f"np.sum({ea.factor} * {_permute(eb, sb, sa).factor})"), ""
         ax_a = [sa.index(c) for c in contracted]
         ax_b = [sb.index(c) for c in contracted]
-        return (f"np.tensordot({ea}, {eb}, axes=({_list(ax_a)}, {_list(ax_b)}))",
+        return (Expr(f"np.tensordot({ea.text}, {eb.text}, axes=({_list(ax_a)}, {_list(ax_b)}))"),
                 "".join(fa + fb))
     if len(contracted) == 1 and len(fa) == 1 and len(fb) == 1:
         c = contracted[0]
         left = _permute(ea, sa, "".join(batch) + fa[0] + c)
         right = _permute(eb, sb, "".join(batch) + c + fb[0])
-        return f"{_operand(left, True)} @ {_operand(right)}", "".join(batch) + fa[0] + fb[0]
+        return Expr(f"{left.left} @ {right.atom}", "matmul"), "".join(batch) + fa[0] + fb[0]
     return None
 
 
-def _expand(expr: str, subs: str, target: str) -> str:
+def _expand(expr: Expr, subs: str, target: str) -> str:
     """``expr`` over ``subs`` indexed with None so that it broadcasts against ``target``."""
     expr = _permute(expr, subs, "".join(c for c in target if c in subs))
     index = [":" if c in subs else "None" for c in target]
     while index and index[0] == "None":
         index.pop(0)                                  # leading axes broadcast by themselves
     if all(x == ":" for x in index):
-        return _atom(expr)
+        return expr.factor
     while index[-1] == ":":
         index.pop()                                   # so do trailing ones
-    return f"{_atom(expr)}[{', '.join(index)}]"
+    return f"{expr.atom}[{', '.join(index)}]"
 
 
-def _permute(expr: str, subs: str, target: str) -> str:
+def _permute(expr: Expr, subs: str, target: str) -> Expr:
     if subs == target:
         return expr
     if len(subs) == 2 and subs[::-1] == target:
-        return f"{_atom(expr)}.T"
+        return Expr(f"{expr.atom}.T")
     if len(subs) > 2 and subs[:-2] == target[:-2] and subs[-2:] == target[-2:][::-1]:
-        return f"np.swapaxes({expr}, -1, -2)"
+        return Expr(f"np.swapaxes({expr.text}, -1, -2)")
     perm = tuple(subs.index(c) for c in target)
-    return f"np.transpose({expr}, {perm})"
-
-
-def _operand(expr: str, left: bool = False) -> str:
-    """A matmul operand: ``@`` binds left to right, so a left-hand ``@`` chain needs no brackets."""
-    if left and " @ " in expr and " * " not in expr and _atom(expr.split(" @ ")[0]) == expr.split(" @ ")[0]:
-        return expr
-    return _atom(expr)
+    return Expr(f"np.transpose({expr.text}, {perm})")
 
 
 def _list(xs) -> str:
     return "[" + ", ".join(map(str, xs)) + "]"
-
-
-_ATOM = re.compile(r"^[A-Za-z_][\w.]*(\[[^\[\]]*\])?$")
-
-
-def _atom(expr: str) -> str:
-    """``expr`` safe to follow with ``.T``, ``[...]`` or ``*``: parenthesised unless atomic."""
-    if _ATOM.match(expr):
-        return expr
-    if re.match(r"^[\w.]+\(", expr) and _closes_at_end(expr, expr.index("(")):
-        return expr
-    return f"({expr})"
-
-
-def _closes_at_end(expr: str, start: int) -> bool:
-    depth = 0
-    for i in range(start, len(expr)):
-        depth += {"(": 1, ")": -1}.get(expr[i], 0)
-        if depth == 0:
-            return i == len(expr) - 1
-    return False
