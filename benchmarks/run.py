@@ -20,6 +20,7 @@ from common import machine  # noqa: E402
 
 SECTIONS = [
     ("bench_derive", "derive()"),
+    ("bench_check", "check() on the default JAX device"),
 ]
 
 

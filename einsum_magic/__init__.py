@@ -10,18 +10,13 @@ Importing this package imports neither JAX nor ipywidgets: the check and the
 widgets import them when first used.
 """
 
+from .check import CheckReport, check
 from .derivation import Derivation, Grad, derive
 from .errors import EinsumError
 
-__all__ = ["derive", "check", "Derivation", "Grad", "EinsumError", "load_ipython_extension"]
+__all__ = ["derive", "check", "Derivation", "Grad", "CheckReport", "EinsumError",
+           "load_ipython_extension"]
 __version__ = "0.1.0"
-
-
-def check(derivation, *operands, **options):
-    """Check ``derivation``'s gradients against ``jax.vjp`` (see :func:`einsum_magic.check.check`)."""
-    from .check import check as _check
-
-    return _check(derivation, *operands, **options)
 
 
 def load_ipython_extension(ipython):

@@ -1,0 +1,534 @@
+"""The inline check: every derived gradient against JAX's autodiff, on the default JAX device.
+
+This module owns the arrow ``Derivation → CheckReport`` of the data flow. For a
+:class:`~einsum_magic.derivation.Derivation` and the operands (the user's arrays, or
+seeded random ones with the derivation's sizes) it computes, on JAX's default device
+(a GPU when JAX has one) and under ``jax.default_matmul_precision("highest")``:
+
+- each derived gradient: :attr:`Grad.equation <einsum_magic.derivation.Grad>` evaluated
+  with ``jnp.einsum`` over (cotangent, the other operands in order, the ``eye``/``ones``
+  tensors of :attr:`Grad.aux`), exactly the einsum that :attr:`Grad.code` runs;
+- the same gradients by ``jax.vjp`` of the forward ``jnp.einsum``;
+- a NumPy reference: the derived einsum again, in float64 (complex128).
+
+A gradient passes when its error against ``jax.vjp`` and against the reference is
+within the dtype's tolerance (:data:`TOLERANCES`). Errors are measured relative to the
+gradient's *scale*: the same einsum evaluated on the absolute values of its operands,
+which bounds every rounding error of the sum (``|Σ xy| ≤ Σ |x||y|``). So float32
+passes on long contractions and on arrays whose terms cancel, while a transposed or
+otherwise wrong gradient, off by the order of the values themselves, fails.
+
+JAX is imported on first use, never when this module is imported. JAX's global
+configuration is never changed: float64 and complex128 run inside the scoped
+``jax.enable_x64(True)`` context. Compiled functions are cached by (equations, shapes,
+dtype, device), so a repeated check of a small einsum costs a few milliseconds.
+
+>>> from einsum_magic import derive
+>>> report = check(derive("ij,jk->ik", shapes=((2, 3), (3, 4))))
+>>> report.summary
+'check: PASS, 2/2 gradients match jax.vjp (float32)'
+>>> [(g.target, g.passed) for g in report.grads]
+[('dL_dA', True), ('dL_dB', True)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .derivation import Derivation, Grad
+from .errors import EinsumError
+
+__all__ = ["check", "CheckReport", "GradCheck", "JaxNotInstalled", "jax_available",
+           "MAX_ELEMENTS", "TOLERANCES", "PRECISION", "INSTALL"]
+
+#: Element budget per array (each operand and the output) when ``max_elements`` is not
+#: given. Bigger arrays are replaced by seeded random arrays with clamped sizes: a
+#: million float32 elements is 4 MB, checked in well under a second on a CPU.
+MAX_ELEMENTS = 1_000_000
+
+#: The matmul precision of both sides of the check (GPUs would use TF32 for float32).
+PRECISION = "highest"
+
+#: ``dtype -> (rtol, atol)``. ``rtol`` bounds the error relative to the gradient's
+#: scale (see the module docstring); ``atol`` is a floor for results that underflow.
+#: float32's 1e-4 is ~1000 float32 roundings, yet 10x below TF32's error.
+TOLERANCES = {
+    "float16": (1e-2, 1e-4),
+    "bfloat16": (5e-2, 1e-30),
+    "float32": (1e-4, 1e-30),
+    "float64": (1e-10, 1e-300),
+    "complex64": (1e-4, 1e-30),
+    "complex128": (1e-10, 1e-300),
+}
+
+#: How to install JAX: what :class:`JaxNotInstalled` says.
+INSTALL = 'pip install jax (CPU) or pip install "jax[cuda13]" (NVIDIA GPUs)'
+
+_COMPLEX = {"float16": "complex64", "bfloat16": "complex64", "float32": "complex64",
+            "float64": "complex128"}
+_TIMING_RUNS = 3
+
+
+class JaxNotInstalled(ImportError):
+    """The check needs JAX, which is not installed; the message says how to install it."""
+
+    def __init__(self):
+        super().__init__(f"the gradient check needs JAX: {INSTALL}")
+
+
+def jax_available() -> bool:
+    """Whether JAX can be imported, answered without importing it.
+
+    >>> isinstance(jax_available(), bool)
+    True
+    """
+    try:
+        return importlib.util.find_spec("jax") is not None
+    except (ImportError, ValueError):       # a module without __spec__ in sys.modules
+        return False
+
+
+@dataclass(frozen=True)
+class GradCheck:
+    """The check of one gradient (one operand position)."""
+
+    target: str            # 'dL_dA'
+    wrt: str               # 'A'
+    equation: str          # the derived einsum that was checked
+    passed: bool
+    max_abs_error: float   # derived (jnp.einsum on the device) vs jax.vjp (same device)
+    max_rel_error: float   # max_abs_error relative to the gradient's scale
+    ref_abs_error: float   # derived vs the NumPy float64 reference (all three nan: not run)
+    rtol: float
+    atol: float
+    message: str           # '' when passed, else what went wrong
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What :func:`check` found: one :class:`GradCheck` per operand position, and the setting."""
+
+    passed: bool
+    grads: tuple[GradCheck, ...]
+    device: str            # 'cpu' or the GPU's name ('NVIDIA H100 80GB HBM3')
+    backend: str           # jax.default_backend(): 'cpu', 'gpu', 'tpu'
+    dtype: str
+    precision: str
+    user_arrays: bool      # the user's arrays were checked (not random ones)
+    notes: tuple[str, ...]
+    timings: dict          # derived_ms, jax_vjp_ms (warm, best of 3), compile_ms (~0 when cached)
+
+    @property
+    def summary(self) -> str:
+        """One deterministic line: PASS/FAIL and counts, no device, errors or timings.
+
+        >>> errors = dict(max_abs_error=1.0, max_rel_error=0.5, ref_abs_error=0.0,
+        ...               rtol=1e-4, atol=1e-30, message="values differ from jax.vjp")
+        >>> r = CheckReport(False, (GradCheck("dL_dA", "A", "ik,jk->ji", False, **errors),),
+        ...                 "cpu", "cpu", "float32", "highest", False, (), {})
+        >>> r.summary
+        'check: FAIL, 0/1 gradient matches jax.vjp (float32); wrong: dL_dA'
+        """
+        n, ok = len(self.grads), sum(g.passed for g in self.grads)
+        counted = f"{ok}/{n} gradient{'s' if n > 1 else ''} match{'es' if n == 1 else ''} jax.vjp"
+        if self.passed:
+            return f"check: PASS, {counted} ({self.dtype})"
+        wrong = ", ".join(g.target for g in self.grads if not g.passed)
+        return f"check: FAIL, {counted} ({self.dtype}); wrong: {wrong}"
+
+
+def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotangent=None,
+          max_elements: int | None = None) -> CheckReport:
+    """Check every gradient of ``d`` against ``jax.vjp`` on JAX's default device.
+
+    Parameters
+    ----------
+    d:
+        A derivation (:func:`einsum_magic.derive`). It is bound to the operands' shapes
+        first; a derivation whose shapes are the operands' is checked as it is, so an
+        edited one (``dataclasses.replace``) is checked with its edits.
+    operands:
+        The arrays, one per operand position (NumPy, JAX, CPU PyTorch, nested lists).
+        Integers and booleans are cast to ``dtype``; complex arrays make a real ``dtype``
+        complex. None given: seeded random arrays with ``d.shapes``.
+    seed:
+        Seed of the random operands and of the random cotangent.
+    dtype:
+        float32 (default), float64, complex64, complex128, float16 or bfloat16.
+    cotangent:
+        The output's cotangent; default a seeded standard-normal array (never all ones:
+        ones hide transposed gradients).
+    max_elements:
+        Element budget per array (default :data:`MAX_ELEMENTS`): arrays over it are
+        replaced by seeded random arrays with clamped sizes, and ``notes`` says so.
+
+    Raises
+    ------
+    JaxNotInstalled
+        Without JAX, with the install commands.
+    EinsumError
+        For bad operands, shapes, cotangent or options.
+    """
+    jax, jnp = _import_jax()
+    if not isinstance(d, Derivation):
+        raise EinsumError(f"check() takes a Derivation (from derive()), not {type(d).__name__}")
+    dt = _resolve_dtype(jnp, dtype)
+    if seed is not None:
+        seed = _integer(seed, 0, "seed must be a non-negative integer or None")
+    budget = _integer(MAX_ELEMENTS if max_elements is None else max_elements, 1,
+                      "max_elements must be a positive integer")
+    d, inputs = _prepare(d, operands, seed, dt, cotangent, budget)
+    dtype = inputs.dtype
+    x64 = dtype in ("float64", "complex128")
+    with (jax.enable_x64(True) if x64 else contextlib.nullcontext()), \
+            jax.default_matmul_precision(PRECISION):
+        return _run(jax, jnp, d, inputs, _flag(jax))
+
+
+# -- inputs (NumPy only) -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Inputs:
+    operands: tuple        # NumPy arrays of ``dtype``, one per position (the same object for a name)
+    cotangent: np.ndarray
+    dtype: str
+    user_arrays: bool
+    notes: tuple[str, ...]
+
+
+def _integer(value, least: int, message: str) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < least:
+        raise EinsumError(f"{message}, not {value!r}")
+    return int(value)
+
+
+def _resolve_dtype(jnp, dtype) -> str:
+    try:
+        name = jnp.dtype(dtype).name
+    except (TypeError, ValueError):
+        name = None
+    if name not in TOLERANCES:
+        raise EinsumError(f"dtype {dtype!r} cannot be checked: use one of {', '.join(TOLERANCES)}")
+    return name
+
+
+def _prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
+    """The derivation bound to the arrays, and the arrays of the check (NumPy, ``dtype``)."""
+    notes = []
+    arrays = None
+    if operands:
+        if len(operands) != len(d.names):
+            raise EinsumError(f"the equation takes {len(d.names)} operand(s), {len(operands)} were "
+                              "given", d.equation)
+        arrays = [_as_array(x, name, d.equation) for name, x in zip(d.names, operands)]
+        d = d.bound_to([a.shape for a in arrays])
+        first = {}
+        for name, a in zip(d.names, arrays):
+            if name in first and not (a.shape == first[name].shape and np.array_equal(a, first[name])):
+                raise EinsumError(f"{name!r} names two positions of the equation but two different "
+                                  "arrays were given", d.equation)
+            first.setdefault(name, a)
+        if dtype in _COMPLEX and any(a.dtype.kind == "c" for a in arrays):
+            notes.append(f"complex arrays: checked in {_COMPLEX[dtype]} rather than {dtype}")
+            dtype = _COMPLEX[dtype]
+    elif d.shapes is None:
+        raise EinsumError("no arrays and no shapes to check with: pass the arrays to check(), or "
+                          "shapes to derive(..., shapes=...)", d.equation)
+    sizes = d.sizes
+    clamped = _clamp(d, budget)
+    if clamped is not None:
+        notes.append(_clamp_note(d, sizes, clamped, budget, arrays is not None))
+        sizes, arrays = clamped, None
+    op_rng, cot_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    if arrays is None:
+        user = False
+        made = {}
+        for name, subs in zip(d.names, d.inputs):
+            if name not in made:
+                made[name] = _random(op_rng, tuple(sizes[c] for c in subs), dtype)
+        ops = tuple(made[name] for name in d.names)
+    else:
+        user = True
+        notes += _cast_notes(d.names, arrays, dtype)
+        cast = {}
+        for name, a in zip(d.names, arrays):
+            cast.setdefault(name, a.astype(dtype))
+        ops = tuple(cast[name] for name in d.names)
+    out_shape = tuple(sizes[c] for c in d.result)
+    if cotangent is not None and clamped is not None:
+        notes.append(f"the cotangent given was replaced by a random one of the clamped shape "
+                     f"{out_shape}")
+        cotangent = None
+    cot = (_random(cot_rng, out_shape, dtype) if cotangent is None
+           else _given_cotangent(d, cotangent, out_shape, dtype))
+    if dtype.startswith("complex"):
+        notes.append("complex numbers follow JAX's convention: no conjugation, the other operands "
+                     "enter each gradient as they are; PyTorch conjugates them "
+                     "(dL_dA = einsum(dL_dC, B.conj()))")
+    return d, _Inputs(ops, cot, dtype, user, tuple(notes))
+
+
+def _given_cotangent(d: Derivation, cotangent, shape: tuple, dtype: str) -> np.ndarray:
+    cot = _as_array(cotangent, d.cotangent, d.equation)
+    if cot.shape != shape:
+        raise EinsumError(f"the cotangent {d.cotangent} has shape {cot.shape}, the output "
+                          f"{d.output} has shape {shape}", d.equation)
+    if cot.dtype.kind == "c" and not dtype.startswith("complex"):
+        raise EinsumError(f"the cotangent {d.cotangent} is complex but the check runs in "
+                          f"{dtype}: pass complex operands or a complex dtype", d.equation)
+    return cot.astype(dtype)
+
+
+def _as_array(x, name: str, equation: str) -> np.ndarray:
+    try:
+        a = np.asarray(x)
+    except Exception as e:     # ragged lists, tensors that need .detach(), ...
+        raise EinsumError(f"{name} is not an array: {str(e).splitlines()[0]}", equation) from None
+    if a.dtype.kind not in "biufc" and a.dtype.name not in TOLERANCES:     # bfloat16 is kind 'V'
+        raise EinsumError(f"{name} holds {a.dtype} values: the check needs numbers", equation)
+    return a
+
+
+def _random(rng, shape, dtype: str) -> np.ndarray:
+    real = np.float64 if dtype in ("float64", "complex128") else np.float32
+    x = rng.standard_normal(shape, dtype=real)
+    if dtype.startswith("complex"):
+        x = x + 1j * rng.standard_normal(shape, dtype=real)
+    return np.asarray(x).astype(dtype)
+
+
+def _cast_notes(names, arrays, dtype: str) -> list[str]:
+    by_kind: dict[str, list[str]] = {}
+    for name, a in zip(names, arrays):
+        if a.dtype.name != dtype:
+            kind = {"b": "boolean", "i": "integer", "u": "integer"}.get(a.dtype.kind, a.dtype.name)
+            group = by_kind.setdefault(kind, [])
+            if name not in group:
+                group.append(name)
+    return [f"{kind} array{'s' if len(group) > 1 else ''} {', '.join(group)} cast to {dtype}"
+            for kind, group in by_kind.items()]
+
+
+def _clamp(d: Derivation, budget: int) -> dict | None:
+    """Letter sizes that put every operand and the output within ``budget`` elements, or None.
+
+    The largest letter of an array over budget is halved until none is; letters tied by
+    an array passed twice keep one size, so that it stays one array.
+    """
+    sizes = dict(d.sizes)
+    tensors = (*d.inputs, d.result)
+
+    def count(t):
+        return math.prod(sizes[c] for c in t)
+
+    if all(count(t) <= budget for t in tensors):
+        return None
+    ties = _ties(d)
+    while True:
+        over = [t for t in tensors if count(t) > budget]
+        if not over:
+            return sizes
+        c = max(over[0], key=lambda c: sizes[c])
+        for x in ties.get(c, (c,)):
+            sizes[x] = max(1, sizes[x] // 2)
+
+
+def _ties(d: Derivation) -> dict[str, tuple[str, ...]]:
+    """Letters that must share a size because one array fills several positions."""
+    group = {c: {c} for s in d.inputs for c in s}
+    for name in set(d.names):
+        at = [k for k, n in enumerate(d.names) if n == name]
+        for k in at[1:]:
+            for a, b in zip(d.inputs[at[0]], d.inputs[k]):
+                if group[a] is not group[b]:
+                    merged = group[a] | group[b]
+                    for c in merged:
+                        group[c] = merged
+    return {c: tuple(sorted(g)) for c, g in group.items()}
+
+
+def _clamp_note(d: Derivation, sizes: dict, clamped: dict, budget: int, user: bool) -> str:
+    over = []
+    for name, subs in list(zip(d.names, d.inputs)) + [(d.output, d.result)]:
+        n = math.prod(sizes[c] for c in subs)
+        if n > budget and name not in [o[0] for o in over]:
+            over.append((name, n))
+    what = ", ".join(f"{name} ({n:,} elements)" for name, n in over)
+    changed = ", ".join(f"{c} {sizes[c]}→{clamped[c]}" for c in sizes if clamped[c] != sizes[c])
+    instead = "the arrays were replaced by" if user else "checked on"
+    return (f"{what} over the budget of {budget:,} elements per array (max_elements): {instead} "
+            f"seeded random arrays with clamped sizes {changed}")
+
+
+# -- JAX ---------------------------------------------------------------------------------
+
+def _import_jax():
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        raise JaxNotInstalled() from None
+    return jax, jnp
+
+
+def _flag(jax) -> bool:
+    return bool(jax.config.jax_enable_x64)
+
+
+def _run(jax, jnp, d: Derivation, inputs: _Inputs, x64: bool) -> CheckReport:
+    dtype = inputs.dtype
+    placed = {}      # an array passed twice is put on the device once
+    ops = tuple(placed.setdefault(id(a), jax.device_put(a)) for a in inputs.operands)
+    cot = jax.device_put(inputs.cotangent)
+    device = next(iter(cot.devices()))
+    t0 = time.perf_counter()
+    shapes = (cot.shape,) + tuple(x.shape for x in ops)
+    specs = [_spec(g, ops) for g in d.grads]
+    problems = [_problem(spec, shapes, dtype, x64) for spec in specs]
+    runnable = tuple(s for s, p in zip(specs, problems) if p is None)
+    vjp_fn = _compiled("vjp", d.equation, shapes, dtype, device, x64)
+    derived_fn = _compiled("derived", runnable, shapes, dtype, device, x64) if runnable else None
+    compile_ms = (time.perf_counter() - t0) * 1e3
+    want, vjp_ms = _timed(jax, vjp_fn, cot, ops)
+    got, derived_ms = _timed(jax, derived_fn, cot, ops) if derived_fn else ((), 0.0)
+    got = iter(got)
+    cot_np, ops_np = inputs.cotangent, inputs.operands
+    rtol, atol = TOLERANCES[dtype]
+    grads = tuple(
+        _compare(g, spec, problem, None if problem else np.asarray(next(got)), np.asarray(w),
+                 cot_np, ops_np, rtol, atol)
+        for g, spec, problem, w in zip(d.grads, specs, problems, want))
+    return CheckReport(
+        passed=bool(grads) and all(g.passed for g in grads), grads=grads,
+        device="cpu" if device.platform == "cpu" else device.device_kind,
+        backend=jax.default_backend(), dtype=dtype, precision=PRECISION,
+        user_arrays=inputs.user_arrays, notes=inputs.notes,
+        timings={"derived_ms": derived_ms, "jax_vjp_ms": vjp_ms, "compile_ms": compile_ms})
+
+
+def _spec(g: Grad, ops) -> tuple:
+    """What the derived einsum of ``g`` needs: (equation, position, ((aux kind, size), ...))."""
+    shape = ops[g.position].shape
+    return g.equation, g.position, tuple((a.kind, shape[a.axis]) for a in g.aux)
+
+
+def _einsum_of(jnp, spec, dtype, cot, ops):
+    equation, position, aux = spec
+    others = [x for m, x in enumerate(ops) if m != position]
+    extra = [jnp.eye(n, dtype=dtype) if kind == "eye" else jnp.ones(n, dtype=dtype)
+             for kind, n in aux]
+    return jnp.einsum(equation, cot, *others, *extra)
+
+
+@functools.lru_cache(maxsize=1024)
+def _problem(spec, shapes, dtype: str, x64: bool) -> str | None:
+    """Why the derived einsum cannot give a gradient of its operand's shape, or None."""
+    jax, jnp = _import_jax()
+    avals = [jax.ShapeDtypeStruct(s, dtype) for s in shapes]
+    try:
+        out = jax.eval_shape(lambda cot, *ops: _einsum_of(jnp, spec, dtype, cot, ops), *avals)
+    except Exception as e:      # a broken derivation may fail in any way: report, don't raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"the derived einsum {spec[0]!r} does not run on these operands: {reason}"
+    want = shapes[1 + spec[1]]
+    if tuple(out.shape) != tuple(want):
+        return f"shape {tuple(out.shape)} != {tuple(want)}"
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(kind: str, what, shapes, dtype: str, device, x64: bool):
+    """The compiled function of the check, once per (what, shapes, dtype, device, x64 flag).
+
+    ``kind`` 'vjp': ``what`` is the forward equation, the function returns ``jax.vjp``'s
+    gradients; 'derived': ``what`` holds the specs of the derived einsums to evaluate.
+    """
+    jax, jnp = _import_jax()
+    if kind == "vjp":
+        def fn(cot, *ops):
+            _, pullback = jax.vjp(lambda *xs: jnp.einsum(what, *xs), *ops)
+            return pullback(cot)
+    else:
+        def fn(cot, *ops):
+            return tuple(_einsum_of(jnp, spec, dtype, cot, ops) for spec in what)
+    avals = [jax.ShapeDtypeStruct(s, dtype) for s in shapes]
+    return jax.jit(fn).lower(*avals).compile()
+
+
+def _timed(jax, fn, cot, ops):
+    """``fn(cot, *ops)`` on the device, and its best warm time in ms (block_until_ready)."""
+    best = math.inf
+    out = None
+    for _ in range(_TIMING_RUNS):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn(cot, *ops))
+        best = min(best, time.perf_counter() - t0)
+    return out, best * 1e3
+
+
+# -- comparison (NumPy, float64) ---------------------------------------------------------
+
+def _compare(g: Grad, spec, problem, got, want, cot, ops, rtol, atol) -> GradCheck:
+    def result(passed, abs_err, rel_err, ref_err, message):
+        return GradCheck(g.target, g.wrt, g.equation, passed, abs_err, rel_err, ref_err,
+                         rtol, atol, message)
+
+    if problem is not None:
+        return result(False, math.nan, math.nan, math.nan, problem)
+    wide = np.complex128 if np.iscomplexobj(want) else np.float64
+    got, want = got.astype(wide), want.astype(wide)
+    try:
+        ref = _numpy_einsum(spec, cot, ops, wide, abs_values=False)
+        scale = _max(_numpy_einsum(spec, cot, ops, wide, abs_values=True))
+    except ValueError as e:
+        return result(False, math.nan, math.nan, math.nan,
+                      f"NumPy cannot evaluate the derived einsum: {str(e).splitlines()[0]}")
+    abs_err, ref_err = _max_diff(got, want), _max_diff(got, ref)
+    rel_err = _relative(abs_err, scale)
+    ok_vjp = abs_err <= atol or rel_err <= rtol
+    ok_ref = ref_err <= atol or _relative(ref_err, scale) <= rtol
+    if ok_vjp and ok_ref:
+        return result(True, abs_err, rel_err, ref_err, "")
+    if not ok_vjp:
+        message = (f"values differ from jax.vjp: max abs error {abs_err:.3g}, {rel_err:.3g} of the "
+                   f"scale {scale:.3g} > rtol {rtol:g}")
+    else:
+        message = (f"values differ from the float64 reference by {ref_err:.3g}, "
+                   f"{_relative(ref_err, scale):.3g} of the scale {scale:.3g} > rtol {rtol:g}: "
+                   "a precision problem on the device")
+    return result(False, abs_err, rel_err, ref_err, message)
+
+
+def _numpy_einsum(spec, cot, ops, wide, abs_values: bool) -> np.ndarray:
+    """The derived einsum in NumPy at ``wide`` precision (on absolute values: its scale)."""
+    equation, position, aux = spec
+    args = [cot] + [x for m, x in enumerate(ops) if m != position]
+    args = [np.abs(x).astype(np.float64) if abs_values else np.asarray(x).astype(wide) for x in args]
+    args += [np.eye(n) if kind == "eye" else np.ones(n) for kind, n in aux]
+    return np.einsum(equation, *args, optimize=True)
+
+
+def _max(x: np.ndarray) -> float:
+    return float(np.nanmax(np.abs(x))) if x.size and not np.all(np.isnan(x)) else 0.0
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return math.nan
+    if not a.size:
+        return 0.0
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return float(np.max(np.where(same, 0.0, np.abs(a - b))))
+
+
+def _relative(err: float, scale: float) -> float:
+    if err == 0:
+        return 0.0
+    return err / scale if scale > 0 else math.inf

@@ -1,0 +1,309 @@
+"""The inline check against jax.vjp: it passes where the derivation is right and fails where it is not."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import einsum_magic
+from einsum_magic import EinsumError, derive
+from einsum_magic.check import (INSTALL, TOLERANCES, CheckReport, JaxNotInstalled, _compiled,
+                                _prepare, check, jax_available)
+from reference import random_operands
+
+jax = pytest.importorskip("jax")
+
+# Every row of DESIGN.md's table of hard cases (the same list as test_derivation.py).
+HARD_CASES = [
+    ("ij,jk->ik", [(2, 3), (3, 4)]),
+    ("ii->", [(3, 3)]),
+    ("ii->i", [(3, 3)]),
+    ("iij,jk->ik", [(2, 2, 3), (3, 4)]),
+    ("nd,nn->d", [(3, 2), (3, 3)]),
+    ("ijj->i", [(2, 3, 3)]),
+    ("ijji,kji,jj->kj", [(2, 3, 3, 2), (4, 3, 2), (3, 3)]),
+    ("ij->i", [(2, 3)]),
+    ("ij,k->ik", [(2, 3), (4,)]),
+    ("ij,j->", [(2, 3), (3,)]),
+    ("i,i", [(3,), (1,)]),
+    ("i,i->i", [(3,), (1,)]),
+    ("cij,cjk->cik", [(1, 4, 5), (3, 5, 6)]),
+    ("...ij,...jk->...ik", [(1, 2, 3), (5, 3, 4)]),
+    ("...ij,jk->...ik", [(5, 2, 3), (3, 4)]),
+    ("...ij,jk->...ik", [(2, 3), (3, 4)]),
+    ("ba", [(2, 3)]),
+    ("ij,jk", [(2, 3), (3, 4)]),
+    (",ij->ij", [(), (2, 3)]),
+    (",->", [(), ()]),
+    ("iii->i", [(2, 2, 2)]),
+    ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+    ("aB,Bc->ac", [(2, 3), (3, 4)]),
+    ("i...->i", [(2,)]),
+    ("ij,ij->", [(0, 3), (0, 3)]),
+]
+
+
+def broken(d, position, equation):
+    """``d`` with the gradient at ``position`` replaced by ``equation``: what the check must catch."""
+    grads = list(d.grads)
+    grads[position] = dataclasses.replace(grads[position], equation=equation)
+    return dataclasses.replace(d, grads=tuple(grads))
+
+
+@pytest.mark.parametrize("equation,shapes", HARD_CASES)
+def test_every_hard_case_passes_on_random_arrays(equation, shapes):
+    report = check(derive(equation, shapes=shapes))
+    assert report.passed, report
+    assert report.summary == (f"check: PASS, {len(shapes)}/{len(shapes)} "
+                              f"gradient{'s' if len(shapes) > 1 else ''} "
+                              f"match{'es' if len(shapes) == 1 else ''} jax.vjp (float32)")
+    assert not report.user_arrays
+    assert (report.dtype, report.precision, report.backend) == ("float32", "highest",
+                                                                jax.default_backend())
+    for g in report.grads:
+        assert (g.rtol, g.atol) == TOLERANCES["float32"]
+        assert g.max_rel_error <= g.rtol and g.message == ""
+
+
+@pytest.mark.parametrize("equation,shapes", HARD_CASES)
+def test_every_hard_case_passes_on_user_arrays_with_a_shapeless_derivation(equation, shapes):
+    report = check(derive(equation), *random_operands(shapes, seed=5))
+    assert report.passed, report
+    assert report.user_arrays
+    assert [g.target for g in report.grads] == [g.target for g in derive(equation).grads]
+
+
+def test_the_seeds_integer_arrays_pass():
+    a = np.arange(6).reshape(2, 3)
+    b = np.arange(12).reshape(3, 4)
+    report = check(derive("ij,jk->ik", names=("A", "B"), output="C"), a, b)
+    assert report.passed and report.user_arrays
+    assert "integer arrays A, B cast to float32" in report.notes
+    assert [g.equation for g in report.grads] == ["ik,jk->ij", "ik,ij->jk"]
+
+
+def test_a_long_float32_contraction_passes_against_a_float64_reference():
+    report = check(derive("ij,jk->ik", shapes=((8, 500), (500, 6))))
+    assert report.passed, report
+    # the reference is float64: float32 rounding shows, within tolerance
+    assert all(0 < g.ref_abs_error for g in report.grads)
+
+
+def test_the_reference_comparison_can_fail(monkeypatch):
+    monkeypatch.setitem(TOLERANCES, "float32", (1e-12, 0.0))
+    report = check(derive("ij,jk->ik", shapes=((8, 500), (500, 6))))
+    assert not report.passed
+    assert all("float64 reference" in g.message for g in report.grads)
+
+
+def test_a_transposed_gradient_fails_and_is_named():
+    d = derive("ij,jk->ik", shapes=((3, 3), (3, 3)))
+    report = check(broken(d, 0, "ik,jk->ji"))
+    assert not report.passed
+    assert report.summary == "check: FAIL, 1/2 gradients match jax.vjp (float32); wrong: dL_dA"
+    a, b = report.grads
+    assert not a.passed and b.passed
+    assert a.equation == "ik,jk->ji"
+    assert a.message.startswith("values differ from jax.vjp")
+    assert a.max_rel_error > 1e-2
+    # the derived einsum agrees with its own float64 evaluation: the derivation is what is wrong
+    assert a.ref_abs_error <= a.rtol
+
+
+def test_a_gradient_of_the_wrong_shape_fails_without_raising():
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+    report = check(broken(d, 0, "ik,jk->ji"))
+    assert not report.passed
+    assert report.grads[0].message == "shape (3, 2) != (2, 3)"
+    assert report.summary.endswith("wrong: dL_dA")
+    assert report.grads[1].passed
+
+
+def test_a_derived_einsum_that_does_not_run_fails_without_raising():
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+    report = check(broken(d, 1, "ik,ji->jk"))
+    assert not report.passed and report.grads[0].passed
+    assert "does not run" in report.grads[1].message
+    assert report.summary.endswith("wrong: dL_dB")
+
+
+def test_float64_uses_the_scoped_x64_context_only():
+    before = jax.config.jax_enable_x64
+    report = check(derive("ij,jk->ik", shapes=((2, 3), (3, 4))), dtype="float64")
+    assert jax.config.jax_enable_x64 == before
+    assert report.passed and report.dtype == "float64"
+    assert all((g.rtol, g.atol) == TOLERANCES["float64"] for g in report.grads)
+    assert all(g.ref_abs_error < 1e-12 for g in report.grads)
+
+
+def test_float32_stays_float32_when_the_user_enabled_x64():
+    with jax.enable_x64(True):
+        report = check(derive("ij,jk->ik", shapes=((2, 3), (3, 4))))
+        assert jax.config.jax_enable_x64
+    assert report.passed and report.dtype == "float32"
+
+
+def test_complex64_follows_jaxs_convention_and_says_pytorch_conjugates():
+    report = check(derive("ij,jk->ik", shapes=((2, 3), (3, 4))), dtype="complex64")
+    assert report.passed and report.dtype == "complex64"
+    assert any("PyTorch conjugates" in n for n in report.notes)
+
+
+def test_complex_user_arrays_are_checked_in_complex():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3))
+    b = rng.standard_normal((3,))
+    report = check(derive("ij,j->i"), a, b)
+    assert report.passed and report.dtype == "complex64"
+    assert "complex arrays: checked in complex64 rather than float32" in report.notes
+
+
+def test_arrays_of_other_dtypes_are_cast_and_said_so():
+    bf16 = jax.numpy.ones((2, 3), dtype=jax.numpy.bfloat16)
+    report = check(derive("ij,jk->ik"), bf16, np.ones((3, 4), dtype=bool), dtype="float64")
+    assert report.passed and report.user_arrays
+    assert report.notes == ("bfloat16 array A cast to float64", "boolean array B cast to float64")
+
+
+def test_an_array_passed_twice_product_rule():
+    a = np.arange(6.0).reshape(2, 3)
+    d = derive("ij,ij->", names=("A", "A"), output="s")
+    report = check(d, a, a)
+    assert report.passed
+    assert [g.target for g in report.grads] == ["dL_dA_1", "dL_dA_2"]
+    assert check(derive("ij,ji->", names=("A", "A"), shapes=((3, 3), (3, 3)))).passed
+
+
+def test_the_summary_is_deterministic_and_plain():
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+    first, second = check(d), check(d, seed=7)
+    assert first.summary == second.summary == check(d).summary
+    assert first.device not in first.summary and "ms" not in first.summary
+    assert first.device == ("cpu" if jax.devices()[0].platform == "cpu"
+                            else jax.devices()[0].device_kind)
+
+
+def test_big_arrays_are_replaced_by_clamped_random_arrays():
+    a, b = np.ones((40, 50)), np.ones((50, 30))
+    report = check(derive("ij,jk->ik"), a, b, max_elements=500)
+    assert report.passed and not report.user_arrays
+    (note,) = report.notes
+    assert "A (2,000 elements), B (1,500 elements)" in note
+    assert "over the budget of 500 elements per array (max_elements)" in note
+    assert "replaced by seeded random arrays with clamped sizes" in note
+    shapeless = check(derive("ij,jk->ik", shapes=((40, 50), (50, 30))), max_elements=500)
+    assert shapeless.passed and "checked on seeded random arrays" in shapeless.notes[0]
+
+
+def test_clamping_keeps_an_array_passed_twice_one_array():
+    d = derive("ij,ji->", names=("A", "A"), shapes=((30, 30), (30, 30)))
+    report = check(d, max_elements=100)
+    assert report.passed and "i 30→" in report.notes[0]
+    clamped, inputs = _prepare(d, (), 0, "float32", None, 100)
+    assert inputs.operands[0] is inputs.operands[1]
+    assert inputs.operands[0].size <= 100
+
+
+def test_the_output_counts_against_the_budget():
+    report = check(derive("i,j->ij", shapes=((40,), (50,))), max_elements=100)
+    assert report.passed and "C (2,000 elements)" in report.notes[0]
+
+
+def test_the_default_cotangent_is_seeded_random_never_ones():
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+    _, one = _prepare(d, (), 0, "float32", None, 10**6)
+    _, same = _prepare(d, (), 0, "float32", None, 10**6)
+    _, other = _prepare(d, (), 1, "float32", None, 10**6)
+    assert one.cotangent.shape == (2, 4) and one.cotangent.dtype == np.float32
+    assert not np.allclose(one.cotangent, 1.0)
+    np.testing.assert_array_equal(one.cotangent, same.cotangent)
+    assert not np.array_equal(one.cotangent, other.cotangent)
+
+
+def test_a_given_cotangent_is_used():
+    d = derive("ij,jk->ik", shapes=((3, 3), (3, 3)))
+    # a zero cotangent makes every gradient zero, so even a transposed derivation passes
+    assert check(broken(d, 0, "ik,jk->ji"), cotangent=np.zeros((3, 3))).passed
+    with pytest.raises(EinsumError, match="cotangent dL_dC has shape"):
+        check(d, cotangent=np.ones((4, 3)))
+
+
+def test_the_compiled_functions_are_cached():
+    d = derive("ab,bc->ac", shapes=((5, 6), (6, 7)))
+    check(d)
+    before = _compiled.cache_info()
+    check(d, seed=3)
+    after = _compiled.cache_info()
+    assert after.misses == before.misses
+    assert after.hits == before.hits + 2          # jax.vjp's function and the derived one
+    check(d, dtype="float64")
+    assert _compiled.cache_info().misses == before.misses + 2
+
+
+def test_timings_are_reported():
+    report = check(derive("ij,jk->ik", shapes=((2, 3), (3, 4))))
+    assert set(report.timings) == {"derived_ms", "jax_vjp_ms", "compile_ms"}
+    assert all(t >= 0 for t in report.timings.values())
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: check(derive("ij,jk->ik")), "pass the arrays"),
+    (lambda: check(derive("ij,jk->ik"), np.ones((2, 3))), "takes 2 operand"),
+    (lambda: check(derive("ij,ij->", names=("A", "A")), np.ones((2, 3)), np.zeros((2, 3))),
+     "two different arrays"),
+    (lambda: check(derive("ij,jk->ik"), np.ones((2, 3)), np.ones((4, 4))), "letter 'j'"),
+    (lambda: check(derive("ij->i"), np.array([["a", "b"]])), "needs numbers"),
+    (lambda: check(derive("ij->i", shapes=((2, 3),)), dtype="int32"), "cannot be checked"),
+    (lambda: check(derive("ij->i", shapes=((2, 3),)), max_elements=0), "max_elements"),
+    (lambda: check(derive("ij->i", shapes=((2, 3),)), seed=-1), "seed"),
+    (lambda: check("ij->i"), "takes a Derivation"),
+])
+def test_bad_input_is_one_einsum_error(call, match):
+    with pytest.raises(EinsumError, match=match):
+        call()
+
+
+def test_without_jax_check_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)
+    monkeypatch.setitem(sys.modules, "jax.numpy", None)
+    assert not jax_available()
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))       # the rest still works
+    for run in (check, einsum_magic.check):
+        with pytest.raises(JaxNotInstalled) as info:
+            run(d)
+        message = str(info.value)
+        assert isinstance(info.value, ImportError) and "\n" not in message
+        assert "pip install jax" in message and 'pip install "jax[cuda13]"' in message
+        assert INSTALL in message
+
+
+def test_jax_available_when_installed():
+    assert jax_available()
+
+
+def test_importing_the_check_does_not_import_jax():
+    code = ("import sys, einsum_magic\n"
+            "from einsum_magic.check import jax_available\n"
+            "assert 'jax' not in sys.modules, 'jax imported'\n"
+            "assert jax_available()\n"
+            "assert 'jax' not in sys.modules, 'jax imported by jax_available'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_package_check_works_after_the_submodule_is_imported():
+    """``einsum_magic.check`` stays the function when the submodule of that name is imported."""
+    code = ("import einsum_magic\n"
+            "from einsum_magic import derive\n"
+            "d = derive('ij->j', shapes=((2, 3),))\n"
+            "assert einsum_magic.check(d).passed\n"
+            "import einsum_magic.check\n"
+            "from einsum_magic import check\n"
+            "assert einsum_magic.check(d).passed and check(d).passed\n"
+            "import sys\n"
+            "assert sys.modules['einsum_magic.check'].check is check\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
