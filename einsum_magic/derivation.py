@@ -187,6 +187,18 @@ class Derivation:
         exec(d._compiled("forward")[0], ns)
         return ns[d.output]
 
+    def export(self, target: str) -> str:
+        """This backward as source for ``"numpy"``, ``"jax"`` or ``"torch"`` (:mod:`einsum_magic.export`)."""
+        from .export import export
+
+        return export(self, target)
+
+    def compile(self, target: str):
+        """Run :meth:`export`'s source and return its callable (:func:`einsum_magic.export.compiled`)."""
+        from .export import compiled
+
+        return compiled(self, target)
+
     def _compiled(self, what: str) -> tuple:
         return _compile(self, what)
 
