@@ -21,6 +21,7 @@ from common import machine  # noqa: E402
 SECTIONS = [
     ("bench_derive", "derive()"),
     ("bench_check", "check() on the default JAX device"),
+    ("bench_magic", "%%einsum_grad render time (no check)"),
     ("bench_flops", "XLA FLOPs: exported backward vs jax.vjp of jnp.einsum"),
 ]
 

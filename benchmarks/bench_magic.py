@@ -1,0 +1,83 @@
+"""%%einsum_grad without the check: end to end, and its analyse + views path (budget: a few ms).
+
+Three cells, timed three ways (medians):
+
+* *magic*: ``shell.run_cell`` of the whole ``%%einsum_grad --no-check --no-run`` cell in an
+  ``InteractiveShell`` (option parsing, ast, derivations, text and HTML views, display);
+  *cold* clears every cache first (derive, readings, Pygments blocks), as a new cell meets
+  them, *warm* re-runs the same cell;
+* *analyse + views*: ``find_calls`` + ``derive`` with shapes + ``text.render`` + ``html.page``
+  (what every display computes), cold;
+* *widget*: building the ipywidgets composite (a kernel frontend only; no comm here).
+"""
+
+from __future__ import annotations
+
+from common import fmt_ms, median_seconds
+
+CELLS = [
+    ("matmul", "C = np.einsum('ij,jk->ik', A, B)", ((2, 3), (3, 4))),
+    ("attention", "O = np.einsum('bhqk,bhkd->bhqd', P, V)", ((2, 4, 5, 6), (2, 4, 6, 3))),
+    ("einops, 3 operands",
+     'Y = einops.einsum(x, w, v, "batch d, d out, out -> batch")', ((8, 3), (3, 5), (5,))),
+]
+
+
+def _clear_caches():
+    from einsum_magic import html, reading
+    from einsum_magic.derivation import _compile, _derive
+
+    for cached in (_derive, _compile, html.highlight, reading.interpret):
+        cached.cache_clear()
+
+
+def _analyse_and_render(source, shapes, cold=True):
+    from einsum_magic import html, text
+    from einsum_magic.cell import Analysis, find_calls
+    from einsum_magic.derivation import derive
+
+    if cold:
+        _clear_caches()
+    call = find_calls(source).calls[0]
+    d = derive(call.equation, call.names, call.output, shapes)
+    a = Analysis(call, d, "sizes from your arrays", check_note="skipped (--no-check)")
+    return text.render(a), html.page(a), a
+
+
+def run() -> list[str]:
+    import numpy as np
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from einsum_magic import widget
+    from einsum_magic.cell import find_calls
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "einsum_magic")
+    shell.run_cell("import numpy as np")
+    rows = ["| cell | magic, end to end, cold | magic, warm | analyse + views, cold | "
+            "widget build |", "|---|---|---|---|---|"]
+    for title, source, shapes in CELLS:
+        for name, shape in zip(find_calls(source).calls[0].names, shapes):
+            shell.user_ns[name] = np.ones(shape)
+        cell = "%%einsum_grad --no-check --no-run\n" + source
+
+        def magic(cold=True):
+            if cold:
+                _clear_caches()
+            with capture_output():
+                result = shell.run_cell(cell)
+            assert result.success
+
+        a = _analyse_and_render(source, shapes)[2]
+        cold = median_seconds(magic, repeat=200)
+        warm = median_seconds(lambda: magic(cold=False), repeat=200)
+        views = median_seconds(lambda: _analyse_and_render(source, shapes), repeat=200)
+        build = median_seconds(lambda: widget.build(a).close(), repeat=100)
+        rows.append(f"| {title} | {fmt_ms(cold)} | {fmt_ms(warm)} | {fmt_ms(views)} | "
+                    f"{fmt_ms(build)} |")
+    return rows
+
+
+if __name__ == "__main__":
+    print("\n".join(run()))

@@ -1,0 +1,441 @@
+"""The ``%%einsum_grad`` magic: wires cell → derivation → check → views → display.
+
+This module only connects the others, in one direction:
+
+1. options (IPython's ``magic_arguments`` over the :class:`EinsumGradMagics` traits);
+2. :func:`einsum_magic.cell.find_calls` reads the einsum calls from the cell's source,
+   and each is derived without shapes *before anything runs*: a bad equation raises
+   IPython's own ``UsageError`` (the class itself: IPython prints its one-line message,
+   no traceback) and the cell's code is not run;
+3. ``shell.run_cell(cell)`` runs the code as the cell would run without the magic
+   (like ``%%capture``); if it raises, IPython shows that error and nothing is analysed;
+4. each call is derived again with its shapes (the user's arrays, ``--sizes``, distinct
+   defaults), its ``--expect`` proposals judged, and checked against JAX;
+5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order.
+
+nbval compares the first display message of each output and ignores
+``update_display_data``; it compares ``text/plain`` and ``text/html`` and skips the
+widget-view MIME type. So every display is published once, after its check, with its
+outcome already in ``text/plain``. While the check runs, a live frontend shows a
+progress widget in an output whose compared data is ``{'text/html': ''}`` both when
+first displayed and after its update: it leaves no difference between runs.
+
+A wrong ``--expect`` proposal raises :class:`ExpectationFailed` (an ``AssertionError``)
+after the displays: the cell fails for nbval and nbmake, and the user sees one line,
+``ExpectationFailed: --expect dL_dA = 'ik,jk->ji': wrong output shape: …``.
+
+Nothing is added to the user's namespace but what the cell's own code assigns and
+``-o NAME`` (an :class:`~einsum_magic.cell.EinsumGradResult`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Bool, CaselessStrEnum, Int, Unicode
+
+from . import cell as cells
+from .cli import shapes_for
+from .derivation import derive
+from .equation import ELLIPSIS, parse
+from .errors import EinsumError
+
+__all__ = ["EinsumGradMagics", "ExpectationFailed", "load_ipython_extension"]
+
+
+class ExpectationFailed(AssertionError):
+    """A ``--expect`` proposal is wrong: the cell fails, showing this one line (no traceback)."""
+
+    def _render_traceback_(self):
+        return [f"{type(self).__name__}: {self}"]
+
+
+@magics_class
+class EinsumGradMagics(Magics):
+    """The ``%%einsum_grad`` cell magic and ``%einsum_grad`` line magic (configurable).
+
+    ``%config EinsumGradMagics.check = False`` turns the JAX check off for the session;
+    ``dtype``, ``seed`` and ``max_elements`` set the check's defaults; ``view`` picks the
+    display (``auto``: the widget in a kernel with ipywidgets, else the text).
+    """
+
+    check = Bool(True, help="Check the derived gradients against jax.vjp.").tag(config=True)
+    dtype = Unicode("float32", help="dtype of the check (float32, float64, complex64, …)."
+                    ).tag(config=True)
+    seed = Int(0, help="Seed of the check's random operands and cotangent.").tag(config=True)
+    max_elements = Int(None, allow_none=True,
+                       help="Element budget per array of the check (None: the check's "
+                            "default); bigger arrays are replaced by random ones."
+                       ).tag(config=True)
+    view = CaselessStrEnum(["auto", "widget", "text"], "auto",
+                           help="auto: the widget in a kernel with ipywidgets, else the text; "
+                                "widget or text to force one.").tag(config=True)
+
+    @magic_arguments()
+    @argument("equation", nargs="*",
+              help="line magic only: the equation, e.g. ij,jk->ik (quote it if it has spaces)")
+    @argument("--sizes", metavar="SIZES",
+              help="sizes of letters the arrays do not fix, e.g. i=2,j=3 (einops axis names "
+                   "too: batch=8)")
+    @argument("--no-run", action="store_true",
+              help="analyse the einsums without running the cell's code")
+    @argument("--no-check", action="store_true", help="skip the check against jax.vjp")
+    @argument("--dtype", help="dtype of the check (default float32)")
+    @argument("--seed", type=int, help="seed of the check's random arrays (default 0)")
+    @argument("--expect", action="append", default=[], metavar="NAME=SPEC",
+              help="check a proposed backward einsum for operand NAME (or gradient dL_dNAME), "
+                   "e.g. A=ik,jk->ij; repeatable; a wrong one makes the cell fail")
+    @argument("-o", "--output", metavar="NAME",
+              help="store the derivations and check reports in the variable NAME")
+    @line_cell_magic
+    def einsum_grad(self, line, cell=None):
+        """Derive, show and check the backward einsum of every operand (the swap trick).
+
+        On top of a cell, the cell runs as before, then each einsum call in it gets a
+        widget with tabs Backward, Loops, Shapes and Check::
+
+            %%einsum_grad
+            C = np.einsum('ij,jk->ik', A, B)
+
+        Recognised calls: ``np.einsum``/``numpy.einsum``, ``jnp.einsum``/``jax.numpy.einsum``,
+        ``torch.einsum``, ``opt_einsum.contract`` (``oe.contract``), a bare ``einsum``, the
+        interleaved form ``einsum(A, [0, 1], B, [1, 2], [0, 2])`` and
+        ``einops.einsum(x, w, "batch d, d out -> batch out")``. Sizes come from your arrays,
+        else ``--sizes``, else small distinct defaults. Operands that are not plain names
+        (``A.T``) are called op1, op2, … by position.
+
+        More examples::
+
+            %%einsum_grad --sizes i=2,j=3,k=4
+            ij,jk->ik
+
+            %%einsum_grad --expect A=ik,jk->ij --no-check
+            C = np.einsum('ij,jk->ik', A, B)
+
+            %einsum_grad ii-> --sizes i=3
+            %einsum_grad ...ij,...jk->...ik -o result
+
+        ``--expect A=SPEC`` checks SPEC, an einsum over (dL_dC, the other operands in order),
+        optionally followed by the np.eye/np.ones tensors the Backward tab lists, on seeded
+        random arrays: any letters pass, and a right answer with its operands in another
+        order passes with a remark. A wrong proposal fails the cell (so nbval and nbmake
+        catch it) with one line: wrong output shape, wrong values, or not a valid einsum.
+
+        Session defaults: ``%config EinsumGradMagics.check = False`` (also ``dtype``,
+        ``seed``, ``max_elements``, ``view``).
+        """
+        args = parse_argstring(self.einsum_grad, line)
+        return _Run(self, args, cell).run()
+
+
+class _Run:
+    """One use of the magic: the options, then the data flow, in order."""
+
+    def __init__(self, magics: EinsumGradMagics, args, cell: str | None):
+        self.shell = magics.shell
+        self.magics = magics
+        self.args = args
+        self.cell = cell
+        self.ns = magics.shell.user_ns
+        self.check_on = magics.check and not args.no_check
+        self.dtype = args.dtype or magics.dtype
+        self.seed = magics.seed if args.seed is None else args.seed
+        self.sizes = _usage(_parse_sizes, args.sizes)
+        self.expects = [_parse_expect(e) for e in args.expect]
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o takes a variable name, not {args.output!r}")
+        from .check import TOLERANCES
+
+        if self.dtype not in TOLERANCES:
+            raise UsageError(f"--dtype {self.dtype!r} is not one the check supports: "
+                             + ", ".join(TOLERANCES))
+
+    def run(self):
+        calls, notes, code = self._calls()
+        derivations = [self._derive(c) for c in calls]
+        targets = self._expect_targets(calls, derivations)
+        self._check_sizes(calls)
+        # An operand the cell rebinds at or after its call is read as it was before the run.
+        self.before = {n: self.ns[n] for c in calls for n in c.rebound if n in self.ns}
+        if code and not self.args.no_run:
+            if not self.shell.run_cell(self.cell).success:
+                return None          # IPython has shown the error; nothing is analysed
+        analyses = [self._analyse(c, targets.get(k, ())) for k, c in enumerate(calls)]
+        analyses = self._checked(analyses)
+        widgets = self._widgets()
+        from .widget import GradDisplay
+
+        for k, a in enumerate(analyses):
+            display(GradDisplay(a, k, len(analyses), widgets=widgets))
+        if not calls and not notes and code:
+            notes = ("no einsum call found in the cell",)
+        if notes:
+            from .text import render_notes
+
+            print(render_notes(notes))
+        if self.args.output:
+            self.ns[self.args.output] = cells.EinsumGradResult(tuple(analyses), tuple(notes))
+        wrong = [e for a in analyses for e in a.expectations if not e.passed]
+        if wrong:
+            raise ExpectationFailed("; ".join(
+                f"--expect {e.target} = {e.proposal!r}: {e.message.splitlines()[0]}"
+                for e in wrong))
+        return None
+
+    # -- 1. the calls -----------------------------------------------------------------
+
+    def _calls(self):
+        """(calls, notes, whether there is code to run)."""
+        equation = " ".join(self.args.equation)
+        if len(equation) > 1 and equation[0] in "'\"" and equation[-1] == equation[0]:
+            equation = equation[1:-1]            # magic_arguments keeps quotes
+        if self.cell is None:
+            if not equation:
+                raise UsageError("give an equation: %einsum_grad ij,jk->ik (or use %%einsum_grad "
+                                 "on top of a cell)")
+            return (_usage(cells.equation_call, equation),), (), False
+        if equation:
+            raise UsageError(f"%%einsum_grad takes no equation on its line ({equation!r}): put "
+                             "it in the cell, or use the line magic %einsum_grad")
+        only = cells.cell_equation(self.cell)
+        if only is not None:
+            return (_usage(cells.equation_call, only),), (), False
+        try:
+            source = self.shell.transform_cell(self.cell)
+            found = cells.find_calls(source, self.ns)
+        except SyntaxError:
+            return (), (), True      # run_cell reports the syntax error as IPython would
+        except EinsumError as e:
+            raise UsageError(f"einsum_grad: {e}") from None
+        return found.calls, found.notes, True
+
+    def _derive(self, call, shapes=None):
+        try:
+            return derive(call.equation, call.names, call.output, shapes)
+        except EinsumError as e:
+            where = "" if call.style == "equation" else f"line {call.line}, {call.source}: "
+            raise UsageError(f"einsum_grad: {where}{e}") from None
+
+    def _expect_targets(self, calls, derivations) -> dict[int, tuple]:
+        """Call index → ((target, proposal), …) for every --expect; UsageError if unknown."""
+        out: dict[int, list] = {}
+        for key, proposal in self.expects:
+            hits = []
+            for k, d in enumerate(derivations):
+                targets = {g.target for g in d.grads}
+                if key in targets:
+                    hits.append((k, key))
+                elif key in d.names:
+                    if d.names.count(key) > 1:
+                        parts = ", ".join(g.target for g in d.grads if g.wrt == key)
+                        raise UsageError(f"--expect {key}: {key} is passed {d.names.count(key)} "
+                                         f"times; name one position: {parts}")
+                    hits.append((k, f"dL_d{key}"))
+            if not hits:
+                names = sorted({n for d in derivations for n in d.names})
+                raise UsageError(f"--expect names {key!r}, which is no operand of the cell's "
+                                 f"einsums (operands: {', '.join(names) or 'none'})")
+            for k, target in hits:
+                out.setdefault(k, []).append((target, proposal))
+        return {k: tuple(v) for k, v in out.items()}
+
+    def _check_sizes(self, calls) -> None:
+        for key in self.sizes:
+            if not any(key in _letter_keys(c) for c in calls):
+                raise UsageError(f"--sizes names {key!r}, which is no letter (or einops axis) of "
+                                 "the cell's einsums")
+
+    # -- 2. analysis ------------------------------------------------------------------
+
+    def _analyse(self, call, expects) -> cells.Analysis:
+        shapes, sizes_from = self._shapes(call)
+        d = self._derive(call, shapes)
+        verdicts = tuple(cells.judge(d, target, proposal, self.seed)
+                         for target, proposal in expects)
+        return cells.Analysis(call, d, sizes_from, expectations=verdicts)
+
+    def _arrays(self, call) -> dict[int, object]:
+        """Position → the user's array, for plain names bound to something with a shape."""
+        out = {}
+        for k, (name, plain) in enumerate(zip(call.names, call.plain)):
+            if not plain:
+                continue
+            value = self.before[name] if name in call.rebound and name in self.before \
+                else self.ns.get(name)
+            shape = getattr(value, "shape", None)
+            if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
+                out[k] = value
+        return out
+
+    def _shapes(self, call):
+        """Operand shapes: the user's arrays, then --sizes, then distinct defaults."""
+        eq = parse(call.equation)
+        arrays = self._arrays(call)
+        letters: dict[str, int] = {}
+        ellipsis = None
+        for k, x in arrays.items():
+            subs, shape = eq.inputs[k], tuple(x.shape)
+            if ELLIPSIS in subs:
+                e = subs.index(ELLIPSIS)
+                after = len(subs) - e - 1
+                if len(shape) < len(subs) - 1:
+                    continue
+                pairs = (list(zip(subs[:e], shape))
+                         + list(zip(subs[e + 1:], shape[len(shape) - after:])))
+                ellipsis = ellipsis or shape[e:len(shape) - after]
+            elif len(shape) == len(subs):
+                pairs = list(zip(subs, shape))
+            else:
+                continue
+            for c, n in pairs:
+                if n != 1 or c not in letters:
+                    letters[c] = n
+        given = _letter_keys(call)
+        from_sizes = {given[key]: n for key, n in self.sizes.items()
+                      if key in given and given[key] not in letters}
+        missing = [c for c in eq.letters if c not in letters and c not in from_sizes]
+        ellipsis_known = ellipsis is not None
+        if ellipsis is None:         # '...' gets a size distinct from every letter's too
+            used = set(letters.values()) | set(from_sizes.values())
+            free = (n for n in range(2, 2 + len(used) + len(missing) + 2) if n not in used)
+            ellipsis = ([next(free) for _ in missing] + [next(free)])[-1:]
+        defaults = shapes_for(call.equation, {**letters, **from_sizes}, ellipsis=tuple(ellipsis))
+        shapes = tuple(tuple(arrays[k].shape) if k in arrays else s
+                       for k, s in enumerate(defaults))
+        needs_ellipsis = any(ELLIPSIS in s for k, s in enumerate(eq.inputs) if k not in arrays)
+        sources = [what for what, used in (
+            ("your arrays", bool(arrays)), ("--sizes", bool(from_sizes)),
+            ("defaults", bool(missing) or (needs_ellipsis and not ellipsis_known)))
+            if used]
+        return shapes, "sizes from " + " and ".join(sources or ["your arrays"])
+
+    # -- 3. the check -----------------------------------------------------------------
+
+    def _checked(self, analyses):
+        if not analyses:
+            return analyses
+        if not self.check_on:
+            why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
+            return [_replace(a, check_note=f"skipped ({why})") for a in analyses]
+        from .check import JaxNotInstalled, jax_available
+
+        if not jax_available():
+            return [_replace(a, check_note=f"not run: {JaxNotInstalled()}") for a in analyses]
+        progress = self._progress(len(analyses))
+        try:
+            out = []
+            for k, a in enumerate(analyses):
+                if progress is not None:
+                    from .html import progress as progress_html
+
+                    progress[0].value = progress_html(len(analyses), k)
+                out.append(self._check_one(a))
+            return out
+        finally:
+            if progress is not None:
+                widget, handle = progress
+                handle.update({"text/html": ""}, raw=True)
+                widget.close()
+
+    def _check_one(self, a):
+        from .check import JaxNotInstalled, check
+
+        arrays = self._arrays(a.call)
+        operands = ([arrays[k] for k in range(len(a.call.names))]
+                    if len(arrays) == len(a.call.names) else [])
+        try:
+            report = check(a.derivation, *operands, seed=self.seed, dtype=self.dtype,
+                           max_elements=self.magics.max_elements)
+        except JaxNotInstalled as e:
+            return _replace(a, check_note=f"not run: {e}")
+        except EinsumError as e:
+            return _replace(a, check_note=f"could not run: {str(e).splitlines()[0]}")
+        return _replace(a, check=report)
+
+    # -- 4. display -------------------------------------------------------------------
+
+    def _widgets(self) -> bool:
+        view = self.magics.view.lower()
+        if view != "auto":
+            return view == "widget"
+        return getattr(self.shell, "kernel", None) is not None and _importable("ipywidgets")
+
+    def _progress(self, count: int):
+        """(widget, display handle) of the progress line, or None without a widget frontend."""
+        if not self._widgets():
+            return None
+        from .widget import WIDGET_MIME, progress_widget
+
+        widget = progress_widget(count)
+        view = widget._repr_mimebundle_()[WIDGET_MIME]
+        handle = display({"text/html": "", WIDGET_MIME: view}, raw=True, display_id=True)
+        return widget, handle
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported, answered without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):        # sys.modules[module] is None, or has no spec
+        return False
+
+
+def _replace(a, **changes):
+    import dataclasses
+
+    return dataclasses.replace(a, **changes)
+
+
+def _usage(fn, *args):
+    """``fn(*args)``, with an :class:`EinsumError` turned into IPython's ``UsageError``."""
+    try:
+        return fn(*args)
+    except EinsumError as e:
+        raise UsageError(f"einsum_grad: {e}") from None
+
+
+def _parse_sizes(text: str | None) -> dict[str, int]:
+    """``'i=2,batch=8'`` → ``{'i': 2, 'batch': 8}``: letters, or einops axis names.
+
+    Like :func:`einsum_magic.cli.parse_sizes`, which takes letters only.
+    """
+    sizes: dict[str, int] = {}
+    if not text:
+        return sizes
+    at = 0
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier() or not value.strip().isdigit():
+            raise EinsumError("--sizes is written letter=size, separated by commas (i=2,j=3; "
+                              "einops axis names too: batch=8)", text, at, max(1, len(item)))
+        sizes[key] = int(value)
+        at += len(item) + 1
+    return sizes
+
+
+def _letter_keys(call) -> dict[str, str]:
+    """The --sizes keys a call understands → its letters (einops: axis names; else letters)."""
+    if call.style == "einops":
+        return {name: letter for letter, name in call.axes}
+    letters = parse(call.equation).letters
+    return {c: c for c in letters}
+
+
+def _parse_expect(text: str) -> tuple[str, str]:
+    key, eq, proposal = text.partition("=")
+    key = key.strip()
+    if not eq or not key.isidentifier() or not proposal.strip():
+        raise UsageError(f"--expect is written NAME=EINSUM, e.g. A=ik,jk->ij (got {text!r})")
+    return key, proposal.strip()
+
+
+def load_ipython_extension(ipython) -> None:
+    """Register :class:`EinsumGradMagics` (``%load_ext einsum_magic``); idempotent."""
+    ipython.configurables[:] = [c for c in ipython.configurables
+                                if type(c).__name__ != EinsumGradMagics.__name__]
+    ipython.register_magics(EinsumGradMagics(shell=ipython))

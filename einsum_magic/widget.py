@@ -1,0 +1,110 @@
+"""The display of one analysed einsum: the ipywidgets composite and the MIME bundle around it.
+
+:class:`GradDisplay` is what the magic displays. Its ``_repr_mimebundle_`` returns
+
+* ``text/plain``: :func:`einsum_magic.text.render`, deterministic (nbval compares it);
+* ``text/html``: :func:`einsum_magic.html.page`, the static deterministic fallback for
+  nbconvert and GitHub, where no widget manager exists;
+* ``application/vnd.jupyter.widget-view+json``: the live widget (:func:`build`), only
+  when asked for (``widgets=True``: a kernel with ipywidgets behind it).
+
+The widget is a header (the call, the forward einsum, the shapes) over a ``Tab`` with
+one tab per entry of :data:`TABS`. A tab is a function of the
+:class:`~einsum_magic.cell.Analysis` returning a widget: adding one is one function
+and one line in :data:`TABS`.
+
+ipywidgets is imported when a widget is first built, never by importing this module.
+"""
+
+from __future__ import annotations
+
+from . import html, text
+
+__all__ = ["GradDisplay", "build", "TABS", "WIDGET_MIME", "progress_widget"]
+
+#: The MIME type of a widget view (nbval skips it when comparing outputs).
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _html(value: str):
+    import ipywidgets
+
+    return ipywidgets.HTML(value=value)
+
+
+def backward_tab(a):
+    """Each gradient: code, the swap step by step, relabelled reading, interpretation, shape."""
+    return _html(html.wrap(html.backward(a)))
+
+
+def loops_tab(a):
+    """The forward pass and each gradient as for-loops."""
+    return _html(html.wrap(html.loops(a)))
+
+
+def shapes_tab(a):
+    """Letters with size, role and carriers; operand, output and gradient shapes."""
+    return _html(html.wrap(html.shapes(a)))
+
+
+def check_tab(a):
+    """PASS/FAIL, device, dtype, precision, per-gradient errors against tolerances, timings."""
+    return _html(html.wrap(html.check(a, live=True)))
+
+
+#: The tabs, in order: (title, function of the Analysis returning a widget).
+TABS = [
+    ("Backward", backward_tab),
+    ("Loops", loops_tab),
+    ("Shapes", shapes_tab),
+    ("Check", check_tab),
+]
+
+
+def build(a, index: int | None = None, count: int = 1):
+    """The composite widget of analysis ``a``: a header over one tab per :data:`TABS` entry."""
+    import ipywidgets
+
+    head = _html(html.wrap(html.header(a, index, count), style=True))
+    tabs = ipywidgets.Tab(children=[make(a) for _, make in TABS],
+                          titles=[title for title, _ in TABS])
+    return ipywidgets.VBox([head, tabs])
+
+
+def progress_widget(count: int):
+    """The small widget shown while the check runs (its output's only compared key is '')."""
+    return _html(html.progress(count))
+
+
+class GradDisplay:
+    """The displayable of one analysed einsum (einsum ``index`` of ``count`` in its cell)."""
+
+    def __init__(self, analysis, index: int | None = None, count: int = 1,
+                 widgets: bool = False):
+        self.analysis = analysis
+        self.index = index
+        self.count = count
+        self.widgets = widgets
+        self._widget = None
+
+    @property
+    def widget(self):
+        """The live widget, built on first use."""
+        if self._widget is None:
+            self._widget = build(self.analysis, self.index, self.count)
+        return self._widget
+
+    def text(self) -> str:
+        return text.render(self.analysis, self.index, self.count)
+
+    def html(self) -> str:
+        return html.page(self.analysis, self.index, self.count)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        data = {"text/plain": self.text(), "text/html": self.html()}
+        if self.widgets:
+            data[WIDGET_MIME] = self.widget._repr_mimebundle_()[WIDGET_MIME]
+        return data
+
+    def __repr__(self) -> str:
+        return self.text()

@@ -1,0 +1,388 @@
+"""%%einsum_grad through a real InteractiveShell, captured as IPython's own magics are tested."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing import globalipapp
+from IPython.utils.capture import capture_output
+
+from einsum_magic import text
+from einsum_magic.cell import EinsumGradResult
+from einsum_magic.check import INSTALL
+from einsum_magic.magic import EinsumGradMagics, ExpectationFailed, load_ipython_extension
+from einsum_magic.widget import WIDGET_MIME
+
+PASS2 = "check: PASS, 2/2 gradients match jax.vjp (float32)"
+
+
+@pytest.fixture
+def ip():
+    globalipapp.start_ipython()            # once per process; later calls return None
+    shell = globalipapp.get_ipython()
+    load_ipython_extension(shell)
+    shell.run_cell("import numpy as np\n"
+                   "A = np.arange(6.0).reshape(2, 3)\nB = np.arange(12.0).reshape(3, 4) - 5\n"
+                   "x = np.ones((5, 3))\nw = np.ones((3, 7))")
+    yield shell
+    for name in ("C", "D", "Y", "Z", "S", "r", "res", "eq"):
+        shell.user_ns.pop(name, None)
+
+
+def magics(shell) -> EinsumGradMagics:
+    (m,) = [c for c in shell.configurables if isinstance(c, EinsumGradMagics)]
+    return m
+
+
+def run(shell, source: str, display: bool = True):
+    with capture_output(display=display) as cap:
+        result = shell.run_cell(source)
+    return result, cap
+
+
+def shown(cap) -> list[str]:
+    """The text/plain of every display, in order (progress outputs have none)."""
+    return [o.data["text/plain"] for o in cap.outputs if "text/plain" in o.data]
+
+
+# -- registration ----------------------------------------------------------------------
+
+def test_load_ext_registers_one_configurable_instance(ip):
+    ip.run_line_magic("reload_ext", "einsum_magic")
+    load_ipython_extension(ip)
+    assert "einsum_grad" in ip.magics_manager.magics["cell"]
+    assert "einsum_grad" in ip.magics_manager.magics["line"]
+    m = magics(ip)
+    assert m.check is True and m.dtype == "float32" and m.seed == 0 and m.max_elements is None
+    for trait in ("check", "dtype", "seed", "max_elements", "view"):
+        assert m.trait_metadata(trait, "config") is True
+
+
+def test_importing_and_loading_import_neither_jax_nor_ipywidgets():
+    code = textwrap.dedent("""
+        import sys
+        import einsum_magic
+        from IPython.testing.globalipapp import start_ipython
+        ip = start_ipython()
+        ip.run_line_magic("load_ext", "einsum_magic")
+        assert "einsum_grad" in ip.magics_manager.magics["cell"]
+        print(sorted(m for m in ("jax", "ipywidgets") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_help_shows_the_docstring_with_examples(ip):
+    _, cap = run(ip, "%%einsum_grad?", display=False)
+    for piece in ("%%einsum_grad", "C = np.einsum('ij,jk->ik', A, B)", "--expect NAME=SPEC",
+                  "--sizes SIZES", "--no-run", "-o NAME", "%config EinsumGradMagics.check"):
+        assert piece in cap.stdout, piece
+
+
+# -- the cell --------------------------------------------------------------------------
+
+def test_the_cell_runs_then_every_gradient_is_shown_and_checked(ip):
+    result, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
+    assert result.success
+    np.testing.assert_array_equal(ip.user_ns["C"], ip.user_ns["A"] @ ip.user_ns["B"])
+    (out,) = shown(cap)
+    assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in out
+    assert "dL_dB = np.einsum('ik,ij->jk', dL_dC, A)" in out
+    assert "shapes:  A (2, 3), B (3, 4) -> C (2, 4)  (sizes from your arrays)" in out
+    assert out.splitlines()[-1] == PASS2
+    (bundle,) = cap.outputs
+    assert set(bundle.data) == {"text/plain", "text/html"}       # no widget frontend here
+
+
+@pytest.mark.parametrize("cell, expected", [
+    ("C = numpy.einsum('ij,jk->ik', A, B)", "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"),
+    ("C = jnp.einsum('ij,jk->ik', A, B)", "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"),
+    ("C = jax.numpy.einsum('ij,jk->ik', A, B)", "dL_dB = np.einsum('ik,ij->jk', dL_dC, A)"),
+    ("C = opt_einsum.contract('ij,jk->ik', A, B)", "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"),
+    ("C = oe.contract('ij,jk->ik', A, B)", "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"),
+    ("C = einsum('ij,jk->ik', A, B)", "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"),
+    ("C = np.einsum(A, [0, 1], B, [1, 2], [0, 2])", "dL_dA = np.einsum('ac,bc->ab', dL_dC, B)"),
+    ('Y = einops.einsum(x, w, "batch d, d out -> batch out")',
+     'dL_dx = einops.einsum(dL_dY, w, "batch out, d out -> batch d")'),
+    ("S = np.einsum('ij,ij->', A, A)", "product rule: dL_dA = dL_dA_1 + dL_dA_2"),
+    ("C = np.einsum('ij,jk->ik', A.T.T, B)", "  op1 = A.T.T"),
+    ("ij,jk->ik", "forward: C = np.einsum('ij,jk->ik', A, B)"),
+    ("'ii->i'", "dL_dA = np.einsum('i,ij->ij', dL_dB, np.eye(A.shape[1]))"),
+])
+def test_every_cell_form(ip, cell, expected):
+    ip.run_cell("import numpy, jax, jax.numpy as jnp, opt_einsum, opt_einsum as oe, einops\n"
+                "from numpy import einsum")
+    result, cap = run(ip, "%%einsum_grad\n" + cell)
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert expected in out.splitlines(), out
+    assert out.splitlines()[-1].startswith("check: PASS")
+
+
+def test_torch_calls_are_read_without_running_torch(ip):
+    _, cap = run(ip, "%%einsum_grad --no-run --no-check\n"
+                     "C = torch.einsum('ij,jk->ik', [A, B])")
+    (out,) = shown(cap)
+    assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in out
+    assert "(sizes from your arrays)" in out
+    assert "C" not in ip.user_ns
+
+
+def test_several_einsums_each_get_a_display_in_order(ip):
+    _, cap = run(ip, "%%einsum_grad --no-check\n"
+                     "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ik->k', C)")
+    first, second = shown(cap)
+    assert first.splitlines()[0].endswith("(einsum 1 of 2, line 1)")
+    assert second.splitlines()[0].endswith("(einsum 2 of 2, line 2)")
+    assert "shapes:  C (2, 4) -> D (4,)  (sizes from your arrays)" in second
+
+
+def test_sizes_from_the_option_then_distinct_defaults(ip):
+    _, cap = run(ip, "%%einsum_grad --sizes i=7 --no-check\n...ij,...jk->...ik")
+    (out,) = shown(cap)
+    # j, k and '...' get 2, 3, 4: distinct from each other and from i
+    assert "shapes:  A (4, 7, 2), B (4, 2, 3) -> C (4, 7, 3)  (sizes from --sizes and defaults)" \
+        in out
+    _, cap = run(ip, "%%einsum_grad --no-check\nij,jk,kl->il")
+    sizes = [int(s.split("=")[1].split()[0]) for s in
+             shown(cap)[0].split("letters: ")[1].splitlines()[0].split(", ")]
+    assert len(set(sizes)) == len(sizes) == 4
+
+
+def test_einops_sizes_take_axis_names(ip):
+    _, cap = run(ip, "%%einsum_grad --no-run --no-check --sizes batch=8,out=2\n"
+                     'Y = einops.einsum(u, v, "batch d, d out -> batch out")')
+    (out,) = shown(cap)
+    assert "shapes:  u (8, 3), v (3, 2) -> Y (8, 2)" in out
+
+
+def test_an_operand_the_cell_rebinds_is_read_as_it_was(ip):
+    ip.run_cell("Z = np.ones((2, 3))")
+    _, cap = run(ip, "%%einsum_grad\nZ = np.einsum('ij->ji', Z)")
+    (out,) = shown(cap)
+    assert ip.user_ns["Z"].shape == (3, 2)
+    assert "shapes:  Z (2, 3) -> B (3, 2)  (sizes from your arrays)" in out
+    assert out.splitlines()[-1] == "check: PASS, 1/1 gradient matches jax.vjp (float32)"
+
+
+def test_unreadable_calls_get_a_one_line_note(ip):
+    _, cap = run(ip, "%%einsum_grad\neq = 'ij,jk->ik'\nC = np.einsum(eq, A, B)")
+    assert cap.outputs == []
+    assert cap.stdout == ("einsum_grad: line 2: np.einsum(eq, A, B): the equation is a variable, "
+                          "not a string literal; skipped\n")
+    assert "C" in ip.user_ns
+    _, cap = run(ip, "%%einsum_grad\nC = A @ B")
+    assert cap.stdout == "einsum_grad: no einsum call found in the cell\n"
+
+
+def test_no_run_analyses_without_running(ip):
+    _, cap = run(ip, "%%einsum_grad --no-run\nZ = 1\nC = np.einsum('ij,jk->ik', A, B)")
+    assert "Z" not in ip.user_ns and "C" not in ip.user_ns
+    assert shown(cap)[0].splitlines()[-1] == PASS2
+
+
+# -- errors ----------------------------------------------------------------------------
+
+def test_a_bad_equation_is_a_usage_error_and_the_code_does_not_run(ip):
+    before = ip.user_ns["A"].copy()
+    result, cap = run(ip, "%%einsum_grad\nZ = 1\nA[0, 0] = 99\nC = np.einsum('ij,j1->i', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    message = str(result.error_in_exec)
+    assert message.startswith("einsum_grad: line 3, np.einsum('ij,j1->i', A, B): '1' is not a "
+                              "subscript letter")
+    assert message.splitlines()[-2:] == ["    ij,j1->i", "        ^"]
+    assert "Z" not in ip.user_ns and "C" not in ip.user_ns
+    np.testing.assert_array_equal(ip.user_ns["A"], before)
+    assert "Traceback" not in cap.stdout + cap.stderr
+    assert cap.outputs == []
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("%%einsum_grad\nij,j->k", "output subscript 'k' appears in no input"),
+    ("%%einsum_grad\neinops.einsum(x, w, 'a b, b c')", "needs '->'"),
+    ("%%einsum_grad --sizes i:2\nij", "--sizes is written letter=size"),
+    ("%%einsum_grad --sizes q=2\nij", "--sizes names 'q'"),
+    ("%%einsum_grad --expect Q=ij\nC = np.einsum('ij,jk->ik', A, B)", "--expect names 'Q'"),
+    ("%%einsum_grad --expect A\nC = np.einsum('ij,jk->ik', A, B)", "--expect is written"),
+    ("%%einsum_grad --expect A=ij\nS = np.einsum('ij,ij->', A, A)", "name one position: "
+                                                                      "dL_dA_1, dL_dA_2"),
+    ("%%einsum_grad --dtype int8\nij", "--dtype 'int8' is not one the check supports"),
+    ("%%einsum_grad -o 1x\nij", "-o takes a variable name"),
+    ("%%einsum_grad ij\nC = np.einsum('ij,jk->ik', A, B)", "takes no equation on its line"),
+    ("%einsum_grad", "give an equation"),
+    ("%%einsum_grad --bogus\nij", "unrecognized arguments: --bogus"),
+])
+def test_usage_errors(ip, cell, message):
+    result, _ = run(ip, cell)
+    assert type(result.error_in_exec) is UsageError
+    assert message in str(result.error_in_exec)
+    assert "C" not in ip.user_ns
+
+
+def test_the_users_error_stops_the_analysis(ip):
+    result, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)\nZ = 1 / 0")
+    assert "ZeroDivisionError" in cap.stdout
+    assert cap.outputs == []
+    assert "C" in ip.user_ns and "Z" not in ip.user_ns     # as IPython runs it
+
+
+# -- the namespace and determinism -----------------------------------------------------
+
+def test_nothing_of_the_users_is_lost_or_added(ip):
+    A, B = ip.user_ns["A"], ip.user_ns["B"]
+    copies = A.copy(), B.copy()
+    before = set(ip.user_ns)
+    result, _ = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
+    assert result.success
+    assert set(ip.user_ns) == before | {"C"}
+    assert ip.user_ns["A"] is A and ip.user_ns["B"] is B
+    np.testing.assert_array_equal(A, copies[0])
+    np.testing.assert_array_equal(B, copies[1])
+    run(ip, "%einsum_grad ij,jk->ik")
+    assert set(ip.user_ns) == before | {"C"}
+
+
+def test_text_plain_is_identical_across_runs(ip):
+    cell = "%%einsum_grad\nC = np.einsum('bij,bjk->bik', np.ones((2, 3, 4)), np.ones((2, 4, 5)))"
+    first = run(ip, cell)[1]
+    second = run(ip, cell)[1]
+    assert shown(first) == shown(second)
+    assert [o.data["text/html"] for o in first.outputs] == \
+        [o.data["text/html"] for o in second.outputs]
+
+
+# -- --expect, -o, the line magic, %config ---------------------------------------------
+
+def test_expect_right(ip):
+    result, cap = run(ip, "%%einsum_grad --expect A=xz,yz->xy --expect dL_dB=ik,ij->jk\n"
+                          "C = np.einsum('ij,jk->ik', A, B)")
+    assert result.success
+    out = shown(cap)[0]
+    assert "expect dL_dA = 'xz,yz->xy': correct: dL_dA = einsum('xz,yz->xy', dL_dC, B)" in out
+    assert "expect dL_dB = 'ik,ij->jk': correct" in out
+
+
+@pytest.mark.parametrize("proposal, why", [
+    ("ik,jk->i", "wrong output shape: the proposal gives (2,), dL_dA must have A's shape (2, 3)"),
+    ("ik,jl->ij", "wrong values: the shape (2, 3) is right"),
+    ("ik,j1->ij", "not a valid einsum: '1' is not a subscript letter"),
+])
+def test_expect_wrong_fails_the_cell_with_one_line(ip, proposal, why):
+    A = ip.user_ns["A"]
+    result, cap = run(ip, f"%%einsum_grad --no-check --expect A={proposal}\n"
+                          "C = np.einsum('ij,jk->ik', A, B)")
+    error = result.error_in_exec
+    assert type(error) is ExpectationFailed and isinstance(error, AssertionError)
+    assert str(error).startswith(f"--expect dL_dA = {proposal!r}: ")
+    assert why in str(error)
+    assert cap.stdout.strip() == f"ExpectationFailed: {error}"
+    assert "Traceback" not in cap.stdout
+    (out,) = shown(cap)                               # the display came first
+    assert f"expect dL_dA = {proposal!r}: " in out
+    assert "C" in ip.user_ns and ip.user_ns["A"] is A
+
+
+def test_o_stores_the_derivations_and_reports(ip):
+    result, _ = run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
+                        "D = np.einsum('ik->', C)")
+    assert result.success
+    res = ip.user_ns["res"]
+    assert isinstance(res, EinsumGradResult)
+    assert [d.equation for d in res.derivations] == ["ij,jk->ik", "ik->"]
+    assert all(r.passed and r.user_arrays for r in res.reports)
+    assert res.derivation is res.derivations[0] and res.report is res.reports[0]
+    with pytest.raises(Exception):
+        res.analyses = ()                             # frozen
+
+
+def test_line_magic(ip):
+    result, cap = run(ip, "%einsum_grad ii-> --sizes i=3 -o r")
+    assert result.success
+    (out,) = shown(cap)
+    assert "shapes:  A (3, 3) -> B ()  (sizes from --sizes)" in out
+    assert out.splitlines()[-1] == "check: PASS, 1/1 gradient matches jax.vjp (float32)"
+    assert ip.user_ns["r"].derivation.shapes == ((3, 3),)
+    _, cap = run(ip, "%einsum_grad 'ij, jk -> ik' --no-check")
+    assert "forward: C = np.einsum('ij,jk->ik', A, B)" in shown(cap)[0]
+
+
+def test_config_sets_the_defaults(ip):
+    m = magics(ip)
+    try:
+        ip.run_line_magic("config", "EinsumGradMagics.check = False")
+        assert m.check is False
+        _, cap = run(ip, "%%einsum_grad\nij,jk->ik")
+        assert shown(cap)[0].splitlines()[-1] == "check: skipped (EinsumGradMagics.check = False)"
+        ip.run_line_magic("config", "EinsumGradMagics.check = True")
+        ip.run_line_magic("config", "EinsumGradMagics.dtype = 'float64'")
+        _, cap = run(ip, "%%einsum_grad\nij,jk->ik")
+        assert shown(cap)[0].splitlines()[-1] == \
+            "check: PASS, 2/2 gradients match jax.vjp (float64)"
+        _, cap = run(ip, "%%einsum_grad --dtype complex64 --no-check\nij,jk->ik")
+        assert shown(cap)[0].splitlines()[-1] == "check: skipped (--no-check)"
+    finally:                              # %config also set the shell's config: undo both
+        ip.run_line_magic("config", "EinsumGradMagics.check = True")
+        ip.run_line_magic("config", "EinsumGradMagics.dtype = 'float32'")
+
+
+# -- the displays: text without a widget frontend, widgets with one ---------------------
+
+def test_terminal_prints_the_text_view(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij,jk->ik', A, B)",
+                      display=False)
+    assert result.success
+    assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in cap.stdout
+    assert "check: skipped (--no-check)" in cap.stdout
+    assert "<div" not in cap.stdout
+
+
+def test_widget_frontend_progress_leaves_nothing_nbval_compares(ip):
+    m = magics(ip)
+    m.view = "widget"
+    try:
+        _, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
+    finally:
+        m.view = "auto"
+    progress, update, final = cap.outputs
+    display_id = progress.transient["display_id"]
+    assert update.update and update.transient["display_id"] == display_id
+    compared = {k: v for k, v in progress.data.items() if k != WIDGET_MIME}
+    assert compared == update.data == {"text/html": ""}
+    assert WIDGET_MIME in progress.data
+    assert set(final.data) == {"text/plain", "text/html", WIDGET_MIME}
+    assert not final.update
+    assert final.data["text/plain"].splitlines()[-1] == PASS2
+
+
+def test_without_jax_the_check_says_how_to_install_it(ip, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)
+    result, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
+    assert result.success
+    (bundle,) = cap.outputs
+    assert bundle.data["text/plain"].splitlines()[-1] == \
+        f"check: not run: the gradient check needs JAX: {INSTALL}"
+    assert "pip install jax" in bundle.data["text/html"]
+    assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in bundle.data["text/plain"]
+
+
+def test_display_text_equals_the_text_view(ip):
+    _, cap = run(ip, "%%einsum_grad -o res --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    (a,) = ip.user_ns["res"].analyses
+    assert shown(cap) == [text.render(a, 0, 1)]
+
+
+def test_a_kernel_with_ipywidgets_gets_the_widget(ip, monkeypatch):
+    monkeypatch.setattr(ip, "kernel", object(), raising=False)
+    _, cap = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    (bundle,) = cap.outputs                     # no check: no progress output
+    assert set(bundle.data) == {"text/plain", "text/html", WIDGET_MIME}
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    _, cap = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    (bundle,) = cap.outputs
+    assert set(bundle.data) == {"text/plain", "text/html"}
