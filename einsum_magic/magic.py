@@ -43,6 +43,7 @@ from .cli import shapes_for
 from .derivation import derive
 from .equation import ELLIPSIS, parse
 from .errors import EinsumError
+from .expect import judge
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "load_ipython_extension"]
 
@@ -254,7 +255,7 @@ class _Run:
     def _analyse(self, call, expects) -> cells.Analysis:
         shapes, sizes_from = self._shapes(call)
         d = self._derive(call, shapes)
-        verdicts = tuple(cells.judge(d, target, proposal, self.seed)
+        verdicts = tuple(judge(d, target, proposal, self.seed)
                          for target, proposal in expects)
         return cells.Analysis(call, d, sizes_from, expectations=verdicts)
 

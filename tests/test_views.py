@@ -12,7 +12,8 @@ import pytest
 
 from einsum_magic import derive
 from einsum_magic import html, text, widget
-from einsum_magic.cell import Analysis, equation_call, find_calls, judge
+from einsum_magic.cell import Analysis, equation_call, find_calls
+from einsum_magic.expect import judge
 from einsum_magic.check import CheckReport, GradCheck, INSTALL, check
 
 
