@@ -11,55 +11,10 @@ import argparse
 import sys
 
 from .derivation import Derivation, derive
-from .equation import parse
 from .errors import EinsumError
+from .shapes import parse_sizes, shapes_for
 
-__all__ = ["main", "parse_sizes", "shapes_for"]
-
-
-def parse_sizes(text: str | None) -> dict[str, int]:
-    """``'i=2,j=3'`` → ``{'i': 2, 'j': 3}``; raises :class:`EinsumError` pointing at a bad item."""
-    sizes: dict[str, int] = {}
-    if not text:
-        return sizes
-    at = 0
-    for item in text.split(","):
-        letter, eq, value = item.partition("=")
-        letter = letter.strip()
-        if not eq or len(letter) != 1 or not letter.isalpha() or not value.strip().isdigit():
-            raise EinsumError("sizes are written letter=size, separated by commas (i=2,j=3)",
-                              text, at, max(1, len(item)))
-        sizes[letter] = int(value)
-        at += len(item) + 1
-    return sizes
-
-
-def shapes_for(equation: str, sizes: dict[str, int] | None = None,
-               ellipsis: tuple[int, ...] = (2,)) -> tuple[tuple[int, ...], ...]:
-    """Operand shapes for ``equation`` from ``sizes``, else small distinct defaults (2, 3, 4, …).
-
-    Distinct sizes make a transposed result fail loudly rather than pass by accident.
-    ``...`` gets ``ellipsis`` unless ``sizes`` holds ``'...'``.
-    """
-    eq = parse(equation)
-    sizes = dict(sizes or {})
-    ellipsis = tuple(sizes.pop("...", ellipsis))
-    unknown = [c for c in sizes if c not in eq.letters]
-    if unknown:
-        raise EinsumError(f"--sizes names {unknown[0]!r}, which is not a letter of the equation",
-                          eq.text)
-    default = iter(range(2, 2 + 52))
-    used = set(sizes.values())
-    for c in eq.letters:
-        if c not in sizes:
-            n = next(default)
-            while n in used:
-                n = next(default)
-            sizes[c] = n
-            used.add(n)
-    return tuple(
-        tuple(s for c in subs for s in (ellipsis if c == "." else (sizes[c],)))
-        for subs in eq.inputs)
+__all__ = ["main", "format_derivation"]
 
 
 def format_derivation(d: Derivation, loops: bool = False) -> str:

@@ -39,11 +39,11 @@ from IPython.display import display
 from traitlets import Bool, CaselessStrEnum, Int, Unicode
 
 from . import cell as cells
-from .cli import shapes_for
 from .derivation import derive
-from .equation import ELLIPSIS, parse
+from .equation import parse
 from .errors import EinsumError
 from .expect import judge
+from .shapes import parse_sizes, shapes_from
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "load_ipython_extension"]
 
@@ -145,7 +145,7 @@ class _Run:
         self.check_on = magics.check and not args.no_check
         self.dtype = args.dtype or magics.dtype
         self.seed = magics.seed if args.seed is None else args.seed
-        self.sizes = _usage(_parse_sizes, args.sizes)
+        self.sizes = _usage(parse_sizes, args.sizes)
         self.expects = [_parse_expect(e) for e in args.expect]
         if args.output is not None and not args.output.isidentifier():
             raise UsageError(f"-o takes a variable name, not {args.output!r}")
@@ -274,45 +274,10 @@ class _Run:
 
     def _shapes(self, call):
         """Operand shapes: the user's arrays, then --sizes, then distinct defaults."""
-        eq = parse(call.equation)
-        arrays = self._arrays(call)
-        letters: dict[str, int] = {}
-        ellipsis = None
-        for k, x in arrays.items():
-            subs, shape = eq.inputs[k], tuple(x.shape)
-            if ELLIPSIS in subs:
-                e = subs.index(ELLIPSIS)
-                after = len(subs) - e - 1
-                if len(shape) < len(subs) - 1:
-                    continue
-                pairs = (list(zip(subs[:e], shape))
-                         + list(zip(subs[e + 1:], shape[len(shape) - after:])))
-                ellipsis = ellipsis or shape[e:len(shape) - after]
-            elif len(shape) == len(subs):
-                pairs = list(zip(subs, shape))
-            else:
-                continue
-            for c, n in pairs:
-                if n != 1 or c not in letters:
-                    letters[c] = n
         given = _letter_keys(call)
-        from_sizes = {given[key]: n for key, n in self.sizes.items()
-                      if key in given and given[key] not in letters}
-        missing = [c for c in eq.letters if c not in letters and c not in from_sizes]
-        ellipsis_known = ellipsis is not None
-        if ellipsis is None:         # '...' gets a size distinct from every letter's too
-            used = set(letters.values()) | set(from_sizes.values())
-            free = (n for n in range(2, 2 + len(used) + len(missing) + 2) if n not in used)
-            ellipsis = ([next(free) for _ in missing] + [next(free)])[-1:]
-        defaults = shapes_for(call.equation, {**letters, **from_sizes}, ellipsis=tuple(ellipsis))
-        shapes = tuple(tuple(arrays[k].shape) if k in arrays else s
-                       for k, s in enumerate(defaults))
-        needs_ellipsis = any(ELLIPSIS in s for k, s in enumerate(eq.inputs) if k not in arrays)
-        sources = [what for what, used in (
-            ("your arrays", bool(arrays)), ("--sizes", bool(from_sizes)),
-            ("defaults", bool(missing) or (needs_ellipsis and not ellipsis_known)))
-            if used]
-        return shapes, "sizes from " + " and ".join(sources or ["your arrays"])
+        sizes = {given[key]: n for key, n in self.sizes.items() if key in given}
+        arrays = {k: tuple(x.shape) for k, x in self._arrays(call).items()}
+        return shapes_from(call.equation, arrays, sizes)
 
     # -- 3. the check -----------------------------------------------------------------
 
@@ -397,26 +362,6 @@ def _usage(fn, *args):
         return fn(*args)
     except EinsumError as e:
         raise UsageError(f"einsum_grad: {e}") from None
-
-
-def _parse_sizes(text: str | None) -> dict[str, int]:
-    """``'i=2,batch=8'`` → ``{'i': 2, 'batch': 8}``: letters, or einops axis names.
-
-    Like :func:`einsum_magic.cli.parse_sizes`, which takes letters only.
-    """
-    sizes: dict[str, int] = {}
-    if not text:
-        return sizes
-    at = 0
-    for item in text.split(","):
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or not key.isidentifier() or not value.strip().isdigit():
-            raise EinsumError("--sizes is written letter=size, separated by commas (i=2,j=3; "
-                              "einops axis names too: batch=8)", text, at, max(1, len(item)))
-        sizes[key] = int(value)
-        at += len(item) + 1
-    return sizes
 
 
 def _letter_keys(call) -> dict[str, str]:

@@ -8,12 +8,19 @@ import sys
 
 import numpy as np
 import pytest
+from reference import random_operands
 
 import einsum_magic
 from einsum_magic import EinsumError, derive
-from einsum_magic.check import (INSTALL, TOLERANCES, CheckReport, JaxNotInstalled, _compiled,
-                                _prepare, check, jax_available)
-from reference import random_operands
+from einsum_magic.check import (
+    INSTALL,
+    TOLERANCES,
+    JaxNotInstalled,
+    _compiled,
+    _prepare,
+    check,
+    jax_available,
+)
 
 jax = pytest.importorskip("jax")
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from einsum_magic.cli import main, parse_sizes, shapes_for
+from einsum_magic.cli import main
+from einsum_magic.shapes import parse_sizes, shapes_for
 from einsum_magic import EinsumError
 
 
@@ -22,7 +23,7 @@ def test_prints_each_gradient(capsys):
 def test_loops_and_sizes(capsys):
     assert main(["...ij,jk->...ik", "--sizes", "i=2,j=3,k=4", "--loops"]) == 0
     out = capsys.readouterr().out
-    assert "shapes:  A(2, 2, 3), B(3, 4) -> C(2, 2, 4)" in out
+    assert "shapes:  A(5, 2, 3), B(3, 4) -> C(5, 2, 4)" in out
     assert "for i in range(n_i):" in out
 
 

@@ -206,7 +206,7 @@ def test_a_bad_equation_is_a_usage_error_and_the_code_does_not_run(ip):
 @pytest.mark.parametrize("cell, message", [
     ("%%einsum_grad\nij,j->k", "output subscript 'k' appears in no input"),
     ("%%einsum_grad\neinops.einsum(x, w, 'a b, b c')", "needs '->'"),
-    ("%%einsum_grad --sizes i:2\nij", "--sizes is written letter=size"),
+    ("%%einsum_grad --sizes i:2\nij", "sizes are written letter=size"),
     ("%%einsum_grad --sizes q=2\nij", "--sizes names 'q'"),
     ("%%einsum_grad --expect Q=ij\nC = np.einsum('ij,jk->ik', A, B)", "--expect names 'Q'"),
     ("%%einsum_grad --expect A\nC = np.einsum('ij,jk->ik', A, B)", "--expect is written"),
