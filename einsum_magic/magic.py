@@ -8,7 +8,8 @@ This module only connects the others, in one direction:
    IPython's own ``UsageError`` (the class itself: IPython prints its one-line message,
    no traceback) and the cell's code is not run;
 3. ``shell.run_cell(cell)`` runs the code as the cell would run without the magic
-   (like ``%%capture``); if it raises, IPython shows that error and nothing is analysed;
+   (like ``%%capture``); if it raises, IPython shows that error, nothing is analysed,
+   and the magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
 4. each call is derived again with its shapes (the user's arrays, ``--sizes``, distinct
    defaults), its ``--expect`` proposals judged, and checked against JAX;
 5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order.
@@ -45,7 +46,7 @@ from .errors import EinsumError
 from .expect import judge
 from .shapes import parse_sizes, shapes_from
 
-__all__ = ["EinsumGradMagics", "ExpectationFailed", "load_ipython_extension"]
+__all__ = ["EinsumGradMagics", "ExpectationFailed", "CellCodeFailed", "load_ipython_extension"]
 
 
 class ExpectationFailed(AssertionError):
@@ -53,6 +54,17 @@ class ExpectationFailed(AssertionError):
 
     def _render_traceback_(self):
         return [f"{type(self).__name__}: {self}"]
+
+
+class CellCodeFailed(RuntimeError):
+    """The cell's own code raised (IPython showed it): the cell fails, nothing is analysed.
+
+    Raised so that nbval, nbmake and ``nbconvert --execute`` see the cell fail, as they
+    would without the magic; it adds one line under IPython's own traceback.
+    """
+
+    def _render_traceback_(self):
+        return [f"einsum_grad: {self}"]
 
 
 @magics_class
@@ -163,8 +175,11 @@ class _Run:
         # An operand the cell rebinds at or after its call is read as it was before the run.
         self.before = {n: self.ns[n] for c in calls for n in c.rebound if n in self.ns}
         if code and not self.args.no_run:
-            if not self.shell.run_cell(self.cell).success:
-                return None          # IPython has shown the error; nothing is analysed
+            result = self.shell.run_cell(self.cell)
+            if not result.success:   # IPython has shown the error
+                error = result.error_in_exec or result.error_before_exec
+                raise CellCodeFailed(f"the cell's code raised {type(error).__name__}, so its "
+                                     "einsums were not analysed")
         analyses = [self._analyse(c, targets.get(k, ())) for k, c in enumerate(calls)]
         analyses = self._checked(analyses)
         widgets = self._widgets()

@@ -15,7 +15,8 @@ from IPython.utils.capture import capture_output
 from einsum_magic import text
 from einsum_magic.cell import EinsumGradResult
 from einsum_magic.check import INSTALL
-from einsum_magic.magic import EinsumGradMagics, ExpectationFailed, load_ipython_extension
+from einsum_magic.magic import (CellCodeFailed, EinsumGradMagics, ExpectationFailed,
+                                load_ipython_extension)
 from einsum_magic.widget import WIDGET_MIME
 
 PASS2 = "check: PASS, 2/2 gradients match jax.vjp (float32)"
@@ -230,6 +231,8 @@ def test_the_users_error_stops_the_analysis(ip):
     assert "ZeroDivisionError" in cap.stdout
     assert cap.outputs == []
     assert "C" in ip.user_ns and "Z" not in ip.user_ns     # as IPython runs it
+    assert type(result.error_in_exec) is CellCodeFailed    # the cell fails, as it would have
+    assert "einsum_grad: the cell's code raised ZeroDivisionError" in cap.stdout
 
 
 # -- the namespace and determinism -----------------------------------------------------
