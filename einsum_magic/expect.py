@@ -9,11 +9,12 @@ is and what it must be), wrong values, or not a valid einsum (with the caret).
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from .equation import parse
+from .equation import bind, parse
 from .errors import EinsumError
 
 __all__ = ["Expectation", "judge"]
@@ -83,7 +84,7 @@ def judge(derivation, target: str, proposal: str, seed: int = 0) -> Expectation:
         return Expectation(target, proposal, "invalid",
                            f"not a valid backward: it takes {n} operand(s), the backward of "
                            f"{grad.wrt} takes {expected}: {', '.join(labels)}")
-    got, error = _evaluate(proposal, args)
+    got, error = _evaluate(eq, args, labels)
     if got is not None and got.shape == want.shape and np.allclose(got, want, rtol=1e-9,
                                                                    atol=1e-12):
         return Expectation(target, proposal, "correct",
@@ -92,7 +93,7 @@ def judge(derivation, target: str, proposal: str, seed: int = 0) -> Expectation:
         for order in itertools.permutations(range(len(args))):
             if order == tuple(range(len(args))):
                 continue
-            alt, _ = _evaluate(proposal, [args[k] for k in order])
+            alt, _ = _evaluate(eq, [args[k] for k in order], labels)
             if alt is not None and alt.shape == want.shape and np.allclose(alt, want, rtol=1e-9,
                                                                            atol=1e-12):
                 named = ", ".join(labels[k] for k in order)
@@ -110,8 +111,11 @@ def judge(derivation, target: str, proposal: str, seed: int = 0) -> Expectation:
                        f"differ from {target} on random inputs")
 
 
-def _evaluate(proposal: str, args):
+def _evaluate(eq, args, labels):
+    """``np.einsum`` of the proposal, or ``None`` and why not in the learner's words."""
     try:
-        return np.einsum(proposal, *args), ""
-    except ValueError as e:
-        return None, str(e).splitlines()[0]
+        bind(eq, [a.shape for a in args])
+    except EinsumError as e:
+        reason = re.sub(r"operand (\d+)", lambda m: labels[int(m.group(1)) - 1], e.reason)
+        return None, reason
+    return np.einsum(eq.explicit, *args), ""

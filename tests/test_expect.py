@@ -50,3 +50,10 @@ def test_judge_the_positions_of_a_repeated_array():
     assert judge(d, "dL_dA_1", "ik,jk->ij").passed
     assert judge(d, "dL_dA_2", "ik,ij->jk").passed
     assert not judge(d, "dL_dA_2", "ik,jk->ij").passed
+
+
+def test_a_size_clash_is_said_in_the_learners_names():
+    d = shaped("ij,jk->ik", ((2, 3), (3, 4)))
+    forgot_transpose = judge(d, "dL_dA", "ik,kj->ij")
+    assert forgot_transpose.verdict == "invalid"
+    assert "letter 'k' has size 4 in dL_dC but 3 in B" in forgot_transpose.message
