@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from einsum_magic import EinsumError
 from einsum_magic.cli import main
 from einsum_magic.shapes import parse_sizes, shapes_for
-from einsum_magic import EinsumError
 
 
 def test_prints_each_gradient(capsys):
@@ -17,14 +17,20 @@ def test_prints_each_gradient(capsys):
     out = capsys.readouterr().out
     assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in out
     assert "dL_dB = np.einsum('ik,ij->jk', dL_dC, A)" in out
-    assert "reads: dL_dA = dL_dC @ B.T" in out
+    assert "reads dL_dA = dL_dC @ B.T" in out
+    assert "check: not run (--check runs it)" in out
 
 
 def test_loops_and_sizes(capsys):
     assert main(["...ij,jk->...ik", "--sizes", "i=2,j=3,k=4", "--loops"]) == 0
     out = capsys.readouterr().out
-    assert "shapes:  A(5, 2, 3), B(3, 4) -> C(5, 2, 4)" in out
-    assert "for i in range(n_i):" in out
+    assert "shapes:  A (5, 2, 3), B (3, 4) -> C (5, 2, 4)" in out
+    assert "dL_dA[a, i, j] += dL_dC[a, i, k] * B[j, k]" in out
+
+
+def test_check_runs_jax(capsys):
+    assert main(["ii->i", "--check", "--names", "M"]) == 0
+    assert "check: PASS, 1/1 gradient matches jax.vjp (float32)" in capsys.readouterr().out
 
 
 def test_bad_equation_exits_2_with_caret(capsys):
@@ -34,9 +40,14 @@ def test_bad_equation_exits_2_with_caret(capsys):
     assert "'1' is not a subscript letter" in err
 
 
-def test_bad_sizes_exit_2(capsys):
-    assert main(["ij", "--sizes", "i=two"]) == 2
-    assert "letter=size" in capsys.readouterr().err
+@pytest.mark.parametrize("argv,message", [
+    (["ij", "--sizes", "i=two"], "letter=size"),
+    (["ij", "--sizes", "z=2"], "'z', which is not a letter of the equation"),
+    (["ij", "--names", "1x"], "not a Python identifier"),
+])
+def test_bad_options_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_python_dash_m():
