@@ -21,8 +21,9 @@ outcome already in ``text/plain``. While the check runs, a live frontend shows a
 progress widget in an output whose compared data is ``{'text/html': ''}`` both when
 first displayed and after its update: it leaves no difference between runs.
 
-A wrong ``--expect`` proposal raises :class:`ExpectationFailed` (an ``AssertionError``)
-after the displays: the cell fails for nbval and nbmake, and the user sees one line,
+A wrong ``--expect`` proposal raises :class:`ExpectationFailed` and a failed check
+:class:`CheckFailed` (both ``AssertionError``) after the displays: the cell fails for
+nbval and nbmake, and the user sees one line,
 ``ExpectationFailed: --expect dL_dA = 'ik,jk->ji': wrong output shape: …``.
 
 Nothing is added to the user's namespace but what the cell's own code assigns and
@@ -46,11 +47,19 @@ from .errors import EinsumError
 from .expect import judge
 from .shapes import parse_sizes, shapes_from
 
-__all__ = ["EinsumGradMagics", "ExpectationFailed", "CellCodeFailed", "load_ipython_extension"]
+__all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
+           "load_ipython_extension"]
 
 
 class ExpectationFailed(AssertionError):
     """A ``--expect`` proposal is wrong: the cell fails, showing this one line (no traceback)."""
+
+    def _render_traceback_(self):
+        return [f"{type(self).__name__}: {self}"]
+
+
+class CheckFailed(AssertionError):
+    """A derived gradient disagrees with ``jax.vjp``: the cell fails, showing this one line."""
 
     def _render_traceback_(self):
         return [f"{type(self).__name__}: {self}"]
@@ -200,6 +209,9 @@ class _Run:
             raise ExpectationFailed("; ".join(
                 f"--expect {e.target} = {e.proposal!r}: {e.message.splitlines()[0]}"
                 for e in wrong))
+        failed = [a.check.summary for a in analyses if a.check is not None and not a.check.passed]
+        if failed:
+            raise CheckFailed("; ".join(failed))
         return None
 
     # -- 1. the calls -----------------------------------------------------------------

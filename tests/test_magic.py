@@ -15,7 +15,7 @@ from IPython.utils.capture import capture_output
 from einsum_magic import text
 from einsum_magic.cell import EinsumGradResult
 from einsum_magic.check import INSTALL
-from einsum_magic.magic import (CellCodeFailed, EinsumGradMagics, ExpectationFailed,
+from einsum_magic.magic import (CellCodeFailed, CheckFailed, EinsumGradMagics, ExpectationFailed,
                                 load_ipython_extension)
 from einsum_magic.widget import WIDGET_MIME
 
@@ -372,6 +372,27 @@ def test_without_jax_the_check_says_how_to_install_it(ip, monkeypatch):
         f"check: not run: the gradient check needs JAX: {INSTALL}"
     assert "pip install jax" in bundle.data["text/html"]
     assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in bundle.data["text/plain"]
+
+
+def test_a_failed_check_fails_the_cell(ip, monkeypatch):
+    """A wrong derived gradient (here transposed on purpose) is a FAIL and the cell fails."""
+    import dataclasses
+    import importlib
+
+    checking = importlib.import_module("einsum_magic.check")
+    real = checking.check
+
+    def transposed(d, *operands, **options):
+        g = d.grads[0]
+        return real(dataclasses.replace(d, grads=(dataclasses.replace(g, equation="ik,jk->ji"),
+                                                  *d.grads[1:])), *operands, **options)
+
+    monkeypatch.setattr(checking, "check", transposed)
+    result, cap = run(ip, "%%einsum_grad --sizes i=3,j=3,k=3\nij,jk->ik")
+    assert type(result.error_in_exec) is CheckFailed
+    assert "check: FAIL, 1/2 gradients match jax.vjp (float32); wrong: dL_dA" in cap.stdout
+    (bundle,) = [o for o in cap.outputs if "text/plain" in o.data]
+    assert bundle.data["text/plain"].splitlines()[-1].startswith("check: FAIL")
 
 
 def test_display_text_equals_the_text_view(ip):
