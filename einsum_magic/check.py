@@ -36,8 +36,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import logging
 import math
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +127,7 @@ class CheckReport:
     user_arrays: bool      # the user's arrays were checked (not random ones)
     notes: tuple[str, ...]
     timings: dict          # derived_ms, jax_vjp_ms (warm, best of 3), compile_ms (~0 when cached)
+    platform: tuple[str, ...] = ()   # what JAX warned while starting (varies by machine)
 
     @property
     def summary(self) -> str:
@@ -369,13 +373,54 @@ def _clamp_note(d: Derivation, sizes: dict, clamped: dict, budget: int, user: bo
 
 # -- JAX ---------------------------------------------------------------------------------
 
+#: JAX's warnings while it started (a CUDA-less jaxlib on a GPU machine, an experimental
+#: platform): kept for the report's live view instead of printed to stderr, where they
+#: would make a notebook's stored outputs differ from machine to machine.
+_STARTUP_WARNINGS: tuple[str, ...] = ()
+
+
 def _import_jax():
-    try:
+    global _STARTUP_WARNINGS
+    if "jax" in sys.modules and sys.modules["jax"] is not None:
         import jax
         import jax.numpy as jnp
+
+        return jax, jnp
+    try:
+        (jax, jnp), _STARTUP_WARNINGS = _quietly(_start_jax)
     except ImportError:
         raise JaxNotInstalled() from None
     return jax, jnp
+
+
+def _start_jax():
+    import jax
+    import jax.numpy as jnp
+
+    jax.devices()            # starts the default backend, which is when JAX warns
+    return jax, jnp
+
+
+def _quietly(start):
+    """``(start(), warnings)``: JAX's logged and warned messages caught, not printed."""
+    caught_logs: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            caught_logs.append(record.getMessage())
+
+    logger = logging.getLogger("jax")
+    handler, propagate = Keep(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = start()
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    return result, tuple(caught_logs + [str(w.message) for w in caught])
 
 
 def _flag(jax) -> bool:
@@ -409,7 +454,7 @@ def _run(jax, jnp, d: Derivation, inputs: _Inputs, x64: bool) -> CheckReport:
         passed=bool(grads) and all(g.passed for g in grads), grads=grads,
         device="cpu" if device.platform == "cpu" else device.device_kind,
         backend=jax.default_backend(), dtype=dtype, precision=PRECISION,
-        user_arrays=inputs.user_arrays, notes=inputs.notes,
+        user_arrays=inputs.user_arrays, notes=inputs.notes, platform=_STARTUP_WARNINGS,
         timings={"derived_ms": derived_ms, "jax_vjp_ms": vjp_ms, "compile_ms": compile_ms})
 
 

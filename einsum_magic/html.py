@@ -281,6 +281,9 @@ def check(a, live: bool = True) -> str:
             else f"{escape(k)} {escape(str(v))}" for k, v in r.timings.items()) + "</div>")
     if r.notes:
         parts.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in r.notes) + "</ul>")
+    if live and r.platform:
+        parts.append('<div class="eg-muted">JAX on starting: ' + "; ".join(
+            escape(w) for w in r.platform) + "</div>")
     if not live:
         parts.append('<div class="eg-muted">device, error figures and timings: see the widget '
                      "in a live notebook</div>")

@@ -314,3 +314,23 @@ def test_the_package_check_works_after_the_submodule_is_imported():
             "import sys\n"
             "assert sys.modules['einsum_magic.check'].check is check\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_jax_start_up_warnings_are_kept_not_printed():
+    """JAX's platform warnings differ by machine: the check keeps them off stderr."""
+    code = ("import logging, sys\n"
+            "from einsum_magic import check, derive\n"
+            "import importlib\n"
+            "checking = importlib.import_module('einsum_magic.check')\n"
+            "real = checking._start_jax\n"
+            "def start():\n"
+            "    logging.getLogger('jax._src.xla_bridge').warning('An NVIDIA GPU may be present')\n"
+            "    return real()\n"
+            "checking._start_jax = start\n"
+            "report = check(derive('ij->j', shapes=((2, 3),)))\n"
+            "assert report.passed\n"
+            "assert report.platform == ('An NVIDIA GPU may be present',), report.platform\n"
+            "assert 'NVIDIA' not in report.summary\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "NVIDIA" not in run.stderr

@@ -40,7 +40,8 @@ def failing_report(a):
                             1e-4, 1e-30, "" if k == 0 else "values differ from jax.vjp")
                   for k, g in enumerate(a.derivation.grads))
     return CheckReport(False, grads, "NVIDIA Fake 1", "gpu", "float32", "highest", True, (),
-                       {"derived_ms": 1.5, "jax_vjp_ms": 2.5, "compile_ms": 30.0})
+                       {"derived_ms": 1.5, "jax_vjp_ms": 2.5, "compile_ms": 30.0},
+                       platform=("Platform 'fake' is experimental",))
 
 
 # -- text ------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     assert page.startswith("<style>") and '<div class="einsum-grad">' in page
     for title in ("Backward", "Loops", "Shapes", "Check"):
         assert f"<h3>{title}</h3>" in page
-    for leak in ("NVIDIA", "gpu", "ms", "5.00e-01", "values differ"):
+    for leak in ("NVIDIA", "gpu", "ms", "5.00e-01", "values differ", "experimental"):
         assert leak not in page
     assert "FAIL" in page and "1.00e-04" in page
 
@@ -186,7 +187,8 @@ def test_live_check_section_shows_device_errors_and_timings():
     a = dataclasses.replace(a, check=failing_report(a))
     live = html.check(a, live=True)
     for shown in ("NVIDIA Fake 1", "5.00e-01", "2.50e-01", "values differ from jax.vjp",
-                  "derived_ms 1.500 ms", "jax_vjp_ms 2.500 ms", 'class="eg-fail"'):
+                  "derived_ms 1.500 ms", "jax_vjp_ms 2.500 ms", 'class="eg-fail"',
+                  "Platform &#x27;fake&#x27; is experimental"):
         assert shown in live
 
 
