@@ -1,0 +1,326 @@
+"""The tutorial as its users see it: JupyterLab in headless Chromium, and the stored notebook as HTML.
+
+``test_widget_renders_in_jupyterlab`` serves a temporary copy of the repository with this environment's
+JupyterLab (see ``lab_server.py``), opens ``notebooks/01_backprop_trick.ipynb`` in Debian's Chromium
+through Playwright, clears the stored outputs, runs every cell from the Run menu and checks the
+``%%einsum_grad`` widget of ``ij,jk->ik``: the tabs Backward, Loops, Shapes and Check render, each shows
+what it should when clicked, its text is readable, and no widget failed to display; once in the
+JupyterLab Light theme and once in JupyterLab Dark (chosen from Settings > Theme, as a user would).
+Screenshots land in ``artifacts/browser/`` (ignored by git); the README's picture, ``docs/widget.png``,
+is ``light-widget.png`` from a run of this test.
+
+``test_widget_frontend_is_a_lab_extension`` checks, without a browser, that ipywidgets' JupyterLab
+frontend is installed and enabled, the first thing to look at when no widget renders.
+
+``test_stored_tutorial_shows_text_fallback`` needs no kernel and no browser: the stored tutorial
+converted with ``jupyter nbconvert --to html`` must show the backward specs in its output areas, as
+GitHub or an untrusted notebook on Binder would show them.
+
+Environment variables: ``EINSUM_MAGIC_CHROMIUM`` (the browser, default ``/usr/bin/chromium``; never
+downloaded), ``EINSUM_MAGIC_NOTEBOOK`` (a notebook to drive in place of the tutorial, for developing these
+tests), ``CI=true`` (a missing browser or Playwright fails instead of skipping).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab_server import KERNEL_DISPLAY_NAME, running_lab
+
+REPO = Path(__file__).resolve().parents[1]
+TUTORIAL = Path("notebooks/01_backprop_trick.ipynb")
+ARTIFACTS = REPO / "artifacts" / "browser"
+CHROMIUM = os.environ.get("EINSUM_MAGIC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ON_CI = os.environ.get("CI", "").lower() in ("true", "1")
+
+EQUATION = "ij,jk->ik"          # the widget under test is the one of this forward einsum
+SPEC = "ik,jk->ij"              # dL_dA, shown on the Backward tab
+LOOP = "for i in range"         # the loop code, shown on the Loops tab
+ROLE = "contracted"             # j's role, shown on the Shapes tab
+TABS = ("Backward", "Loops", "Shapes", "Check")
+THEMES = ("JupyterLab Light", "JupyterLab Dark")
+MIN_CONTRAST = 3.0              # WCAG's minimum for large text and UI components
+
+# Bounded but generous: the CI machine has 2 cores and the tutorial imports JAX.
+UI_TIMEOUT_MS = 60_000
+RUN_TIMEOUT_MS = 300_000
+
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "artifacts", "__pycache__", ".hypothesis",
+                                     ".pytest_cache", "*.egg-info", "build", "dist",
+                                     ".ipynb_checkpoints", ".benchmarks", ".whl")
+
+
+def _unavailable(reason: str) -> None:
+    """Skip for a missing tool, except on CI, where the browser test must run."""
+    if ON_CI:
+        pytest.fail(f"{reason} (CI=true: the browser test must run, not skip)")
+    pytest.skip(reason)
+
+
+def _notebook_source() -> Path:
+    """The notebook to check: $EINSUM_MAGIC_NOTEBOOK when set, else the tutorial."""
+    override = os.environ.get("EINSUM_MAGIC_NOTEBOOK")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            pytest.fail(f"EINSUM_MAGIC_NOTEBOOK={override} is not a file")
+        return path
+    if not (REPO / TUTORIAL).is_file():
+        pytest.skip("tutorial notebook not written yet")
+    return REPO / TUTORIAL
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- the static, no-kernel path
+
+class _OutputText:
+    """Text of the output areas of an nbconvert HTML page, scripts left out (what a reader sees)."""
+
+    def __init__(self, html: str):
+        from bs4 import BeautifulSoup  # nbconvert's own dependency
+
+        soup = BeautifulSoup(html, "html.parser")
+        areas = soup.select(".jp-OutputArea-output")
+        for area in areas:
+            for script in area.find_all(["script", "style"]):
+                script.decompose()
+        self.areas = len(areas)
+        self.text = "\n".join(area.get_text() for area in areas)
+
+
+def test_stored_tutorial_shows_text_fallback(tmp_path):
+    source = _notebook_source()
+    notebook = tmp_path / TUTORIAL.name
+    shutil.copyfile(source, notebook)
+    run = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html",
+                          "--output-dir", str(tmp_path), str(notebook)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    page = _OutputText((tmp_path / f"{notebook.stem}.html").read_text(encoding="utf-8"))
+    assert page.areas, "the stored tutorial has no outputs: commit it executed"
+    assert SPEC in page.text, (
+        f"no output area of the stored tutorial shows {SPEC!r} as text. If its metadata holds a widget "
+        "state (nbconvert --execute stores one unless --ExecutePreprocessor.store_widget_state=False; "
+        "JupyterLab when 'Save Widget State Automatically' is on), nbconvert shows the widget's script "
+        "instead of the text fallback.")
+
+
+def test_widget_frontend_is_a_lab_extension():
+    if importlib.util.find_spec("jupyterlab") is None:
+        _unavailable("JupyterLab is not installed (pip install -e '.[lab]')")
+    run = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"],
+                         capture_output=True, text=True, timeout=120)
+    listing = run.stdout + run.stderr
+    line = next((line for line in listing.splitlines() if "@jupyter-widgets/jupyterlab-manager" in line), "")
+    assert "enabled" in line and "OK" in line, (
+        f"ipywidgets' JupyterLab frontend (jupyterlab_widgets) is not an enabled lab extension:\n{listing}")
+
+
+# --------------------------------------------------------------------------- JupyterLab in Chromium
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _unavailable("Playwright for Python is not installed (pip install playwright; no browser download needed)")
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set EINSUM_MAGIC_CHROMIUM)")
+    with sync_playwright() as playwright:
+        expect.set_options(timeout=UI_TIMEOUT_MS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def notebook_page(browser, tmp_path_factory):
+    """The notebook open in JupyterLab, every cell run from the Run menu after clearing the stored outputs."""
+    from playwright.sync_api import expect
+
+    source = _notebook_source()
+    checkout_digest = _digest(source)
+    work = tmp_path_factory.mktemp("lab")
+    root, state = work / "repo", work / "state"
+    shutil.copytree(REPO, root, ignore=COPY_IGNORE)
+    (root / TUTORIAL).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, root / TUTORIAL)
+    state.mkdir()
+    with running_lab(root, state) as lab:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            page.goto(lab.address(f"lab/tree/{TUTORIAL.as_posix()}"))
+            expect(page.locator(".jp-NotebookPanel .jp-Notebook .jp-CodeCell").first).to_be_visible()
+            # The kernel of our kernelspec, started (before that the toolbar says 'No Kernel', and
+            # running cells then asks which kernel to start).
+            expect(page.locator(".jp-NotebookPanel .jp-Toolbar-kernelName")).to_have_text(
+                KERNEL_DISPLAY_NAME, timeout=RUN_TIMEOUT_MS)
+            expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator")).to_have_attribute(
+                "data-status", "idle", timeout=RUN_TIMEOUT_MS)
+            _menu(page, "Edit", "editmenu:clear-all")
+            expect(page.locator(".jp-CodeCell .jp-OutputArea-output")).to_have_count(0)
+            _menu(page, "Run", "runmenu:run-all")
+            page.wait_for_function(ALL_CELLS_RAN_OR_DIALOG, timeout=RUN_TIMEOUT_MS)
+            expect(page.locator(".jp-Dialog"), "a dialog interrupted Run All").to_have_count(0, timeout=1)
+            expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator")).to_have_attribute(
+                "data-status", "idle", timeout=RUN_TIMEOUT_MS)
+            yield page
+        except Exception:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+            print(lab.log_tail())
+            raise
+        finally:
+            page.close()
+    assert _digest(source) == checkout_digest, f"{source} changed while JupyterLab served a copy of it"
+
+
+# Every code cell numbered ('[3]:', not '[ ]:' or '[*]:'), or a dialog waits for an answer.
+ALL_CELLS_RAN_OR_DIALOG = """() => {
+    if (document.querySelector('.jp-Dialog')) return true;
+    const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]
+        .map(p => p.textContent.trim());
+    return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:$/.test(p));
+}"""
+
+
+def _menu(page, top: str, command: str, label: str | None = None, submenu: str | None = None) -> None:
+    """Click menu bar ``top`` (then hover ``submenu``) and the item running ``command`` (labelled ``label``)."""
+    page.locator(".lm-MenuBar-item", has_text=re.compile(f"^{re.escape(top)}$")).click()
+    if submenu:
+        page.locator(".lm-Menu-item[data-type='submenu']",
+                     has_text=re.compile(f"^{re.escape(submenu)}$")).hover()
+    item = page.locator(f".lm-Menu-item[data-command='{command}']")
+    if label:
+        item = item.filter(has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(label)}$")))
+    item.click()
+
+
+def _set_theme(page, theme: str) -> None:
+    """Settings > Theme > ``theme``, then wait until the page wears it."""
+    from playwright.sync_api import expect
+
+    body = page.locator("body")
+    if body.get_attribute("data-jp-theme-name") != theme:
+        _menu(page, "Settings", "apputils:change-theme", label=theme, submenu="Theme")
+    expect(body).to_have_attribute("data-jp-theme-name", theme)
+    expect(body).to_have_attribute("data-jp-theme-light", "false" if "Dark" in theme else "true")
+
+
+# The least readable text in an element: WCAG contrast of each visible text run against the
+# background it is painted on (ancestors' backgrounds composited, the page white underneath).
+LEAST_CONTRAST = """(root) => {
+    const rgba = s => { const m = s.match(/rgba?\\(([^)]*)\\)/); if (!m) return null;
+        const v = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+        return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };
+    const over = (top, below) => [0, 1, 2].map(i => top[i] * top[3] + below[i] * (1 - top[3])).concat([1]);
+    const backdrop = el => { const layers = [];
+        for (let e = el; e; e = e.parentElement) {
+            const c = rgba(getComputedStyle(e).backgroundColor);
+            if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+        return layers.reverse().reduce((below, top) => over(top, below), [255, 255, 255, 1]); };
+    const lum = c => c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+        .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    let worst = null;
+    for (const el of [root, ...root.querySelectorAll('*')]) {
+        const own = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join('').trim();
+        if (!own || !el.getClientRects().length) continue;
+        const style = getComputedStyle(el);
+        if (style.visibility !== 'visible' || Number(style.opacity) === 0) continue;
+        const fg = rgba(style.color); if (!fg) continue;
+        const bg = backdrop(el), a = lum(over(fg, bg)), b = lum(bg);
+        const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        if (!worst || ratio < worst.ratio) worst = {ratio, text: own.slice(0, 60), color: style.color,
+            background: `rgb(${bg.slice(0, 3).map(Math.round).join(', ')})`};
+    }
+    return worst;
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("theme", THEMES)
+def test_widget_renders_in_jupyterlab(notebook_page, theme):
+    page = notebook_page
+    slug = theme.split()[-1].lower()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        _check_widget(page, theme, slug)
+    except Exception:
+        page.screenshot(path=ARTIFACTS / f"{slug}-failure.png")
+        raise
+
+
+def _check_widget(page, theme: str, slug: str) -> None:
+    from playwright.sync_api import expect
+
+    _set_theme(page, theme)
+    expect(page.get_by_text("Loading widget...")).to_have_count(0)   # every widget output has settled
+    _assert_no_widget_errors(page)
+    expect(page.locator(".jp-OutputArea-output .jupyter-widgets").first,
+           "no widget rendered at all: is ipywidgets' frontend (jupyterlab_widgets) among the lab "
+           "extensions (jupyter labextension list)?").to_be_visible()
+    errors = [text for text in page.locator(
+        ".jp-CodeCell .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+        if re.search(r"Traceback|Error\b", text)]
+    assert not errors, f"cells failed in the browser:\n{errors[0]}"
+
+    # The widget of ij,jk->ik: a Tab widget whose (possibly hidden) text holds its dL_dA spec, and of
+    # those (a tutorial may show one with --no-check first) the first whose Check tab holds a verdict.
+    of_equation = page.locator(".jp-OutputArea-output .widget-tab").filter(has_text=SPEC)
+    expect(of_equation.first, f"no Tab widget shows {SPEC!r}").to_be_visible()
+    widget = of_equation.filter(has_text=re.compile(r"\b(PASS|FAIL)\b")).first
+    expect(widget, f"no widget of {EQUATION} ran its check (PASS or FAIL)").to_be_visible()
+    widget.evaluate("element => element.scrollIntoView({block: 'center'})")
+    tabs = widget.locator(".lm-TabBar-tab")
+    expect(tabs).to_contain_text(list(TABS))
+
+    def show(tab: str, text: str) -> None:
+        """Click ``tab``; ``text`` is then visible (innerText skips the hidden tabs) and readable."""
+        tabs.filter(has_text=tab).click()
+        expect(tabs.filter(has_text=tab)).to_have_class(re.compile(r"\blm-mod-current\b"))
+        expect(widget).to_contain_text(text, use_inner_text=True)
+        worst = widget.evaluate(LEAST_CONTRAST)
+        assert worst is not None, f"{theme}, tab {tab}: no visible text in the widget"
+        print(f"{theme}, tab {tab}: least contrast {worst['ratio']:.2f} for {worst['text']!r}")
+        assert worst["ratio"] >= MIN_CONTRAST, (
+            f"{theme}, tab {tab}: text {worst['text']!r} has contrast {worst['ratio']:.2f} "
+            f"({worst['color']} on {worst['background']}), below {MIN_CONTRAST}")
+        widget.screenshot(path=ARTIFACTS / f"{slug}-{tab.lower()}.png")
+
+    show("Backward", SPEC)
+    expect(widget).not_to_contain_text(LOOP, use_inner_text=True)   # the loops are on their own tab
+    page.screenshot(path=ARTIFACTS / f"{slug}-notebook.png")
+    # The whole display (the header above the tabs): the picture for the README.
+    widget.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea-output')][1]").screenshot(
+        path=ARTIFACTS / f"{slug}-widget.png")
+    show("Loops", LOOP)
+    show("Shapes", ROLE)
+    show("Check", "PASS")
+    expect(widget).not_to_contain_text("FAIL", use_inner_text=True)
+    show("Backward", SPEC)                                             # leave it as it opened
+    _assert_no_widget_errors(page)
+
+
+def _assert_no_widget_errors(page) -> None:
+    """No widget in the notebook failed: ipywidgets' two ways of saying so, anywhere on the page."""
+    missing = page.get_by_text("Error displaying widget").all_inner_texts()
+    assert not missing, f"a widget did not display: {missing[0]!r}"
+    broken = page.locator(".jupyter-widgets-error-widget")
+    if broken.count():
+        broken.first.click()  # the error view shows its JavaScript error when clicked
+        pytest.fail(f"{broken.count()} widget(s) failed to render: {broken.first.inner_text()[:500]}")
