@@ -60,9 +60,8 @@ def einsums(draw):
     return equation, shapes
 
 
-@PROFILE
-@given(einsums(), st.integers(0, 2**31 - 1))
-def test_vjp_and_loop_vjp_equal_jax(case, seed):
+def instance(case, seed):
+    """The derivation, random operands, forward result and cotangent of a drawn einsum."""
     equation, shapes = case
     rng = np.random.default_rng(seed)
     ops = [rng.standard_normal(s) for s in shapes]
@@ -70,8 +69,14 @@ def test_vjp_and_loop_vjp_equal_jax(case, seed):
         out = np.einsum(equation, *ops)
     except ValueError:
         assume(False)                                     # not an einsum numpy accepts
-    d = derive(equation, shapes=shapes)
-    cot = rng.standard_normal(np.shape(out))
+    return derive(equation, shapes=shapes), ops, out, rng.standard_normal(np.shape(out))
+
+
+@PROFILE
+@given(einsums(), st.integers(0, 2**31 - 1))
+def test_vjp_and_loop_vjp_equal_jax(case, seed):
+    equation = case[0]
+    d, ops, out, cot = instance(case, seed)
     want = jax_vjp(equation, ops, cot)
     assert_grads_equal(d.vjp(cot, *ops), want)
     assert_grads_equal(d.loop_vjp(cot, *ops), want)
@@ -82,15 +87,7 @@ def test_vjp_and_loop_vjp_equal_jax(case, seed):
 @PROFILE
 @given(einsums(), st.integers(0, 2**31 - 1))
 def test_interpretation_is_never_wrong(case, seed):
-    equation, shapes = case
-    rng = np.random.default_rng(seed)
-    ops = [rng.standard_normal(s) for s in shapes]
-    try:
-        out = np.einsum(equation, *ops)
-    except ValueError:
-        assume(False)
-    d = derive(equation, shapes=shapes)
-    cot = rng.standard_normal(np.shape(out))
+    d, ops, _, cot = instance(case, seed)
     ns = {"np": np, d.cotangent: cot, **dict(zip(d.names, ops))}
     for g, want in zip(d.grads, d.vjp(cot, *ops)):
         if g.interpretation is not None:
