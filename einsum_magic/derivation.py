@@ -28,8 +28,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .equation import (ELLIPSIS, Bound, Equation, axis_index, bind, fresh_letters, parse, spell,
-                       spell_equation)
+from .equation import (ELLIPSIS, Bound, Equation, axis_index, bind, check_shapes, fresh_letters, parse,
+                       spell, spell_equation)
 from .errors import EinsumError
 from .loops import loop_source
 from .reading import interpret, relabel
@@ -264,36 +264,58 @@ def derive(equation: str, names: Sequence[str] | None = None, output: str | None
     output = default_out if output is None else output
     _check_names(eq, names, output)
     if shapes is not None:
-        try:
-            shapes = tuple(tuple(int(n) if not isinstance(n, bool) and hasattr(n, "__index__") else n
-                                 for n in s) for s in shapes)
-        except TypeError:
-            raise EinsumError("shapes must be a sequence of tuples of sizes, one per operand",
-                              eq.text) from None
-    try:
-        return _derive(eq.text, names, output, shapes)
-    except TypeError:
-        raise EinsumError("shapes must be a sequence of tuples of integer sizes, one per operand",
-                          eq.text) from None
+        shapes = check_shapes(eq, shapes)
+        first: dict[str, tuple] = {}
+        for k, (name, shape) in enumerate(zip(names, shapes)):
+            if first.setdefault(name, shape) != shape:
+                raise eq.fail(f"{name!r} names one array at two positions, but its shapes "
+                              f"{first[name]} and {shape} differ", k,
+                              width=max(1, len(spell(eq.inputs[k]))))
+    return _derive(eq.text, names, output, shapes)
 
 
 def _check_names(eq: Equation, names: tuple, output) -> None:
     for name in names + (output,):
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise EinsumError(f"the name {name!r} is not a Python identifier", eq.text)
-        if name == "np":
-            raise EinsumError("'np' is reserved for numpy in the generated code: choose another name",
-                              eq.text)
+        if name in RESERVED:
+            raise EinsumError(f"{name!r} is used by the generated code ({RESERVED[name]}): choose "
+                              "another name", eq.text)
     if len(names) != len(eq.inputs):
         raise EinsumError(f"the equation has {len(eq.inputs)} operand(s) but {len(names)} name(s) "
                           "were given", eq.text, eq.starts[min(len(names), len(eq.inputs) - 1)])
     if output in names:
         raise EinsumError(f"the output name {output!r} is also an operand's name", eq.text)
-    targets = {f"dL_d{n}" for n in names + (output,)}
-    clash = targets & set(names)
-    if clash:
-        raise EinsumError(f"the name {sorted(clash)[0]!r} is needed for a gradient: choose another",
-                          eq.text)
+
+
+#: Names the generated code uses itself, so operands may not take them.
+RESERVED = {"np": "numpy", "range": "the loops"}
+
+
+def _targets(names: tuple, output: str) -> tuple[str, list[str], dict[str, str]]:
+    """The cotangent's name, each position's gradient name and each repeated name's total.
+
+    ``dL_dA`` for ``A``; ``dL_dA_1``, ``dL_dA_2`` for an array passed twice, and ``dL_dA``
+    for their sum. A name already taken (an operand called ``dL_dA``) gets ``_`` appended,
+    so that running the generated code never overwrites an operand.
+    """
+    taken = set(names) | {output} | set(RESERVED)
+
+    def free(name: str) -> str:
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        return name
+
+    cotangent = free(f"dL_d{output}")
+    counts = {n: names.count(n) for n in names}
+    seen: dict[str, int] = {}
+    targets = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        targets.append(free(f"dL_d{name}" if counts[name] == 1 else f"dL_d{name}_{seen[name]}"))
+    totals = {n: free(f"dL_d{n}") for n in counts if counts[n] > 1}
+    return cotangent, targets, totals
 
 
 @functools.lru_cache(maxsize=1024)
@@ -307,18 +329,13 @@ def _derive(text: str, names: tuple, output: str, shapes) -> Derivation:
     else:
         bound = bind(eq, shapes)
         inputs, result = bound.inputs, bound.output
-    cotangent = f"dL_d{output}"
+    cotangent, targets, total_names = _targets(names, output)
     used = set("".join(inputs) + result)
-    counts = {n: names.count(n) for n in names}
-    seen: dict[str, int] = {}
-    grads = []
-    for k, name in enumerate(names):
-        seen[name] = seen.get(name, 0) + 1
-        target = f"dL_d{name}" if counts[name] == 1 else f"dL_d{name}_{seen[name]}"
-        grads.append(_grad(eq, bound, inputs, result, names, cotangent, k, target, set(used)))
+    grads = [_grad(eq, bound, inputs, result, names, cotangent, k, target, set(used))
+             for k, target in enumerate(targets)]
     totals = tuple(
-        Total(n, f"dL_d{n}", parts, f"dL_d{n} = " + " + ".join(parts))
-        for n in counts if counts[n] > 1
+        Total(n, total, parts, f"{total} = " + " + ".join(parts))
+        for n, total in total_names.items()
         for parts in [tuple(g.target for g in grads if g.wrt == n)])
     terms = list(zip(names, inputs))
     out_shape = None if bound is None else tuple(bound.sizes[c] for c in result)
@@ -326,7 +343,7 @@ def _derive(text: str, names: tuple, output: str, shapes) -> Derivation:
     return Derivation(
         text=text, equation=eq.explicit, implicit=eq.implicit, names=names, output=output,
         cotangent=cotangent, shapes=shapes, output_shape=out_shape,
-        code=f"{output} = np.einsum({spell_equation(inputs, result)!r}, {args})",
+        code=f"{output} = np.einsum({eq.explicit!r}, {args})",
         loops=loop_source(output, result, terms),
         grads=tuple(grads), totals=totals, letters=_letters(inputs, result, names, bound),
         inputs=inputs, result=result)

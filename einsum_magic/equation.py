@@ -25,7 +25,7 @@ from typing import Sequence
 from .errors import EinsumError
 
 __all__ = ["Equation", "Bound", "parse", "bind", "spell", "spell_equation", "fresh_letters",
-           "axis_index",
+           "axis_index", "check_shapes",
            "LETTERS", "ELLIPSIS"]
 
 #: Every letter numpy accepts as a subscript.
@@ -130,7 +130,7 @@ def parse(text: object) -> Equation:
             i += 1
         elif c == ">":
             raise EinsumError("'>' without '-' before it (write '->')", text, i)
-        elif c.isspace():
+        elif c == " ":
             pass
         else:
             raise EinsumError(f"{c!r} is not a subscript letter (use a-z, A-Z or '...')", text, i)
@@ -151,14 +151,15 @@ def parse(text: object) -> Equation:
         seen: set[str] = set()
         for c, pos in zip(output, out_where):
             if c == ELLIPSIS:
-                if not has_ellipsis:
-                    raise EinsumError("the output has '...' but no input has", text, pos, 3)
+                pass
             elif not any(c in s for s in inputs):
                 raise EinsumError(f"output subscript {c!r} appears in no input", text, pos)
             if c in seen:
                 raise EinsumError(f"output subscript {c!r} appears twice", text, pos)
             seen.add(c)
         out = "".join(output)
+        if not has_ellipsis:                 # numpy: it stands for no dimension at all
+            out = out.replace(ELLIPSIS, "")
         implicit = False
     return Equation(text, inputs, out, implicit, tuple(starts), positions, arrow_at)
 
@@ -207,7 +208,7 @@ def bind(eq: Equation, shapes: Sequence[Sequence[int]]) -> Bound:
     Raises :class:`EinsumError` for a wrong operand count, a rank that does not fit
     the subscripts, a negative size, or a letter with two sizes (1 broadcasts).
     """
-    shapes = _check_shapes(eq, shapes)
+    shapes = check_shapes(eq, shapes)
     sizes: dict[str, int] = {}
     first: dict[str, int] = {}
     ell_shapes = []
@@ -295,7 +296,8 @@ def _label_index(subs: str, axis: int, nell: int) -> int:
     return axis
 
 
-def _check_shapes(eq: Equation, shapes) -> tuple[tuple[int, ...], ...]:
+def check_shapes(eq: Equation, shapes) -> tuple[tuple[int, ...], ...]:
+    """``shapes`` as tuples of ints, checked against ``eq``'s operands (count, rank, signs)."""
     try:
         shapes = [tuple(s) for s in shapes]
     except TypeError:

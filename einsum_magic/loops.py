@@ -24,6 +24,8 @@ from .equation import ELLIPSIS, axis_index
 __all__ = ["loop_source"]
 
 INDENT = "    "
+#: More letters than this are looped over with one ``np.ndindex`` (Python nests 20 blocks).
+MAX_NESTED = 16
 
 
 def loop_source(target: str, target_subs: str, terms: Sequence[tuple[str, str]],
@@ -37,7 +39,7 @@ def loop_source(target: str, target_subs: str, terms: Sequence[tuple[str, str]],
     A ``'.'`` in a subscript (``'...'``) becomes a literal ``...`` index, summed
     with ``np.sum`` where the target has none.
     """
-    reserved = {target, "np"} | {name for name, _ in terms}
+    reserved = {target, "np", "range"} | {name for name, _ in terms}
     if shape_of:
         reserved.add(shape_of)
     sources = ([(shape_of, target_subs)] if shape_of else []) + list(terms)
@@ -54,7 +56,11 @@ def loop_source(target: str, target_subs: str, terms: Sequence[tuple[str, str]],
     lines.append(f"{target} = np.zeros({shape}, dtype=np.result_type({names}))")
 
     depth = 0
-    for c in index:
+    if len(index) > MAX_NESTED:          # Python allows 20 nested blocks: one loop over all
+        lines.append(f"for {', '.join(index.values())} in np.ndindex("
+                     f"{', '.join(size[c] for c in index)}):")
+        depth = 1
+    for c in index if depth == 0 else ():
         lines.append(INDENT * depth + f"for {index[c]} in range({size[c]}):")
         depth += 1
     product = " * ".join(_subscript(name, subs, index) for name, subs in terms)

@@ -38,14 +38,25 @@ def relabel(equation: str) -> str:
     return "".join(out)
 
 
+#: A reading longer than this is no shorter way to read the einsum: none is given.
+MAX_READING = 60
+
+
 @functools.lru_cache(maxsize=4096)
-def interpret(inputs: Sequence[str], output: str, arguments: Sequence[str], aux, wrt: str) -> str | None:
+def interpret(inputs: Sequence[str], output: str, arguments: Sequence[str], aux,
+              wrt: str) -> str | None:
     """A short NumPy expression equal to ``np.einsum(inputs->output, *arguments)``, or ``None``.
 
     ``aux`` are the :class:`~einsum_magic.derivation.Aux` tensors at the end of
     ``inputs``/``arguments``; ``wrt`` names the operand whose shape the result has.
-    Arguments must be hashable (tuples): readings are cached.
+    Arguments must be hashable (tuples): readings are cached. A reading longer than
+    :data:`MAX_READING` characters is not a short one: ``None``.
     """
+    reading = _interpret(inputs, output, arguments, aux, wrt)
+    return reading if reading is not None and len(reading) <= MAX_READING else None
+
+
+def _interpret(inputs: Sequence[str], output: str, arguments: Sequence[str], aux, wrt: str) -> str | None:
     if any(ELLIPSIS in s for s in inputs) or ELLIPSIS in output:
         return None
     n = len(inputs) - len(aux)

@@ -14,6 +14,8 @@ cannot pass a check by accident.
 
 from __future__ import annotations
 
+import itertools
+
 from .equation import ELLIPSIS, parse
 from .errors import EinsumError
 
@@ -59,7 +61,7 @@ def shapes_for(equation: str, sizes: dict[str, int] | None = None,
     if unknown:
         raise EinsumError(f"--sizes names {unknown[0]!r}, which is not a letter of the equation",
                           eq.text)
-    default = iter(range(2, 2 + 52))
+    default = itertools.count(2)
     used = set(sizes.values())
     for c in eq.letters:
         if c not in sizes:
@@ -68,7 +70,7 @@ def shapes_for(equation: str, sizes: dict[str, int] | None = None,
                 n = next(default)
             sizes[c] = n
             used.add(n)
-    if ellipsis is None:
+    if ellipsis is None and ELLIPSIS in "".join(eq.inputs):
         ellipsis = (next(n for n in default if n not in used),)
     return tuple(
         tuple(s for c in subs for s in (ellipsis if c == "." else (sizes[c],)))
@@ -110,4 +112,6 @@ def shapes_from(equation: str, arrays: dict[int, tuple[int, ...]],
     sources = [what for what, used in (
         ("your arrays", bool(arrays)), ("--sizes", bool(from_sizes)),
         ("defaults", bool(missing) or ellipsis_default)) if used]
-    return shapes, "sizes from " + " and ".join(sources or ["your arrays"])
+    if not sources:
+        return shapes, "no sizes needed (every operand is a scalar)"
+    return shapes, "sizes from " + " and ".join(sources)

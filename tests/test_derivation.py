@@ -128,6 +128,28 @@ def test_names_and_output():
     assert d.code == "y = np.einsum('ij,jk->ik', W, x)"
 
 
+def test_gradient_names_never_overwrite_an_operand():
+    """An operand called like a generated gradient keeps its value: the gradient is renamed."""
+    d = derive("ij,jk,kl->il", names=("A", "A", "dL_dA_1"), output="dL_dA")
+    assert d.cotangent == "dL_ddL_dA"
+    assert [g.target for g in d.grads] == ["dL_dA_1_", "dL_dA_2", "dL_ddL_dA_1"]
+    assert d.totals[0].code == "dL_dA_ = dL_dA_1_ + dL_dA_2"
+    rng = np.random.default_rng(0)
+    a, x, cot = rng.standard_normal((3, 2, 2))
+    want = jax_vjp(d.equation, [a, a, x], cot)
+    assert_grads_equal(d.vjp(cot, a, a, x), want)
+    assert_grads_equal(d.loop_vjp(cot, a, a, x), want)
+
+
+def test_loops_over_more_letters_than_python_nests():
+    letters = "abcdefghijklmnopqrstuvwxyz"[:21]
+    d = derive(f"{letters}->a", shapes=[(2,) + (1,) * 20])
+    assert "np.ndindex(" in d.loops
+    x = np.arange(2.0).reshape((2,) + (1,) * 20)
+    np.testing.assert_allclose(d.loop_forward(x), [0.0, 1.0])
+    assert_grads_equal(d.loop_vjp(np.array([3.0, 4.0]), x), d.vjp(np.array([3.0, 4.0]), x))
+
+
 def test_loop_names_avoid_operand_names():
     d = derive("ij,jk->ik", names=("i", "k"), output="C")
     i = np.arange(6.0).reshape(2, 3)
