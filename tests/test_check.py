@@ -303,3 +303,14 @@ def test_jax_start_up_warnings_are_kept_not_printed():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "NVIDIA" not in run.stderr
+
+
+def test_arrays_with_nan_are_replaced_so_the_check_still_proves_something():
+    d = derive("ij,jk->ik")
+    a = np.full((3, 3), np.nan)
+    b = np.ones((3, 3))
+    report = check(broken(d.bound_to([(3, 3), (3, 3)]), 1, "ik,ij->kj"), a, b)   # transposed
+    assert not report.user_arrays
+    assert "A holds NaN or inf" in report.notes[0]
+    assert not report.passed                     # the broken gradient is still caught
+    assert check(d, a, b).passed
