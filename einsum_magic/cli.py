@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     print(render(analysis))
     if args.loops:
-        print("\nloops:")
-        for source in (d.loops, *(g.loops for g in d.grads)):
-            print("\n" + "\n".join("    " + line for line in source.splitlines()))
+        for title, source in ((f"forward {d.output}", d.loops),
+                              *((g.target, g.loops) for g in d.grads)):
+            print(f"\nloops, {title}:\n" + "\n".join("    " + line for line in source.splitlines()))
     return 1 if analysis.check is not None and not analysis.check.passed else 0

@@ -26,6 +26,7 @@ def test_loops_and_sizes(capsys):
     out = capsys.readouterr().out
     assert "shapes:  A (5, 2, 3), B (3, 4) -> C (5, 2, 4)" in out
     assert "dL_dA[a, i, j] += dL_dC[a, i, k] * B[j, k]" in out
+    assert "loops, forward C:" in out and "loops, dL_dB:" in out
 
 
 def test_check_runs_jax(capsys):
