@@ -105,3 +105,22 @@ def test_parser_fuzz_only_einsum_error_escapes(text, shapes):
         assert text in str(e) or "string" in str(e)
         return
     assert len(d.grads) == len(text.split("->")[0].split(","))
+
+
+@settings(max_examples=1000, derandomize=True, deadline=None)
+@given(st.text(alphabet="abcAB.,-> ", max_size=10), st.data())
+def test_derive_accepts_exactly_what_numpy_accepts(text, data):
+    """Differential: with shapes, derive() raises EinsumError exactly when np.einsum raises."""
+    count = len(text.split("->")[0].split(","))
+    shapes = [tuple(data.draw(st.lists(st.integers(1, 3), max_size=3))) for _ in range(count)]
+    try:
+        np.einsum(text, *[np.ones(s) for s in shapes])
+        numpy_accepts = True
+    except ValueError:
+        numpy_accepts = False
+    try:
+        derive(text, shapes=shapes)
+        accepts = True
+    except EinsumError:
+        accepts = False
+    assert accepts == numpy_accepts
