@@ -124,3 +124,30 @@ def test_derive_accepts_exactly_what_numpy_accepts(text, data):
     except EinsumError:
         accepts = False
     assert accepts == numpy_accepts
+
+
+NAMES = ["A", "B", "x", "i", "n_i", "dL_dA", "dL_dA_1", "dL_dC"]
+
+
+@settings(max_examples=150, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(einsums(), st.data())
+def test_any_names_even_repeated_or_clashing_with_generated_code(case, data):
+    """Names repeat (one array at several positions) or look like generated names: still exact."""
+    equation, shapes = case
+    names = [data.draw(st.sampled_from(NAMES)) for _ in shapes]
+    assume(all(s == shapes[names.index(n)] for n, s in zip(names, shapes)))
+    output = data.draw(st.sampled_from([n for n in NAMES + ["C", "out"] if n not in names]))
+    rng = np.random.default_rng(0)
+    arrays = {n: rng.standard_normal(s) for n, s in zip(names, shapes)}
+    ops = [arrays[n] for n in names]
+    try:
+        out = np.einsum(equation, *ops)
+    except ValueError:
+        assume(False)
+    d = derive(equation, names=names, output=output, shapes=shapes)
+    cot = rng.standard_normal(np.shape(out))
+    want = jax_vjp(equation, ops, cot)
+    assert_grads_equal(d.vjp(cot, *ops), want)
+    assert_grads_equal(d.loop_vjp(cot, *ops), want)
+    np.testing.assert_allclose(d.loop_forward(*ops), out, rtol=1e-9, atol=1e-9)
