@@ -32,6 +32,7 @@ from .equation import (ELLIPSIS, Bound, Equation, axis_index, bind, check_shapes
                        spell, spell_equation)
 from .errors import EinsumError
 from .loops import loop_source
+from .names import RESERVED, free_name
 from .reading import interpret, relabel
 
 __all__ = ["derive", "Derivation", "Grad", "Aux", "Total", "Letter"]
@@ -288,10 +289,6 @@ def _check_names(eq: Equation, names: tuple, output) -> None:
         raise EinsumError(f"the output name {output!r} is also an operand's name", eq.text)
 
 
-#: Names the generated code uses itself, so operands may not take them.
-RESERVED = {"np": "numpy", "range": "the loops"}
-
-
 def _targets(names: tuple, output: str) -> tuple[str, list[str], dict[str, str]]:
     """The cotangent's name, each position's gradient name and each repeated name's total.
 
@@ -300,21 +297,15 @@ def _targets(names: tuple, output: str) -> tuple[str, list[str], dict[str, str]]
     so that running the generated code never overwrites an operand.
     """
     taken = set(names) | {output} | set(RESERVED)
-
-    def free(name: str) -> str:
-        while name in taken:
-            name += "_"
-        taken.add(name)
-        return name
-
-    cotangent = free(f"dL_d{output}")
+    cotangent = free_name(f"dL_d{output}", taken)
     counts = {n: names.count(n) for n in names}
     seen: dict[str, int] = {}
     targets = []
     for name in names:
         seen[name] = seen.get(name, 0) + 1
-        targets.append(free(f"dL_d{name}" if counts[name] == 1 else f"dL_d{name}_{seen[name]}"))
-    totals = {n: free(f"dL_d{n}") for n in counts if counts[n] > 1}
+        base = f"dL_d{name}" if counts[name] == 1 else f"dL_d{name}_{seen[name]}"
+        targets.append(free_name(base, taken))
+    totals = {n: free_name(f"dL_d{n}", taken) for n in counts if counts[n] > 1}
     return cotangent, targets, totals
 
 
@@ -387,8 +378,8 @@ def _grad(eq: Equation, bound: Bound | None, inputs, result, names, cotangent, k
         # inside einsum, so keep it in the output and sum it off after.
         steps.append(f"{name} has no '...': the '...' axes of the others are summed away")
         runnable = spell_equation(grad_in, ELLIPSIS + grad_out)
-        code = (f"{target} = np.einsum({runnable!r}, {', '.join(arguments)})"
-                f".reshape((-1,) + {name}.shape).sum(axis=0)")
+        code = (f"{target} = np.einsum({runnable!r}, {', '.join(arguments)})\n"
+                f"{target} = {target}.sum(axis=tuple(range({target}.ndim - {name}.ndim)))")
     else:
         code = f"{target} = np.einsum({equation!r}, {', '.join(arguments)})"
     terms = [(cotangent, result)] + [(names[m], inputs[m]) for m in others]

@@ -47,6 +47,7 @@ from .cost import Plan, Step, plan
 from .derivation import Derivation
 from .equation import spell_equation
 from .errors import EinsumError
+from .names import free_name
 
 __all__ = ["export", "compiled", "TARGETS"]
 
@@ -210,7 +211,7 @@ def _step_lines(s: Step, target: str, taken: set, sizes: dict) -> list[str]:
     (x,) = s.inputs
     full, distinct = (s.subscripts[0], s.output) if s.kind == "diagonal" else (s.output,
                                                                               s.subscripts[0])
-    names = {c: _free(f"{c}_", taken) for c in distinct}
+    names = {c: free_name(f"{c}_", taken) for c in distinct}
     lines = _index_lines(distinct, names, sizes, target, x)
     where = ", ".join(names[c] for c in full)
     if s.kind == "diagonal":
@@ -219,12 +220,6 @@ def _step_lines(s: Step, target: str, taken: set, sizes: dict) -> list[str]:
         return lines + [f"{t} = jnp.zeros({s.shape}, {x}.dtype).at[{where}].set({x})"]
     zeros = f"np.zeros({s.shape}, {x}.dtype)" if target == "numpy" else f"{x}.new_zeros({s.shape})"
     return lines + [f"{t} = {zeros}", f"{t}[{where}] = {x}"]
-
-
-def _free(name: str, taken: set) -> str:
-    while name in taken:
-        name += "_"
-    return name
 
 
 def _index_lines(letters: str, names: dict, sizes: dict, target: str, like: str) -> list[str]:

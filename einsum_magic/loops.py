@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .equation import ELLIPSIS, axis_index
+from .names import RESERVED, free_name
 
 __all__ = ["loop_source"]
 
@@ -39,13 +40,13 @@ def loop_source(target: str, target_subs: str, terms: Sequence[tuple[str, str]],
     A ``'.'`` in a subscript (``'...'``) becomes a literal ``...`` index, summed
     with ``np.sum`` where the target has none.
     """
-    reserved = {target, "np", "range"} | {name for name, _ in terms}
+    reserved = {target, *RESERVED} | {name for name, _ in terms}
     if shape_of:
         reserved.add(shape_of)
     sources = ([(shape_of, target_subs)] if shape_of else []) + list(terms)
     letters = dict.fromkeys(c for c in order + "".join(s for _, s in sources) if c != ELLIPSIS)
-    index = {c: _free(c, reserved) for c in letters}
-    size = {c: _free("n_" + c, reserved) for c in index}
+    index = {c: free_name(c, reserved) for c in letters}
+    size = {c: free_name("n_" + c, reserved) for c in index}
 
     lines = _size_lines(sources, size)
     names = ", ".join(dict.fromkeys(name for name, _ in terms))
@@ -68,13 +69,6 @@ def loop_source(target: str, target_subs: str, terms: Sequence[tuple[str, str]],
         product = f"np.sum({product})"
     lines.append(INDENT * depth + f"{_subscript(target, target_subs, index)} += {product}")
     return "\n".join(lines)
-
-
-def _free(name: str, reserved: set) -> str:
-    while name in reserved:
-        name += "_"
-    reserved.add(name)
-    return name
 
 
 def _subscript(name: str, subs: str, index: dict) -> str:

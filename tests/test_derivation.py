@@ -41,6 +41,16 @@ def test_shapeless_derivation_runs(equation, shapes):
         np.testing.assert_allclose(ns[g.target], w, atol=1e-9)
 
 
+@pytest.mark.parametrize("batch", [(5,), (2, 3), (0,), ()])
+def test_shapeless_gradient_of_an_operand_without_ellipsis_sums_it_away(batch):
+    d = derive("...ij,jk->...ik")
+    a, b = random_operands([batch + (2, 3), (3, 4)])
+    cot = np.random.default_rng(5).standard_normal(batch + (2, 4))
+    ns = {"np": np, "dL_dC": cot, "A": a, "B": b}
+    exec(d.grads[1].code, ns)
+    np.testing.assert_allclose(ns["dL_dB"], jax_vjp(d.equation, [a, b], cot)[1], atol=1e-12)
+
+
 def test_seed_example_exactly():
     d = derive("ij,jk->ik", names=("A", "B"), output="C", shapes=((2, 3), (3, 4)))
     assert d.equation == "ij,jk->ik"
