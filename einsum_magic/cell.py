@@ -27,7 +27,8 @@ How a call is read
 * ``f('ij,jk->ik', A, B)``: the equation first (numpy, jax, torch, opt_einsum);
   ``torch.einsum('ij,jk->ik', [A, B])`` (operands in one list) too.
 * ``f(A, [0, 1], B, [1, 2], [0, 2])``: the interleaved form; integers become
-  letters as numpy maps them (0-25 → a-z, 26-51 → A-Z), ``Ellipsis`` → ``...``.
+  letters as numpy maps them (0-25 → A-Z, 26-51 → a-z, so that an implicit output
+  keeps numpy's order), ``Ellipsis`` → ``...``.
 * ``einops.einsum(x, w, "batch d, d out -> batch out")``: the pattern last; each
   axis name gets a letter (a one-letter name keeps its own, a longer one its first
   letter when free, else the next free one) and :meth:`Call.spell` writes letters
@@ -39,7 +40,40 @@ How a call is read
 Operands: a plain name (``A``) is the operand's name; any other expression
 (``A.T``, ``x[0]``, ``np.ones(3)``) is named ``op1``, ``op2``, … by its position
 (1-based), and :attr:`Call.legend` says what each stands for. The name a
-statement assigns the call to (``C = np.einsum(...)``) names the output.
+statement assigns the call to (``C = np.einsum(...)``) names the output; when it
+is also an operand's name (``A = np.einsum('ij->ji', A)``) the output is called
+``A_out`` (with ``_`` added while that is taken too).
+
+Errors in the user's words: an einops pattern or interleaved call whose equation
+is wrong raises an :class:`~einsum_magic.errors.EinsumError` that
+:meth:`Call.restate` rewrites: it quotes the pattern (or the call, for the
+interleaved form) as written, with the caret under the axis name (or integer),
+and names axes as the user did.
+
+A cell that is only an equation (:func:`cell_equation`): its one line is a string
+literal, or holds ``,``, ``->`` or ``...`` and only letters besides, or is one run
+of letters that is no Python keyword, builtin or name of the user's (``ii`` is an
+equation; ``pass``, ``sum`` and a defined ``x`` are Python).
+
+Which operands' arrays the magic may look up
+--------------------------------------------
+The magic reads sizes from the user's namespace after the cell ran (with
+``--no-run``, as it is). An operand's array is looked up (:meth:`Call.lookups`)
+only when all of these hold:
+
+* it is a plain name (``A``, not ``A.T``);
+* the call sits at the cell's top level: not inside a function, lambda, class
+  body or comprehension, where names are (or may be) locals;
+* the cell does not bind that name at or after the top-level statement holding
+  the call (assignment, augmented assignment, ``for`` target, ``with … as``,
+  ``import … as``, walrus, ``del``, ``def``/``class``, ``except … as``, ``match``
+  captures; a ``from … import *`` binds every name; a name a function declares
+  ``global`` counts as bound everywhere): after the run, such a name may hold
+  another array than the call saw;
+* with ``--no-run`` (the cell did not run), the cell binds that name nowhere.
+
+Any other operand's sizes come from ``--sizes`` or the defaults, and
+:meth:`Call.unread` says which operands were not looked up, and why.
 
 >>> found = find_calls("C = np.einsum('ij,jk->ik', A, B.T)")
 >>> call = found.calls[0]
@@ -48,25 +82,30 @@ statement assigns the call to (``C = np.einsum(...)``) names the output.
 >>> find_calls("Y = einops.einsum(x, w, 'batch d, d out -> batch out')").calls[0].equation
 'bd,do->bo'
 >>> find_calls("np.einsum(A, [0, 1], B, [1, 2], [0, 2])").calls[0].equation
-'ab,bc->ac'
+'AB,BC->AC'
 >>> print(find_calls("np.einsum(eq, A, B)").notes[0])
 line 1: np.einsum(eq, A, B): the equation is a variable, not a string literal; skipped
+>>> call = find_calls("A2 = np.ones((2, 3))\\nC = np.einsum('ij,jk->ik', A2, B)\\nA2 = 0").calls[0]
+>>> call.lookups(), call.unread()
+((False, True), 'A2 not looked up: the cell assigns it at or after this call')
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import keyword
 import re
 import string
 import types
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .equation import ELLIPSIS, INDEX_ORDER, parse
 from .errors import EinsumError
 
 __all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "Analysis",
-           "EinsumGradResult", "EINSUM_MODULES", "DEFAULT_ALIASES"]
+           "EinsumGradResult", "EINSUM_MODULES", "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
 
 #: Modules whose function of that name is an einsum: module → function name.
 EINSUM_MODULES = {
@@ -78,8 +117,16 @@ DEFAULT_ALIASES = {
     "np": "numpy", "numpy": "numpy", "jnp": "jax.numpy", "jax.numpy": "jax.numpy",
     "torch": "torch", "oe": "opt_einsum", "opt_einsum": "opt_einsum", "einops": "einops",
 }
+#: The letter numpy gives integer ``k`` of the interleaved form: ``INTERLEAVED_LETTERS[k]``
+#: (numpy's ``einsum_symbols``: 0-25 → A-Z, 26-51 → a-z).
+INTERLEAVED_LETTERS = string.ascii_uppercase + string.ascii_lowercase
 
 _NOTE_WIDTH = 60
+#: Scopes other than the cell's top level, by the node that opens them.
+_SCOPES = {ast.FunctionDef: "function", ast.AsyncFunctionDef: "function", ast.Lambda: "lambda",
+           ast.ClassDef: "class body", ast.ListComp: "comprehension",
+           ast.SetComp: "comprehension", ast.DictComp: "comprehension",
+           ast.GeneratorExp: "comprehension"}
 
 
 @dataclass(frozen=True)
@@ -95,7 +142,13 @@ class Call:
     line: int                         # 1-based line in the cell
     source: str                       # the call as written
     axes: tuple[tuple[str, str], ...] = ()   # einops: (letter, axis name) pairs
-    rebound: tuple[str, ...] = ()     # operand names the cell assigns at or after this call
+    scope: str = "cell"               # 'cell' (top level), 'function', 'lambda', 'class body'
+    #                                   or 'comprehension': where the call sits
+    bound_after: tuple[str, ...] = ()  # operand names the cell binds at or after this call
+    bound_before: tuple[str, ...] = ()  # operand names the cell binds only before it
+    quote: str = field(default="", repr=False, compare=False)   # einops/interleaved: as written
+    spans: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
+    #                                   per character of ``equation``: (start, end) in ``quote``
 
     @property
     def legend(self) -> tuple[tuple[str, str], ...]:
@@ -104,13 +157,48 @@ class Call:
 
     @property
     def plain(self) -> tuple[bool, ...]:
-        """Whether each operand is a plain name of the cell (so the user's array can be looked up).
+        """Whether each operand is written as a plain name.
 
-        An equation-only cell has no arrays: its default names are never looked up.
+        An equation-only cell has no arrays: its default names are never plain.
         """
         if self.style == "equation":
             return (False,) * len(self.names)
         return tuple(n == e for n, e in zip(self.names, self.operands))
+
+    def lookups(self, ran: bool = True) -> tuple[bool, ...]:
+        """Whether each operand's array may be looked up in the user's namespace.
+
+        ``ran``: whether the cell's code ran (``--no-run``: it did not). See the
+        module docstring for the rule.
+
+        >>> find_calls("def f(A):\\n    return np.einsum('ij->j', A)").calls[0].lookups()
+        (False,)
+        >>> call = find_calls("A = 1\\nC = np.einsum('ij->j', A)").calls[0]
+        >>> call.lookups(), call.lookups(ran=False)
+        ((True,), (False,))
+        """
+        skip = set(self.bound_after) | (set() if ran else set(self.bound_before))
+        return tuple(p and self.scope == "cell" and n not in skip
+                     for n, p in zip(self.names, self.plain))
+
+    def unread(self, ran: bool = True) -> str:
+        """The plain-name operands that are not looked up, and why, in one phrase ('' if none).
+
+        >>> find_calls("[np.einsum('ij->j', A) for _ in B]").calls[0].unread()
+        'A not looked up: the call is inside a comprehension'
+        """
+        names = list(dict.fromkeys(
+            n for n, p, ok in zip(self.names, self.plain, self.lookups(ran)) if p and not ok))
+        if not names:
+            return ""
+        it = "it" if len(names) == 1 else "them"
+        if self.scope != "cell":
+            why = f"the call is inside a {self.scope}"
+        elif ran:
+            why = f"the cell assigns {it} at or after this call"
+        else:
+            why = f"the cell assigns {it}, and --no-run kept the cell from running"
+        return f"{', '.join(names)} not looked up: {why}"
 
     def axis_name(self, letter: str) -> str:
         """The einops axis name a letter stands for (the letter itself otherwise)."""
@@ -132,6 +220,51 @@ class Call:
 
         return ", ".join(words(s) for s in inputs) + " -> " + words(output)
 
+    def restate(self, error: EinsumError) -> EinsumError:
+        """``error`` about this call's letter equation, said in the user's words.
+
+        For an einops pattern or an interleaved call, the quote becomes the pattern
+        (the call) as written, the caret moves under the axis name (the integer), and
+        ``letter 'b'``/``subscript(s) '…'`` in the reason name the axes as written.
+        Any other error is returned as it is.
+
+        >>> call = find_calls("einops.einsum(x, w, 'batch d, d out -> batch zz')").calls[0]
+        >>> print(call.restate(EinsumError("output subscript 'z' appears in no input",
+        ...                                call.equation, 8)))
+        output axis 'zz' appears in no input
+            batch d, d out -> batch zz
+                                    ^^
+        """
+        if not self.quote or error.equation != self.equation:
+            return error
+        reason = _QUOTED.sub(self._in_words, error.reason)
+        if error.position is None or not self.spans:
+            return EinsumError(reason, self.quote)
+        width = max(1, str(error).splitlines()[-1].count("^"))
+        last = len(self.spans) - 1
+        covered = [self.spans[min(i, last)] for i in range(error.position, error.position + width)]
+        start = min(s for s, _ in covered)
+        return EinsumError(reason, self.quote, start, max(e for _, e in covered) - start)
+
+    def _in_words(self, match: re.Match) -> str:
+        word, subs = match.groups()
+        labels = ["..." if part == "..." else part
+                  for part in re.findall(r"\.\.\.|[A-Za-z]", subs)]
+        letters = set(self.equation)
+        if any(c != "..." and c not in letters for c in labels):
+            return match.group(0)
+        if self.style == "einops":
+            noun = "axes" if word == "subscripts" else "axis"
+            return f"{noun} {' '.join(self.axis_name(c) for c in labels)!r}"
+        numbers = ["..." if c == "..." else str(INTERLEAVED_LETTERS.index(c)) for c in labels]
+        if word == "subscripts":
+            return f"subscripts [{', '.join(numbers)}]"
+        return f"subscript {', '.join(numbers)}"
+
+
+#: ``letter 'b'``, ``subscript 'b'``, ``subscripts 'ab'`` in an error's reason.
+_QUOTED = re.compile(r"\b(subscripts|subscript|letter) '((?:[A-Za-z]|\.\.\.)*)'")
+
 
 @dataclass(frozen=True)
 class Found:
@@ -141,15 +274,24 @@ class Found:
     notes: tuple[str, ...]
 
 
-def cell_equation(source: str) -> str | None:
-    """The equation when the cell holds nothing else (``ij,jk->ik`` or ``'ij,jk->ik'``), else None.
+def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> str | None:
+    """The equation when the cell holds nothing else, else None (the cell is Python).
 
-    Blank lines and ``#`` comment lines are ignored; the one remaining line must be
-    an einsum equation (letters, commas, spaces, ``...`` and one ``->``) or a string
-    literal holding one.
+    Blank lines and ``#`` comment lines are ignored; the one remaining line is an
+    equation when it is
+
+    * a string literal (``'ij,jk->ik'``, ``"ii"``): its value, whatever it holds;
+    * or made of letters, commas, spaces, ``...`` and ``->`` only, and either holds
+      ``,``, ``->`` or ``...`` (``ij,jk``, ``ii->``, ``...ij``) or is one run of
+      letters (``ii``) that is neither a Python keyword (soft ones too: ``match``)
+      nor a name the cell could mean as Python: one of ``namespace`` (the user's)
+      or a builtin. So ``pass``, ``x`` (when ``x`` is defined) and ``sum`` are
+      Python; write ``'x'`` or ``x->x`` to mean the equation.
 
     >>> cell_equation("ij,jk->ik\\n"), cell_equation("'ii'"), cell_equation("C = A @ B")
     ('ij,jk->ik', 'ii', None)
+    >>> cell_equation("ii"), cell_equation("pass"), cell_equation("x", {"x": 1})
+    ('ii', None, None)
     """
     lines = [ln.strip() for ln in source.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
@@ -162,7 +304,13 @@ def cell_equation(source: str) -> str | None:
         except (ValueError, SyntaxError):
             return None
         return value if isinstance(value, str) else None
-    if _EQUATION.fullmatch(text) and any(c.isalpha() or c == "," for c in text):
+    if not _EQUATION.fullmatch(text):
+        return None
+    if "," in text or "->" in text or "..." in text:
+        return text
+    if (text.isascii() and text.isalpha() and not keyword.iskeyword(text)
+            and not keyword.issoftkeyword(text) and text not in (namespace or {})
+            and not hasattr(builtins, text)):
         return text
     return None
 
@@ -183,8 +331,7 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
         _aliases_from_namespace(tree, namespace, aliases, functions)
     _aliases_from_imports(tree, aliases, functions)
     targets = _assigned_names(tree)
-    stores = [(n.lineno, n.id) for n in ast.walk(tree)
-              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    scopes = _Scopes(tree)
     calls, notes = [], []
     nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
                    key=lambda n: (n.lineno, n.col_offset))
@@ -194,16 +341,12 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
             continue
         text = ast.get_source_segment(source, node) or ast.unparse(node)
         function = ast.get_source_segment(source, node.func) or ast.unparse(node.func)
-        read = _read_call(node, module)
+        read = _read_call(node, module, function)
         if isinstance(read, str):
             notes.append(f"line {node.lineno}: {_short(text)}: {read}; skipped")
             continue
-        equation, operands, style, axes = read
-        call = _make_call(equation, operands, targets.get(id(node)), function, style,
-                          node.lineno, text, axes)
-        rebound = {name for line, name in stores if line >= _statement_line(tree, node)}
-        calls.append(replace(call, rebound=tuple(n for n in dict.fromkeys(call.names)
-                                                 if n in rebound)))
+        calls.append(_make_call(read, targets.get(id(node)), function, node.lineno, text,
+                                scopes, node))
     return Found(tuple(calls), tuple(notes))
 
 
@@ -283,7 +426,111 @@ def _assigned_names(tree: ast.AST) -> dict[int, str]:
     return out
 
 
+# -- scopes and bindings ---------------------------------------------------------------
+
+class _Scopes:
+    """Where each call of a cell sits, and which names each top-level statement binds.
+
+    ``where[id(call)]`` is ``(scope, index of the top-level statement holding it)``;
+    ``binds[i]`` the names statement ``i`` binds in the cell's (the user's) namespace,
+    ``star[i]`` whether it does ``from … import *``; ``everywhere`` the names some
+    function declares ``global``.
+    """
+
+    def __init__(self, tree: ast.Module):
+        self.where: dict[int, tuple[str, int]] = {}
+        self.binds: list[set[str]] = [set() for _ in tree.body]
+        self.star = [False] * len(tree.body)
+        self.everywhere: set[str] = set()
+        for i, stmt in enumerate(tree.body):
+            self._visit(stmt, "cell", True, i)
+
+    def bound(self, i: int, names) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Of ``names``: those bound at or after statement ``i``, and those bound only before."""
+        after = set().union(*self.binds[i:]) | self.everywhere
+        before = set().union(*self.binds[:i])
+        star_after, star_before = any(self.star[i:]), any(self.star[:i])
+        names = list(dict.fromkeys(names))
+        late = tuple(n for n in names if star_after or n in after)
+        early = tuple(n for n in names if n not in late and (star_before or n in before))
+        return late, early
+
+    def _visit(self, node: ast.AST, scope: str, home: bool, i: int) -> None:
+        """``scope``: where ``node`` sits; ``home``: whether a walrus there binds a cell name."""
+        if isinstance(node, ast.Call):
+            self.where[id(node)] = (scope, i)
+        if isinstance(node, ast.Global):
+            self.everywhere.update(node.names)
+        if isinstance(node, ast.NamedExpr) and home and isinstance(node.target, ast.Name):
+            self.binds[i].add(node.target.id)
+        if scope == "cell":
+            self._bindings(node, i)
+        inner = _SCOPES.get(type(node))
+        if inner is None:
+            for child in ast.iter_child_nodes(node):
+                self._visit(child, scope, home, i)
+            return
+        outside, inside = _split_scope(node)
+        for child in outside:
+            self._visit(child, scope, home, i)
+        for child in inside:
+            self._visit(child, inner, home and inner == "comprehension", i)
+
+    def _bindings(self, node: ast.AST, i: int) -> None:
+        """Names ``node``, at the cell's top level, binds (or deletes) there."""
+        names = self.binds[i]
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for a in node.names:
+                if a.name == "*":
+                    self.star[i] = True
+                else:
+                    names.add(a.asname or a.name.split(".")[0])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
+
+
+def _split_scope(node: ast.AST) -> tuple[list, list]:
+    """The parts of a scope-opening node evaluated outside its scope, and those inside."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        a = node.args
+        outside = [*a.defaults, *(d for d in a.kw_defaults if d is not None)]
+        if not isinstance(node, ast.Lambda):
+            arguments = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+            outside += [*node.decorator_list, *(x.annotation for x in arguments
+                                                if x is not None and x.annotation is not None)]
+            if node.returns is not None:
+                outside.append(node.returns)
+            return outside, list(node.body)
+        return outside, [node.body]
+    if isinstance(node, ast.ClassDef):
+        return [*node.decorator_list, *node.bases, *node.keywords], list(node.body)
+    first, *rest = node.generators            # a comprehension: its first iterable is outside
+    parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+    inside = [*parts, first.target, *first.ifs]
+    for g in rest:
+        inside += [g.target, g.iter, *g.ifs]
+    return [first.iter], inside
+
+
 # -- reading one call ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Read:
+    """What one call's arguments say: its equation in letters and how to quote it."""
+
+    equation: str
+    operands: list
+    style: str
+    axes: tuple = ()
+    quote: str = ""
+    spans: tuple = ()
+
 
 def _what(node: ast.AST) -> str:
     if isinstance(node, ast.JoinedStr):
@@ -293,8 +540,8 @@ def _what(node: ast.AST) -> str:
     return "an expression"
 
 
-def _read_call(node: ast.Call, module: str):
-    """(equation, operand nodes, style, axes) or a string saying why the call is skipped."""
+def _read_call(node: ast.Call, module: str, function: str) -> _Read | str:
+    """What the call says, or a string saying why the call is skipped."""
     args = node.args
     if any(isinstance(a, ast.Starred) for a in args):
         return "operands unpacked with '*' cannot be read from the source"
@@ -307,13 +554,13 @@ def _read_call(node: ast.Call, module: str):
             operands = list(operands[0].elts)          # torch.einsum('ij,jk', [A, B])
         if any(isinstance(a, ast.Starred) for a in operands):
             return "operands unpacked with '*' cannot be read from the source"
-        return first.value, operands, "numpy", ()
+        return _Read(first.value, operands, "numpy")
     if module == "einops" or (module == "" and _is_str(last) and len(args) > 1):
         if _is_str(last):
             return _read_einops(last.value, args[:-1])
         return f"the pattern is {_what(last)}, not a string literal"
     if len(args) > 1 and isinstance(args[1], (ast.List, ast.Tuple)):
-        return _read_interleaved(args)
+        return _read_interleaved(args, function)
     return f"the equation is {_what(first)}, not a string literal"
 
 
@@ -321,54 +568,88 @@ def _is_str(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
 
-def _read_interleaved(args):
+def _read_interleaved(args, function: str) -> _Read | str:
+    """``f(A, [0, 1], B, [1, 2], [0, 2])`` → equation 'AB,BC->AC', quoted as the call."""
     pairs = list(zip(args[0::2], args[1::2]))
     out_list = args[-1] if len(args) % 2 else None
-    subs = []
-    for _, sub in pairs:
-        s = _sublist(sub)
-        if s is None:
+    quote = f"{function}("
+    equation, spans, last = "", [], (0, 0)
+    for k, (operand, sub) in enumerate(pairs):
+        quote += (", " if k else "") + ast.unparse(operand) + ", "
+        read = _sublist(sub, len(quote))
+        if read is None:
             return "the interleaved subscripts are not lists of integer literals"
-        subs.append(s)
-    equation = ",".join(subs)
+        text, subs, places = read
+        if k:
+            equation += ","                      # a separator points at the list before it
+            spans.append(last)
+        last = (len(quote), len(quote) + len(text))
+        quote += text
+        equation += subs
+        spans += places
     if out_list is not None:
-        s = _sublist(out_list)
-        if s is None:
+        quote += ", "
+        read = _sublist(out_list, len(quote))
+        if read is None:
             return "the interleaved output is not a list of integer literals"
-        equation += "->" + s
-    return equation, [op for op, _ in pairs], "interleaved", ()
+        text, subs, places = read
+        whole = (len(quote), len(quote) + len(text))
+        quote += text
+        equation += "->" + subs
+        spans += [whole, whole, *places]
+    return _Read(equation, [op for op, _ in pairs], "interleaved", (), quote + ")", tuple(spans))
 
 
-def _sublist(node: ast.AST) -> str | None:
-    """``[0, 1, Ellipsis]`` → 'ab...' (numpy's mapping of integers to letters)."""
+def _sublist(node: ast.AST, at: int):
+    """``[0, 1, Ellipsis]`` → (its text, 'AB...', the span of each letter in the text + ``at``).
+
+    Integers become letters as numpy maps them (0-25 → A-Z, 26-51 → a-z); None when
+    ``node`` is not a list (or tuple) of such integers and ``Ellipsis``.
+    """
     if not isinstance(node, (ast.List, ast.Tuple)):
         return None
-    out = []
-    for e in node.elts:
+    bracket = "[]" if isinstance(node, ast.List) else "()"
+    text, subs, places = bracket[0], "", []
+    for j, e in enumerate(node.elts):
         value = e.value if isinstance(e, ast.Constant) else (
             Ellipsis if isinstance(e, ast.Name) and e.id == "Ellipsis" else None)
+        written = ast.unparse(e)
+        text += ", " if j else ""
+        span = (at + len(text), at + len(text) + len(written))
+        text += written
         if value is Ellipsis:
-            out.append("...")
+            subs += "..."
+            places += [span] * 3
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 52:
-            out.append(string.ascii_letters[value])
+            subs += INTERLEAVED_LETTERS[value]
+            places.append(span)
         else:
             return None
-    return "".join(out)
+    if isinstance(node, ast.Tuple) and len(node.elts) == 1:
+        text += ","
+    return text + bracket[1], subs, places
 
 
-def _read_einops(pattern: str, operands):
-    """An einops pattern → (equation in letters, operands, 'einops', axes)."""
+def _read_einops(pattern: str, operands) -> _Read:
+    """An einops pattern → its equation in letters, axes, and the pattern as the quote."""
     left, arrow, right = pattern.partition("->")
     if not arrow:
         raise EinsumError("an einops pattern needs '->' (einops.einsum has no implicit mode)",
                           pattern)
-    terms = [t.split() for t in left.split(",")] + [right.split()]
+    terms, commas, at = [], [], 0          # terms: [(word, where in the pattern), …]
+    for piece in left.split(","):
+        terms.append([(m.group(), at + m.start()) for m in re.finditer(r"\S+", piece)])
+        at += len(piece)
+        commas.append(at)
+        at += 1
+    arrow_at = len(left)
+    terms.append([(m.group(), arrow_at + 2 + m.start()) for m in re.finditer(r"\S+", right)])
     names = []
     for term in terms:
-        for word in term:
+        for word, where in term:
             if word != "..." and not word.isidentifier():
                 raise EinsumError(f"{word!r} is not an axis name (use identifiers or '...')",
-                                  pattern, pattern.find(word), len(word))
+                                  pattern, where, len(word))
             if word != "..." and word not in names:
                 names.append(word)
     letter: dict[str, str] = {n: n for n in names if len(n) == 1 and n in string.ascii_letters}
@@ -383,25 +664,25 @@ def _read_einops(pattern: str, operands):
         letter[n] = c
         used.add(c)
 
-    def subs(term):
-        return "".join("..." if w == "..." else letter[w] for w in term)
-
-    equation = ",".join(subs(t) for t in terms[:-1]) + "->" + subs(terms[-1])
+    equation, spans = "", []
+    for k, term in enumerate(terms):
+        if k == len(terms) - 1:
+            equation += "->"
+            spans += [(arrow_at, arrow_at + 2)] * 2
+        elif k:
+            equation += ","
+            spans.append((commas[k - 1], commas[k - 1] + 1))
+        for word, where in term:
+            subs = "..." if word == "..." else letter[word]
+            equation += subs
+            spans += [(where, where + len(word))] * len(subs)
     axes = tuple((letter[n], n) for n in names)
-    return equation, list(operands), "einops", axes
+    return _Read(equation, list(operands), "einops", axes, pattern, tuple(spans))
 
 
-def _statement_line(tree: ast.AST, node: ast.AST) -> int:
-    """First line of the top-level statement holding ``node``."""
-    for stmt in getattr(tree, "body", ()):
-        if stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno):
-            return stmt.lineno
-    return node.lineno
-
-
-def _make_call(equation, operand_nodes, assigned, function, style, line, text, axes) -> Call:
-    operands = tuple(ast.unparse(n) for n in operand_nodes)
-    plain = [isinstance(n, ast.Name) and n.id != "np" for n in operand_nodes]
+def _make_call(read: _Read, assigned, function, line, text, scopes: _Scopes, node) -> Call:
+    operands = tuple(ast.unparse(n) for n in read.operands)
+    plain = [isinstance(n, ast.Name) and n.id != "np" for n in read.operands]
     taken = {e for e, p in zip(operands, plain) if p}
     names = []
     for k, (expr, p) in enumerate(zip(operands, plain)):
@@ -413,8 +694,15 @@ def _make_call(equation, operand_nodes, assigned, function, style, line, text, a
             name += "_"
         taken.add(name)
         names.append(name)
-    output = assigned if assigned is not None and assigned not in names else None
-    return Call(equation, tuple(names), operands, output, function, style, line, text, axes)
+    output = assigned
+    if output is not None and output in names:      # A = np.einsum('ij->ji', A)
+        output += "_out"
+        while output in names:
+            output += "_"
+    scope, statement = scopes.where[id(node)]
+    after, before = scopes.bound(statement, (n for n, p in zip(names, plain) if p))
+    return Call(read.equation, tuple(names), operands, output, function, read.style, line, text,
+                read.axes, scope, after, before, read.quote, read.spans)
 
 
 def _short(text: str) -> str:

@@ -6,12 +6,15 @@ rule under ``.einsum-grad``) written with JupyterLab's CSS variables
 (``var(--jp-ui-font-color1)``, ``var(--jp-layout-color1)``, ``var(--jp-border-color2)``,
 ``var(--jp-code-font-family)``, the ``--jp-mirror-editor-*`` token colours, …) with
 plain fallbacks, so it reads in light and dark themes and outside JupyterLab. Code is
-tokenised by Pygments (:func:`highlight`) and coloured by that stylesheet.
+tokenised by Pygments (:func:`highlight`, :func:`highlight_module` for whole exported
+modules) and coloured by that stylesheet.
 
 :func:`page` is the ``text/html`` of the display bundle, seen where no widget manager
 exists (nbconvert, GitHub) and compared by nbval: it is deterministic, so its Check
 section shows PASS/FAIL, dtype, precision and tolerances but no device, error
 figures or timings (:func:`check` with ``live=True``, the widget's tab, shows those).
+Its Cost section (:func:`cost`) holds FLOP counts, which depend on the shapes only. The
+exported code (:func:`export`) is the widget's alone, to keep the page small.
 
 >>> from einsum_magic import derive
 >>> from einsum_magic.cell import Analysis, equation_call
@@ -27,10 +30,12 @@ import functools
 import math
 from html import escape
 
+from .cost import cost as cost_report
+from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 
-__all__ = ["stylesheet", "highlight", "header", "backward", "loops", "shapes", "check", "page",
-           "progress", "wrap"]
+__all__ = ["stylesheet", "highlight", "highlight_module", "header", "backward", "loops", "shapes",
+           "cost", "export", "check", "page", "progress", "wrap"]
 
 #: Pygments token type → JupyterLab editor colour variable (and a light-theme fallback).
 _TOKEN_COLOURS = (
@@ -40,6 +45,7 @@ _TOKEN_COLOURS = (
     ("Name.Function", "def", "#0000ff", ""),
     ("Name.Class", "def", "#0000ff", "bold"),
     ("Name.Attribute", "property", "#7d9029", ""),
+    ("Name.Decorator", "meta", "#aa22ff", ""),
     ("String", "string", "#ba2121", ""),
     ("Number", "number", "#008800", ""),
     ("Comment", "comment", "#408080", "italic"),
@@ -103,6 +109,20 @@ def highlight(code: str) -> str:
     from pygments import highlight as _highlight
 
     body = _highlight(code, _lexer(), _formatter()).rstrip("\n")
+    return f'<pre class="eg-code">{body}</pre>'
+
+
+@functools.lru_cache(maxsize=64)
+def highlight_module(code: str) -> str:
+    """A whole module of Python (an export) as a ``<pre class="eg-code">`` block (cached).
+
+    Tokenised by Pygments' full ``PythonLexer``: exported modules hold what the fast lexer
+    of :func:`highlight` does not know (docstrings, decorators, classes, imports).
+    """
+    from pygments import highlight as _highlight
+    from pygments.lexers import PythonLexer
+
+    body = _highlight(code, PythonLexer(stripnl=False, ensurenl=False), _formatter()).rstrip("\n")
     return f'<pre class="eg-code">{body}</pre>'
 
 
@@ -182,7 +202,8 @@ def header(a, index: int | None = None, count: int = 1) -> str:
     if call.legend:
         parts.append('<div class="eg-muted">' + ", ".join(
             f"{_code(n)} is {_code(e)}" for n, e in call.legend) + "</div>")
-    shapes = ", ".join(f"{escape(n)} {shape_text(s)}" for n, s in zip(d.names, d.shapes or ()))
+    shapes = ", ".join(f"{escape(n)} {shape_text(s)}"
+                       for n, s in zip(d.names, d.shapes or (None,) * len(d.names)))
     parts.append(f"<div>shapes: {shapes} → {escape(d.output)} {shape_text(d.output_shape)} "
                  f'<span class="eg-muted">({escape(a.sizes_from)})</span></div>')
     return "".join(parts)
@@ -249,6 +270,81 @@ def shapes(a) -> str:
         _table(["array", "is", "subscripts", "shape"], arrays)
 
 
+def _count(n: int) -> str:
+    return f'<span class="eg-num">{n:,}</span>'
+
+
+def cost(a) -> str:
+    """FLOPs of the forward and of each gradient (naive, optimised, largest intermediate,
+    pairwise steps), and the joint backward plan against separate paths and naive."""
+    d = a.derivation
+    if d.shapes is None:
+        return '<div class="eg-muted">the cost needs shapes</div>'
+    r = cost_report(d)
+    parts = ['<h4>each einsum alone <span class="eg-muted">opt_einsum.contract_path, '
+             "optimize=&quot;auto&quot;</span></h4>"]
+    rows = []
+    for label, c in [(f"forward {d.output}", r.forward)] + [(g.label, g) for g in r.grads]:
+        steps = "<br>".join(_code(s) for s in c.steps) or '<span class="eg-muted">none</span>'
+        rows.append([escape(label), _code(c.equation), _count(c.naive_flops), _count(c.flops),
+                     _count(c.largest_intermediate), steps])
+    parts.append(_table(["einsum", "equation", "naive FLOPs", "optimised FLOPs",
+                         "largest intermediate (elements)", "pairwise steps"], rows))
+    if any(g.aux for g in d.grads):
+        parts.append('<div class="eg-muted">np.eye and np.ones count as operands of a '
+                     "gradient, as its code runs them; the joint plan never builds them</div>")
+    p = r.plan
+    parts.append('<h4>joint backward <span class="eg-muted">every gradient along the '
+                 "forward's path read backwards, intermediates shared</span></h4>")
+    parts.append(_table(["backward", "FLOPs"], [
+        ["joint plan (the steps below)", _count(r.backward)],
+        ["separate paths (each gradient optimised alone)", _count(r.separate_backward)],
+        ["naive (each gradient in one loop nest)", _count(r.naive_backward)]]))
+    parts.append(f"<div>forward along the plan: {_count(p.forward_flops)} FLOPs; largest "
+                 f"intermediate of the plan (results and gradients included): "
+                 f"{_count(r.largest_intermediate)} elements</div>")
+    rows = [[pass_, _code(s.line), shape_text(s.shape), _count(s.flops)]
+            for pass_, steps in (("forward", p.forward), ("backward", p.backward))
+            for s in steps]
+    parts.append(_table(["pass", "step", "shape", "FLOPs"], rows))
+    return "".join(parts)
+
+
+def _exports(d) -> tuple[tuple[str, str, str], ...]:
+    """(target, title, what its source defines) for each export target, in ``d``'s names."""
+    operands = ", ".join(dict.fromkeys(d.names))
+    totals = {t.wrt: t.target for t in d.totals}
+    grads = ", ".join(dict.fromkeys(totals.get(g.wrt, g.target) for g in d.grads))
+    grads = grads if "," in grads else f"{grads},"
+    return (("numpy", "NumPy", f"backward({d.cotangent}, {operands}) returns ({grads})"),
+            ("jax", "JAX", f"einsum({operands}), a jax.custom_vjp function"),
+            ("torch", "PyTorch", f"class Einsum(torch.autograd.Function) and einsum({operands})"))
+
+
+def export(a) -> str:
+    """The backward as standalone source for NumPy, JAX and PyTorch (:mod:`einsum_magic.export`).
+
+    Pure string generation: nothing here imports JAX or PyTorch.
+    """
+    from .export import export as source
+
+    d = a.derivation
+    if d.shapes is None:
+        return '<div class="eg-muted">the export needs shapes</div>'
+    parts = ['<div class="eg-muted">Written for these shapes; the gradients are computed '
+             "together along the forward's path (see Cost). In Python, "
+             f"{_code('d.export(target)')} returns this source and "
+             f"{_code('d.compile(target)')} runs it (with -o NAME, d is "
+             f"{_code('NAME.derivations[k]')}).</div>"]
+    for target, title, what in _exports(d):
+        parts.append(f'<h4>{title} <span class="eg-muted">{escape(what)}</span></h4>')
+        try:
+            parts.append(highlight_module(source(d, target)))
+        except EinsumError as e:
+            parts.append(f'<div class="eg-warn">{escape(str(e).splitlines()[0])}</div>')
+    return "".join(parts)
+
+
 def check(a, live: bool = True) -> str:
     """The check against ``jax.vjp``; ``live=False`` leaves out device, errors and timings."""
     r = a.check
@@ -306,7 +402,8 @@ def page(a, index: int | None = None, count: int = 1) -> str:
     """The static, deterministic HTML of the whole analysis (the bundle's ``text/html``)."""
     body = [header(a, index, count)]
     for title, section in (("Backward", backward(a)), ("Loops", loops(a)),
-                           ("Shapes", shapes(a)), ("Check", check(a, live=False))):
+                           ("Shapes", shapes(a)), ("Cost", cost(a)),
+                           ("Check", check(a, live=False))):
         body.append(f"<h3>{title}</h3>{section}")
     return wrap("".join(body), style=True)
 

@@ -11,7 +11,11 @@ This module only connects the others, in one direction:
    (like ``%%capture``); if it raises, IPython shows that error, nothing is analysed,
    and the magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
 4. each call is derived again with its shapes (the user's arrays, ``--sizes``, distinct
-   defaults), its ``--expect`` proposals judged, and checked against JAX;
+   defaults), its ``--expect`` proposals judged, and checked against JAX. An operand's
+   array is read from the user's namespace after the run only where
+   :meth:`Call.lookups <einsum_magic.cell.Call.lookups>` allows it (a plain name, at
+   the cell's top level, not bound by the cell at or after the call); the shapes line
+   names the operands that were not looked up, and why;
 5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order.
 
 nbval compares the first display message of each output and ignores
@@ -33,6 +37,7 @@ Nothing is added to the user's namespace but what the cell's own code assigns an
 from __future__ import annotations
 
 import importlib.util
+import keyword
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -126,9 +131,21 @@ class EinsumGradMagics(Magics):
         Recognised calls: ``np.einsum``/``numpy.einsum``, ``jnp.einsum``/``jax.numpy.einsum``,
         ``torch.einsum``, ``opt_einsum.contract`` (``oe.contract``), a bare ``einsum``, the
         interleaved form ``einsum(A, [0, 1], B, [1, 2], [0, 2])`` and
-        ``einops.einsum(x, w, "batch d, d out -> batch out")``. Sizes come from your arrays,
-        else ``--sizes``, else small distinct defaults. Operands that are not plain names
-        (``A.T``) are called op1, op2, … by position.
+        ``einops.einsum(x, w, "batch d, d out -> batch out")``. Operands that are not plain
+        names (``A.T``) are called op1, op2, … by position; an output named like an operand
+        (``A = np.einsum('ij->ji', A)``) is called A_out.
+
+        Sizes come from your arrays, else ``--sizes``, else small distinct defaults. An
+        operand's array is looked up (after the cell ran) only when it is a plain name, the
+        call is at the cell's top level (not inside a def, lambda, class body or
+        comprehension), and the cell does not assign that name at or after the call's
+        statement (=, +=, for, with ... as, import ... as, :=, del; with --no-run: anywhere).
+        Otherwise its sizes come from --sizes or the defaults, and the shapes line says
+        which operands were not looked up, and why.
+
+        A cell whose one line has a ',', '->' or '...' and only letters besides is an
+        equation; so is one run of letters (``ii``) that is no Python keyword, builtin or
+        variable of yours (``pass`` and ``x`` stay Python: write ``'x'`` or ``x->x``).
 
         More examples::
 
@@ -166,29 +183,34 @@ class _Run:
         self.check_on = magics.check and not args.no_check
         self.dtype = args.dtype or magics.dtype
         self.seed = magics.seed if args.seed is None else args.seed
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            where = "--seed" if args.seed is not None else "EinsumGradMagics.seed ="
+            raise UsageError(f"{where} {self.seed!r} is not a seed: give a non-negative integer")
         self.sizes = _usage(parse_sizes, args.sizes)
         self.expects = [_parse_expect(e) for e in args.expect]
-        if args.output is not None and not args.output.isidentifier():
-            raise UsageError(f"-o takes a variable name, not {args.output!r}")
+        out = args.output
+        if out is not None and (not out.isidentifier() or keyword.iskeyword(out)):
+            raise UsageError(f"-o takes a variable name, not {out!r}")
         from .check import TOLERANCES
 
         if self.dtype not in TOLERANCES:
-            raise UsageError(f"--dtype {self.dtype!r} is not one the check supports: "
+            where = "--dtype" if args.dtype else "EinsumGradMagics.dtype ="
+            raise UsageError(f"{where} {self.dtype!r} is not one the check supports: "
                              + ", ".join(TOLERANCES))
+        self.ran = False                 # whether the cell's code ran (set by run())
 
     def run(self):
         calls, notes, code = self._calls()
         derivations = [self._derive(c) for c in calls]
         targets = self._expect_targets(calls, derivations)
         self._check_sizes(calls)
-        # An operand the cell rebinds at or after its call is read as it was before the run.
-        self.before = {n: self.ns[n] for c in calls for n in c.rebound if n in self.ns}
         if code and not self.args.no_run:
             result = self.shell.run_cell(self.cell)
             if not result.success:   # IPython has shown the error
                 error = result.error_in_exec or result.error_before_exec
                 raise CellCodeFailed(f"the cell's code raised {type(error).__name__}, so its "
                                      "einsums were not analysed")
+            self.ran = True
         analyses = [self._analyse(c, targets.get(k, ())) for k, c in enumerate(calls)]
         analyses = self._checked(analyses)
         widgets = self._widgets()
@@ -229,7 +251,7 @@ class _Run:
         if equation:
             raise UsageError(f"%%einsum_grad takes no equation on its line ({equation!r}): put "
                              "it in the cell, or use the line magic %einsum_grad")
-        only = cells.cell_equation(self.cell)
+        only = cells.cell_equation(self.cell, self.ns)
         if only is not None:
             return (_usage(cells.equation_call, only),), (), False
         try:
@@ -246,7 +268,7 @@ class _Run:
             return derive(call.equation, call.names, call.output, shapes)
         except EinsumError as e:
             where = "" if call.style == "equation" else f"line {call.line}, {call.source}: "
-            raise UsageError(f"einsum_grad: {where}{e}") from None
+            raise UsageError(f"einsum_grad: {where}{call.restate(e)}") from None
 
     def _expect_targets(self, calls, derivations) -> dict[int, tuple]:
         """Call index → ((target, proposal), …) for every --expect; UsageError if unknown."""
@@ -281,19 +303,21 @@ class _Run:
 
     def _analyse(self, call, expects) -> cells.Analysis:
         shapes, sizes_from = self._shapes(call)
+        unread = call.unread(self.ran)
+        if unread:
+            sizes_from = f"{sizes_from}; {unread}"
         d = self._derive(call, shapes)
         verdicts = tuple(judge(d, target, proposal, self.seed)
                          for target, proposal in expects)
         return cells.Analysis(call, d, sizes_from, expectations=verdicts)
 
     def _arrays(self, call) -> dict[int, object]:
-        """Position → the user's array, for plain names bound to something with a shape."""
+        """Position → the user's array, for operands the call may look up that have a shape."""
         out = {}
-        for k, (name, plain) in enumerate(zip(call.names, call.plain)):
-            if not plain:
+        for k, (name, lookup) in enumerate(zip(call.names, call.lookups(self.ran))):
+            if not lookup:
                 continue
-            value = self.before[name] if name in call.rebound and name in self.before \
-                else self.ns.get(name)
+            value = self.ns.get(name)
             shape = getattr(value, "shape", None)
             if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
                 out[k] = value

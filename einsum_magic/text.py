@@ -2,9 +2,12 @@
 
 :func:`render` is a pure function of an :class:`~einsum_magic.cell.Analysis`. Its
 output is deterministic: it holds the call, the forward einsum, the shapes, every
-gradient's einsum, code and reading, the ``--expect`` verdicts and the check's
-PASS/FAIL line (:attr:`CheckReport.summary <einsum_magic.check.CheckReport>`), and
-never an id, a timing, an error figure or a device name, so nbval can compare it.
+gradient's einsum, code and reading, the ``--expect`` verdicts, the cost line
+(:attr:`CostReport.summary <einsum_magic.cost.CostReport>`: FLOP counts, which depend on
+the shapes only) and the check's PASS/FAIL line
+(:attr:`CheckReport.summary <einsum_magic.check.CheckReport>`), and never an id, a
+timing, an error figure or a device name, so nbval can compare it. The exported code
+(:mod:`einsum_magic.export`) is the widget's alone: it is too long for a summary.
 
 The code helpers :func:`forward_code` and :func:`grad_code` write the einsums in the
 style of the user's call (an einops pattern for ``einops.einsum``, else NumPy); the
@@ -25,12 +28,16 @@ dL_dA = np.einsum('ik,jk->ij', dL_dC, B)
 dL_dB = np.einsum('ik,ij->jk', dL_dC, A)
   reads dL_dB = A.T @ dL_dC; relabelled 'ij,ik->kj'; shape (3, 4), as B
 <BLANKLINE>
+cost: forward 48 FLOPs, backward 96 FLOPs (separate paths 96, naive 96), largest intermediate 12
 check: skipped (--no-check)
 """
 
 from __future__ import annotations
 
-__all__ = ["render", "render_notes", "forward_code", "grad_code", "check_line", "shape_text"]
+from .cost import cost
+
+__all__ = ["render", "render_notes", "forward_code", "grad_code", "cost_line", "check_line",
+           "shape_text"]
 
 
 def shape_text(shape) -> str:
@@ -61,6 +68,16 @@ def grad_code(a, g) -> str:
     return f'{g.target} = {call.function}({", ".join(g.arguments)}, "{pattern}")'
 
 
+def cost_line(a) -> str | None:
+    """The cost's one deterministic line (:attr:`CostReport.summary`), or ``None`` without shapes.
+
+    The magic always binds its derivations to shapes; a shapeless one has no FLOP count.
+    """
+    if a.derivation.shapes is None:
+        return None
+    return cost(a.derivation).summary
+
+
 def check_line(a) -> str:
     """The check's one deterministic line: the report's summary, or why it did not run."""
     if a.check is not None:
@@ -82,7 +99,8 @@ def render(a, index: int | None = None, count: int = 1) -> str:
     if call.axes and any(letter != name for letter, name in call.axes):
         lines.append("  letters for the axes: " + ", ".join(
             f"{letter}={name}" for letter, name in call.axes))
-    shapes = ", ".join(f"{n} {shape_text(s)}" for n, s in zip(d.names, d.shapes or ()))
+    shapes = ", ".join(f"{n} {shape_text(s)}"
+                       for n, s in zip(d.names, d.shapes or (None,) * len(d.names)))
     lines.append(f"shapes:  {shapes} -> {d.output} {shape_text(d.output_shape)}  ({a.sizes_from})")
     lines.append("letters: " + ", ".join(_letter(x) for x in d.letters) if d.letters
                  else "letters: none (every operand is a scalar)")
@@ -99,6 +117,9 @@ def render(a, index: int | None = None, count: int = 1) -> str:
     lines.append("")
     for e in a.expectations:
         lines.append(f"expect {e.target} = {e.proposal!r}: {_one_line(e.message)}")
+    summary = cost_line(a)
+    if summary is not None:
+        lines.append(summary)
     lines.append(check_line(a))
     return "\n".join(lines)
 

@@ -13,6 +13,12 @@ one tab per entry of :data:`TABS`. A tab is a function of the
 :class:`~einsum_magic.cell.Analysis` returning a widget: adding one is one function
 and one line in :data:`TABS`.
 
+A tab that is costly to fill and rarely opened returns :func:`lazy_html`: its HTML is
+written when the tab is first selected (an observer on ``Tab.selected_index``, which
+the frontend syncs back to the kernel), not when the cell is displayed. The Export tab
+is one: highlighting three exported modules costs more than building the rest of the
+widget, and only a reader who opens the tab needs it.
+
 ipywidgets is imported when a widget is first built, never by importing this module.
 """
 
@@ -20,7 +26,8 @@ from __future__ import annotations
 
 from . import html, text
 
-__all__ = ["GradDisplay", "build", "TABS", "WIDGET_MIME", "progress_widget"]
+__all__ = ["GradDisplay", "build", "TABS", "WIDGET_MIME", "PENDING", "progress_widget",
+           "lazy_html"]
 
 #: The MIME type of a widget view (nbval skips it when comparing outputs).
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -30,6 +37,29 @@ def _html(value: str):
     import ipywidgets
 
     return ipywidgets.HTML(value=value)
+
+
+#: What a lazy tab shows until it is first selected (a live kernel fills it at once).
+PENDING = html.wrap('<div class="eg-muted">written when this tab is opened</div>')
+
+
+def lazy_html(render):
+    """An HTML widget whose value is ``render()``, written when its tab is first selected."""
+    w = _html(PENDING)
+    w._einsum_render = render
+    return w
+
+
+def _fill(tabs) -> None:
+    """Write the selected tab's HTML if it is a :func:`lazy_html` not written yet."""
+    index = tabs.selected_index
+    if index is None or not 0 <= index < len(tabs.children):
+        return
+    child = tabs.children[index]
+    render = getattr(child, "_einsum_render", None)
+    if render is not None:
+        child._einsum_render = None
+        child.value = render()
 
 
 def backward_tab(a):
@@ -47,6 +77,16 @@ def shapes_tab(a):
     return _html(html.wrap(html.shapes(a)))
 
 
+def cost_tab(a):
+    """FLOPs of the forward and each gradient (naive, optimised, steps) and the joint plan."""
+    return _html(html.wrap(html.cost(a)))
+
+
+def export_tab(a):
+    """The backward as NumPy, JAX and PyTorch source, written when the tab is first opened."""
+    return lazy_html(lambda: html.wrap(html.export(a)))
+
+
 def check_tab(a):
     """PASS/FAIL, device, dtype, precision, per-gradient errors against tolerances, timings."""
     return _html(html.wrap(html.check(a, live=True)))
@@ -57,6 +97,8 @@ TABS = [
     ("Backward", backward_tab),
     ("Loops", loops_tab),
     ("Shapes", shapes_tab),
+    ("Cost", cost_tab),
+    ("Export", export_tab),
     ("Check", check_tab),
 ]
 
@@ -68,6 +110,8 @@ def build(a, index: int | None = None, count: int = 1):
     head = _html(html.wrap(html.header(a, index, count), style=True))
     tabs = ipywidgets.Tab(children=[make(a) for _, make in TABS],
                           titles=[title for title, _ in TABS])
+    tabs.observe(lambda change: _fill(tabs), names="selected_index")
+    _fill(tabs)
     return ipywidgets.VBox([head, tabs])
 
 

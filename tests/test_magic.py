@@ -31,7 +31,7 @@ def ip():
                    "A = np.arange(6.0).reshape(2, 3)\nB = np.arange(12.0).reshape(3, 4) - 5\n"
                    "x = np.ones((5, 3))\nw = np.ones((3, 7))")
     yield shell
-    for name in ("C", "D", "Y", "Z", "S", "r", "res", "eq"):
+    for name in ("C", "D", "Y", "Z", "S", "r", "res", "eq", "A2", "f", "ii"):
         shell.user_ns.pop(name, None)
 
 
@@ -82,7 +82,9 @@ def test_importing_and_loading_import_neither_jax_nor_ipywidgets():
 def test_help_shows_the_docstring_with_examples(ip):
     _, cap = run(ip, "%%einsum_grad?", display=False)
     for piece in ("%%einsum_grad", "C = np.einsum('ij,jk->ik', A, B)", "--expect NAME=SPEC",
-                  "--sizes SIZES", "--no-run", "-o NAME", "%config EinsumGradMagics.check"):
+                  "--sizes SIZES", "--no-run", "-o NAME", "%config EinsumGradMagics.check",
+                  "looked up", "comprehension", "at or after the call", "A_out",
+                  "no Python keyword, builtin or"):
         assert piece in cap.stdout, piece
 
 
@@ -108,7 +110,8 @@ def test_the_cell_runs_then_every_gradient_is_shown_and_checked(ip):
     ("C = opt_einsum.contract('ij,jk->ik', A, B)", "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"),
     ("C = oe.contract('ij,jk->ik', A, B)", "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"),
     ("C = einsum('ij,jk->ik', A, B)", "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)"),
-    ("C = np.einsum(A, [0, 1], B, [1, 2], [0, 2])", "dL_dA = np.einsum('ac,bc->ab', dL_dC, B)"),
+    ("C = np.einsum(A, [0, 1], B, [1, 2], [0, 2])", "dL_dA = np.einsum('AC,BC->AB', dL_dC, B)"),
+    ("C = np.einsum(A, [26, 0])", "forward: C = np.einsum('aA->Aa', A)"),   # numpy's order
     ('Y = einops.einsum(x, w, "batch d, d out -> batch out")',
      'dL_dx = einops.einsum(dL_dY, w, "batch out, d out -> batch d")'),
     ("S = np.einsum('ij,ij->', A, A)", "product rule: dL_dA = dL_dA_1 + dL_dA_2"),
@@ -163,13 +166,71 @@ def test_einops_sizes_take_axis_names(ip):
     assert "shapes:  u (8, 3), v (3, 2) -> Y (8, 2)" in out
 
 
-def test_an_operand_the_cell_rebinds_is_read_as_it_was(ip):
-    ip.run_cell("Z = np.ones((2, 3))")
+def test_an_operand_the_cell_rebinds_is_not_looked_up_and_the_output_gets_out(ip):
+    ip.run_cell("Z = np.ones((5, 7))")
     _, cap = run(ip, "%%einsum_grad\nZ = np.einsum('ij->ji', Z)")
     (out,) = shown(cap)
-    assert ip.user_ns["Z"].shape == (3, 2)
-    assert "shapes:  Z (2, 3) -> B (3, 2)  (sizes from your arrays)" in out
+    assert ip.user_ns["Z"].shape == (7, 5)
+    assert "forward: Z_out = np.einsum('ij->ji', Z)" in out.splitlines()
+    assert "shapes:  Z (2, 3) -> Z_out (3, 2)  (sizes from defaults; Z not looked up: the cell " \
+           "assigns it at or after this call)" in out.splitlines()
     assert out.splitlines()[-1] == "check: PASS, 1/1 gradient matches jax.vjp (float32)"
+
+
+def test_an_operand_assigned_before_and_after_the_call_is_not_misread(ip):
+    """The cell's first A2 fits B; the A2 from before the run (5x5) or after it (7x7) would not."""
+    ip.run_cell("A2 = np.ones((5, 5))")
+    result, cap = run(ip, "%%einsum_grad\nA2 = np.ones((2, 3)); C = np.einsum('ij,jk->ik', A2, B); "
+                          "A2 = np.ones((7, 7))")
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert "shapes:  A2 (2, 3), B (3, 4) -> C (2, 4)  (sizes from your arrays and defaults; A2 " \
+           "not looked up: the cell assigns it at or after this call)" in out.splitlines()
+    assert out.splitlines()[-1] == PASS2
+    assert ip.user_ns["A2"].shape == (7, 7)
+
+
+@pytest.mark.parametrize("cell, why", [
+    ("def f(A):\n    return np.einsum('ij->j', A)\nD = f(np.ones((4, 5)))", "a function"),
+    ("f = lambda A: np.einsum('ij->j', A)\nD = f(np.ones((4, 5)))", "a lambda"),
+    ("D = [np.einsum('ij->j', A) for A in [np.ones((4, 5))]]", "a comprehension"),
+])
+def test_an_operand_in_a_nested_scope_is_not_looked_up(ip, cell, why):
+    """There ``A`` is a local (4x5), not the user's A (2x3): sizes come from the defaults."""
+    result, cap = run(ip, "%%einsum_grad --sizes i=4\n" + cell)
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert "shapes:  A (4, 2) -> B (2,)  (sizes from --sizes and defaults; A not looked up: the " \
+           f"call is inside {why})" in out.splitlines()
+    assert out.splitlines()[-1] == "check: PASS, 1/1 gradient matches jax.vjp (float32)"
+
+
+def test_no_run_looks_up_nothing_the_cell_assigns(ip):
+    _, cap = run(ip, "%%einsum_grad --no-run --no-check\nA = np.ones((5, 5))\n"
+                     "C = np.einsum('ij,jk->ik', A, B)")
+    (out,) = shown(cap)
+    assert "shapes:  A (2, 3), B (3, 4) -> C (2, 4)  (sizes from your arrays and defaults; A not " \
+           "looked up: the cell assigns it, and --no-run kept the cell from running)" \
+           in out.splitlines()
+    assert ip.user_ns["A"].shape == (2, 3)
+
+
+@pytest.mark.parametrize("cell", ["pass", "x", "sum"])
+def test_a_keyword_or_a_name_of_python_is_not_an_equation(ip, cell):
+    result, cap = run(ip, "%%einsum_grad\n" + cell)
+    assert result.success
+    assert shown(cap) == []
+    assert cap.stdout.splitlines()[-1] == "einsum_grad: no einsum call found in the cell"
+
+
+def test_a_free_run_of_letters_is_an_equation(ip):
+    _, cap = run(ip, "%%einsum_grad --no-check\nii")
+    (out,) = shown(cap)
+    assert out.splitlines()[:2] == ["einsum_grad: 'ii'  (equation)",
+                                    "forward: B = np.einsum('ii->', A)"]
+    ip.run_cell("ii = 3")
+    _, cap = run(ip, "%%einsum_grad --no-check\nii")
+    assert shown(cap) == [] and "no einsum call found" in cap.stdout
 
 
 def test_unreadable_calls_get_a_one_line_note(ip):
@@ -224,6 +285,56 @@ def test_usage_errors(ip, cell, message):
     assert type(result.error_in_exec) is UsageError
     assert message in str(result.error_in_exec)
     assert "C" not in ip.user_ns
+
+
+@pytest.mark.parametrize("cell, message", [
+    ('Y = einops.einsum(x, w, "batch d, d out -> batch zz")',
+     ["einsum_grad: line 1, einops.einsum(x, w, \"batch d, d out -> batch zz\"): output axis "
+      "'zz' appears in no input", "    batch d, d out -> batch zz",
+      "                            ^^"]),
+    ("C = np.einsum(A, [0, 1], B, [1, 2], [0, 30])",
+     ["einsum_grad: line 1, np.einsum(A, [0, 1], B, [1, 2], [0, 30]): output subscript 30 appears "
+      "in no input", "    np.einsum(A, [0, 1], B, [1, 2], [0, 30])",
+      "                                        ^^"]),
+])
+def test_einops_and_interleaved_errors_are_in_the_users_words(ip, cell, message):
+    result, _ = run(ip, "%%einsum_grad\n" + cell)
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec).splitlines() == message
+    assert "C" not in ip.user_ns and "Y" not in ip.user_ns
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--seed -1", "--seed -1 is not a seed: give a non-negative integer"),
+    ("--seed x", "argument --seed: invalid int value: 'x'"),
+    ("-o class", "-o takes a variable name, not 'class'"),
+    ("-o None", "-o takes a variable name, not 'None'"),
+])
+def test_options_are_checked_before_anything_runs(ip, option, message):
+    result, cap = run(ip, f"%%einsum_grad --expect A=ik,jk->ij {option}\nZ = 1\n"
+                          "C = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec) == message
+    assert "Z" not in ip.user_ns and "C" not in ip.user_ns
+    assert "Traceback" not in cap.stdout + cap.stderr
+
+
+def test_a_bad_configured_seed_or_dtype_is_a_usage_error(ip):
+    m = magics(ip)
+    try:
+        m.seed = -1
+        result, _ = run(ip, "%%einsum_grad --expect A=ik,jk->ij\nij,jk->ik")
+        assert type(result.error_in_exec) is UsageError
+        assert str(result.error_in_exec) == \
+            "EinsumGradMagics.seed = -1 is not a seed: give a non-negative integer"
+        result, _ = run(ip, "%%einsum_grad --seed 3 --expect A=ik,jk->ij\nij,jk->ik")
+        assert result.success
+        m.seed, m.dtype = 0, "int8"
+        result, _ = run(ip, "%%einsum_grad\nij,jk->ik")
+        assert str(result.error_in_exec).startswith(
+            "EinsumGradMagics.dtype = 'int8' is not one the check supports")
+    finally:
+        m.seed, m.dtype = 0, "float32"
 
 
 def test_the_users_error_stops_the_analysis(ip):
@@ -410,3 +521,35 @@ def test_a_kernel_with_ipywidgets_gets_the_widget(ip, monkeypatch):
     _, cap = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij,jk->ik', A, B)")
     (bundle,) = cap.outputs
     assert set(bundle.data) == {"text/plain", "text/html"}
+
+
+# -- the cost line and the Cost and Export tabs (issue 7) ------------------------------
+
+def test_text_plain_holds_the_cost_line_before_the_check_line(ip):
+    from einsum_magic.cost import cost
+
+    result, cap = run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
+                          "D = np.einsum('ik,k->i', C, np.ones(4))")
+    assert result.success
+    outputs = shown(cap)
+    for out, d in zip(outputs, ip.user_ns["res"].derivations, strict=True):
+        lines = out.splitlines()
+        assert lines[-2] == cost(d).summary and lines[-1].startswith("check: PASS")
+        assert "custom_vjp" not in out and "def backward(" not in out
+    assert outputs == shown(run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
+                                    "D = np.einsum('ik,k->i', C, np.ones(4))")[1])
+    for bundle in cap.outputs:
+        assert "<h3>Cost</h3>" in bundle.data["text/html"]
+        assert "custom_vjp" not in bundle.data["text/html"]
+
+
+def test_the_widget_has_cost_and_export_tabs_between_shapes_and_check(ip, monkeypatch):
+    monkeypatch.setattr(ip, "kernel", object(), raising=False)
+    _, cap = run(ip, "%%einsum_grad -o res --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    (bundle,) = cap.outputs
+    assert WIDGET_MIME in bundle.data
+    (a,) = ip.user_ns["res"].analyses
+    from einsum_magic.widget import build
+
+    tabs = build(a).children[1]
+    assert list(tabs.titles) == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]

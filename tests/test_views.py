@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
+import textwrap
 from html import unescape
 
 import ipywidgets
@@ -15,11 +18,23 @@ from einsum_magic import html, text, widget
 from einsum_magic.cell import Analysis, equation_call, find_calls
 from einsum_magic.expect import judge
 from einsum_magic.check import CheckReport, GradCheck, INSTALL, check
+from einsum_magic.cost import cost
+from einsum_magic.export import export
 
 
 def visible(fragment: str) -> str:
     """The text a reader sees in an HTML fragment: tags dropped, entities decoded."""
     return unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def rows(fragment: str) -> list[list[str]]:
+    """The visible text of every table cell, row by row (header rows included)."""
+    return [[visible(c) for c in re.findall(r"<t[dh]>(.*?)</t[dh]>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", fragment)]
+
+
+def tables(fragment: str) -> list[str]:
+    return re.findall(r'<table class="eg-table">.*?</table>', fragment)
 
 
 def analysis(source="C = np.einsum('ij,jk->ik', A, B)", shapes=((2, 3), (3, 4)), **kw):
@@ -115,6 +130,48 @@ def test_text_of_an_equation_only_cell_and_of_jax_missing():
     assert out.splitlines()[-1] == f"check: not run: the gradient check needs JAX: {INSTALL}"
 
 
+# Cases for the cost and export views: aux tensors (eye, ones), a product rule, a size-1 axis,
+# three operands, and FLOP counts past a thousand (the figures carry thousands separators).
+COST_CASES = [
+    ("C = np.einsum('ij,jk->ik', A, B)", ((2, 3), (3, 4))),
+    ("t = np.einsum('ii,ij->j', M, v)", ((3, 3), (3, 4))),
+    ("s = np.einsum('ij,ij->', A, A)", ((2, 3), (2, 3))),
+    ("y = np.einsum('...ij,jk->...k', X, W)", ((1, 5, 6), (6, 7))),
+    ("O = np.einsum('bhqk,bhkd->bhqd', P, V)", ((2, 4, 16, 16), (2, 4, 16, 8))),
+    ("D = np.einsum('ij,jk,kl->il', A, B, C)", ((2, 30), (30, 3), (3, 40))),
+]
+
+
+@pytest.mark.parametrize("source, shapes", COST_CASES)
+def test_text_has_the_cost_line_just_before_the_check_line(source, shapes):
+    a = analysis(source, shapes)
+    lines = text.render(a).splitlines()
+    assert lines[-2] == cost(a.derivation).summary
+    assert lines[-1] == "check: skipped (--no-check)"
+    assert sum(line.startswith("cost: ") for line in lines) == 1
+    # deterministic: a fresh derivation, with the cost's caches cleared, gives the same text
+    from einsum_magic.cost import _cost, _plan
+
+    _cost.cache_clear()
+    _plan.cache_clear()
+    assert text.render(analysis(source, shapes)).splitlines() == lines
+
+
+def test_text_without_shapes_has_no_cost_line():
+    d = derive("...ij,jk->...ik")
+    a = Analysis(equation_call("...ij,jk->...ik"), d, "no shapes", check_note="skipped")
+    out = text.render(a)
+    assert not any(line.startswith("cost:") for line in out.splitlines())
+    assert "shapes:  A ?, B ? -> C ?" in out
+    assert "needs shapes" in html.cost(a) and "needs shapes" in html.export(a)
+
+
+def test_text_holds_no_exported_code():
+    out = text.render(analysis())
+    for code in ("def backward(", "custom_vjp", "torch", "import "):
+        assert code not in out
+
+
 # -- HTML ------------------------------------------------------------------------------
 
 def test_html_is_styled_with_jupyterlab_variables_only_under_its_scope():
@@ -175,8 +232,11 @@ def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     page = html.page(a)
     assert page == html.page(a)
     assert page.startswith("<style>") and '<div class="einsum-grad">' in page
-    for title in ("Backward", "Loops", "Shapes", "Check"):
-        assert f"<h3>{title}</h3>" in page
+    titles = re.findall(r"<h3>(\w+)</h3>", page)
+    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Check"]
+    assert html.cost(a) in page
+    for code in ("def backward(", "custom_vjp", "autograd"):    # the export is the widget's
+        assert code not in visible(page)
     for leak in ("NVIDIA", "gpu", "ms", "5.00e-01", "values differ", "experimental"):
         assert leak not in page
     assert "FAIL" in page and "1.00e-04" in page
@@ -236,7 +296,9 @@ def test_header_shows_the_call_as_written_when_it_differs():
     interleaved = analysis("C = np.einsum(A, [0, 1], B, [1, 2], [0, 2])")
     assert "as written: <code>np.einsum(A, [0, 1], B, [1, 2], [0, 2])</code>" in \
         html.header(interleaved)
-    assert "C = np.einsum('ab,bc->ac', A, B)" in visible(html.header(interleaved))
+    # the letters numpy's integers map to are the cell module's to pin (tests/test_cell.py)
+    forward = f"C = np.einsum({interleaved.call.equation!r}, A, B)"
+    assert text.forward_code(interleaved) == forward and forward in visible(html.header(interleaved))
 
 
 def test_html_escapes_what_the_user_wrote():
@@ -246,30 +308,144 @@ def test_html_escapes_what_the_user_wrote():
     assert "x[&#x27;&lt;b&gt;&#x27;]" in page
 
 
+@pytest.mark.parametrize("source, shapes", COST_CASES)
+def test_cost_section_shows_the_forward_and_every_gradient_with_flops(source, shapes):
+    a = analysis(source, shapes)
+    d, r = a.derivation, cost(a.derivation)
+    each, joint, steps = (rows(t) for t in tables(html.cost(a)))
+    assert each[0] == ["einsum", "equation", "naive FLOPs", "optimised FLOPs",
+                       "largest intermediate (elements)", "pairwise steps"]
+    assert [row[0] for row in each[1:]] == [f"forward {d.output}"] + [g.target for g in d.grads]
+    for row, c in zip(each[1:], (r.forward,) + r.grads):
+        assert row[1:5] == [c.equation, f"{c.naive_flops:,}", f"{c.flops:,}",
+                            f"{c.largest_intermediate:,}"]
+        assert row[5] == ("".join(c.steps) or "none")
+    assert joint[1:] == [["joint plan (the steps below)", f"{r.backward:,}"],
+                         ["separate paths (each gradient optimised alone)",
+                          f"{r.separate_backward:,}"],
+                         ["naive (each gradient in one loop nest)", f"{r.naive_backward:,}"]]
+    p = r.plan
+    assert steps[1:] == [[pass_, s.line, str(s.shape), f"{s.flops:,}"]
+                         for pass_, part in (("forward", p.forward), ("backward", p.backward))
+                         for s in part]
+    assert sum(int(row[3].replace(",", "")) for row in steps[1:] if row[0] == "backward") \
+        == r.backward
+    shown = visible(html.cost(a))
+    assert f"largest intermediate of the plan (results and gradients included): " \
+        f"{r.largest_intermediate:,} elements" in shown
+    assert ("np.eye and np.ones count as operands" in shown) == any(g.aux for g in d.grads)
+
+
+def test_cost_section_tells_the_shared_backward_from_separate_paths():
+    """x^T A x: the joint backward shares a matrix-vector product the separate paths redo."""
+    a = analysis("q = np.einsum('i,ij,j->', x, A, x)", ((30,), (30, 30), (30,)))
+    joint = rows(tables(html.cost(a))[1])
+    figures = [int(row[1].replace(",", "")) for row in joint[1:]]
+    assert figures[0] < figures[1] < figures[2]
+
+
+@pytest.mark.parametrize("source, shapes", COST_CASES)
+def test_export_section_holds_the_numpy_jax_and_torch_source(source, shapes):
+    a = analysis(source, shapes)
+    out = html.export(a)
+    seen = visible(out)
+    for target in ("numpy", "jax", "torch"):
+        assert export(a.derivation, target).rstrip("\n") in seen
+    assert [visible(h).split()[0] for h in re.findall(r"<h4>(.*?)</h4>", out)] == \
+        ["NumPy", "JAX", "PyTorch"]
+    d = a.derivation
+    assert f"def backward({d.cotangent}, " in seen
+    assert "@jax.custom_vjp" in seen and "jax.custom_vjp function" in seen
+    assert "class Einsum(torch.autograd.Function):" in seen
+    assert out.count('<pre class="eg-code">') == 3
+
+
+def test_export_section_says_when_a_name_is_taken_by_the_exported_code():
+    a = analysis("C = np.einsum('ij,jk->ik', residuals, B)")
+    out = html.export(a)
+    assert out.count('class="eg-warn"') == 3 and "<pre" not in out
+    assert "the name &#x27;residuals&#x27; is used by the exported code" in out
+
+
+def test_exported_modules_are_highlighted_and_coloured():
+    d = analysis(*COST_CASES[1]).derivation
+    css = html.stylesheet()
+    decorator = next(r for r in css.splitlines() if ".eg-code .nd" in r)
+    assert "--jp-mirror-editor-meta-color" in decorator
+    for target in ("numpy", "jax", "torch"):
+        block = html.highlight_module(export(d, target))
+        assert block.startswith('<pre class="eg-code">')
+        assert '<span class="sd">' in block          # the docstring is one string token
+        classes = set(re.findall(r'class="(\w+)"', block))
+        assert {"k", "kn"} <= classes
+        # every class Pygments emitted has a colour rule (or is a plain name, namespace or space)
+        for cls in classes - {"eg-code", "n", "nn", "w"}:
+            assert f".eg-code .{cls}" in css, (target, cls)
+
+
+def test_cost_and_export_views_import_neither_jax_nor_torch():
+    code = textwrap.dedent("""
+        import sys
+        import einsum_magic.cost, einsum_magic.export
+        from einsum_magic import derive, html, text
+        from einsum_magic.cell import Analysis, equation_call
+        d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+        a = Analysis(equation_call("ij,jk->ik"), d, "sizes", check_note="skipped")
+        assert "cost: " in text.render(a) and "<h3>Cost</h3>" in html.page(a)
+        assert "custom_vjp" in html.export(a) and "torch" in d.export("torch")
+        print(sorted(m for m in ("jax", "torch", "ipywidgets") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 # -- widget ----------------------------------------------------------------------------
 
-def test_widget_has_a_header_and_the_four_tabs(checked):
+def test_widget_has_a_header_and_its_tabs(checked):
     w = widget.build(checked)
     assert isinstance(w, ipywidgets.VBox)
     head, tabs = w.children
     assert "<style>" in head.value and "einsum_grad" in head.value
     assert isinstance(tabs, ipywidgets.Tab)
-    assert list(tabs.titles) == ["Backward", "Loops", "Shapes", "Check"]
-    backward, loops, shapes, check_tab = tabs.children
+    assert list(tabs.titles) == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
+    backward, loops, shapes, cost_tab, export_tab, check_tab = tabs.children
     assert visible(backward.value) == visible(html.backward(checked))
     assert checked.derivation.loops in visible(loops.value)
     assert "contracted" in shapes.value
+    assert cost_tab.value == html.wrap(html.cost(checked))
     assert "PASS" in check_tab.value and "device" in check_tab.value
     w.close()
 
 
+def test_export_tab_is_written_when_first_selected(checked):
+    w = widget.build(checked)
+    tabs = w.children[1]
+    export_tab = tabs.children[list(tabs.titles).index("Export")]
+    assert tabs.selected_index == 0 and export_tab.value == widget.PENDING
+    tabs.selected_index = list(tabs.titles).index("Export")     # what a click syncs back
+    assert export_tab.value == html.wrap(html.export(checked))
+    assert "def backward(dL_dC, A, B):" in visible(export_tab.value)
+    tabs.selected_index = 0
+    tabs.selected_index = list(tabs.titles).index("Export")
+    assert export_tab.value == html.wrap(html.export(checked))
+    w.close()
+
+
+def test_a_lazy_tab_selected_first_is_written_at_once(monkeypatch, checked):
+    monkeypatch.setattr(widget, "TABS", [("Export", widget.export_tab)] + widget.TABS[:1])
+    tabs = widget.build(checked).children[1]
+    assert tabs.selected_index == 0
+    assert tabs.children[0].value == html.wrap(html.export(checked))
+
+
 def test_adding_a_tab_is_one_function_and_one_line(monkeypatch, checked):
-    def cost_tab(a):
+    def count_tab(a):
         return ipywidgets.HTML(value=f"{len(a.derivation.grads)} gradients")
 
-    monkeypatch.setattr(widget, "TABS", widget.TABS + [("Cost", cost_tab)])
+    monkeypatch.setattr(widget, "TABS", widget.TABS + [("Count", count_tab)])
     tabs = widget.build(checked).children[1]
-    assert tabs.titles[-1] == "Cost" and tabs.children[-1].value == "2 gradients"
+    assert tabs.titles[-1] == "Count" and tabs.children[-1].value == "2 gradients"
 
 
 def test_display_bundle(checked):
