@@ -24,10 +24,11 @@ CELLS = [
 
 
 def _clear_caches():
-    from einsum_magic import html, reading
+    from einsum_magic import cost, html, reading
     from einsum_magic.derivation import _compile, _derive
 
-    for cached in (_derive, _compile, html.highlight, reading.interpret):
+    for cached in (_derive, _compile, html.highlight, html.highlight_module, reading.interpret,
+                   cost._cost, cost._plan):
         cached.cache_clear()
 
 

@@ -164,9 +164,13 @@ class CostReport:
     @property
     def summary(self) -> str:
         """One deterministic line for text views."""
-        return (f"cost: forward {self.forward.flops:,} FLOPs, backward {self.backward:,} FLOPs "
+        return (f"cost: forward {_flops(self.forward.flops)}, backward {_flops(self.backward)} "
                 f"(separate paths {self.separate_backward:,}, naive {self.naive_backward:,}), "
                 f"largest intermediate {self.largest_intermediate:,}")
+
+
+def _flops(n: int) -> str:
+    return f"{n:,} FLOP{'' if n == 1 else 's'}"
 
 
 def _require_shapes(d: Derivation, what: str) -> None:

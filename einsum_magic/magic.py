@@ -123,7 +123,7 @@ class EinsumGradMagics(Magics):
         """Derive, show and check the backward einsum of every operand (the swap trick).
 
         On top of a cell, the cell runs as before, then each einsum call in it gets a
-        widget with tabs Backward, Loops, Shapes and Check::
+        widget with tabs Backward, Loops, Shapes, Cost, Export and Check::
 
             %%einsum_grad
             C = np.einsum('ij,jk->ik', A, B)

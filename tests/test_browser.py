@@ -3,7 +3,7 @@
 ``test_widget_renders_in_jupyterlab`` serves a temporary copy of the repository with this environment's
 JupyterLab (see ``lab_server.py``), opens ``notebooks/01_backprop_trick.ipynb`` in Debian's Chromium
 through Playwright, clears the stored outputs, runs every cell from the Run menu and checks the
-``%%einsum_grad`` widget of ``ij,jk->ik``: the tabs Backward, Loops, Shapes and Check render, each shows
+``%%einsum_grad`` widget of ``ij,jk->ik``: the tabs Backward, Loops, Shapes, Cost, Export and Check render, each shows
 what it should when clicked, its text is readable, and no widget failed to display; once in the
 JupyterLab Light theme and once in JupyterLab Dark (chosen from Settings > Theme, as a user would).
 Screenshots land in ``artifacts/browser/`` (ignored by git); the README's picture, ``docs/widget.png``,
@@ -48,7 +48,7 @@ EQUATION = "ij,jk->ik"          # the widget under test is the one of this forwa
 SPEC = "ik,jk->ij"              # dL_dA, shown on the Backward tab
 LOOP = "for i in range"         # the loop code, shown on the Loops tab
 ROLE = "contracted"             # j's role, shown on the Shapes tab
-TABS = ("Backward", "Loops", "Shapes", "Check")
+TABS = ("Backward", "Loops", "Shapes", "Cost", "Export", "Check")
 THEMES = ("JupyterLab Light", "JupyterLab Dark")
 MIN_CONTRAST = 3.0              # WCAG's minimum for large text and UI components
 
@@ -283,7 +283,7 @@ def _check_widget(page, theme: str, slug: str) -> None:
     # those (a tutorial may show one with --no-check first) the first whose Check tab holds a verdict.
     of_equation = page.locator(".jp-OutputArea-output .widget-tab").filter(has_text=SPEC)
     expect(of_equation.first, f"no Tab widget shows {SPEC!r}").to_be_visible()
-    widget = of_equation.filter(has_text=re.compile(r"\b(PASS|FAIL)\b")).first
+    widget = of_equation.filter(has_text=re.compile(r"(PASS|FAIL) \d+/\d+ gradient")).first
     expect(widget, f"no widget of {EQUATION} ran its check (PASS or FAIL)").to_be_visible()
     widget.evaluate("element => element.scrollIntoView({block: 'center'})")
     tabs = widget.locator(".lm-TabBar-tab")
@@ -310,6 +310,8 @@ def _check_widget(page, theme: str, slug: str) -> None:
         path=ARTIFACTS / f"{slug}-widget.png")
     show("Loops", LOOP)
     show("Shapes", ROLE)
+    show("Cost", "FLOPs")
+    show("Export", "def backward(")                                    # filled when first opened
     show("Check", "PASS")
     expect(widget).not_to_contain_text("FAIL", use_inner_text=True)
     show("Backward", SPEC)                                             # leave it as it opened
