@@ -37,6 +37,10 @@ def main() -> int:
         print(f"running {module} ...", flush=True)
         rows = importlib.import_module(module).run()
         out += [f"## {title}", "", *rows, ""]
+    out += ["## On a GPU", "",
+            "Wall times of the exported JAX backward against `jax.vjp` at realistic sizes come from "
+            "`python benchmarks/bench_backward_gpu.py` on a GPU machine; `bench_check` above reports "
+            "the device it ran on.", ""]
     text = "\n".join(out)
     print(text)
     if not only:
