@@ -65,6 +65,8 @@ def judge(derivation, target: str, proposal: str, seed: int = 0) -> Expectation:
         eq = parse(proposal)
     except EinsumError as e:
         return Expectation(target, proposal, "invalid", f"not a valid einsum: {e}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise EinsumError(f"the seed must be a non-negative integer, not {seed!r}")
     rng = np.random.default_rng(seed)
     ops = [rng.standard_normal(s) for s in derivation.shapes]
     cot = rng.standard_normal(derivation.output_shape)

@@ -57,3 +57,12 @@ def test_a_size_clash_is_said_in_the_learners_names():
     forgot_transpose = judge(d, "dL_dA", "ik,kj->ij")
     assert forgot_transpose.verdict == "invalid"
     assert "letter 'k' has size 4 in dL_dC but 3 in B" in forgot_transpose.message
+
+
+def test_a_bad_seed_is_an_einsum_error():
+    import pytest
+
+    from einsum_magic import EinsumError
+
+    with pytest.raises(EinsumError, match="non-negative integer"):
+        judge(shaped("ij->i", ((2, 3),)), "dL_dA", "i,j->ij", seed=-1)
