@@ -34,7 +34,8 @@ def _clear_caches():
 
 def _analyse_and_render(source, shapes, cold=True):
     from einsum_magic import html, text
-    from einsum_magic.cell import Analysis, find_calls
+    from einsum_magic.analysis import Analysis
+    from einsum_magic.cell import find_calls
     from einsum_magic.derivation import derive
 
     if cold:

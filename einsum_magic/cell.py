@@ -3,9 +3,8 @@
 This module owns the first arrow of the magic's data flow. :func:`find_calls` reads
 the cell's source with :mod:`ast` (it never runs it) and returns one :class:`Call`
 per einsum call, in source order, plus a one-line note for each call it had to
-skip. The records the views are drawn from live here too: :class:`Analysis` (one
-einsum: its call, derivation, check and ``--expect`` verdicts) and
-:class:`EinsumGradResult` (what ``-o NAME`` stores).
+skip. What the magic then makes of each call is an
+:class:`~einsum_magic.analysis.Analysis`.
 
 Which calls are einsums
 -----------------------
@@ -104,8 +103,7 @@ from typing import Any, Mapping
 from .equation import ELLIPSIS, INDEX_ORDER, parse
 from .errors import EinsumError
 
-__all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "Analysis",
-           "EinsumGradResult", "EINSUM_MODULES", "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
+__all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES", "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
 
 #: Modules whose function of that name is an einsum: module → function name.
 EINSUM_MODULES = {
@@ -708,52 +706,6 @@ def _make_call(read: _Read, assigned, function, line, text, scopes: _Scopes, nod
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _NOTE_WIDTH else text[:_NOTE_WIDTH - 1] + "…"
-
-
-# -- the records the views are drawn from ----------------------------------------------
-
-@dataclass(frozen=True)
-class Analysis:
-    """One einsum of the cell, everything the views show: a pure record.
-
-    ``check`` is the :class:`~einsum_magic.check.CheckReport`, or ``None`` with
-    ``check_note`` saying why (skipped, JAX not installed, the check's error).
-    ``sizes_from`` says where the shapes came from.
-    """
-
-    call: Call
-    derivation: Any                   # einsum_magic.derivation.Derivation, bound to shapes
-    sizes_from: str
-    check: Any = None
-    check_note: str = ""
-    expectations: tuple = ()          # einsum_magic.expect.Expectation, one per --expect
-
-
-@dataclass(frozen=True)
-class EinsumGradResult:
-    """What ``-o NAME`` stores: every einsum's derivation and check report, in order."""
-
-    analyses: tuple[Analysis, ...]
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def derivations(self) -> tuple:
-        return tuple(a.derivation for a in self.analyses)
-
-    @property
-    def reports(self) -> tuple:
-        """The check reports (``None`` where the check did not run)."""
-        return tuple(a.check for a in self.analyses)
-
-    @property
-    def derivation(self):
-        """The derivation of the first einsum (the usual one-einsum cell)."""
-        return self.analyses[0].derivation if self.analyses else None
-
-    @property
-    def report(self):
-        """The check report of the first einsum."""
-        return self.analyses[0].check if self.analyses else None
 
 
 def equation_call(equation: str) -> Call:

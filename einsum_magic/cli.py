@@ -13,7 +13,8 @@ import argparse
 import sys
 from dataclasses import replace
 
-from .cell import Analysis, equation_call
+from .analysis import Analysis
+from .cell import equation_call
 from .derivation import derive
 from .errors import EinsumError
 from .shapes import parse_sizes, shapes_from

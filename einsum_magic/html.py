@@ -1,6 +1,6 @@
 """HTML fragments of one analysed einsum: the widget's tabs and the static fallback page.
 
-Every function here is a pure function of an :class:`~einsum_magic.cell.Analysis`
+Every function here is a pure function of an :class:`~einsum_magic.analysis.Analysis`
 returning an HTML string. Styling is one scoped stylesheet (:func:`stylesheet`, every
 rule under ``.einsum-grad``) written with JupyterLab's CSS variables
 (``var(--jp-ui-font-color1)``, ``var(--jp-layout-color1)``, ``var(--jp-border-color2)``,
@@ -17,7 +17,8 @@ Its Cost section (:func:`cost`) holds FLOP counts, which depend on the shapes on
 exported code (:func:`export`) is the widget's alone, to keep the page small.
 
 >>> from einsum_magic import derive
->>> from einsum_magic.cell import Analysis, equation_call
+>>> from einsum_magic.analysis import Analysis
+>>> from einsum_magic.cell import equation_call
 >>> a = Analysis(equation_call("ij,jk->ik"), derive("ij,jk->ik", shapes=((2, 3), (3, 4))),
 ...              "defaults", check_note="skipped (--no-check)")
 >>> "var(--jp-border-color2" in page(a) and "dL_dC" in backward(a)

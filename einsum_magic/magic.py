@@ -31,7 +31,7 @@ nbval and nbmake, and the user sees one line,
 ``ExpectationFailed: --expect dL_dA = 'ik,jk->ji': wrong output shape: …``.
 
 Nothing is added to the user's namespace but what the cell's own code assigns and
-``-o NAME`` (an :class:`~einsum_magic.cell.EinsumGradResult`).
+``-o NAME`` (an :class:`~einsum_magic.analysis.EinsumGradResult`).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from IPython.display import display
 from traitlets import Bool, CaselessStrEnum, Int, Unicode
 
 from . import cell as cells
+from .analysis import Analysis, EinsumGradResult
 from .derivation import derive
 from .equation import parse
 from .errors import EinsumError
@@ -225,7 +226,7 @@ class _Run:
 
             print(render_notes(notes))
         if self.args.output:
-            self.ns[self.args.output] = cells.EinsumGradResult(tuple(analyses), tuple(notes))
+            self.ns[self.args.output] = EinsumGradResult(tuple(analyses), tuple(notes))
         wrong = [e for a in analyses for e in a.expectations if not e.passed]
         if wrong:
             raise ExpectationFailed("; ".join(
@@ -301,7 +302,7 @@ class _Run:
 
     # -- 2. analysis ------------------------------------------------------------------
 
-    def _analyse(self, call, expects) -> cells.Analysis:
+    def _analyse(self, call, expects) -> Analysis:
         shapes, sizes_from = self._shapes(call)
         unread = call.unread(self.ran)
         if unread:
@@ -309,7 +310,7 @@ class _Run:
         d = self._derive(call, shapes)
         verdicts = tuple(judge(d, target, proposal, self.seed)
                          for target, proposal in expects)
-        return cells.Analysis(call, d, sizes_from, expectations=verdicts)
+        return Analysis(call, d, sizes_from, expectations=verdicts)
 
     def _arrays(self, call) -> dict[int, object]:
         """Position → the user's array, for operands the call may look up that have a shape."""

@@ -1,6 +1,6 @@
 """The plain-text view of one analysed einsum: what terminals, nbconvert, GitHub and nbval see.
 
-:func:`render` is a pure function of an :class:`~einsum_magic.cell.Analysis`. Its
+:func:`render` is a pure function of an :class:`~einsum_magic.analysis.Analysis`. Its
 output is deterministic: it holds the call, the forward einsum, the shapes, every
 gradient's einsum, code and reading, the ``--expect`` verdicts, the cost line
 (:attr:`CostReport.summary <einsum_magic.cost.CostReport>`: FLOP counts, which depend on
@@ -13,7 +13,8 @@ The code helpers :func:`forward_code` and :func:`grad_code` write the einsums in
 style of the user's call (an einops pattern for ``einops.einsum``, else NumPy); the
 HTML and widget views use them too.
 
->>> from einsum_magic.cell import Analysis, find_calls
+>>> from einsum_magic.analysis import Analysis
+>>> from einsum_magic.cell import find_calls
 >>> from einsum_magic import derive
 >>> call = find_calls("C = np.einsum('ij,jk->ik', A, B)").calls[0]
 >>> d = derive(call.equation, call.names, call.output, shapes=((2, 3), (3, 4)))

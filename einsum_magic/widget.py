@@ -10,7 +10,7 @@
 
 The widget is a header (the call, the forward einsum, the shapes) over a ``Tab`` with
 one tab per entry of :data:`TABS`. A tab is a function of the
-:class:`~einsum_magic.cell.Analysis` returning a widget: adding one is one function
+:class:`~einsum_magic.analysis.Analysis` returning a widget: adding one is one function
 and one line in :data:`TABS`.
 
 A tab that is costly to fill and rarely opened returns :func:`lazy_html`: its HTML is

@@ -13,7 +13,7 @@ from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 from einsum_magic import text
-from einsum_magic.cell import EinsumGradResult
+from einsum_magic.analysis import EinsumGradResult
 from einsum_magic.check import INSTALL
 from einsum_magic.magic import (CellCodeFailed, CheckFailed, EinsumGradMagics, ExpectationFailed,
                                 load_ipython_extension)

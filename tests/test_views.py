@@ -15,7 +15,8 @@ import pytest
 
 from einsum_magic import derive
 from einsum_magic import html, text, widget
-from einsum_magic.cell import Analysis, equation_call, find_calls
+from einsum_magic.analysis import Analysis
+from einsum_magic.cell import equation_call, find_calls
 from einsum_magic.expect import judge
 from einsum_magic.check import CheckReport, GradCheck, INSTALL, check
 from einsum_magic.cost import cost
@@ -388,7 +389,8 @@ def test_cost_and_export_views_import_neither_jax_nor_torch():
         import sys
         import einsum_magic.cost, einsum_magic.export
         from einsum_magic import derive, html, text
-        from einsum_magic.cell import Analysis, equation_call
+        from einsum_magic.analysis import Analysis
+        from einsum_magic.cell import equation_call
         d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
         a = Analysis(equation_call("ij,jk->ik"), d, "sizes", check_note="skipped")
         assert "cost: " in text.render(a) and "<h3>Cost</h3>" in html.page(a)

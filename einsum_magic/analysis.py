@@ -1,0 +1,60 @@
+"""What the magic found for each einsum of a cell: the records every view is drawn from.
+
+:class:`Analysis` holds one einsum's call (:class:`~einsum_magic.cell.Call`), its
+derivation bound to shapes, the check's report and the ``--expect`` verdicts; the
+text, HTML and widget views are pure functions of it. :class:`EinsumGradResult` is
+what ``%%einsum_grad -o NAME`` stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cell import Call
+
+__all__ = ["Analysis", "EinsumGradResult"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One einsum of the cell, everything the views show: a pure record.
+
+    ``check`` is the :class:`~einsum_magic.check.CheckReport`, or ``None`` with
+    ``check_note`` saying why (skipped, JAX not installed, the check's error).
+    ``sizes_from`` says where the shapes came from.
+    """
+
+    call: Call
+    derivation: Any                   # einsum_magic.derivation.Derivation, bound to shapes
+    sizes_from: str
+    check: Any = None
+    check_note: str = ""
+    expectations: tuple = ()          # einsum_magic.expect.Expectation, one per --expect
+
+
+@dataclass(frozen=True)
+class EinsumGradResult:
+    """What ``-o NAME`` stores: every einsum's derivation and check report, in order."""
+
+    analyses: tuple[Analysis, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def derivations(self) -> tuple:
+        return tuple(a.derivation for a in self.analyses)
+
+    @property
+    def reports(self) -> tuple:
+        """The check reports (``None`` where the check did not run)."""
+        return tuple(a.check for a in self.analyses)
+
+    @property
+    def derivation(self):
+        """The derivation of the first einsum (the usual one-einsum cell)."""
+        return self.analyses[0].derivation if self.analyses else None
+
+    @property
+    def report(self):
+        """The check report of the first einsum."""
+        return self.analyses[0].check if self.analyses else None
