@@ -11,8 +11,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[lab,test]"
 	touch $@
 
+# JupyterLab refuses to run as root unless told (containers often run as root).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(VENV)/.installed  ## JupyterLab on the tutorial notebook
-	$(BIN)/jupyter lab notebooks/01_backprop_trick.ipynb
+	$(BIN)/jupyter lab $(ALLOW_ROOT) notebooks/01_backprop_trick.ipynb
 
 test: $(VENV)/.installed  ## the whole test suite, notebooks included
 	$(BIN)/python -m pytest
