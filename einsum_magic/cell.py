@@ -100,7 +100,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .equation import ELLIPSIS, INDEX_ORDER, parse
+from .equation import ELLIPSIS, INDEX_ORDER, parse, spell_equation
 from .errors import EinsumError
 
 __all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES", "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
@@ -210,8 +210,7 @@ class Call:
         'batch out, d out -> batch d'
         """
         if self.style != "einops":
-            return ",".join(s.replace(ELLIPSIS, "...") for s in inputs) + "->" + \
-                output.replace(ELLIPSIS, "...")
+            return spell_equation(inputs, output)
 
         def words(subs: str) -> str:
             return " ".join("..." if c == ELLIPSIS else self.axis_name(c) for c in subs)

@@ -36,6 +36,7 @@ Nothing is added to the user's namespace but what the cell's own code assigns an
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import keyword
 
@@ -338,11 +339,11 @@ class _Run:
             return analyses
         if not self.check_on:
             why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
-            return [_replace(a, check_note=f"skipped ({why})") for a in analyses]
+            return [dataclasses.replace(a, check_note=f"skipped ({why})") for a in analyses]
         from .check import JaxNotInstalled, jax_available
 
         if not jax_available():
-            return [_replace(a, check_note=f"not run: {JaxNotInstalled()}") for a in analyses]
+            return [dataclasses.replace(a, check_note=f"not run: {JaxNotInstalled()}") for a in analyses]
         progress = self._progress(len(analyses))
         try:
             out = []
@@ -369,10 +370,10 @@ class _Run:
             report = check(a.derivation, *operands, seed=self.seed, dtype=self.dtype,
                            max_elements=self.magics.max_elements)
         except JaxNotInstalled as e:
-            return _replace(a, check_note=f"not run: {e}")
+            return dataclasses.replace(a, check_note=f"not run: {e}")
         except EinsumError as e:
-            return _replace(a, check_note=f"could not run: {str(e).splitlines()[0]}")
-        return _replace(a, check=report)
+            return dataclasses.replace(a, check_note=f"could not run: {str(e).splitlines()[0]}")
+        return dataclasses.replace(a, check=report)
 
     # -- 4. display -------------------------------------------------------------------
 
@@ -400,12 +401,6 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):        # sys.modules[module] is None, or has no spec
         return False
-
-
-def _replace(a, **changes):
-    import dataclasses
-
-    return dataclasses.replace(a, **changes)
 
 
 def _usage(fn, *args):
