@@ -103,7 +103,8 @@ from typing import Any, Mapping
 from .equation import ELLIPSIS, INDEX_ORDER, parse, spell_equation
 from .errors import EinsumError
 
-__all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES", "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
+__all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES",
+           "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
 
 #: Modules whose function of that name is an einsum: module → function name.
 EINSUM_MODULES = {
