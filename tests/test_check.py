@@ -262,13 +262,20 @@ def test_jax_available_when_installed():
     assert jax_available()
 
 
+def python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (fresh imports); its asserts must hold."""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 def test_importing_the_check_does_not_import_jax():
     code = ("import sys, einsum_magic\n"
             "from einsum_magic.check import jax_available\n"
             "assert 'jax' not in sys.modules, 'jax imported'\n"
             "assert jax_available()\n"
             "assert 'jax' not in sys.modules, 'jax imported by jax_available'\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    python(code)
 
 
 def test_the_package_check_works_after_the_submodule_is_imported():
@@ -282,7 +289,7 @@ def test_the_package_check_works_after_the_submodule_is_imported():
             "assert einsum_magic.check(d).passed and check(d).passed\n"
             "import sys\n"
             "assert sys.modules['einsum_magic.check'].check is check\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    python(code)
 
 
 def test_jax_start_up_warnings_are_kept_not_printed():
@@ -300,9 +307,7 @@ def test_jax_start_up_warnings_are_kept_not_printed():
             "assert report.passed\n"
             "assert report.platform == ('An NVIDIA GPU may be present',), report.platform\n"
             "assert 'NVIDIA' not in report.summary\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert "NVIDIA" not in run.stderr
+    assert "NVIDIA" not in python(code).stderr
 
 
 def test_arrays_with_nan_are_replaced_so_the_check_still_proves_something():
