@@ -28,7 +28,7 @@ first displayed and after its update: it leaves no difference between runs.
 A wrong ``--expect`` proposal raises :class:`ExpectationFailed` and a failed check
 :class:`CheckFailed` (both ``AssertionError``) after the displays: the cell fails for
 nbval and nbmake, and the user sees one line,
-``ExpectationFailed: --expect dL_dA = 'ik,jk->ji': wrong output shape: …``.
+``ExpectationFailed: --expect dL_dA = 'ik,jk->ji': wrong: the result must carry …``.
 
 Nothing is added to the user's namespace but what the cell's own code assigns and
 ``-o NAME`` (an :class:`~einsum_magic.analysis.EinsumGradResult`).
@@ -116,8 +116,9 @@ class EinsumGradMagics(Magics):
     @argument("--dtype", help="dtype of the check (default float32)")
     @argument("--seed", type=int, help="seed of the check's random arrays (default 0)")
     @argument("--expect", action="append", default=[], metavar="NAME=SPEC",
-              help="check a proposed backward einsum for operand NAME (or gradient dL_dNAME), "
-                   "e.g. A=ik,jk->ij; repeatable; a wrong one makes the cell fail")
+              help="grade a proposed backward einsum for operand NAME (or gradient dL_dNAME), "
+                   "e.g. A=ik,jk->ij; N:NAME=SPEC for the N-th einsum; NAME=? for an exercise; "
+                   "repeatable; a wrong one makes the cell fail")
     @argument("-o", "--output", metavar="NAME",
               help="store the derivations and check reports in the variable NAME")
     @line_cell_magic
@@ -160,11 +161,13 @@ class EinsumGradMagics(Magics):
             %einsum_grad ii-> --sizes i=3
             %einsum_grad ...ij,...jk->...ik -o result
 
-        ``--expect A=SPEC`` checks SPEC, an einsum over (dL_dC, the other operands in order),
-        optionally followed by the np.eye/np.ones tensors the Backward tab lists, on seeded
-        random arrays: any letters pass, and a right answer with its operands in another
-        order passes with a remark. A wrong proposal fails the cell (so nbval and nbmake
-        catch it) with one line: wrong output shape, wrong values, or not a valid einsum.
+        ``--expect A=SPEC`` grades SPEC, an einsum over (dL_dC, the other operands in order),
+        followed by the np.eye/np.ones tensors the Backward tab lists where the generalized
+        rule needs them, strictly in that order; any letters pass. A wrong proposal fails the
+        cell (so nbval and nbmake catch it) with one line saying why in the words of the trick.
+        Quotes and spaces are fine (``--expect "A = ik, jk -> ij"``); ``--expect 2:A=…``
+        names the einsum (1-based) when ``A`` is an operand of several; ``--expect A=?`` is
+        an exercise: the cell runs, and the answer stays hidden until revealed.
 
         Session defaults: ``%config EinsumGradMagics.check = False`` (also ``dtype``,
         ``seed``, ``max_elements``, ``view``).
@@ -213,7 +216,7 @@ class _Run:
                 raise CellCodeFailed(f"the cell's code raised {type(error).__name__}, so its "
                                      "einsums were not analysed")
             self.ran = True
-        analyses = [self._analyse(c, targets.get(k, ())) for k, c in enumerate(calls)]
+        analyses = [self._analyse(c, targets.get(k, ()), k + 1) for k, c in enumerate(calls)]
         analyses = self._checked(analyses)
         widgets = self._widgets()
         from .widget import GradDisplay
@@ -228,11 +231,12 @@ class _Run:
             print(render_notes(notes))
         if self.args.output:
             self.ns[self.args.output] = EinsumGradResult(tuple(analyses), tuple(notes))
-        wrong = [e for a in analyses for e in a.expectations if not e.passed]
+        wrong = [e for a in analyses for e in a.expectations if e.failed]
         if wrong:
+            from .text import expect_line
+
             raise ExpectationFailed("; ".join(
-                f"--expect {e.target} = {e.proposal!r}: {e.message.splitlines()[0]}"
-                for e in wrong))
+                "--" + expect_line(e, len(analyses)) for e in wrong))
         failed = [a.check.summary for a in analyses if a.check is not None and not a.check.passed]
         if failed:
             raise CheckFailed("; ".join(failed))
@@ -273,11 +277,21 @@ class _Run:
             raise UsageError(f"einsum_grad: {where}{call.restate(e)}") from None
 
     def _expect_targets(self, calls, derivations) -> dict[int, tuple]:
-        """Call index → ((target, proposal), …) for every --expect; UsageError if unknown."""
+        """Call index → ((target, proposal), …) for every --expect; UsageError if unknown.
+
+        ``--expect 2:A=…`` names the einsum (1-based, in the order of the displays); without
+        a number the name must be an operand of one einsum only.
+        """
         out: dict[int, list] = {}
-        for key, proposal in self.expects:
+        for number, key, proposal in self.expects:
+            spec = f"{number}:{key}" if number else key
+            if number is not None and not 1 <= number <= len(derivations):
+                raise UsageError(f"--expect {spec}: the cell has {len(derivations)} einsum(s), "
+                                 f"not {number}")
             hits = []
             for k, d in enumerate(derivations):
+                if number is not None and k != number - 1:
+                    continue
                 targets = {g.target for g in d.grads}
                 if key in targets:
                     hits.append((k, key))
@@ -286,11 +300,17 @@ class _Run:
                         parts = ", ".join(g.target for g in d.grads if g.wrt == key)
                         raise UsageError(f"--expect {key}: {key} is passed {d.names.count(key)} "
                                          f"times; name one position: {parts}")
-                    hits.append((k, f"dL_d{key}"))
+                    hits.append((k, next(g.target for g in d.grads if g.wrt == key)))
             if not hits:
-                names = sorted({n for d in derivations for n in d.names})
-                raise UsageError(f"--expect names {key!r}, which is no operand of the cell's "
-                                 f"einsums (operands: {', '.join(names) or 'none'})")
+                scope = derivations if number is None else [derivations[number - 1]]
+                names = sorted({n for d in scope for n in d.names})
+                where = "the cell's einsums" if number is None else f"einsum {number}"
+                raise UsageError(f"--expect names {key!r}, which is no operand of {where} "
+                                 f"(operands: {', '.join(names) or 'none'})")
+            if len(hits) > 1:
+                which = ", ".join(str(k + 1) for k, _ in hits)
+                raise UsageError(f"--expect {key}: {key} is an operand of einsums {which}; name "
+                                 f"one, e.g. --expect {hits[0][0] + 1}:{key}=…")
             for k, target in hits:
                 out.setdefault(k, []).append((target, proposal))
         return {k: tuple(v) for k, v in out.items()}
@@ -303,13 +323,13 @@ class _Run:
 
     # -- 2. analysis ------------------------------------------------------------------
 
-    def _analyse(self, call, expects) -> Analysis:
+    def _analyse(self, call, expects, number=None) -> Analysis:
         shapes, sizes_from = self._shapes(call)
         unread = call.unread(self.ran)
         if unread:
             sizes_from = f"{sizes_from}; {unread}"
         d = self._derive(call, shapes)
-        verdicts = tuple(judge(d, target, proposal, self.seed)
+        verdicts = tuple(dataclasses.replace(judge(d, target, proposal, self.seed), einsum=number)
                          for target, proposal in expects)
         return Analysis(call, d, sizes_from, expectations=verdicts)
 
@@ -419,12 +439,31 @@ def _letter_keys(call) -> dict[str, str]:
     return {c: c for c in letters}
 
 
-def _parse_expect(text: str) -> tuple[str, str]:
-    key, eq, proposal = text.partition("=")
-    key = key.strip()
-    if not eq or not key.isidentifier() or not proposal.strip():
-        raise UsageError(f"--expect is written NAME=EINSUM, e.g. A=ik,jk->ij (got {text!r})")
-    return key, proposal.strip()
+def _parse_expect(text: str) -> tuple[int | None, str, str]:
+    """``[N:]NAME=SPEC`` → (N or None, NAME, SPEC); quotes around the whole or SPEC are dropped.
+
+    >>> _parse_expect("'2: A = ik, jk -> ij'")
+    (2, 'A', 'ik, jk -> ij')
+    """
+    value = _unquote(text.strip())
+    head, eq, proposal = value.partition("=")
+    number, colon, key = head.partition(":")
+    if not colon:
+        number, key = "", head
+    number, key, proposal = number.strip(), key.strip(), _unquote(proposal.strip())
+    example = "e.g. A=ik,jk->ij, 2:A=ik,jk->ij for the second einsum, or A=? for an exercise"
+    if not eq or not key.isidentifier() or keyword.iskeyword(key) or not proposal:
+        raise UsageError(f"--expect is written [N:]NAME=EINSUM, {example} (got {text!r})")
+    if colon and not (number.isdigit() and int(number) >= 1):
+        raise UsageError(f"--expect {text!r}: before ':' comes the einsum's number, 1 for the "
+                         f"first ({example})")
+    return (int(number) if colon else None), key, proposal
+
+
+def _unquote(text: str) -> str:
+    if len(text) > 1 and text[0] in "'\"" and text[-1] == text[0]:
+        return text[1:-1].strip()
+    return text
 
 
 def load_ipython_extension(ipython) -> None:

@@ -1,7 +1,8 @@
 """The plain-text view of one analysed einsum: what terminals, nbconvert, GitHub and nbval see.
 
 :func:`render` is a pure function of an :class:`~einsum_magic.analysis.Analysis`. Its
-output is deterministic: it holds the call, the forward einsum, the shapes, every
+output is deterministic: it opens with the verdict line (:mod:`einsum_magic.verdict`),
+then holds the call, the forward einsum, the shapes, every
 gradient's einsum, code and reading, the ``--expect`` verdicts, the cost line
 (:attr:`CostReport.summary <einsum_magic.cost.CostReport>`: FLOP counts, which depend on
 the shapes only) and the check's PASS/FAIL line
@@ -19,6 +20,7 @@ HTML and widget views use them too.
 >>> call = find_calls("C = np.einsum('ij,jk->ik', A, B)").calls[0]
 >>> d = derive(call.equation, call.names, call.output, shapes=((2, 3), (3, 4)))
 >>> print(render(Analysis(call, d, "sizes from your arrays", check_note="skipped (--no-check)")))
+check skipped
 einsum_grad: np.einsum('ij,jk->ik', A, B)  (line 1)
 forward: C = np.einsum('ij,jk->ik', A, B)
 shapes:  A (2, 3), B (3, 4) -> C (2, 4)  (sizes from your arrays)
@@ -36,6 +38,7 @@ check: skipped (--no-check)
 from __future__ import annotations
 
 from .cost import cost
+from .verdict import answer_hidden, expect_line, verdict
 
 __all__ = ["render", "render_notes", "forward_code", "grad_code", "cost_line", "check_line",
            "shape_text"]
@@ -93,7 +96,8 @@ def render(a, index: int | None = None, count: int = 1) -> str:
     if count > 1 and index is not None:
         where = f"einsum {index + 1} of {count}, {where}"
     title = call.source if call.style != "equation" else repr(call.equation)
-    lines = [f"einsum_grad: {_one_line(title)}  ({where})",
+    lines = [verdict(a).line,
+             f"einsum_grad: {_one_line(title)}  ({where})",
              f"forward: {forward_code(a)}"]
     for name, expr in call.legend:
         lines.append(f"  {name} = {expr}")
@@ -106,18 +110,26 @@ def render(a, index: int | None = None, count: int = 1) -> str:
     lines.append("letters: " + ", ".join(_letter(x) for x in d.letters) if d.letters
                  else "letters: none (every operand is a scalar)")
     lines.append("")
-    for g in d.grads:
+    hidden = answer_hidden(a)
+    for e in a.expectations:
+        if not e.answered:
+            lines.append(f"exercise: propose {e.question}")
+    if hidden:
+        lines.append("the derived backward is hidden until your proposal is right "
+                     "(or press Reveal in the display)")
+    for g in () if hidden else d.grads:
         lines.append(grad_code(a, g))
         reading = f"reads {g.target} = {g.interpretation}; " if g.interpretation else ""
         lines.append(f"  {reading}relabelled {g.relabelled!r}; shape {shape_text(g.shape)}, "
                      f"as {g.wrt}")
         for step in g.steps[1:]:
             lines.append(f"  - {step}")
-    for t in d.totals:
+    for t in () if hidden else d.totals:
         lines.append(f"product rule: {t.code}")
     lines.append("")
     for e in a.expectations:
-        lines.append(f"expect {e.target} = {e.proposal!r}: {_one_line(e.message)}")
+        if e.answered:
+            lines.append(expect_line(e, count))
     summary = cost_line(a)
     if summary is not None:
         lines.append(summary)

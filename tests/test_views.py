@@ -65,7 +65,8 @@ def failing_report(a):
 def test_text_holds_forward_gradients_readings_shapes_and_check(checked):
     out = text.render(checked)
     lines = out.splitlines()
-    assert lines[0] == "einsum_grad: np.einsum('ij,jk->ik', A, B)  (line 1)"
+    assert lines[0] == "check PASS"                   # the verdict first
+    assert lines[1] == "einsum_grad: np.einsum('ij,jk->ik', A, B)  (line 1)"
     assert "forward: C = np.einsum('ij,jk->ik', A, B)" in lines
     assert "shapes:  A (2, 3), B (3, 4) -> C (2, 4)  (sizes from your arrays)" in lines
     assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in lines
@@ -117,7 +118,7 @@ def test_text_legend_expectations_and_several_einsums():
     a = analysis("C = np.einsum('ij,jk->ik', A.T, B)", ((2, 3), (3, 4)))
     a = dataclasses.replace(a, expectations=(judge(a.derivation, "dL_dB", "ik,ij->jk"),))
     out = text.render(a, index=1, count=2)
-    assert out.splitlines()[0].endswith("(einsum 2 of 2, line 1)")
+    assert out.splitlines()[1].endswith("(einsum 2 of 2, line 1)")
     assert "  op1 = A.T" in out
     assert "expect dL_dB = 'ik,ij->jk': correct: dL_dB = einsum('ik,ij->jk', dL_dC, op1)" in out
 
@@ -127,7 +128,7 @@ def test_text_of_an_equation_only_cell_and_of_jax_missing():
     a = Analysis(equation_call("ij->j"), d, "sizes from defaults",
                  check_note=f"not run: the gradient check needs JAX: {INSTALL}")
     out = text.render(a)
-    assert out.splitlines()[0] == "einsum_grad: 'ij->j'  (equation)"
+    assert out.splitlines()[1] == "einsum_grad: 'ij->j'  (equation)"
     assert out.splitlines()[-1] == f"check: not run: the gradient check needs JAX: {INSTALL}"
 
 
