@@ -22,6 +22,7 @@ SECTIONS = [
     ("bench_derive", "derive()"),
     ("bench_check", "check() on the default JAX device"),
     ("bench_magic", "%%einsum_grad render time (no check)"),
+    ("bench_expect", "--expect at 20000 x 20000 (grading never builds full-size arrays)"),
     ("bench_flops", "XLA FLOPs: exported backward vs jax.vjp of jnp.einsum"),
 ]
 
