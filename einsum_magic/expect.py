@@ -167,12 +167,18 @@ def judge(derivation, target: str, proposal: str, seed: int = 0) -> Expectation:
         return verdict("wrong", "; ".join(mistakes), mistakes)
 
     ranks = _ranks(derivation, grad)
+    dotted = [t for t, subs in enumerate(inputs) if ELLIPSIS in subs
+              and ranks[t] > len(subs) - 1]
+    if dotted and ELLIPSIS not in output:
+        name = names[dotted[0]]
+        return verdict("invalid", f"not a valid einsum: the '...' of {name} stands for axes here, "
+                                  "and numpy needs '...' in the output to keep them; to sum them, "
+                                  "name them with letters (e.g. 'bik,bij->jk')")
     stated = _mistakes(derivation, grad, inputs, output, tuple(range(len(inputs))), ranks)
     if not stated:
         return verdict("correct", f"correct: {target} = einsum({proposal!r}, {', '.join(names)})")
     if _same_values(derivation, grad, inputs, output, seed):
-        return verdict("correct", f"correct: {target} = einsum({proposal!r}, {', '.join(names)})"
-                                  " (other letters than the derived answer, the same values)")
+        return verdict("correct", f"correct: {target} = einsum({proposal!r}, {', '.join(names)})")
     original = _original(derivation, grad)
 
     def literal(perm):                  # operands written with their forward letters as given
