@@ -346,9 +346,7 @@ def _grad(eq: Equation, bound: Bound | None, inputs, result, names, cotangent, k
     fresh = fresh_letters(used)
     out, aux, steps = [], [], []
     others = [m for m in range(len(inputs)) if m != k]
-    steps.append(f"swap: {name}'s subscripts {spell(subs)!r} trade places with the output's "
-                 f"{spell(result)!r}, so {cotangent} comes first, the other operands keep their "
-                 f"order, and the result has {name}'s subscripts")
+    steps.append(_swap_step(name, subs, result, cotangent, bool(others)))
     first: dict[str, int] = {}
     for i, c in enumerate(subs):
         if c in first:
@@ -390,6 +388,24 @@ def _grad(eq: Equation, bound: Bound | None, inputs, result, names, cotangent, k
         interpretation=interpret(tuple(grad_in), grad_out, arguments, tuple(aux), name),
         loops=loop_source(target, subs, terms, shape_of=name, order="".join(inputs)), steps=tuple(steps),
         shape=shape, inputs=tuple(grad_in), output=grad_out)
+
+
+def _swap_step(name: str, subs: str, result: str, cotangent: str, others: bool) -> str:
+    """The first step in words: which letters trade places, what comes first, what follows.
+
+    >>> _swap_step("A", "ij", "ik", "dL_dC", True)
+    "swap: A's subscripts 'ij' trade places with the output's 'ik', so dL_dC comes first, the other operands keep their order, and the result has A's subscripts"
+    >>> _swap_step("A", "ii", "", "dL_dB", False)
+    "swap: A's subscripts 'ii' trade places with the output's, which has none (a scalar), so dL_dB comes first, and the result has A's subscripts"
+    """
+    own = f"{spell(subs)!r}" if subs else "none (a scalar)"
+    out = f"the output's {spell(result)!r}" if result else "the output's, which has none (a scalar)"
+    rest = ", the other operands keep their order" if others else ""
+    if not subs:
+        return (f"swap: {name} has no subscripts (a scalar) and trades places with {out}, so "
+                f"{cotangent} comes first{rest}, and the result is a scalar")
+    return (f"swap: {name}'s subscripts {own} trade places with {out}, so {cotangent} comes "
+            f"first{rest}, and the result has {name}'s subscripts")
 
 
 def _bound_steps(bound: Bound, subs: str, name: str) -> list[str]:
