@@ -4,7 +4,7 @@
 output is deterministic: it opens with the verdict line (:mod:`einsum_magic.verdict`),
 then holds the call, the forward einsum, the shapes, every
 gradient's einsum, code and reading, the ``--expect`` verdicts, the cost line
-(:attr:`CostReport.summary <einsum_magic.cost.CostReport>`: FLOP counts, which depend on
+(:func:`einsum_magic.cost.lesson`: FLOP counts, which depend on
 the shapes only) and the check's PASS/FAIL line
 (:attr:`CheckReport.summary <einsum_magic.check.CheckReport>`), and never an id, a
 timing, an error figure or a device name, so nbval can compare it. The exported code
@@ -31,13 +31,13 @@ dL_dA = np.einsum('ik,jk->ij', dL_dC, B)
 dL_dB = np.einsum('ik,ij->jk', dL_dC, A)
   reads dL_dB = A.T @ dL_dC; relabelled 'ij,ik->kj'; shape (3, 4), as B
 <BLANKLINE>
-cost: forward 48 FLOPs, backward 96 FLOPs (separate paths 96, naive 96), largest intermediate 12
+cost: forward 48 FLOPs; each gradient alone 48, 48; backward 96 FLOPs, 2 × the forward
 check: skipped (--no-check)
 """
 
 from __future__ import annotations
 
-from .cost import cost
+from .cost import lesson
 from .verdict import answer_hidden, expect_line, verdict
 
 __all__ = ["render", "render_notes", "forward_code", "grad_code", "cost_line", "check_line",
@@ -73,13 +73,14 @@ def grad_code(a, g) -> str:
 
 
 def cost_line(a) -> str | None:
-    """The cost's one deterministic line (:attr:`CostReport.summary`), or ``None`` without shapes.
+    """The cost's one deterministic line (:func:`einsum_magic.cost.lesson`), or ``None`` without
+    shapes.
 
     The magic always binds its derivations to shapes; a shapeless one has no FLOP count.
     """
     if a.derivation.shapes is None:
         return None
-    return cost(a.derivation).summary
+    return lesson(a.derivation)
 
 
 def check_line(a) -> str:

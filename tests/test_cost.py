@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import opt_einsum
+from math import prod
 import pytest
 from opt_einsum.helpers import flop_count
 
@@ -132,3 +133,46 @@ def test_unknown_implementation():
     pytest.importorskip("jax")
     with pytest.raises(EinsumError, match="unknown implementation"):
         xla_vjp_flops(derive("ij->i", shapes=((2, 3),)), "fast")
+
+
+# -- the learner's count: one rule everywhere ------------------------------------------------
+
+def test_one_rule_for_forward_gradients_and_backward():
+    """A contraction of two operands: 2 x the product of its letters' sizes, each gradient the
+    same, the backward twice the forward."""
+    from einsum_magic.cost import lesson, tally
+
+    for equation, shapes in [("ij,jk->ik", ((2, 3), (3, 4))), ("bij,bjk->bik", ((5, 2, 3), (5, 3, 4))),
+                             ("bhqd,bhkd->bhqk", ((2, 3, 8, 4), (2, 3, 6, 4)))]:
+        d = derive(equation, shapes=shapes)
+        forward, *grads, backward = tally(d)
+        expected = 2 * prod(d.sizes.values())
+        assert forward.flops == expected
+        assert [g.flops for g in grads] == [expected] * 2
+        assert backward.flops == 2 * expected
+        assert lesson(d).endswith("2 × the forward")
+
+
+def test_data_movement_costs_nothing_and_is_named():
+    from einsum_magic.cost import MOVEMENT, tally
+
+    cases = {"ij->ji": ["transpose"], "ii->i": ["diagonal read", "diagonal write"],
+             "ij->i": ["sum", "broadcast"]}
+    for equation, kinds in cases.items():
+        shapes = ((3, 3),) if "ii" in equation else ((2, 3),)
+        parts = [p for t in tally(derive(equation, shapes=shapes)) for p in t.parts]
+        assert [k for k in kinds if k not in {p.kind for p in parts}] == []
+        assert all(p.flops == 0 for p in parts if p.kind in MOVEMENT)
+        assert all("scatter" not in p.formula + p.equation for p in parts)
+
+
+@pytest.mark.parametrize("label, equation, names, shapes", SUITE, ids=SUITE_IDS)
+def test_the_tally_counts_the_plan_that_runs(label, equation, names, shapes):
+    """The joint backward of the tally is the plan export writes, counted step by step."""
+    from einsum_magic.cost import tally
+
+    d = derive(equation, names=names, shapes=shapes)
+    p = plan(d)
+    *_, backward = tally(d)
+    assert backward.flops == p.backward_flops
+    assert len(backward.parts) == len(p.backward)

@@ -526,7 +526,7 @@ def test_a_kernel_with_ipywidgets_gets_the_widget(ip, monkeypatch):
 # -- the cost line and the Cost and Export tabs (issue 7) ------------------------------
 
 def test_text_plain_holds_the_cost_line_before_the_check_line(ip):
-    from einsum_magic.cost import cost
+    from einsum_magic.cost import lesson
 
     result, cap = run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
                           "D = np.einsum('ik,k->i', C, np.ones(4))")
@@ -534,7 +534,7 @@ def test_text_plain_holds_the_cost_line_before_the_check_line(ip):
     outputs = shown(cap)
     for out, d in zip(outputs, ip.user_ns["res"].derivations, strict=True):
         lines = out.splitlines()
-        assert lines[-2] == cost(d).summary and lines[-1].startswith("check: PASS")
+        assert lines[-2] == lesson(d) and lines[-1].startswith("check: PASS")
         assert "custom_vjp" not in out and "def backward(" not in out
     assert outputs == shown(run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
                                     "D = np.einsum('ik,k->i', C, np.ones(4))")[1])

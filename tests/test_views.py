@@ -19,7 +19,7 @@ from einsum_magic.analysis import Analysis
 from einsum_magic.cell import equation_call, find_calls
 from einsum_magic.expect import judge
 from einsum_magic.check import CheckReport, GradCheck, INSTALL, check
-from einsum_magic.cost import cost
+from einsum_magic.cost import cost, lesson
 from einsum_magic.export import export
 
 
@@ -148,14 +148,15 @@ COST_CASES = [
 def test_text_has_the_cost_line_just_before_the_check_line(source, shapes):
     a = analysis(source, shapes)
     lines = text.render(a).splitlines()
-    assert lines[-2] == cost(a.derivation).summary
+    assert lines[-2] == lesson(a.derivation)
     assert lines[-1] == "check: skipped (--no-check)"
     assert sum(line.startswith("cost: ") for line in lines) == 1
     # deterministic: a fresh derivation, with the cost's caches cleared, gives the same text
-    from einsum_magic.cost import _cost, _plan
+    from einsum_magic.cost import _cost, _plan, _tally
 
     _cost.cache_clear()
     _plan.cache_clear()
+    _tally.cache_clear()
     assert text.render(analysis(source, shapes)).splitlines() == lines
 
 
