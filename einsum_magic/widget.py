@@ -124,12 +124,14 @@ class GradDisplay:
     """The displayable of one analysed einsum (einsum ``index`` of ``count`` in its cell)."""
 
     def __init__(self, analysis, index: int | None = None, count: int = 1,
-                 widgets: bool = False):
+                 widgets: bool = False, tab: str | None = None):
         self.analysis = analysis
         self.index = index
         self.count = count
         self.widgets = widgets
+        self.tab = tab
         self._widget = None
+        self._html = None
 
     @property
     def widget(self):
@@ -142,7 +144,10 @@ class GradDisplay:
         return text.render(self.analysis, self.index, self.count)
 
     def html(self) -> str:
-        return html.page(self.analysis, self.index, self.count)
+        """The page (:func:`einsum_magic.html.page`), written once per display."""
+        if self._html is None:
+            self._html = html.page(self.analysis, self.index, self.count, self.tab)
+        return self._html
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         data = {"text/plain": self.text(), "text/html": self.html()}

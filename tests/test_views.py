@@ -233,14 +233,66 @@ def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     page = html.page(a)
     assert page == html.page(a)
     assert page.startswith("<style>") and '<div class="einsum-grad">' in page
-    titles = re.findall(r"<h3>(\w+)</h3>", page)
-    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Check"]
-    assert html.cost(a) in page
-    for code in ("def backward(", "custom_vjp", "autograd"):    # the export is the widget's
-        assert code not in visible(page)
+    titles = re.findall(r'<h3 class="eg-panel-title">(\w+)</h3>', page)
+    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
+    assert html.cost(a) in page and html.export(a) in page
     for leak in ("NVIDIA", "gpu", "ms", "5.00e-01", "values differ", "experimental"):
         assert leak not in page
     assert "FAIL" in page and "1.00e-04" in page
+    assert "<script" not in page and "http" not in page        # no script, no network
+
+
+def test_page_tabs_are_radios_and_labels_with_one_open():
+    a = analysis()
+    page = html.page(a)
+    labels = re.findall(r'<label for="([\w-]+)">(\w+)</label>', page)
+    assert [t for _, t in labels] == [t for t, _ in html.TABS]
+    radios = re.findall(r'<input type="radio" name="([\w-]+)" id="([\w-]+)"( checked)?>', page)
+    assert [i for _, i, _ in radios] == [f for f, _ in labels]
+    assert len({n for n, _, _ in radios}) == 1                  # one group
+    assert [c for _, _, c in radios] == [" checked"] + [""] * (len(radios) - 1)
+    opened = html.page(a, tab="Check")
+    checked = re.findall(r' checked><label for="[\w-]+">(\w+)<', opened)
+    assert checked == ["Check"]
+    with pytest.raises(ValueError, match="no tab 'Nope'"):
+        html.page(a, tab="Nope")
+    other = analysis("Y = np.einsum('ij->i', X)", shapes=((2, 3),))   # another group name
+    group = re.search(r'name="([\w-]+)"', page)[1]
+    assert group != re.search(r'name="([\w-]+)"', html.page(other))[1]
+    assert group != re.search(r'name="([\w-]+)"', html.page(a, key="1"))[1]
+
+
+def test_page_code_is_in_pre_and_export_is_folded():
+    a = analysis()
+    page = html.page(a)
+    assert "dL_dA = np.einsum(" in visible(re.search(r"<pre[^>]*>.*?</pre>",
+                                                     html.backward(a), re.S)[0])
+    export_panel = re.search(r'<div class="eg-panel" data-tab="Export">(.*?)</div></div>',
+                             page, re.S)[1]
+    folds = re.findall(r"<details><summary>(.*?)</summary>(.*?)</details>", export_panel, re.S)
+    assert [visible(s).split()[0] for s, _ in folds] == ["NumPy", "JAX", "PyTorch"]
+    assert "def backward(dL_dC, A, B):" in visible(folds[0][1])
+    assert "written when" not in page
+
+
+def test_stylesheet_switches_every_tab_and_limits_panel_height():
+    css = html.stylesheet()
+    for k in range(1, len(html.TABS) + 1):
+        assert (f"input:nth-of-type({k}):checked ~ div.eg-panel:nth-of-type({k})") in css
+    assert re.search(r"\.eg-panel \{[^}]*max-height: [\d.]+em; overflow: auto", css)
+    assert "input:focus-visible + label" in css                # keyboard focus shows
+
+
+def test_adding_a_page_tab_is_one_function_and_one_line(monkeypatch):
+    monkeypatch.setattr(html, "TABS", html.TABS + [("Count", lambda a: "<p>2 gradients</p>")])
+    page = html.page(analysis(), tab="Count")
+    assert re.findall(r' checked><label for="[\w-]+">(\w+)<', page) == ["Count"]
+    assert '<h3 class="eg-panel-title">Count</h3><p>2 gradients</p>' in page
+
+
+def test_page_is_the_same_when_the_einsum_is_shown_again(checked):
+    first, second = (widget.GradDisplay(checked).html() for _ in range(2))
+    assert first == second == html.page(checked)
 
 
 def test_live_check_section_shows_device_errors_and_timings():
@@ -352,7 +404,7 @@ def test_export_section_holds_the_numpy_jax_and_torch_source(source, shapes):
     seen = visible(out)
     for target in ("numpy", "jax", "torch"):
         assert export(a.derivation, target).rstrip("\n") in seen
-    assert [visible(h).split()[0] for h in re.findall(r"<h4>(.*?)</h4>", out)] == \
+    assert [visible(h).split()[0] for h in re.findall(r"<summary>(.*?)</summary>", out)] == \
         ["NumPy", "JAX", "PyTorch"]
     d = a.derivation
     assert f"def backward({d.cotangent}, " in seen
@@ -393,7 +445,7 @@ def test_cost_and_export_views_import_neither_jax_nor_torch():
         from einsum_magic.cell import equation_call
         d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
         a = Analysis(equation_call("ij,jk->ik"), d, "sizes", check_note="skipped")
-        assert "cost: " in text.render(a) and "<h3>Cost</h3>" in html.page(a)
+        assert "cost: " in text.render(a) and ">Cost</h3>" in html.page(a)
         assert "custom_vjp" in html.export(a) and "torch" in d.export("torch")
         print(sorted(m for m in ("jax", "torch", "ipywidgets") if m in sys.modules))
     """)
