@@ -456,50 +456,26 @@ def test_cost_and_export_views_import_neither_jax_nor_torch():
 
 # -- widget ----------------------------------------------------------------------------
 
-def test_widget_has_a_header_and_its_tabs(checked):
-    w = widget.build(checked)
+def test_live_widget_holds_the_check_details_folded(checked):
+    w = widget.live(checked)
     assert isinstance(w, ipywidgets.VBox)
-    head, tabs = w.children
-    assert "<style>" in head.value and "einsum_grad" in head.value
-    assert isinstance(tabs, ipywidgets.Tab)
-    assert list(tabs.titles) == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
-    backward, loops, shapes, cost_tab, export_tab, check_tab = tabs.children
-    assert visible(backward.value) == visible(html.backward(checked))
-    assert checked.derivation.loops in visible(loops.value)
-    assert "contracted" in shapes.value
-    assert cost_tab.value == html.wrap(html.cost(checked))
-    assert "PASS" in check_tab.value and "device" in check_tab.value
+    (details,) = w.children
+    assert details.value.count("<details>") == 1
+    assert html.check(checked, live=True) in details.value
+    assert "device" in visible(details.value) and checked.check.device in details.value
+    assert widget.live(analysis()) is None               # no check, nothing live to add
+    bundle = widget.live_bundle(w)
+    assert bundle["text/plain"] == "" and bundle[widget.WIDGET_MIME]["model_id"] == w.model_id
     w.close()
 
 
-def test_export_tab_is_written_when_first_selected(checked):
-    w = widget.build(checked)
-    tabs = w.children[1]
-    export_tab = tabs.children[list(tabs.titles).index("Export")]
-    assert tabs.selected_index == 0 and export_tab.value == widget.PENDING
-    tabs.selected_index = list(tabs.titles).index("Export")     # what a click syncs back
-    assert export_tab.value == html.wrap(html.export(checked))
-    assert "def backward(dL_dC, A, B):" in visible(export_tab.value)
-    tabs.selected_index = 0
-    tabs.selected_index = list(tabs.titles).index("Export")
-    assert export_tab.value == html.wrap(html.export(checked))
-    w.close()
-
-
-def test_a_lazy_tab_selected_first_is_written_at_once(monkeypatch, checked):
-    monkeypatch.setattr(widget, "TABS", [("Export", widget.export_tab)] + widget.TABS[:1])
-    tabs = widget.build(checked).children[1]
-    assert tabs.selected_index == 0
-    assert tabs.children[0].value == html.wrap(html.export(checked))
-
-
-def test_adding_a_tab_is_one_function_and_one_line(monkeypatch, checked):
-    def count_tab(a):
+def test_adding_a_live_widget_is_one_function_and_one_line(monkeypatch, checked):
+    def count(a):
         return ipywidgets.HTML(value=f"{len(a.derivation.grads)} gradients")
 
-    monkeypatch.setattr(widget, "TABS", widget.TABS + [("Count", count_tab)])
-    tabs = widget.build(checked).children[1]
-    assert tabs.titles[-1] == "Count" and tabs.children[-1].value == "2 gradients"
+    monkeypatch.setattr(widget, "LIVE", widget.LIVE + [("Count", count)])
+    assert widget.live(checked).children[-1].value == "2 gradients"
+    assert widget.live(analysis()).children[0].value == "2 gradients"
 
 
 def test_display_bundle(checked):
@@ -507,7 +483,7 @@ def test_display_bundle(checked):
     assert set(plain) == {"text/plain", "text/html"}
     assert plain["text/plain"] == text.render(checked)
     assert plain["text/html"] == html.page(checked)
-    live = widget.GradDisplay(checked, widgets=True)._repr_mimebundle_()
-    view = live[widget.WIDGET_MIME]
-    assert view["version_major"] == 2 and isinstance(view["model_id"], str)
-    assert live["text/plain"] == plain["text/plain"] and live["text/html"] == plain["text/html"]
+    opened = widget.GradDisplay(checked, tab="Check")._repr_mimebundle_()["text/html"]
+    assert opened == html.page(checked, tab="Check")
+    assert widget.GradDisplay(checked, view="text")._repr_mimebundle_() == \
+        {"text/plain": text.render(checked)}
