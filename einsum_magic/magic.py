@@ -345,10 +345,6 @@ class _Run:
         if not self.check_on:
             why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
             return [dataclasses.replace(a, check_note=f"skipped ({why})") for a in analyses]
-        from .check import JaxNotInstalled, jax_available
-
-        if not jax_available():
-            return [dataclasses.replace(a, check_note=f"not run: {JaxNotInstalled()}") for a in analyses]
         progress = self._progress(len(analyses))
         try:
             out = []
