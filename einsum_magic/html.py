@@ -38,9 +38,11 @@ import hashlib
 import math
 from html import escape
 
+from . import teaching
 from .cost import cost as cost_report
 from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
+from .verdict import answer_hidden
 
 __all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "loops",
            "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page", "progress",
@@ -120,7 +122,7 @@ def stylesheet() -> str:
     """The scoped ``<style>`` element: layout and Pygments token colours, in --jp- variables."""
     from pygments.token import STANDARD_TYPES, string_to_tokentype
 
-    rules = [_BASE_CSS.strip()]
+    rules = [_BASE_CSS.strip(), teaching.CSS.strip()]
     # the panel of the k-th radio shows while that radio is checked: CSS alone, no script
     rules.append(",\n".join(f".einsum-grad .eg-tabs > input:nth-of-type({k}):checked ~ "
                             f"div.eg-panel:nth-of-type({k})" for k in range(1, MAX_TABS + 1))
@@ -244,11 +246,9 @@ def header(a, index: int | None = None, count: int = 1) -> str:
 
 
 def verdict(a) -> str:
-    """The verdict badge at the right of the header's title (the check, ``--expect``).
-
-    The header's one place for it: empty until the badge is written.
-    """
-    return ""
+    """The verdict badge at the right of the header's title (the check, ``--expect``):
+    :func:`einsum_magic.teaching.badge`."""
+    return " " + teaching.badge(a)
 
 
 def backward(a) -> str:
@@ -268,14 +268,6 @@ def backward(a) -> str:
         parts.append(f"<h4>product rule <span class=\"eg-muted\">{escape(t.wrt)} is passed "
                      f"{len(t.parts)} times</span></h4>")
         parts.append(highlight(t.code))
-    if a.expectations:
-        parts.append("<h4>--expect</h4><ul>")
-        for e in a.expectations:
-            cls = "eg-pass" if e.passed else "eg-fail"
-            message = escape(e.message).replace("\n", "<br>")
-            parts.append(f'<li><span class="{cls}">{escape(e.verdict)}</span> '
-                         f"{escape(e.target)} = {_code(e.proposal)}: {message}</li>")
-        parts.append("</ul>")
     return "".join(parts)
 
 
@@ -286,6 +278,7 @@ def loops(a) -> str:
     if call.style == "einops" and any(c != n for c, n in call.axes):
         parts.append('<div class="eg-muted">loop indices are letters: ' + ", ".join(
             f"{escape(c)} = {escape(n)}" for c, n in call.axes) + "</div>")
+    parts.insert(0, teaching.swaps(a))
     parts += [f"<h4>forward {escape(d.output)}</h4>", highlight(d.loops)]
     for g in d.grads:
         parts += [f"<h4>{escape(g.target)}</h4>", highlight(g.loops)]
@@ -317,6 +310,14 @@ def _count(n: int) -> str:
 
 
 def cost(a) -> str:
+    """The Cost tab: FLOPs by one rule in plain words (:func:`einsum_magic.teaching.cost`),
+    with :func:`cost_details` folded in."""
+    if a.derivation.shapes is None:
+        return cost_details(a)
+    return teaching.cost(a, cost_details(a))
+
+
+def cost_details(a) -> str:
     """FLOPs of the forward and of each gradient (naive, optimised, largest intermediate,
     pairwise steps), and the joint backward plan against separate paths and naive."""
     d = a.derivation
@@ -345,11 +346,20 @@ def cost(a) -> str:
     parts.append(f"<div>forward along the plan: {_count(p.forward_flops)} FLOPs; largest "
                  f"intermediate of the plan (results and gradients included): "
                  f"{_count(r.largest_intermediate)} elements</div>")
-    rows = [[pass_, _code(s.line), shape_text(s.shape), _count(s.flops)]
+    rows = [[pass_, _step(s), shape_text(s.shape), _count(s.flops)]
             for pass_, steps in (("forward", p.forward), ("backward", p.backward))
             for s in steps]
     parts.append(_table(["pass", "step", "shape", "FLOPs"], rows))
     return "".join(parts)
+
+
+def _step(s) -> str:
+    """One step of the joint plan: an einsum as code, data movement by its name."""
+    if s.kind in ("einsum", "add"):
+        return _code(s.line)
+    word = {"diagonal": "diagonal read", "scatter": "diagonal write"}.get(s.kind, s.kind)
+    return (f"{_code(s.target)} ← {escape(word)} of {_code(', '.join(s.inputs))} "
+            f"{_code(s.equation)}")
 
 
 def _exports(d) -> tuple[tuple[str, str, str], ...]:
@@ -424,7 +434,8 @@ def check(a, live: bool = True) -> str:
                  _verdict(g.passed, g.message)] for g in r.grads]
     else:
         head = ["gradient", "derived einsum", "rtol", "atol", "result"]
-        rows = [[escape(g.target), _code(g.equation), _num(g.rtol), _num(g.atol),
+        rows = [[escape(g.target), _code(g.equation) if not answer_hidden(a) else
+                 '<span class="eg-muted">hidden</span>', _num(g.rtol), _num(g.atol),
                  _verdict(g.passed, "")] for g in r.grads]
     parts.append(_table(head, rows))
     if live and r.timings:
@@ -459,15 +470,24 @@ def check_static(a) -> str:
     return check(a, live=False)
 
 
-#: The tabs of the page, in order: (title, function of the Analysis returning HTML).
+def exercise(a) -> str | None:
+    """The Exercise tab (:func:`einsum_magic.teaching.exercise`); ``None``, no tab, without
+    ``--expect``."""
+    return teaching.exercise(a) if a.expectations else None
+
+
+#: The tabs of the page, in order: (title, function of the Analysis returning HTML, or
+#: ``None`` for no tab). While an exercise is open or wrong, what shows the derived answer
+#: sits behind a closed Reveal fold (:func:`einsum_magic.teaching.reveal`).
 #: Adding a tab is one function and one line here; the stylesheet switches up to
 #: :data:`MAX_TABS` of them.
 TABS = [
-    ("Backward", backward),
-    ("Loops", loops),
+    ("Exercise", exercise),
+    ("Backward", lambda a: teaching.reveal(a, backward(a))),
+    ("Loops", lambda a: teaching.reveal(a, loops(a))),
     ("Shapes", shapes),
     ("Cost", cost),
-    ("Export", export),
+    ("Export", lambda a: teaching.reveal(a, export(a))),
     ("Check", check_static),
 ]
 
@@ -494,14 +514,16 @@ def tabs(a, tab: str | None = None, key: str = "") -> str:
     Traceback (most recent call last):
     ValueError: no tab 'Nope'; the tabs are Backward, Loops, Shapes, Cost, Export, Check
     """
-    titles = [title for title, _ in TABS]
+    shown = [(title, panel) for title, panel in ((t, make(a)) for t, make in TABS)
+             if panel is not None]
+    titles = [title for title, _ in shown]
+    panels = [panel for _, panel in shown]
     if tab is None:
         tab = titles[0]
     if tab not in titles:
         raise ValueError(f"no tab {tab!r}; the tabs are {', '.join(titles)}")
     if len(TABS) > MAX_TABS:
         raise ValueError(f"the stylesheet switches at most {MAX_TABS} tabs, not {len(TABS)}")
-    panels = [make(a) for _, make in TABS]
     digest = hashlib.sha1("\0".join([key, *titles, *panels]).encode()).hexdigest()[:12]
     group = f"eg-{digest}"
     radios = []

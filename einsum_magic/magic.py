@@ -54,6 +54,7 @@ from .equation import parse
 from .errors import EinsumError
 from .expect import judge
 from .shapes import parse_sizes, shapes_from
+from .verdict import verdict
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
            "load_ipython_extension"]
@@ -225,7 +226,7 @@ class _Run:
         from .widget import GradDisplay
 
         for k, a in enumerate(analyses):
-            display(GradDisplay(a, k, len(analyses), view=view))
+            display(GradDisplay(a, k, len(analyses), tab=verdict(a).tab, view=view))
             if view == "widget":
                 self._live(a)
         if not calls and not notes and code:

@@ -181,11 +181,11 @@ def cost(a, details: str = "") -> str:
         return '<div class="eg-muted">the cost needs shapes</div>'
     forward, *grads, backward = tally(d)
     hidden = answer_hidden(a)
-    parts = ['<div class="eg-rule">The rule: an einsum of two operands costs <b>2 × the '
-             "product of its letters' sizes</b> when it sums a letter (one multiply and one add "
-             "for each combination of the letters), 1 × when it sums none; a sum inside one "
+    parts = ['<div class="eg-rule">The rule: an einsum of two operands costs <strong>2 × the '
+             "product of its letters' sizes</strong> when a letter is summed (one multiply and one "
+             "add for each combination of the letters), 1 × when none is; a sum inside one "
              "operand costs one add per element; a transpose, a diagonal or a broadcast only "
-             "moves data: 0 FLOPs. Longer einsums are done two operands at a time. Each gradient "
+             "moves data: 0 FLOPs. An einsum of three or more operands is done two at a time. Each gradient "
              "is an einsum over the same letters, so it costs about what the forward costs, and "
              "the backward about as many times the forward as there are operands.</div>"]
     rows = []
@@ -210,7 +210,9 @@ def cost(a, details: str = "") -> str:
                      f"({backward.flops:,} against {forward.flops:,} FLOPs).</div>")
     else:
         parts.append("<div>The forward only moves data, and so does its backward.</div>")
-    if details:
+    if details and hidden:
+        parts.append(reveal(a, details, "opt_einsum's figures and the joint plan"))
+    elif details:
         parts.append('<details class="eg-fold"><summary>opt_einsum\'s figures and the joint '
                      f"plan, step by step</summary>{details}</details>")
     return "".join(parts)

@@ -47,9 +47,34 @@ def live_check(a):
     return _html(html.wrap(f"<details>{summary}{html.check(a, live=True)}</details>"))
 
 
+def live_reveal(a):
+    """A *Reveal* button for an exercise that is open or wrong; ``None`` otherwise.
+
+    Pressed, it shows the derived answer (Backward and Loops) under it: what the page
+    keeps behind its closed Reveal folds.
+    """
+    from .verdict import answer_hidden
+
+    if not answer_hidden(a):
+        return None
+    import ipywidgets
+
+    answer = _html("")
+    button = ipywidgets.Button(description="Reveal the answer", icon="eye",
+                               tooltip="show the derived backward of this einsum")
+
+    def show(_):
+        answer.value = html.wrap(html.backward(a) + html.loops(a))
+        button.disabled = True
+
+    button.on_click(show)
+    return ipywidgets.VBox([button, answer])
+
+
 #: What the live widget adds under the page, in order: (title, function of the Analysis
 #: returning a widget or ``None``). Adding one is one function and one line.
 LIVE = [
+    ("Reveal", live_reveal),
     ("Check details", live_check),
 ]
 

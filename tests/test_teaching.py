@@ -72,3 +72,89 @@ def test_the_cost_view_states_the_rule_names_movement_and_folds_details():
     assert "a transpose" in teaching.cost(analysis("ij->ji", ((2, 3),)))
     hidden = teaching.cost(analysis(expects=[("dL_dA", "?")]))
     assert "ik,jk-&gt;ij" not in hidden                       # no gradient einsum while hidden
+
+
+# -- the page: verdict in the header, the answer hidden, the tab that explains it -------------
+
+def _checked_tab(page: str) -> str:
+    return re.findall(r' checked><label for="[\w-]+">(\w+)<', page)[0]
+
+
+def _panel(page: str, title: str) -> str:
+    return re.search(rf'<div class="eg-panel" data-tab="{title}">(.*?)</div>(?=<div class="eg-panel"|</div>$)',
+                     page, re.S)[1]
+
+
+def _without_reveals(page: str) -> str:
+    """``page`` with every Reveal fold (and what it holds, nested folds included) cut out."""
+    while '<details class="eg-reveal">' in page:
+        start = page.index('<details class="eg-reveal">')
+        depth, at = 0, start
+        for m in re.finditer(r"<details\b|</details>", page[start:]):
+            depth += 1 if m.group(0) == "<details" else -1
+            if depth == 0:
+                at = start + m.end()
+                break
+        page = page[:start] + page[at:]
+    return page
+
+
+def test_a_blank_page_asks_and_keeps_the_answer_behind_closed_folds():
+    from einsum_magic import html
+
+    a = analysis(expects=[("dL_dA", "?")])
+    page = html.page(a, tab=verdict(a).tab)
+    header = html.header(a)
+    assert "eg-badge-open" in header and "expect dL_dA unanswered · check skipped" in header
+    assert _checked_tab(page) == "Exercise"
+    assert "over (dL_dC, B)" in _panel(page, "Exercise")
+    for title in ("Backward", "Loops", "Export"):
+        panel = _panel(page, title)
+        assert panel.startswith(f'<h3 class="eg-panel-title">{title}</h3><details class="eg-reveal">'
+                                f"<summary>"), title
+        assert "<details open" not in panel
+    outside = _without_reveals(page)
+    assert outside.count("<details") == outside.count("</details>") == 0
+    for answer in ("ik,jk-&gt;ij", "ik,jk->ij", "dL_dC @ B.T", "dL_dA[i, j] +="):
+        assert answer not in outside, answer
+
+
+def test_a_right_proposal_shows_the_answer_and_a_wrong_one_opens_the_exercise():
+    from einsum_magic import html
+
+    right = analysis(expects=[("dL_dA", "xz,yz->xy")])
+    page = html.page(right, tab=verdict(right).tab)
+    assert "eg-badge-pass" in page and '<details class="eg-reveal">' not in page
+    assert "ik,jk-&gt;ij" in _panel(page, "Backward")
+    wrong = analysis(expects=[("dL_dA", "ik,jk->ji")])
+    page = html.page(wrong, tab=verdict(wrong).tab)
+    assert _checked_tab(page) == "Exercise" and "eg-badge-fail" in page
+    assert "the result must carry A&#x27;s letters" in _panel(page, "Exercise")
+
+
+def test_a_failed_check_opens_the_check_tab():
+    import dataclasses
+    import sys
+
+    from einsum_magic import html
+
+    sys.path.insert(0, "tests")
+    from test_views import failing_report
+
+    a = analysis()
+    a = dataclasses.replace(a, check=failing_report(a))
+    assert verdict(a).line == "check FAIL" and verdict(a).tab == "Check"
+    assert _checked_tab(html.page(a, tab=verdict(a).tab)) == "Check"
+
+
+def test_the_live_reveal_button_shows_the_answer_when_pressed():
+    from einsum_magic import widget
+
+    assert widget.live_reveal(analysis(expects=[("dL_dA", "ik,jk->ij")])) is None
+    assert widget.live_reveal(analysis()) is None
+    box = widget.live_reveal(analysis(expects=[("dL_dA", "?")]))
+    button, answer = box.children
+    assert button.description == "Reveal the answer" and answer.value == ""
+    button.click()
+    assert "ik,jk-&gt;ij" in answer.value and button.disabled
+    box.close()

@@ -236,7 +236,7 @@ def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     assert page == html.page(a)
     assert page.startswith("<style>") and '<div class="einsum-grad">' in page
     titles = re.findall(r'<h3 class="eg-panel-title">(\w+)</h3>', page)
-    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
+    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]   # no exercise
     assert html.cost(a) in page and html.export(a) in page
     for leak in ("NVIDIA", "gpu", "ms", "5.00e-01", "values differ", "experimental"):
         assert leak not in page
@@ -248,7 +248,7 @@ def test_page_tabs_are_radios_and_labels_with_one_open():
     a = analysis()
     page = html.page(a)
     labels = re.findall(r'<label for="([\w-]+)">(\w+)</label>', page)
-    assert [t for _, t in labels] == [t for t, _ in html.TABS]
+    assert [t for _, t in labels] == [t for t, _ in html.TABS if t != "Exercise"]
     radios = re.findall(r'<input type="radio" name="([\w-]+)" id="([\w-]+)"( checked)?>', page)
     assert [i for _, i, _ in radios] == [f for f, _ in labels]
     assert len({n for n, _, _ in radios}) == 1                  # one group
@@ -367,7 +367,7 @@ def test_html_escapes_what_the_user_wrote():
 def test_cost_section_shows_the_forward_and_every_gradient_with_flops(source, shapes):
     a = analysis(source, shapes)
     d, r = a.derivation, cost(a.derivation)
-    each, joint, steps = (rows(t) for t in tables(html.cost(a)))
+    each, joint, steps = (rows(t) for t in tables(html.cost_details(a)))
     assert each[0] == ["einsum", "equation", "naive FLOPs", "optimised FLOPs",
                        "largest intermediate (elements)", "pairwise steps"]
     assert [row[0] for row in each[1:]] == [f"forward {d.output}"] + [g.target for g in d.grads]
@@ -380,12 +380,13 @@ def test_cost_section_shows_the_forward_and_every_gradient_with_flops(source, sh
                           f"{r.separate_backward:,}"],
                          ["naive (each gradient in one loop nest)", f"{r.naive_backward:,}"]]
     p = r.plan
-    assert steps[1:] == [[pass_, s.line, str(s.shape), f"{s.flops:,}"]
+    assert steps[1:] == [[pass_, visible(html._step(s)), str(s.shape), f"{s.flops:,}"]
                          for pass_, part in (("forward", p.forward), ("backward", p.backward))
                          for s in part]
     assert sum(int(row[3].replace(",", "")) for row in steps[1:] if row[0] == "backward") \
         == r.backward
-    shown = visible(html.cost(a))
+    shown = visible(html.cost_details(a))
+    assert "scatter" not in shown and "scatter" not in visible(html.cost(a))
     assert f"largest intermediate of the plan (results and gradients included): " \
         f"{r.largest_intermediate:,} elements" in shown
     assert ("np.eye and np.ones count as operands" in shown) == any(g.aux for g in d.grads)
@@ -394,7 +395,7 @@ def test_cost_section_shows_the_forward_and_every_gradient_with_flops(source, sh
 def test_cost_section_tells_the_shared_backward_from_separate_paths():
     """x^T A x: the joint backward shares a matrix-vector product the separate paths redo."""
     a = analysis("q = np.einsum('i,ij,j->', x, A, x)", ((30,), (30, 30), (30,)))
-    joint = rows(tables(html.cost(a))[1])
+    joint = rows(tables(html.cost_details(a))[1])
     figures = [int(row[1].replace(",", "")) for row in joint[1:]]
     assert figures[0] < figures[1] < figures[2]
 
