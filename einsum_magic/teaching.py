@@ -51,10 +51,10 @@ CSS = """
 .einsum-grad .eg-badge-none { color: var(--jp-ui-font-color2, #616161); }
 .einsum-grad details.eg-reveal > summary, .einsum-grad details.eg-fold > summary {
   cursor: pointer; color: var(--jp-brand-color1, #1976d2); margin: 4px 0; }
-.einsum-grad .eg-swap-a { background: var(--jp-info-color3, #bbdefb);
-  color: var(--jp-ui-font-color0, #000); border-radius: 2px; }
-.einsum-grad .eg-swap-b { background: var(--jp-warn-color3, #ffe0b2);
-  color: var(--jp-ui-font-color0, #000); border-radius: 2px; }
+.einsum-grad .eg-swap-a { background: rgba(33, 150, 243, 0.28); border-radius: 2px;
+  box-shadow: inset 0 -2px 0 rgba(33, 150, 243, 0.9); }
+.einsum-grad .eg-swap-b { background: rgba(255, 152, 0, 0.28); border-radius: 2px;
+  box-shadow: inset 0 -2px 0 rgba(255, 152, 0, 0.9); }
 .einsum-grad table.eg-table code, .einsum-grad .eg-eq { white-space: nowrap; }
 .einsum-grad .eg-rule { margin: 4px 0 6px 0; }
 """
@@ -88,7 +88,8 @@ def exercise(a) -> str:
             continue
         if e.passed:
             parts.append(f'<div><span class="eg-pass">right</span> '
-                         f'<code class="eg-eq">{escape(e.proposal)}</code></div>')
+                         f'<code class="eg-eq">{escape(e.proposal)}</code>: the Backward tab '
+                         "shows the derived answer and how it is built.</div>")
             continue
         parts.append(f'<div><span class="eg-fail">wrong</span> '
                      f'<code class="eg-eq">{escape(e.proposal)}</code></div>')

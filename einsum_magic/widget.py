@@ -61,7 +61,8 @@ def live_reveal(a):
 
     answer = _html("")
     button = ipywidgets.Button(description="Reveal the answer", icon="eye",
-                               tooltip="show the derived backward of this einsum")
+                               tooltip="show the derived backward of this einsum",
+                               layout=ipywidgets.Layout(width="auto"))
 
     def show(_):
         answer.value = html.wrap(html.backward(a) + html.loops(a))
