@@ -158,3 +158,33 @@ def test_the_live_reveal_button_shows_the_answer_when_pressed():
     button.click()
     assert "ik,jk-&gt;ij" in answer.value and button.disabled
     box.close()
+
+
+def test_the_exercise_notebook_ships_blanks_and_shows_no_answer():
+    """Every exercise of 03_exercises is a blank whose stored outputs hold no answer (text/plain:
+    none at all; text/html: only inside Reveal folds); 03_exercises_solutions holds the answers."""
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "notebooks"
+    exercises = json.loads((folder / "03_exercises.ipynb").read_text())
+    solutions = json.loads((folder / "03_exercises_solutions.ipynb").read_text())
+
+    def expects(nb):
+        return [re.search(r"--expect (\S+)=(\S+)", "".join(c["source"])).groups()
+                for c in nb["cells"] if c["cell_type"] == "code" and "--expect" in "".join(c["source"])]
+
+    answers = expects(solutions)
+    assert len(answers) >= 10 and all(spec != "?" for _, spec in answers)
+    blanks = expects(exercises)
+    assert [spec for _, spec in blanks].count("?") >= 10
+    cells = [c for c in exercises["cells"]
+             if c["cell_type"] == "code" and "=?" in "".join(c.get("source", ""))]
+    assert len(cells) == len(answers)
+    for cell, (_, spec) in zip(cells, answers):            # each blank and its own answer
+        out = next(o for o in cell["outputs"] if "data" in o and "text/html" in o["data"])
+        plain, page = "".join(out["data"]["text/plain"]), "".join(out["data"]["text/html"])
+        assert plain.splitlines()[0].startswith("expect dL_d") and " unanswered · " in plain
+        after_forward = plain.split("forward: ", 1)[1].split("\n", 1)[1]
+        assert "np.einsum(" not in after_forward and spec not in after_forward, spec
+        assert spec.replace(">", "&gt;") not in _without_reveals(page), spec
