@@ -7,6 +7,8 @@ cell with a message that names the mistake, a right one passes.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -96,6 +98,10 @@ def run(shell, source):
 def test_a_table_of_learner_answers(ip, cell, spec, why):
     result, cap = run(ip, f"%%einsum_grad --no-run --no-check --expect {spec}\n{cell}")
     (shown,) = [o.data["text/plain"] for o in cap.outputs]
+    (page,) = [o.data["text/html"] for o in cap.outputs]
+    assert re.findall(r' checked><label for="[\w-]+">(\w+)<', page) == ["Exercise"]
+    state = re.findall(r'class="eg-badge eg-badge-(\w+)"', page)
+    assert state == (["pass"] if why is None else ["fail"])
     if why is None:
         assert result.success, result.error_in_exec
         assert shown.splitlines()[0].startswith("expect dL_d") and " right · " in shown
@@ -121,6 +127,8 @@ def test_a_blank_runs_asks_and_hides_the_answer(ip):
         assert shown.splitlines()[0] == "expect dL_dA unanswered · check skipped"
         assert "exercise: propose the backward of A as one einsum over (dL_dC, B)" in shown
         assert "ik,jk->ij" not in shown and "B.T" not in shown
+        (page,) = [o.data["text/html"] for o in cap.outputs]
+        assert '<details class="eg-reveal">' in page and 'class="eg-badge eg-badge-open"' in page
 
 
 def test_a_proposal_names_its_einsum(ip):

@@ -124,11 +124,11 @@ def test_a_right_proposal_shows_the_answer_and_a_wrong_one_opens_the_exercise():
 
     right = analysis(expects=[("dL_dA", "xz,yz->xy")])
     page = html.page(right, tab=verdict(right).tab)
-    assert "eg-badge-pass" in page and '<details class="eg-reveal">' not in page
+    assert 'class="eg-badge eg-badge-pass"' in page and '<details class="eg-reveal">' not in page
     assert "ik,jk-&gt;ij" in _panel(page, "Backward")
     wrong = analysis(expects=[("dL_dA", "ik,jk->ji")])
     page = html.page(wrong, tab=verdict(wrong).tab)
-    assert _checked_tab(page) == "Exercise" and "eg-badge-fail" in page
+    assert _checked_tab(page) == "Exercise" and 'class="eg-badge eg-badge-fail"' in page
     assert "the result must carry A&#x27;s letters" in _panel(page, "Exercise")
 
 
