@@ -415,6 +415,49 @@ def test_o_stores_the_derivations_and_reports(ip):
         res.analyses = ()                             # frozen
 
 
+@pytest.mark.parametrize("name, kind", [("C", "ndarray"), ("A", "ndarray"), ("np", "module"),
+                                        ("get_ipython", "method")])
+def test_o_refuses_a_name_that_holds_anything_else_before_the_cell_runs(ip, name, kind):
+    ip.run_cell("C = np.einsum('ij,jk->ik', A, B)")
+    before = ip.user_ns[name]
+    result, cap = run(ip, f"%%einsum_grad -o {name}\nZ = 1\nD = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec) == (f"-o {name}: {name} already holds a value of type {kind}, "
+                                         "which the result would overwrite: choose a free name")
+    assert ip.user_ns[name] is before or ip.user_ns[name] == before
+    assert "Z" not in ip.user_ns and "D" not in ip.user_ns       # nothing ran
+    assert cap.outputs == []
+    ip.user_ns.pop("Z", None)
+
+
+def test_o_refuses_a_builtin_and_a_name_the_cell_assigns(ip):
+    result, _ = run(ip, "%%einsum_grad -o print\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert "print is a Python builtin" in str(result.error_in_exec)
+    assert "print" not in ip.user_ns
+    result, _ = run(ip, "%%einsum_grad -o C --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec).startswith("-o C: the cell assigned C a value of type ndarray")
+    assert isinstance(ip.user_ns["C"], np.ndarray)
+
+
+def test_o_replaces_an_earlier_result_and_takes_a_free_name(ip):
+    assert "res" not in ip.user_ns
+    assert run(ip, "%%einsum_grad -o res --no-check\nij,jk->ik")[0].success
+    first = ip.user_ns["res"]
+    assert run(ip, "%%einsum_grad -o res --no-check\nii->")[0].success
+    assert ip.user_ns["res"] is not first and ip.user_ns["res"].derivation.equation == "ii->"
+
+
+@pytest.mark.parametrize("options", ["--sizes 'i=2' -o 'res'", '--sizes "i=2" -o "res"',
+                                     "--sizes i=2 -o res"])
+def test_quoted_option_values_are_accepted(ip, options):
+    result, cap = run(ip, f"%%einsum_grad {options} --no-check\nij->")
+    assert result.success, result.error_in_exec
+    assert "shapes:  A (2, 3) -> B ()  (sizes from --sizes" in shown(cap)[0]
+    assert isinstance(ip.user_ns["res"], EinsumGradResult)
+
+
 def test_line_magic(ip):
     result, cap = run(ip, "%einsum_grad ii-> --sizes i=3 -o r")
     assert result.success
