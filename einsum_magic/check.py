@@ -47,6 +47,7 @@ import functools
 import importlib.util
 import logging
 import math
+import os
 import sys
 import time
 import warnings
@@ -467,17 +468,43 @@ def _clamp_note(d: Derivation, sizes: dict, clamped: dict, budget: int, user: bo
 _STARTUP_WARNINGS: tuple[str, ...] = ()
 
 
+#: Environment variables by which a user configures JAX's GPU memory: any one set, the
+#: check leaves preallocation as the user has it.
+_MEMORY_SETTINGS = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                    "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR")
+
+
 def _import_jax():
+    """``(jax, jax.numpy)``, imported and started on first use without disturbing the session.
+
+    - NumPy's global random state is saved before and restored after (importing JAX
+      draws from it), so that the user's ``np.random`` draws are the same with or
+      without a check in between;
+    - unless the user configured JAX's GPU memory (:data:`_MEMORY_SETTINGS`), JAX starts
+      with ``XLA_PYTHON_CLIENT_PREALLOCATE=false``, so that a check does not reserve 75 %
+      of a GPU that another framework (PyTorch) is using; the variable is removed again
+      once the backend has started (it is read then), leaving ``os.environ`` as it was.
+
+    A JAX the user imported is used as it is.
+    """
     global _STARTUP_WARNINGS
     if "jax" in sys.modules and sys.modules["jax"] is not None:
         import jax
         import jax.numpy as jnp
 
         return jax, jnp
+    state = np.random.get_state()
+    preallocation = not any(name in os.environ for name in _MEMORY_SETTINGS)
+    if preallocation:
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     try:
         (jax, jnp), _STARTUP_WARNINGS = _quietly(_start_jax)
     except ImportError:
         raise JaxNotInstalled() from None
+    finally:
+        if preallocation:
+            os.environ.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
+        np.random.set_state(state)
     return jax, jnp
 
 

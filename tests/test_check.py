@@ -391,3 +391,60 @@ def test_the_summary_says_when_random_arrays_stood_in_for_the_users():
     # no arrays given: random arrays are what was asked for, nothing to say
     assert check(derive("ij,jk->ik", shapes=((30, 40), (40, 50))),
                  max_elements=1000).summary.endswith("(float32)")
+
+
+# -- the session is not disturbed ----------------------------------------------------------
+
+def test_the_first_check_does_not_consume_numpys_global_random_state():
+    code = ("import numpy as np\n"
+            "from einsum_magic import check, derive\n"
+            "np.random.seed(0)\n"
+            "want = np.random.rand(3)\n"
+            "np.random.seed(0)\n"
+            "assert check(derive('ij,jk->ik', shapes=((2, 3), (3, 4)))).passed\n"
+            "got = np.random.rand(3)\n"
+            "assert (got == want).all(), (got, want)\n"
+            "import sys; assert 'jax' in sys.modules\n")
+    python(code)
+
+
+_RECORD_PREALLOCATE = (
+    "import os, sys, importlib\n"
+    "from einsum_magic import check, derive\n"
+    "checking = importlib.import_module('einsum_magic.check')\n"
+    "real, seen = checking._start_jax, []\n"
+    "def start():\n"
+    "    seen.append(os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))\n"
+    "    return real()\n"
+    "checking._start_jax = start\n"
+    "assert check(derive('ij->j', shapes=((2, 3),))).passed\n"
+    "print(seen, os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))\n")
+
+
+def test_jax_starts_for_the_check_with_preallocation_off_and_the_environment_is_restored():
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                        "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR")}
+    out = subprocess.run([sys.executable, "-c", _RECORD_PREALLOCATE], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["['false']", "None"]
+
+
+@pytest.mark.parametrize("setting", [("XLA_PYTHON_CLIENT_PREALLOCATE", "true"),
+                                     ("XLA_PYTHON_CLIENT_MEM_FRACTION", ".5")])
+def test_a_users_jax_memory_setting_is_left_alone(setting):
+    env = dict(__import__("os").environ)
+    env.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
+    env[setting[0]] = setting[1]
+    out = subprocess.run([sys.executable, "-c", _RECORD_PREALLOCATE], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    want = "true" if setting[0] == "XLA_PYTHON_CLIENT_PREALLOCATE" else None
+    assert out.stdout.split() == [f"[{want!r}]", str(want)]
+
+
+def test_a_jax_the_user_imported_is_used_as_it_is():
+    code = ("import os, jax\n" + _RECORD_PREALLOCATE.replace("print(seen", "assert seen == []\n"
+                                                              "print(seen"))
+    python(code)
