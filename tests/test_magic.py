@@ -287,6 +287,20 @@ def test_usage_errors(ip, cell, message):
     assert "C" not in ip.user_ns
 
 
+@pytest.mark.parametrize("cell", ["C = np.einsum(A, [0, 52], B, [52, 2])",
+                                  "C = np.einsum(A, [0, 1], B, [1, 2], [0, -1])"])
+def test_an_interleaved_integer_out_of_range_is_named_with_a_caret(ip, cell):
+    result, _ = run(ip, "%%einsum_grad\n" + cell)
+    assert type(result.error_in_exec) is UsageError
+    value = "52" if "52" in cell else "-1"
+    first, quoted, marks = str(result.error_in_exec).splitlines()
+    assert first == (f"einsum_grad: the interleaved subscript {value} is out of numpy's range "
+                     "0..51 (0-25 stand for A-Z, 26-51 for a-z)")
+    assert quoted == "    " + cell[4:]
+    assert marks == " " * (4 + cell[4:].index(value)) + "^" * len(value)   # the first one
+    assert "C" not in ip.user_ns
+
+
 @pytest.mark.parametrize("cell, message", [
     ('Y = einops.einsum(x, w, "batch d, d out -> batch zz")',
      ["einsum_grad: line 1, einops.einsum(x, w, \"batch d, d out -> batch zz\"): output axis "
@@ -596,3 +610,14 @@ def test_the_widget_has_cost_and_export_tabs_between_shapes_and_check(ip, monkey
 
     tabs = build(a).children[1]
     assert list(tabs.titles) == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
+
+
+def test_the_text_view_says_when_random_arrays_stood_in_for_the_users(ip):
+    ip.run_cell("A2 = np.full((2, 3), np.nan)")
+    result, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A2, B)")
+    assert result.success
+    (out,) = shown(cap)
+    assert out.splitlines()[-1] == ("check: PASS, 2/2 gradients match jax.vjp (float32) on seeded "
+                                    "random arrays, not yours (NaN or inf in A2)")
+    html = [o.data["text/html"] for o in cap.outputs if "text/html" in o.data][-1]
+    assert "not yours (NaN or inf in A2)" in html
