@@ -122,6 +122,7 @@ class _Item:
     written: tuple | None      # the learner's tokens for it, one per axis (None: rank mismatch)
     spelled: str               # the learner's subscripts as written
     aux: object = None         # the Aux it stands for
+    literal: bool = False      # written with exactly the letters the forward gives it
 
 
 def judge(derivation, target: str, proposal: str, seed: int = 0) -> Expectation:
@@ -272,17 +273,20 @@ def _items(derivation, grad, inputs, output, perm, ranks) -> list[_Item]:
     """The parts of the backward in the order they are lined up: cotangent, result, operands."""
     names = over(derivation, grad)
     where = {perm[t]: t for t in range(len(inputs))}
+    original = _original(derivation, grad)
 
     def operand(a, kind, aux=None):
         t = where[a]
         return _Item(kind, names[a], grad.inputs[a], _tokens(inputs[t], ranks[a]),
-                     spell(inputs[t]), aux)
+                     spell(inputs[t]), aux, aux is None and inputs[t] == original[a])
 
     items = [operand(0, "cotangent")]
     out = _output_tokens(output, inputs, ranks, perm)
     if out is not None and len(out) != len(grad.output):
         out = None
-    items.append(_Item("result", "the result", grad.output, out, spell(output)))
+    own = parse(derivation.text).inputs[grad.position]
+    items.append(_Item("result", "the result", grad.output, out, spell(output), None,
+                       output == own and len(set(own)) == len(own)))
     n_core = len(grad.inputs) - len(grad.aux)
     for a in range(1, n_core):
         items.append(operand(a, "operand"))
@@ -292,8 +296,33 @@ def _items(derivation, grad, inputs, output, perm, ranks) -> list[_Item]:
 
 
 def _mistakes(derivation, grad, inputs, output, perm, ranks) -> list[str]:
-    """Each part of the proposal that does not line up with the derived answer, in words."""
+    """Each part of the proposal that does not line up with the derived answer, in words.
+
+    The parts are lined up in one of two orders: the result right after the cotangent (a
+    transposed operand is then the mistake), or last (a wrong result is). The order that
+    finds fewer mistakes wins; on a tie, the one that does not blame a part written with
+    exactly its forward letters, then the one that blames a part holding a letter no operand
+    carries (certainly a mistake of that part); else the first.
+    """
     items = _items(derivation, grad, inputs, output, perm, ranks)
+    carried = {t for s in inputs for t in s}
+    best = None
+    for order in (items, items[:1] + items[2:] + items[1:2]):
+        wrong, to_learner, to_derived = _line_up(order)
+        dangling = sum(any(t not in carried for t in item.written or ()) for item in wrong)
+        key = (len(wrong), sum(item.literal for item in wrong), -dangling)
+        if best is None or key < best[0]:
+            best = (key, wrong, to_learner, to_derived)
+    _, wrong, to_learner, to_derived = best
+    if not wrong:
+        return []
+    namer = _Namer(to_learner, set(to_derived))
+    wrong = [item for item in items if item in wrong]            # said in the stated order
+    return [_explain(derivation, grad, item, namer, carried, ranks) for item in wrong]
+
+
+def _line_up(items):
+    """(the parts that do not line up, learner → derived letters, derived → learner letters)."""
     to_derived: dict = {}
     to_learner: dict = {}
     wrong: list[_Item] = []
@@ -310,11 +339,7 @@ def _mistakes(derivation, grad, inputs, output, perm, ranks) -> list[str]:
             to_derived, to_learner = new_d, new_l
         else:
             wrong.append(item)
-    if not wrong:
-        return []
-    namer = _Namer(to_learner, set(to_derived))
-    carried = {t for s in inputs for t in s}
-    return [_explain(derivation, grad, item, namer, carried, ranks) for item in wrong]
+    return wrong, to_learner, to_derived
 
 
 class _Namer:
@@ -355,8 +380,8 @@ def _explain(derivation, grad, item: _Item, namer: _Namer, carried: set, ranks) 
     if item.kind == "operand":
         head = f"{item.name} must keep its forward letters {expected!r} ({how})"
         written = set(map(str, item.written or ()))
-        for c in expected:
-            if c.isalpha() and c not in written and c not in carried:
+        for c, dl in zip(expected, item.derived):
+            if c == dl and c not in written and c not in carried:
                 return (head + f": {c!r} is a letter the forward summed ({wrt} shares it with "
                         f"{item.name}), so the backward takes it from {item.name}; it is not "
                         "broadcast")
@@ -375,6 +400,9 @@ def _explain(derivation, grad, item: _Item, namer: _Namer, carried: set, ranks) 
     for p in dict.fromkeys(written):
         if p not in carried and isinstance(p, str):
             dl = item.derived[written.index(p)]
+            if namer(dl) != p:               # lined up elsewhere: no reason worth giving
+                reasons.append(f"{p!r} comes from no operand")
+                continue
             sharers = [n for n in grad.arguments[1:len(grad.arguments) - len(grad.aux)]
                        if any(dl in s for s in grad.inputs[1:len(grad.inputs) - len(grad.aux)])]
             if dl in derivation.result:

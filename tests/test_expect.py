@@ -49,6 +49,10 @@ TABLE = [
     (MATMUL, "A=ik,jk->i", "the result must carry A's letters 'ij' (you wrote 'i')"),
     (MATMUL, "A=ik,lk->ij", "'j' is a letter the forward summed (A shares it with B), so the "
                             "backward takes it from B; it is not broadcast"),
+    (MATMUL, "A=ik,jk->il", "the result must carry A's letters 'ij' (you wrote 'il'): 'l' comes "
+                            "from no operand"),
+    (MATMUL, "A=ik,kj->ji", "the result must carry A's letters 'ij' (you wrote 'ji': a transpose); "
+                            "B must keep its forward letters 'jk' (you wrote 'kj': a transpose)"),
     (MATMUL, "A=ik->ij", "the backward of A takes 2 operands (dL_dC, B); you wrote 1"),
     (MATMUL, "A=ik,jk,j->ij", "no np.eye or np.ones is needed here"),
     (MATMUL, "B=ik,ji->jk", "A must keep its forward letters 'ij' (you wrote 'ji': a transpose)"),
