@@ -153,7 +153,8 @@ def judge(derivation, target: str, proposal: str, seed: int = 0) -> Expectation:
 
     text = proposal.strip()
     if text == BLANK:
-        return verdict("blank", f"open exercise: propose {verdict('', '').question}")
+        blank = verdict("blank", "")
+        return verdict("blank", f"open exercise: propose {blank.question}")
     try:
         inputs, output = _read(text)
     except EinsumError as e:
