@@ -220,20 +220,23 @@ class _Run:
 
         for k, a in enumerate(analyses):
             display(GradDisplay(a, k, len(analyses), widgets=widgets))
-        if not calls and not notes and code:
+        backward = self._cell_backward() if code else None
+        if not calls and not notes and code and backward is None:
             notes = ("no einsum call found in the cell",)
         if notes:
             from .text import render_notes
 
             print(render_notes(notes))
         if self.args.output:
-            self.ns[self.args.output] = EinsumGradResult(tuple(analyses), tuple(notes))
+            self.ns[self.args.output] = EinsumGradResult(tuple(analyses), tuple(notes), backward)
         wrong = [e for a in analyses for e in a.expectations if not e.passed]
         if wrong:
             raise ExpectationFailed("; ".join(
                 f"--expect {e.target} = {e.proposal!r}: {e.message.splitlines()[0]}"
                 for e in wrong))
         failed = [a.check.summary for a in analyses if a.check is not None and not a.check.passed]
+        if backward is not None and backward.check is not None and not backward.check.passed:
+            failed.append(backward.check.summary)
         if failed:
             raise CheckFailed("; ".join(failed))
         return None
@@ -374,6 +377,19 @@ class _Run:
         except EinsumError as e:
             return dataclasses.replace(a, check_note=f"could not run: {str(e).splitlines()[0]}")
         return dataclasses.replace(a, check=report)
+
+    def _cell_backward(self):
+        """The whole cell's backward (:mod:`einsum_magic.chain`), displayed; None if none."""
+        from .chain.result import for_cell
+        from .chain.view import CellBackwardDisplay
+
+        backward, note = for_cell(self.shell.transform_cell(self.cell), self.ns, ran=self.ran,
+                                  sizes=self.sizes, check=self.check_on, seed=self.seed)
+        if note:
+            print(note)
+        if backward is not None:
+            display(CellBackwardDisplay(backward))
+        return backward
 
     # -- 4. display -------------------------------------------------------------------
 

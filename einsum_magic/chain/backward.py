@@ -29,8 +29,8 @@ from.
 ...     print(b.code)
 dL_dt1 = dL_dH
 dL_db = np.einsum('ab->b', dL_dH)
-dL_dX = np.einsum('...ik,...jk->...ij', dL_dt1, W)
-dL_dW = np.einsum('...ik,...ij->...jk', dL_dt1, X)
+dL_dX = np.einsum('ik,jk->ij', dL_dt1, W)
+dL_dW = np.einsum('ik,ij->jk', dL_dt1, X)
 """
 
 from __future__ import annotations
@@ -129,8 +129,9 @@ def backward_lines(program: Program) -> tuple[BackLine, ...]:
                 out.append(BackLine(f"{grad[a]} = " + " + ".join(parts), grad[a], a, None,
                                     s.line, arg_shapes.get(a),
                                     f"product rule: {a} is used {len(parts)} times"))
+    sinks = set(program.sinks)
     for v in program.leaves:
-        if v not in uses:
+        if v not in uses and v not in sinks:     # a sink's gradient is its given cotangent
             out.append(BackLine(f"{grad[v]} = np.zeros_like({v})", grad[v], v, None, 0,
                                 arg_shapes.get(v),
                                 f"no sink depends on {v} through differentiated steps"))

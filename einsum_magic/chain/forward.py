@@ -12,7 +12,7 @@ shown is what runs. :func:`line` writes a step for NumPy or jax.numpy.
 >>> from einsum_magic.chain.reading import read
 >>> p, values = bind(read("C = A @ B.T"), {"A": np.ones((2, 3)), "B": np.ones((4, 3))})
 >>> [line(s) for s in p.steps]
-["t1 = np.einsum('ij->ji', B)", "C = np.einsum('...ij,...jk->...ik', A, t1)"]
+["t1 = np.einsum('ij->ji', B)", "C = np.einsum('ij,jk->ik', A, t1)"]
 >>> values["C"].shape
 (2, 4)
 """
@@ -29,7 +29,7 @@ from .program import BINARY, UNARY, Program, Step
 
 __all__ = ["bind", "line", "evaluate", "BindError"]
 
-_LETTERS = string.ascii_lowercase
+_LETTERS = "ijklmnopqrstuvwxyzabcdefgh"
 
 
 class BindError(ValueError):
@@ -112,7 +112,7 @@ def bind(program: Program, inputs: Mapping[str, Any], outside: Mapping[str, Any]
             except Exception as e:  # noqa: BLE001 - the user's program failing on these arrays
                 raise BindError(f"line {s.line}, {line(b)}: {type(e).__name__}: {e}") from None
             value = ns[b.target]
-            if b.kind in ("const", "stop"):
+            if b.kind == "stop" or (b.kind == "const" and _numeric(value)):
                 value = ns[b.target] = _array(value)
             steps.append(dataclasses.replace(b, shape=tuple(np.shape(value))))
     values = {v: ns[v] for v in program.inputs + tuple(s.target for s in steps)}
@@ -125,6 +125,10 @@ def _is_module(value) -> bool:
     import types
 
     return isinstance(value, types.ModuleType)
+
+
+def _numeric(x) -> bool:
+    return np.issubdtype(np.asarray(x).dtype, np.number) if not isinstance(x, str) else False
 
 
 def _array(x) -> np.ndarray:
@@ -151,6 +155,8 @@ def _primitive(s: Step, ns: dict, temp) -> list[Step]:
             return as_einsum("j,...jk->...k")
         if nb == 1:
             return as_einsum("...ij,j->...i")
+        if na == nb == 2:
+            return as_einsum("ij,jk->ik")
         return as_einsum("...ij,...jk->...ik")
     if k == "dot":
         na, nb = dims
@@ -194,8 +200,8 @@ def _primitive(s: Step, ns: dict, temp) -> list[Step]:
         (n,) = dims
         if n < 2:
             raise BindError(f"line {s.line}: {s.what}: needs at least 2 dimensions")
-        rest = _LETTERS[1:n - 1]
-        return as_einsum(f"aa{rest}->{rest}" + ("a" if k == "diagonal" else ""))
+        rest = _LETTERS[2:n]
+        return as_einsum(f"ii{rest}->{rest}" + ("i" if k == "diagonal" else ""))
     if k in ("transpose", "swapaxes"):
         (n,) = dims
         order = list(range(n))

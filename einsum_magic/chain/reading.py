@@ -56,6 +56,9 @@ _UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos"
 _PRODUCTS = {"matmul", "dot", "inner", "outer", "tensordot", "trace", "diagonal", "transpose",
              "swapaxes", "sum", "mean", "max", "amax", "reshape", "maximum", "square", "softmax",
              "relu", "t"}
+#: Array constructors: their result is a constant (``*_like`` only reads its argument's shape).
+_CONSTRUCTORS = {"ones", "zeros", "eye", "identity", "arange", "linspace", "full", "ones_like",
+                 "zeros_like", "full_like", "tensor", "array", "asarray"}
 _SHAPE_ATTRS = {"shape", "ndim", "size", "dtype"}
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div"}
 
@@ -247,6 +250,8 @@ class _Reader:
             return self._is_const(node.left) and self._is_const(node.right)
         if isinstance(node, ast.Call):
             func = self._function(node.func)
+            if func is not None and func[0] in _ARRAYS and func[1] in _CONSTRUCTORS:
+                return func[1].endswith("_like") or all(self._is_const(a) for a in node.args)
             return (func is not None and (func[1] in _UNARY or func[0] == "math" or func[1] == "len")
                     and all(self._is_const(a) for a in node.args) and not node.keywords)
         return False
@@ -393,7 +398,7 @@ class _Reader:
                 names.append(self._emit(self._temp(), "const", (), self._const_text(op)))
             else:
                 names.append(self._args([op])[0])
-        return self._emit(self._out(top), "einsum", tuple(names), call.equation, call.source)
+        return self._emit(self._out(top), "einsum", tuple(names), call.equation)
 
     def _function_call(self, name: str, args: list, keywords, top: bool, text: str,
                        method: bool = False, function: str = "") -> str:

@@ -13,8 +13,8 @@ the run can feed it the same way.
 (('X', 'W'), ('Z',))
 >>> print(b.code)
 dL_dH = dL_dZ * (1 - Z ** 2)
-dL_dX = np.einsum('...ik,...jk->...ij', dL_dH, W)
-dL_dW = np.einsum('...ik,...ij->...jk', dL_dH, X)
+dL_dX = np.einsum('ik,jk->ij', dL_dH, W)
+dL_dW = np.einsum('ik,ij->jk', dL_dH, X)
 """
 
 from __future__ import annotations
@@ -156,3 +156,75 @@ def _is_module(value) -> bool:
     import types
 
     return isinstance(value, types.ModuleType)
+
+
+#: Kinds read from products written without einsum: a cell with one of them gets a backward.
+PRODUCTS = frozenset({"matmul", "dot", "inner", "outer", "tensordot", "trace", "diagonal",
+                      "transpose", "swapaxes"})
+
+
+def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Mapping[str, int]
+             | None = None, check: bool = True, seed: int = 0) -> tuple[CellBackward | None, str]:
+    """The magic's entry: ``(CellBackward or None, a note or '')`` for a cell's source.
+
+    A cell gets a backward when it has at least two steps, or a product written without
+    einsum (constants, steps that are not differentiated and transposes do not count: an
+    einsum of ``A.T`` is one einsum). Input arrays come from ``namespace`` (read only); an input the cell rebinds is
+    not read from it after the run (it holds the new value). An input with no array that
+    only einsums read gets seeded random values of the shape ``sizes`` (``--sizes``) and the
+    defaults give (:func:`einsum_magic.shapes.shapes_from`); any other missing input leaves
+    the cell without a backward, and the note says which.
+    """
+    try:
+        program = read(source, namespace)
+    except SyntaxError:
+        return None, ""
+    steps = [s for s in program.steps
+             if s.kind not in ("const", "stop", "transpose", "swapaxes")]
+    if len(steps) < 2 and not any(s.kind in PRODUCTS for s in steps):
+        return None, ""
+    rebound = set(dict(program.renamed).values())
+    inputs: dict[str, Any] = {}
+    missing = []
+    for v in program.inputs:
+        value = namespace.get(v)
+        if value is not None and hasattr(value, "shape") and not (ran and v in rebound):
+            inputs[v] = value
+        else:
+            missing.append(v)
+    made, note = _from_sizes(program, missing, inputs, dict(sizes or {}), seed)
+    if note:
+        return None, note
+    inputs.update(made)
+    try:
+        result = cell_backward(source, inputs, namespace, check=check, seed=seed,
+                               program=program)
+    except Exception as e:  # noqa: BLE001 - BindError, or derive() refusing a bound einsum
+        return None, f"cell backward: not derived: {str(e).splitlines()[0]}"
+    if made:
+        result = dataclasses.replace(result, notes=result.notes + (
+            f"{', '.join(made)}: seeded random arrays of the shapes --sizes and the defaults "
+            "give (no array of the cell's)",))
+    return result, ""
+
+
+def _from_sizes(program: Program, missing, inputs, sizes, seed):
+    """Arrays for missing inputs that einsums read, from ``--sizes`` and the defaults."""
+    from ..shapes import shapes_from
+
+    rng = np.random.default_rng(seed)
+    made: dict[str, Any] = {}
+    for v in missing:
+        shape = None
+        for s in program.steps:
+            if s.kind == "einsum" and v in s.args:
+                known = {k: np.shape(inputs.get(a, made.get(a))) for k, a in enumerate(s.args)
+                         if a in inputs or a in made}
+                shapes, _ = shapes_from(s.param, known, sizes)
+                shape = shapes[s.args.index(v)]
+                break
+        if shape is None:
+            return {}, (f"cell backward: not derived: {v} has no array here (define it, or run "
+                        "the cell), and no einsum fixes its shape")
+        made[v] = rng.standard_normal(shape)
+    return made, ""
