@@ -204,6 +204,11 @@ class _Reader:
     def _stop(self, name: str, node: ast.AST, what: str) -> None:
         self.notes.append(f"{what} on line {self.line} is not differentiated; the backward stops "
                           "at its result")
+        for n in ast.walk(node):       # the arrays it reads are the cell's inputs all the same
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in self.env \
+                    and n.id not in self.aliases and not self._is_const(n) \
+                    and not callable(self.ns.get(n.id)):
+                self._name(n)
         self._emit(name, "stop", (), self._const_text(node), what)
 
     def _segment(self, node: ast.AST) -> str:
