@@ -340,3 +340,44 @@ def test_no_run_with_sizes_takes_arrays_of_those_sizes_for_missing_inputs(ip):
     assert b.program.shapes["Fresh"] == (2, 3) and b.check.passed
     assert "seeded random arrays" in b.notes[-1]
     assert "U" not in ip.user_ns                   # --no-run: nothing ran
+
+
+# -- export ------------------------------------------------------------------------------------
+
+ATTENTION = {"Q": RNG.normal(size=(5, 4)), "K": RNG.normal(size=(6, 4)),
+             "V": RNG.normal(size=(6, 3))}
+ATTENTION_CELL = ("A = Q @ K.T / np.sqrt(K.shape[-1])\nP = jax.nn.softmax(A, axis=-1)\n"
+                  "O = np.einsum('qk,kd->qd', P, V)")
+
+
+@pytest.mark.parametrize("cell, arrays", [(MLP_CELL, MLP), (ATTENTION_CELL, ATTENTION)])
+@pytest.mark.parametrize("target", ["numpy", "jax", "torch"])
+def test_the_exported_backward_gives_jax_vjps_gradients(cell, arrays, target):
+    b = cell_backward(cell, arrays, {"np": np, "jax": jax, **arrays}, check=False)
+    (sink,) = b.sinks
+    cot = np.random.default_rng(3).standard_normal(b.program.shapes[sink])
+    want = reference(cell, {n: arrays[n] for n in b.inputs}, b.sinks, {sink: cot})
+    f = b.compile(target)
+    xs = [arrays[n] for n in b.inputs]
+    if target == "numpy":
+        got = f(cot, *xs)
+    elif target == "jax":
+        with jax.enable_x64(True):
+            _, pull = jax.vjp(f, *[jnp.asarray(x) for x in xs])
+            got = [np.asarray(g) for g in pull(jnp.asarray(cot))]
+    else:
+        torch = pytest.importorskip("torch")
+        ts = [torch.tensor(x, requires_grad=True) for x in xs]
+        f(*ts).backward(torch.tensor(cot))
+        got = [t.grad.numpy() for t in ts]
+    for name, g in zip(b.inputs, got, strict=True):
+        np.testing.assert_allclose(g, want[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_export_refuses_a_cell_with_a_step_that_is_not_differentiated():
+    from einsum_magic import EinsumError
+
+    arrays = {"A": np.eye(3) * 2, "C": np.ones((3, 2))}
+    b = cell_backward("B = np.linalg.inv(A) @ C", arrays, {"np": np, **arrays}, check=False)
+    with pytest.raises(EinsumError, match="not differentiated"):
+        b.export("jax")
