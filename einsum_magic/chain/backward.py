@@ -161,7 +161,9 @@ def _rules(s: Step, positions, g: str, part_names: dict, i: int, program: Progra
         x = a[k]
         expr, rule = _elementwise(s, k, g, shapes)
         if s.kind in ("add", "sub", "mul", "div"):
-            expr, summed = _sum_back(expr, s.shape, shapes[x])
+            negate = expr.startswith("-")       # negate after the sum: fewer elements
+            expr, summed = _sum_back(expr[1:] if negate else expr, s.shape, shapes[x])
+            expr = f"-{expr}" if negate else expr
             if summed:
                 rule += f"; {x} was broadcast, so the gradient is summed back"
         out.append((k, f"{target} = {expr}", rule))
