@@ -383,8 +383,10 @@ class _Run:
         from .chain.result import for_cell
         from .chain.view import CellBackwardDisplay
 
+        why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
         backward, note = for_cell(self.shell.transform_cell(self.cell), self.ns, ran=self.ran,
-                                  sizes=self.sizes, check=self.check_on, seed=self.seed)
+                                  sizes=self.sizes, check=self.check_on, seed=self.seed,
+                                  skipped=why)
         if note:
             print(note)
         if backward is not None:

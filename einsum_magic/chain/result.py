@@ -164,7 +164,8 @@ PRODUCTS = frozenset({"matmul", "dot", "inner", "outer", "tensordot", "trace", "
 
 
 def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Mapping[str, int]
-             | None = None, check: bool = True, seed: int = 0) -> tuple[CellBackward | None, str]:
+             | None = None, check: bool = True, seed: int = 0, skipped: str = ""
+             ) -> tuple[CellBackward | None, str]:
     """The magic's entry: ``(CellBackward or None, a note or '')`` for a cell's source.
 
     A cell gets a backward when it has at least two steps, or a product written without
@@ -173,7 +174,7 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
     not read from it after the run (it holds the new value). An input with no array that
     only einsums read gets seeded random values of the shape ``sizes`` (``--sizes``) and the
     defaults give (:func:`einsum_magic.shapes.shapes_from`); any other missing input leaves
-    the cell without a backward, and the note says which.
+    the cell without a backward, and the note says which. ``skipped``: why the check is off.
     """
     try:
         program = read(source, namespace)
@@ -201,6 +202,8 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
                                program=program)
     except Exception as e:  # noqa: BLE001 - BindError, or derive() refusing a bound einsum
         return None, f"cell backward: not derived: {str(e).splitlines()[0]}"
+    if not check and skipped:
+        result = dataclasses.replace(result, check_note=f"skipped ({skipped})")
     if made:
         result = dataclasses.replace(result, notes=result.notes + (
             f"{', '.join(made)}: seeded random arrays of the shapes --sizes and the defaults "
