@@ -106,7 +106,7 @@ def html(b) -> str:
     parts.append("<h3>Forward, as read</h3>")
     rows = []
     for i, s in enumerate(b.program.steps):
-        rows.append(f'<tr id="{key}-s{i}"><td>line {s.line}</td><td>{highlight(line(s))}</td>'
+        rows.append(f'<tr id="{key}-s{i}"><td class="eg-num">line {s.line}</td><td>{highlight(line(s))}</td>'
                     f'<td>{escape(_written(b, s))}</td></tr>')
     parts.append(_table(("cell", "step (NumPy)", "stands for"), rows))
     parts.append(f"<h3>Backward</h3><div class=\"eg-muted\">runnable NumPy: reads the forward "
@@ -117,8 +117,8 @@ def html(b) -> str:
         link = (f'<a href="#{key}-s{bl.step}" title="{escape(line(b.program.steps[bl.step]))}">'
                 f"line {bl.line}</a>" if bl.step is not None else
                 (f"line {bl.line}" if bl.line else ""))
-        rows.append(f"<tr><td>{link}</td><td>{highlight(bl.code)}</td>"
-                    f"<td>{escape(_shape(bl.shape))}</td><td>{escape(bl.rule)}</td></tr>")
+        rows.append(f'<tr><td class="eg-num">{link}</td><td>{highlight(bl.code)}</td>'
+                    f'<td class="eg-num">{escape(_shape(bl.shape))}</td><td>{escape(bl.rule)}</td></tr>")
     parts.append(_table(("from", "gradient", "shape", "rule"), rows))
     if b.notes:
         parts.append("<h3>Notes</h3>" + "".join(f"<div>{escape(n)}</div>" for n in b.notes))
