@@ -266,6 +266,12 @@ class _Run:
             return (), (), True      # run_cell reports the syntax error as IPython would
         except EinsumError as e:
             raise UsageError(f"einsum_grad: {e}") from None
+        if not found.calls:            # C = A @ B alone: displayed as the einsum it is
+            from .chain.products import single_product
+
+            product = single_product(source, self.ns)
+            if product is not None:
+                return (product,), found.notes, True
         return found.calls, found.notes, True
 
     def _derive(self, call, shapes=None):

@@ -324,12 +324,22 @@ def test_the_magic_displays_the_cell_backward_last_and_o_stores_it(ip):
     assert ns["dL_dW1"].shape == (3, 5)
 
 
-def test_a_product_written_without_einsum_gets_the_cell_backward(ip):
-    result, cap = _run(ip, "%%einsum_grad -o res\nC = X @ W1")
-    assert result.success
-    (bundle,) = [o.data for o in cap.outputs]
-    assert "C = np.einsum('ij,jk->ik', X, W1)  # X @ W1" in bundle["text/plain"]
-    assert ip.user_ns["res"].backward.check.passed
+@pytest.mark.parametrize("cell, equation", [
+    ("C = X @ W1", "ij,jk->ik"), ("C = np.trace(W1 @ W1.T)", None), ("C = X.T", "ij->ji"),
+    ("C = np.tensordot(X, W1, axes=1)", "ij,jl->il"), ("C = X.sum(axis=0)", "ij->j")])
+def test_a_product_alone_gets_its_einsums_display(ip, cell, equation):
+    result, cap = _run(ip, "%%einsum_grad -o res\n" + cell)
+    assert result.success, cap.stdout
+    (bundle,) = [o.data for o in cap.outputs if "text/plain" in o.data]
+    res = ip.user_ns["res"]
+    if equation is None:                    # two products: the cell backward
+        assert bundle["text/plain"].startswith("cell backward: cell check: PASS")
+        assert res.backward.check.passed and not res.analyses
+        return
+    (d,) = res.derivations
+    assert d.equation == equation and res.backward is None
+    assert bundle["text/plain"].startswith(f"einsum_grad: {cell.split(' = ')[1]}  (line 1)")
+    assert res.report.passed
 
 
 def test_no_run_with_sizes_takes_arrays_of_those_sizes_for_missing_inputs(ip):

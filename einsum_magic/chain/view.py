@@ -118,7 +118,7 @@ def html(b) -> str:
                 f"line {bl.line}</a>" if bl.step is not None else
                 (f"line {bl.line}" if bl.line else ""))
         rows.append(f'<tr><td class="eg-num">{link}</td><td>{highlight(bl.code)}</td>'
-                    f'<td class="eg-num">{escape(_shape(bl.shape))}</td><td>{escape(bl.rule)}</td></tr>")
+                    f'<td class="eg-num">{escape(_shape(bl.shape))}</td><td>{escape(bl.rule)}</td></tr>')
     parts.append(_table(("from", "gradient", "shape", "rule"), rows))
     if b.notes:
         parts.append("<h3>Notes</h3>" + "".join(f"<div>{escape(n)}</div>" for n in b.notes))
