@@ -391,3 +391,36 @@ def test_export_refuses_a_cell_with_a_step_that_is_not_differentiated():
     b = cell_backward("B = np.linalg.inv(A) @ C", arrays, {"np": np, **arrays}, check=False)
     with pytest.raises(EinsumError, match="not differentiated"):
         b.export("jax")
+
+
+# -- torch and jax.numpy namesakes -------------------------------------------------------------
+
+TORCH_CELL = """H = torch.relu(torch.matmul(X, W1) + b1)
+S = H @ W2
+P = torch.softmax(S, dim=1)
+L = (P * torch.log(P)).sum(dim=0, keepdim=True) + torch.transpose(S, 0, 1).mean(dim=1) + S.t().sum()"""
+
+
+def test_a_torch_cell_matches_torch_autograd():
+    torch = pytest.importorskip("torch")
+    tensors = {k: torch.tensor(v) for k, v in MLP.items()}
+    b = cell_backward(TORCH_CELL, tensors, {"torch": torch, **tensors})
+    assert not b.notes and b.check.passed, b.check_note
+    leaves = {k: t.clone().requires_grad_(True) for k, t in tensors.items()}
+    ns = {"torch": torch, **leaves}
+    exec(TORCH_CELL, ns)
+    (sink,) = b.sinks
+    cot = np.random.default_rng(5).standard_normal(tuple(ns["L"].shape))
+    ns["L"].backward(torch.tensor(cot))
+    ours = b.run({b.cotangent(sink): cot})
+    for name, t in leaves.items():
+        np.testing.assert_allclose(ours[b.gradient(name)], t.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_jax_numpy_namesakes_are_read_like_numpys():
+    cell = ("H = jax.nn.relu(jnp.dot(X, W1) + b1)\nS = jnp.matmul(H, W2)\n"
+            "L = jnp.sum(jnp.tanh(S), axis=1) + jnp.mean(jnp.exp(-S)) + jnp.swapaxes(S, 0, 1)[0]")
+    p = read(cell, {"jnp": jnp, "jax": jax})
+    assert [s.kind for s in p.steps][:6] == ["dot", "add", "relu", "matmul", "tanh", "sum"]
+    assert p.notes == ("the subscript jnp.swapaxes(S, 0, 1)[0] on line 3 is not differentiated; "
+                       "the backward stops at its result",)
