@@ -268,8 +268,9 @@ class _Run:
             raise UsageError(f"einsum_grad: {e}") from None
         if not found.calls:            # C = A @ B alone: displayed as the einsum it is
             from .chain.products import single_product
+            from .chain.result import or_none
 
-            product = single_product(source, self.ns)
+            product = or_none(single_product, source, self.ns)
             if product is not None:
                 return (product,), found.notes, True
         return found.calls, found.notes, True

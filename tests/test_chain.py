@@ -99,6 +99,11 @@ def test_the_backward_stops_at_an_unsupported_steps_result():
     assert b.check.passed and b.notes[0].startswith("np.linalg.inv on line 1")
 
 
+def test_a_users_array_named_like_a_module_alias_is_an_array():
+    p = read("G = F @ nn\nnp2 = G * 2", {"F": np.ones((2, 2)), "nn": np.ones((2, 2))})
+    assert p.inputs == ("F", "nn") and not p.notes
+
+
 def test_constants_and_shapes_are_not_differentiated():
     p = read("A = Q @ K.T / np.sqrt(K.shape[-1]) + np.ones(3) * d", {"d": 2.0})
     assert p.constants == ("d",)

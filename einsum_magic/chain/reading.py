@@ -89,11 +89,15 @@ class _Reader:
         for name, value in namespace.items():
             if isinstance(value, types.ModuleType):
                 self.aliases[name] = value.__name__
+            elif name in self.aliases:          # the user's F is an array, not a module
+                del self.aliases[name]
         self.taken = {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)}
         self.taken |= {a for n in ast.walk(self.tree) if isinstance(n, ast.alias)
                        for a in [(n.asname or n.name).split(".")[0]]}
         self.einsums = {(c.line, c.source): c for c in find_calls(source, namespace).calls}
         self.bindings = self._count_bindings()
+        for name in self.bindings:              # a name the cell assigns is a value
+            self.aliases.pop(name, None)
         self.env: dict[str, str] = {}          # cell name → current SSA name
         self.seen: dict[str, int] = {}         # cell name → bindings so far
         self.renamed: dict[str, str] = {}

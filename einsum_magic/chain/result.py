@@ -30,7 +30,7 @@ from .forward import bind, line
 from .program import Program
 from .reading import read
 
-__all__ = ["CellBackward", "cell_backward"]
+__all__ = ["CellBackward", "cell_backward", "for_cell", "or_none"]
 
 
 @dataclass(frozen=True)
@@ -181,13 +181,15 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
         program = read(source, namespace)
     except SyntaxError:
         return None, ""
+    except Exception as e:  # noqa: BLE001 - never fail the user's cell over its reading
+        return None, f"cell backward: not derived: the cell could not be read ({e})"
     steps = [s for s in program.steps
              if s.kind not in ("const", "stop", "transpose", "swapaxes")]
     if len(steps) < 2 and not any(s.kind in PRODUCTS for s in steps):
         return None, ""
     from .products import single_product
 
-    if single_product(source, namespace) is not None:     # the per-einsum display says it all
+    if or_none(single_product, source, namespace) is not None:     # the per-einsum display says it all
         return None, ""
     rebound = set(dict(program.renamed).values())
     inputs: dict[str, Any] = {}
@@ -214,6 +216,14 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
             f"{', '.join(made)}: seeded random arrays of the shapes --sizes and the defaults "
             "give (no array of the cell's)",))
     return result, ""
+
+
+def or_none(fn, *args):
+    """``fn(*args)``, or None where it raises (the alone-product display is an extra)."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _from_sizes(program: Program, missing, inputs, sizes, seed):
