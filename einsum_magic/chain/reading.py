@@ -517,9 +517,11 @@ class _Reader:
 
 def _target(stmt: ast.stmt) -> str | None:
     """The one plain name a top-level statement binds, or None when it is no such statement."""
-    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
+            and isinstance(stmt.targets[0], ast.Name):
         return stmt.targets[0].id
-    if isinstance(stmt, ast.AnnAssign) and stmt.value is not None and isinstance(stmt.target, ast.Name):
+    if isinstance(stmt, ast.AnnAssign) and stmt.value is not None \
+            and isinstance(stmt.target, ast.Name):
         return stmt.target.id
     if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name) \
             and type(stmt.op) in _BINOPS:

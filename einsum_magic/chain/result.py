@@ -171,8 +171,10 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
     A cell gets a backward when it has at least two steps, or a product written without
     einsum (constants, steps that are not differentiated and transposes do not count: an
     einsum of ``A.T`` is one einsum), except a cell that is one product alone
-    (:func:`~einsum_magic.chain.products.single_product`: its einsum's display says it all). Input arrays come from ``namespace`` (read only); an input the cell rebinds is
-    not read from it after the run (it holds the new value). An input with no array that
+    (:func:`~einsum_magic.chain.products.single_product`: its einsum's display says it all).
+
+    Input arrays come from ``namespace`` (read only); an input the cell rebinds is not read
+    from it after the run (it holds the new value). An input with no array that
     only einsums read gets seeded random values of the shape ``sizes`` (``--sizes``) and the
     defaults give (:func:`einsum_magic.shapes.shapes_from`); any other missing input leaves
     the cell without a backward, and the note says which. ``skipped``: why the check is off.
@@ -189,7 +191,7 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
         return None, ""
     from .products import single_product
 
-    if or_none(single_product, source, namespace) is not None:     # the per-einsum display says it all
+    if or_none(single_product, source, namespace) is not None:     # its einsum's display
         return None, ""
     rebound = set(dict(program.renamed).values())
     inputs: dict[str, Any] = {}
