@@ -273,6 +273,12 @@ def test_the_backward_code_runs_on_its_own_with_the_forward_values():
         assert ns[f"dL_d{name}"].shape == MLP[name].shape
 
 
+def test_a_cell_over_the_checks_budget_is_derived_and_says_why_it_is_not_checked():
+    b = cell_backward(MLP_CELL, MLP, {"np": np, **MLP}, max_elements=50)
+    assert b.check is None and b.check_note.startswith("not run: the cell's values hold ")
+    assert b.code.startswith("dL_dP_1_2 = dL_dP / t")
+
+
 def test_a_missing_input_is_a_bind_error_naming_it():
     with pytest.raises(BindError, match="W2 has no value"):
         bind(read(MLP_CELL), {k: v for k, v in MLP.items() if k != "W2"})

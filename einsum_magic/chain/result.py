@@ -92,7 +92,8 @@ class CellBackward:
         return ns
 
     def run(self, cotangents: Mapping[str, Any]) -> dict[str, Any]:
-        """Execute :attr:`code` with the forward values and ``cotangents`` (``dL_d<sink>`` → array).
+        """Execute :attr:`code` with the forward values and ``cotangents`` (``dL_d<sink>`` →
+        array).
 
         Returns ``dL_d<leaf>`` → gradient for every input and stop result.
         """
@@ -118,9 +119,14 @@ class CellBackward:
         return compiled(self, target)
 
 
-def cell_backward(source: str, inputs: Mapping[str, Any], namespace: Mapping[str, Any] | None = None,
-                  *, check: bool = True, seed: int = 0, program: Program | None = None
-                  ) -> CellBackward:
+#: The check's budget: the cell's values, all together, in elements (float64, twice: NumPy
+#: and JAX). A bigger cell is derived, but checked only on request (``check_backward``).
+CHECK_ELEMENTS = 4_000_000
+
+
+def cell_backward(source: str, inputs: Mapping[str, Any],
+                  namespace: Mapping[str, Any] | None = None, *, check: bool = True, seed: int = 0, program: Program | None = None,
+                  max_elements: int = CHECK_ELEMENTS) -> CellBackward:
     """Read ``source``, bind it to ``inputs`` (name → array), derive its backward and check it.
 
     ``namespace`` (the user's, read only) gives modules and numeric constants; ``inputs``
@@ -137,6 +143,11 @@ def cell_backward(source: str, inputs: Mapping[str, Any], namespace: Mapping[str
                           constants=constants)
     if not check:
         return result
+    size = sum(int(np.size(v)) for v in values.values())
+    if size > max_elements:
+        return dataclasses.replace(result, check_note=(
+            f"not run: the cell's values hold {size} elements, over the check's budget of "
+            f"{max_elements} (run einsum_magic.chain.check.check_backward(b) to check anyway)"))
     if any(np.iscomplexobj(v) for v in values.values()):
         return dataclasses.replace(result, check_note="not run: complex values (the cell check "
                                                       "compares real gradients)")
