@@ -375,7 +375,7 @@ class _Reader:
             if func.attr in _PRODUCTS | {"exp", "log", "tanh", "sin", "cos", "sqrt", "abs", "relu"}:
                 return self._function_call(func.attr, [func.value] + list(node.args),
                                            node.keywords, top, text, method=True)
-            raise _Stop(f".{func.attr}")
+            raise _Stop(self._segment(func))
         found = self._function(func)
         if found is None:
             raise _Stop(self._segment(func))
