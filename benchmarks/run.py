@@ -23,6 +23,7 @@ SECTIONS = [
     ("bench_check", "check() on the default JAX device"),
     ("bench_magic", "%%einsum_grad render time (no check)"),
     ("bench_flops", "XLA FLOPs: exported backward vs jax.vjp of jnp.einsum"),
+    ("bench_chain", "XLA FLOPs of a whole cell: exported backward vs jax.vjp of the jnp forward"),
 ]
 
 
