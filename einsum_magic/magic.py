@@ -55,7 +55,7 @@ from .equation import parse
 from .errors import EinsumError
 from .expect import judge
 from .shapes import parse_sizes, shapes_from
-from .verdict import verdict
+from .verdict import answer_hidden, verdict
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
            "load_ipython_extension"]
@@ -228,7 +228,8 @@ class _Run:
             display(GradDisplay(a, k, len(analyses), tab=verdict(a).tab, view=view))
             if view == "widget":
                 self._live(a)
-        backward = self._cell_backward() if code else None
+        hidden = any(answer_hidden(a) for a in analyses)   # an exercise is open or wrong
+        backward = self._cell_backward(show=not hidden) if code else None
         if not calls and not notes and code and backward is None:
             notes = ("no einsum call found in the cell",)
         if notes:
@@ -406,8 +407,12 @@ class _Run:
             return dataclasses.replace(a, check_note=f"could not run: {str(e).splitlines()[0]}")
         return dataclasses.replace(a, check=report)
 
-    def _cell_backward(self):
-        """The whole cell's backward (:mod:`einsum_magic.chain`), displayed; None if none."""
+    def _cell_backward(self, show: bool = True):
+        """The whole cell's backward (:mod:`einsum_magic.chain`), displayed; None if none.
+
+        ``show=False`` (an exercise of the cell is open or wrong: the cell's backward would
+        give its answer away) says so in one line instead of displaying it.
+        """
         from .chain.result import for_cell
         from .chain.view import CellBackwardDisplay
 
@@ -417,8 +422,10 @@ class _Run:
                                   skipped=why)
         if note:
             print(note)
-        if backward is not None:
+        if backward is not None and show:
             display(CellBackwardDisplay(backward))
+        elif backward is not None:
+            print("einsum_grad: the cell's backward is shown once its exercise is solved")
         return backward
 
     # -- 4. display -------------------------------------------------------------------

@@ -268,3 +268,16 @@ def test_graded_right_exactly_when_it_matches_jax_vjp(equation, data):
         e = judge(d, g.target, proposal)
         assert e.passed == right, (proposal, e.message)
         assert right or e.mistakes or e.verdict == "invalid"
+
+
+def test_the_cells_backward_waits_for_the_exercise(ip):
+    """A cell of several steps also shows its whole backward: not while its exercise is open."""
+    ip.run_cell("import numpy as np\nu = np.ones(3)")
+    cell = "u2 = u + 1\ns = np.einsum('i,i->', u, u2)"
+    result, cap = run(ip, f"%%einsum_grad --no-check --expect u=?\n{cell}")
+    assert result.success and len(cap.outputs) == 1
+    assert cap.stdout == "einsum_grad: the cell's backward is shown once its exercise is solved\n"
+    result, cap = run(ip, f"%%einsum_grad --no-check --expect u=,i->i\n{cell}")
+    assert result.success and len(cap.outputs) == 2 and cap.stdout == ""
+    for name in ("u", "u2"):
+        ip.user_ns.pop(name, None)
