@@ -1,0 +1,184 @@
+"""The diagram model (nodes, edges, open edges, copy tensors, caps, hyper-edge dots) and its SVG.
+
+Each hard case of the generalized swap has a test on the model; the SVG tests check what a
+reader counts on (one node per operand, one label per letter, every letter's colour, the
+same bytes for the same derivation) and that it parses as XML.
+"""
+
+from __future__ import annotations
+
+import string
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+import pytest
+
+from einsum_magic import derive
+from einsum_magic.colours import of
+from einsum_magic.diagram import backward, forward, section, svg
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def edges(diagram):
+    return sorted((e.letter, e.size, e.ends) for e in diagram.edges)
+
+
+def kinds(diagram):
+    return Counter(n.kind for n in diagram.nodes)
+
+
+def test_matmul_forward_and_backward():
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+    f = forward(d)
+    assert edges(f) == [("i", 2, ("op0",)), ("j", 3, ("op0", "op1")), ("k", 4, ("op1",))]
+    assert [e.open for e in f.edges] == [True, False, True]
+    assert f.output == "ik" and kinds(f) == {"operand": 2}
+    b = backward(d, 0)
+    assert kinds(b) == {"slot": 1, "operand": 1, "cotangent": 1}
+    assert b.node("op0").label == "dL_dA" and b.node("op0").subscripts == "ij"
+    # the cotangent fills the output's open edges; the slot's edges are the gradient's axes
+    assert edges(b) == [("i", 2, ("cot", "op0")), ("j", 3, ("op1", "op0")), ("k", 4, ("op1", "cot"))]
+    assert not any(e.open for e in b.edges)
+
+
+def test_trace_is_a_dot_forward_and_a_copy_tensor_backward():
+    d = derive("ii->", shapes=((3, 3),))
+    f = forward(d)
+    assert kinds(f) == {"operand": 1, "dot": 1}
+    assert edges(f) == [("i", 3, ("op0", "dot:i"))] * 2 and f.output == ""
+    b = backward(d, 0)
+    assert kinds(b) == {"slot": 1, "cotangent": 1, "copy": 1}
+    assert b.node("cot").subscripts == ""            # 0-d cotangent: no edge
+    assert edges(b) == [("i", 3, ("aux0", "op0")), ("j", 3, ("aux0", "op0"))]
+
+
+def test_diagonal_joins_operand_output_at_a_dot():
+    d = derive("ii->i", shapes=((3, 3),))
+    f = forward(d)
+    assert edges(f) == [("i", 3, ("dot:i",)), ("i", 3, ("op0", "dot:i")), ("i", 3, ("op0", "dot:i"))]
+    b = backward(d, 0)
+    assert kinds(b) == {"slot": 1, "cotangent": 1, "copy": 1, "dot": 1}
+    assert edges(b) == [("i", 3, ("aux0", "dot:i")), ("i", 3, ("cot", "dot:i")),
+                        ("i", 3, ("op0", "dot:i")), ("j", 3, ("aux0", "op0"))]
+
+
+def test_letter_summed_in_one_operand_ends_in_a_cap():
+    d = derive("ij->i", shapes=((2, 3),))
+    f = forward(d)
+    assert kinds(f) == {"operand": 1, "cap": 1} and f.node("sum:j").label == "sum"
+    assert edges(f) == [("i", 2, ("op0",)), ("j", 3, ("op0", "sum:j"))]
+    b = backward(d, 0)
+    cap = b.kinds("cap")[0]
+    assert cap.label == "np.ones" and cap.attach == "op0"
+    assert edges(b) == [("i", 2, ("cot", "op0")), ("j", 3, ("aux0", "op0"))]
+
+
+def test_ellipsis_with_size_one_broadcasting():
+    d = derive("...ij,...jk->...ik", shapes=((1, 2, 3), (5, 3, 4)))
+    assert d.inputs == ("lij", "ajk")                # 'l': A's size-1 axis, 'a': the '...'
+    f = forward(d)
+    assert edges(f) == [("a", 5, ("op1",)), ("i", 2, ("op0",)), ("j", 3, ("op0", "op1")),
+                        ("k", 4, ("op1",)), ("l", 1, ("op0", "sum:l"))]
+    assert f.output == "aik"
+    a = backward(d, 0)
+    assert edges(a) == [("a", 5, ("op1", "cot")), ("i", 2, ("cot", "op0")), ("j", 3, ("op1", "op0")),
+                        ("k", 4, ("op1", "cot")), ("l", 1, ("aux0", "op0"))]
+    assert a.node("aux0").kind == "cap"
+    b = backward(d, 1)
+    assert kinds(b) == {"operand": 1, "slot": 1, "cotangent": 1, "cap": 1}
+    assert ("a", 5, ("cot", "op1")) in edges(b) and ("l", 1, ("op0", "sum:l")) in edges(b)
+
+
+def test_same_array_twice_is_two_nodes():
+    d = derive("ij,ij->", names=("A", "A"), shapes=((2, 3), (2, 3)))
+    f = forward(d)
+    assert [(n.id, n.label) for n in f.nodes] == [("op0", "A"), ("op1", "A")]
+    assert edges(f) == [("i", 2, ("op0", "op1")), ("j", 3, ("op0", "op1"))]
+    for k, target in enumerate(("dL_dA_1", "dL_dA_2")):
+        b = backward(d, k)
+        assert b.node(f"op{k}").kind == "slot" and b.node(f"op{k}").label == target
+        assert b.node(f"op{1 - k}").kind == "operand"
+
+
+def test_zero_d_output_has_no_open_edge():
+    d = derive("i,i->", shapes=((3,), (3,)))
+    f = forward(d)
+    assert f.output == "" and not any(e.open for e in f.edges)
+    assert edges(f) == [("i", 3, ("op0", "op1"))]
+    assert backward(d, 0).node("cot").subscripts == ""
+
+
+def test_ten_operands_chain():
+    letters = string.ascii_lowercase[:11]
+    eq = ",".join(letters[k:k + 2] for k in range(10)) + f"->{letters[0]}{letters[10]}"
+    d = derive(eq)
+    f = forward(d)
+    assert len(f.kinds("operand")) == 10 and f.columns == 10
+    assert len(f.edges) == 11 and sum(e.open for e in f.edges) == 2
+    for k in (0, 5, 9):
+        b = backward(d, k)
+        assert len(b.kinds("operand")) == 9 and len(b.kinds("slot")) == 1
+        assert not any(e.open for e in b.edges)
+    s = svg(f)
+    ET.fromstring(s)
+    assert s.count('class="eg-node eg-operand"') == 10
+
+
+def test_batch_letter_is_a_hyper_edge():
+    d = derive("bij,bjk->bik")
+    f = forward(d)
+    assert f.kinds("dot")[0].label == "b"
+    assert sorted(e.ends for e in f.edges if e.letter == "b") == [("dot:b",), ("op0", "dot:b"),
+                                                                  ("op1", "dot:b")]
+    assert sorted(e.ends for e in f.edges if e.letter == "i") == [("op0",)]
+
+
+def test_letter_of_three_operands_contracted_is_a_dot():
+    f = forward(derive("ij,ij,ij->"))
+    assert len(f.kinds("dot")) == 2 and f.output == ""
+
+
+@pytest.mark.parametrize("eq, shapes, names", [
+    ("ij,jk->ik", ((2, 3), (3, 4)), None),
+    ("ii->i", ((3, 3),), None),
+    ("...ij,...jk->...ik", ((1, 2, 3), (5, 3, 4)), None),
+    ("ij,ij->", ((2, 3), (2, 3)), ("A", "A")),
+    ("bhqk,bhkd->bhqd", None, None),
+    ("abcdefghijkl->", None, None),
+])
+def test_svg_has_one_node_per_operand_and_one_label_per_letter(eq, shapes, names):
+    d = derive(eq, names=names, shapes=shapes)
+    colours = of(d)
+    for k, diagram in [(None, forward(d))] + [(k, backward(d, k)) for k in range(len(d.names))]:
+        s = svg(diagram, colours)
+        root = ET.fromstring(s)
+        assert root.tag == f"{SVG}svg"
+        groups = [g for g in root.iter() if "eg-node" in g.get("class", "")]
+        kinds_ = Counter(g.get("class").split()[1] for g in groups)
+        assert kinds_["eg-operand"] == len(d.names) - (k is not None)
+        assert kinds_["eg-slot"] == (k is not None)
+        labels = [t for t in root.iter(f"{SVG}text") if "eg-edge-label" in t.get("class", "")]
+        assert sorted(t.text for t in labels) == sorted(diagram.letters)
+        for t in labels:                 # each letter's label carries the letter's colour
+            assert f"eg-l{colours[t.text]}" in t.get("class").split()
+        if shapes is not None:           # 'letter=size', the size of that letter's edges
+            size = {e.letter: e.size for e in diagram.edges}
+            assert {t.text: "".join(t.itertext()) for t in labels} == {
+                c: f"{c}={size[c]}" for c in diagram.letters}
+
+
+def test_svg_is_deterministic_and_sized_by_the_shapes():
+    a = section(derive("bij,bjk->bik", shapes=((2, 3, 4), (2, 4, 5))))
+    b = section(derive("bij,bjk->bik", shapes=((2, 3, 4), (2, 4, 5))))
+    assert a == b and "j=4" not in a          # the size is in its own tspan
+    assert '>j<tspan class="eg-size">=4</tspan>' in a
+    other = section(derive("bij,bjk->bik", shapes=((2, 3, 7), (2, 7, 5))))
+    assert '>j<tspan class="eg-size">=7</tspan>' in other
+
+
+def test_section_shows_forward_beside_every_backward():
+    d = derive("ij,jk,kl->il")
+    s = section(d)
+    assert s.count("<svg") == 1 + 2 * 3 and s.count('data-node="cot"') == 3
+    assert s.count("<figure>") == 7
