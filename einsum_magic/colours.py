@@ -16,7 +16,9 @@ Colour is never the only cue: the letter stays as text inside its ``<span>``.
   ``data-jp-theme-light="false"`` (and VS Code's ``vscode-dark``), and the classes
   ``eg-l0`` … (text colour) that spans carry.
 * :func:`paint` colours the letters of an equation string; :func:`paint_code` those of
-  highlighted code (the letters inside an einsum string and the loop indices).
+  highlighted code (the letters inside an einsum string and the loop indices);
+  :func:`paint_html` both, through a whole section of the display (the one helper the
+  views call).
 
 Pure functions of strings and mappings.
 
@@ -35,7 +37,8 @@ import re
 from html import escape, unescape
 from typing import Iterable, Mapping
 
-__all__ = ["PALETTE", "assign", "of", "for_relabelled", "css", "paint", "paint_code", "class_of"]
+__all__ = ["PALETTE", "assign", "of", "for_relabelled", "css", "paint", "paint_code", "paint_html",
+           "class_of"]
 
 #: (name, colour on light backgrounds, colour on dark backgrounds), in the order letters take them.
 PALETTE = (
@@ -178,3 +181,32 @@ class="eg-l0">i</span>&#39;</span>'
 def _span(c: str, colours: Mapping[str, int]) -> str:
     k = colours.get(c)
     return c if k is None else f'<span class="eg-l{k}">{c}</span>'
+
+
+#: An inline ``<code>`` of plain text, and a Pygments block.
+_CODE = re.compile(r"<code>([^<]*)</code>")
+_PRE = re.compile(r'(<pre class="eg-code">)(.*?)(</pre>)', re.S)
+_EQUATION = re.compile(r"(?:[A-Za-z,\s]|\.\.\.)*(?:->(?:[A-Za-z\s]|\.\.\.)*)?")
+
+
+def paint_html(fragment: str, colours: Mapping[str, int], names: Iterable[str] = ()) -> str:
+    """A section of the display with every letter painted: each inline ``<code>`` that
+    holds an equation or subscripts (``ij,jk->ik``, ``ij``, ``i``; not ``names``, the
+    arrays) and every highlighted block (:func:`paint_code`). Spans already painted stay.
+
+    >>> paint_html("<td><code>ij</code></td><td><code>A</code></td>", {"i": 0, "j": 1, "A": 2},
+    ...            names=("A",))
+    '<td><code><span class="eg-l0">i</span><span class="eg-l1">j</span></code></td><td><code>A</code></td>'
+    """
+    names = tuple(names)
+
+    def code(m):
+        text = unescape(m.group(1))
+        if not text or text in names or _EQUATION.fullmatch(text) is None:
+            return m.group(0)
+        return f"<code>{paint(text, colours)}</code>"
+
+    def pre(m):
+        return m.group(1) + paint_code(m.group(2), colours, names) + m.group(3)
+
+    return _PRE.sub(pre, _CODE.sub(code, fragment))

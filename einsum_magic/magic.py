@@ -53,6 +53,7 @@ from .equation import parse
 from .errors import EinsumError
 from .expect import judge
 from .shapes import parse_sizes, shapes_from
+from .sliders import fixed_letters
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
            "load_ipython_extension"]
@@ -311,7 +312,8 @@ class _Run:
         d = self._derive(call, shapes)
         verdicts = tuple(judge(d, target, proposal, self.seed)
                          for target, proposal in expects)
-        return Analysis(call, d, sizes_from, expectations=verdicts)
+        fixed = fixed_letters(d, self._arrays(call)) if self.ran else ()
+        return Analysis(call, d, sizes_from, expectations=verdicts, fixed=fixed)
 
     def _arrays(self, call) -> dict[int, object]:
         """Position → the user's array, for operands the call may look up that have a shape."""
