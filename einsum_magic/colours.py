@@ -12,8 +12,9 @@ Colour is never the only cue: the letter stays as text inside its ``<span>``.
   colour of the letter it repeats. :func:`for_relabelled` carries them over to a
   relabelled equation, so a colour keeps meaning one axis.
 * :func:`css` is the stylesheet: the colours as custom properties ``--eg-l0`` …
-  ``--eg-l9`` on ``.einsum-grad``, switched to the dark variants by JupyterLab's
-  ``data-jp-theme-light="false"`` (and VS Code's ``vscode-dark``), and the classes
+  ``--eg-l9`` on ``.einsum-grad``, switched to the dark variants inside JupyterLab's
+  ``data-jp-theme-light="false"`` (and VS Code's ``vscode-dark``; every selector starts
+  at ``.einsum-grad``, so nothing leaks out of the display), and the classes
   ``eg-l0`` … (text colour) that spans carry.
 * :func:`paint` colours the letters of an equation string; :func:`paint_code` those of
   highlighted code (the letters inside an einsum string and the loop indices);
@@ -122,7 +123,7 @@ def css() -> str:
     light = " ".join(f"--eg-l{k}: {c};" for k, (_, c, _) in enumerate(PALETTE))
     dark = " ".join(f"--eg-l{k}: {c};" for k, (_, _, c) in enumerate(PALETTE))
     rules = [f".einsum-grad {{ {light} }}",
-             '[data-jp-theme-light="false"] .einsum-grad, .vscode-dark .einsum-grad, '
+             '.einsum-grad:is([data-jp-theme-light="false"] *), .einsum-grad:is(.vscode-dark *), '
              f".einsum-grad.eg-dark {{ {dark} }}"]
     rules += [f".einsum-grad .eg-l{k} {{ color: var(--eg-l{k}); }}" for k in range(len(PALETTE))]
     return "\n".join(rules)
@@ -134,11 +135,15 @@ def paint(text: str, colours: Mapping[str, int]) -> str:
     >>> paint("i->", {"i": 3})
     '<span class="eg-l3">i</span>-&gt;'
     """
-    out = []
-    for c in text:
-        k = colours.get(c) if c.isalpha() else None
-        out.append(escape(c) if k is None else f'<span class="eg-l{k}">{c}</span>')
-    return "".join(out)
+    return text.translate(_table(tuple(sorted(colours.items()))))
+
+
+@functools.lru_cache(maxsize=256)
+def _table(colours: tuple) -> dict:
+    """A ``str.translate`` table: HTML escapes, and each coloured letter in its span."""
+    table = {ord(c): escape(c) for c in "&<>\"'"}
+    table.update({ord(c): f'<span class="eg-l{k}">{c}</span>' for c, k in colours if c.isalpha()})
+    return table
 
 
 #: A Pygments name token of one letter, and a string token (the HTML Pygments writes).

@@ -178,9 +178,10 @@ DOWN = 96           # from the row to the output's open ends / the cotangent
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.1f}".rstrip("0").rstrip(".")
+    return str(round(x))                        # whole pixels: short, and the same bytes
 
 
+@functools.lru_cache(maxsize=4096)
 def _width(n: Node) -> float:
     w = max(34.0, CHAR_W * max(len(n.label), 2) + 16, 12.0 * len(n.subscripts) + 12)
     if n.kind == "cotangent":                  # wide enough for every open edge it fills
@@ -410,9 +411,9 @@ def _curve(x0, y0, x1, y1) -> str:
 
 
 CSS = """
-.einsum-grad .eg-diagrams { display: flex; flex-wrap: wrap; gap: 8px 24px; align-items: flex-start; }
-.einsum-grad .eg-diagrams figure { margin: 0; }
-.einsum-grad .eg-diagrams figcaption { font-size: var(--jp-ui-font-size1, 13px); }
+.einsum-grad .eg-figures { display: flex; flex-wrap: wrap; gap: 8px 24px; }
+.einsum-grad .eg-figures figure { margin: 0; }
+.einsum-grad .eg-figures figcaption { font-size: var(--jp-ui-font-size1, 13px); }
 .einsum-grad svg.eg-diagram { font-family: var(--jp-code-font-family, monospace); font-size: 12px;
   overflow: visible; }
 .einsum-grad svg.eg-diagram text { fill: var(--jp-ui-font-color1, #212121); }
@@ -466,9 +467,9 @@ def section(d) -> str:
     parts = ['<div class="eg-muted">Each operand is a node, each letter an edge (letter=size); '
              "the output's letters are open edges. The backward of an operand is the forward "
              "with that operand taken out (dashed slot) and the cotangent plugged into the open "
-             "edges.</div>", f'<div class="eg-diagrams">{forward_figure}</div>']
+             "edges.</div>", f'<div class="eg-figures">{forward_figure}</div>']
     for k, g in enumerate(d.grads):
         parts.append(f"<h4>{escape(g.target)}</h4>")
-        parts.append(f'<div class="eg-diagrams">{forward_figure}'
+        parts.append(f'<div class="eg-figures">{forward_figure}'
                      f"{figure(backward(d, k), escape(g.target))}</div>")
     return "".join(parts)

@@ -31,12 +31,13 @@ import functools
 import math
 from html import escape
 
+from . import colours as _colours, diagram as _diagram
 from .cost import cost as cost_report
 from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 
-__all__ = ["stylesheet", "highlight", "highlight_module", "header", "backward", "loops", "shapes",
-           "cost", "export", "check", "page", "progress", "wrap"]
+__all__ = ["stylesheet", "highlight", "highlight_module", "header", "backward", "diagram", "loops",
+           "shapes", "cost", "export", "check", "page", "progress", "wrap", "painted"]
 
 #: Pygments token type → JupyterLab editor colour variable (and a light-theme fallback).
 _TOKEN_COLOURS = (
@@ -101,6 +102,7 @@ def stylesheet() -> str:
         weight = {"bold": "font-weight: bold; ", "italic": "font-style: italic; "}.get(font, "")
         rules.append(f"{selector} {{ color: var(--jp-mirror-editor-{var}-color, {fallback}); "
                      f"{weight}}}")
+    rules += [_colours.css(), _diagram.css()]   # one colour per letter; the diagrams
     return "<style>\n" + "\n".join(rules) + "\n</style>"
 
 
@@ -180,6 +182,12 @@ def _code(text: str) -> str:
     return f"<code>{escape(text)}</code>"
 
 
+def painted(a, fragment: str) -> str:
+    """``fragment`` of ``a``'s display with every letter in its colour (:mod:`einsum_magic.colours`)."""
+    d = a.derivation
+    return _colours.paint_html(fragment, _colours.of(d), d.names + (d.output,))
+
+
 def _table(head, rows) -> str:
     out = ['<table class="eg-table"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for row in rows:
@@ -219,7 +227,8 @@ def backward(a) -> str:
                      f"{shape_text(g.shape)} = {escape(g.wrt)}'s shape</span></h4>")
         parts.append(highlight(grad_code(a, g)))
         parts.append("<ol>" + "".join(f"<li>{escape(s)}</li>" for s in g.steps) + "</ol>")
-        reading = f"relabelled {_code(g.relabelled)}"
+        relabelled = _colours.for_relabelled(g.equation, g.relabelled, _colours.of(d))
+        reading = f"relabelled <code>{_colours.paint(g.relabelled, relabelled)}</code>"
         if g.interpretation:
             reading += f", reads {_code(f'{g.target} = {g.interpretation}')}"
         parts.append(f"<div>{_code(g.equation)}: {reading}</div>")
@@ -236,6 +245,11 @@ def backward(a) -> str:
                          f"{escape(e.target)} = {_code(e.proposal)}: {message}</li>")
         parts.append("</ul>")
     return "".join(parts)
+
+
+def diagram(a) -> str:
+    """Tensor networks: the forward, and each gradient's beside it (:mod:`einsum_magic.diagram`)."""
+    return _diagram.section(a.derivation)
 
 
 def loops(a) -> str:
@@ -401,11 +415,11 @@ def _verdict(passed: bool, message: str) -> str:
 
 def page(a, index: int | None = None, count: int = 1) -> str:
     """The static, deterministic HTML of the whole analysis (the bundle's ``text/html``)."""
-    body = [header(a, index, count)]
-    for title, section in (("Backward", backward(a)), ("Loops", loops(a)),
+    body = [painted(a, header(a, index, count))]
+    for title, section in (("Backward", backward(a)), ("Diagram", diagram(a)), ("Loops", loops(a)),
                            ("Shapes", shapes(a)), ("Cost", cost(a)),
                            ("Check", check(a, live=False))):
-        body.append(f"<h3>{title}</h3>{section}")
+        body.append(f"<h3>{title}</h3>{painted(a, section)}")
     return wrap("".join(body), style=True)
 
 

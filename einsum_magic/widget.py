@@ -64,22 +64,36 @@ def _fill(tabs) -> None:
 
 def backward_tab(a):
     """Each gradient: code, the swap step by step, relabelled reading, interpretation, shape."""
-    return _html(html.wrap(html.backward(a)))
+    return _html(html.wrap(html.painted(a, html.backward(a))))
+
+
+def diagram_tab(a):
+    """Tensor networks of the forward and of each gradient beside it, as SVG."""
+    return _html(html.wrap(html.diagram(a)))
 
 
 def loops_tab(a):
     """The forward pass and each gradient as for-loops."""
-    return _html(html.wrap(html.loops(a)))
+    return _html(html.wrap(html.painted(a, html.loops(a))))
 
 
 def shapes_tab(a):
-    """Letters with size, role and carriers; operand, output and gradient shapes."""
-    return _html(html.wrap(html.shapes(a)))
+    """Letters with size, role and carriers; operand, output and gradient shapes; a size
+    slider per letter the arrays do not fix (:mod:`einsum_magic.sliders`)."""
+    from . import sliders
+
+    table = _html(html.wrap(html.painted(a, html.shapes(a))))
+    drag = sliders.widget(a)
+    if drag is None:
+        return table
+    import ipywidgets
+
+    return ipywidgets.VBox([table, drag])
 
 
 def cost_tab(a):
     """FLOPs of the forward and each gradient (naive, optimised, steps) and the joint plan."""
-    return _html(html.wrap(html.cost(a)))
+    return _html(html.wrap(html.painted(a, html.cost(a))))
 
 
 def export_tab(a):
@@ -89,12 +103,13 @@ def export_tab(a):
 
 def check_tab(a):
     """PASS/FAIL, device, dtype, precision, per-gradient errors against tolerances, timings."""
-    return _html(html.wrap(html.check(a, live=True)))
+    return _html(html.wrap(html.painted(a, html.check(a, live=True))))
 
 
 #: The tabs, in order: (title, function of the Analysis returning a widget).
 TABS = [
     ("Backward", backward_tab),
+    ("Diagram", diagram_tab),
     ("Loops", loops_tab),
     ("Shapes", shapes_tab),
     ("Cost", cost_tab),
@@ -107,7 +122,7 @@ def build(a, index: int | None = None, count: int = 1):
     """The composite widget of analysis ``a``: a header over one tab per :data:`TABS` entry."""
     import ipywidgets
 
-    head = _html(html.wrap(html.header(a, index, count), style=True))
+    head = _html(html.wrap(html.painted(a, html.header(a, index, count)), style=True))
     tabs = ipywidgets.Tab(children=[make(a) for _, make in TABS],
                           titles=[title for title, _ in TABS])
     tabs.observe(lambda change: _fill(tabs), names="selected_index")

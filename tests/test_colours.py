@@ -41,7 +41,7 @@ def test_css_switches_to_dark_variants_with_jupyterlab_theme():
     rules = css()
     light, dark = rules.splitlines()[:2]
     assert all(c in light for _, c, _ in PALETTE)
-    assert '[data-jp-theme-light="false"] .einsum-grad' in dark
+    assert '.einsum-grad:is([data-jp-theme-light="false"] *)' in dark
     assert all(c in dark for _, _, c in PALETTE)
 
 

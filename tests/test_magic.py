@@ -552,4 +552,4 @@ def test_the_widget_has_cost_and_export_tabs_between_shapes_and_check(ip, monkey
     from einsum_magic.widget import build
 
     tabs = build(a).children[1]
-    assert list(tabs.titles) == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
+    assert list(tabs.titles) == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]

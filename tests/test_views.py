@@ -234,8 +234,8 @@ def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     assert page == html.page(a)
     assert page.startswith("<style>") and '<div class="einsum-grad">' in page
     titles = re.findall(r"<h3>(\w+)</h3>", page)
-    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Check"]
-    assert html.cost(a) in page
+    assert titles == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Check"]
+    assert html.painted(a, html.cost(a)) in page
     for code in ("def backward(", "custom_vjp", "autograd"):    # the export is the widget's
         assert code not in visible(page)
     for leak in ("NVIDIA", "gpu", "ms", "5.00e-01", "values differ", "experimental"):
@@ -410,12 +410,14 @@ def test_widget_has_a_header_and_its_tabs(checked):
     head, tabs = w.children
     assert "<style>" in head.value and "einsum_grad" in head.value
     assert isinstance(tabs, ipywidgets.Tab)
-    assert list(tabs.titles) == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
-    backward, loops, shapes, cost_tab, export_tab, check_tab = tabs.children
+    assert list(tabs.titles) == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]
+    backward, diagram, loops, shapes, cost_tab, export_tab, check_tab = tabs.children
     assert visible(backward.value) == visible(html.backward(checked))
+    assert diagram.value.count("<svg") == 1 + 2 * len(checked.derivation.grads)
     assert checked.derivation.loops in visible(loops.value)
-    assert "contracted" in shapes.value
-    assert cost_tab.value == html.wrap(html.cost(checked))
+    table, sliders = shapes.children          # no array fixes a letter here: every one drags
+    assert "contracted" in table.value and sorted(sliders._einsum_sliders) == ["i", "j", "k"]
+    assert cost_tab.value == html.wrap(html.painted(checked, html.cost(checked)))
     assert "PASS" in check_tab.value and "device" in check_tab.value
     w.close()
 
