@@ -240,7 +240,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
     if upper_dots:
         top_need = max(top_need, 52 + 14 * (len(upper_dots) - 1))
     row_y = MARGIN + top_need + 12 + ROW_H / 2
-    bottom_y = row_y + DOWN
+    bottom_y = row_y + (DOWN if bottom else 56)     # a 0-d cotangent joins no edge: closer
     height = bottom_y + (ROW_H + 26 if cot is not None else 34) + MARGIN / 2
     if cot is None and not diagram.output:       # nothing below the row (a 0-d output)
         height = row_y + ROW_H / 2 + MARGIN
@@ -280,14 +280,16 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
         if copies and level == "down":           # beside the copy tensor, clear of its host
             x = max(copies) + 14
         places.append((n, round(x), level))
-    groups = {}
-    for n, x, level in places:
-        groups.setdefault((x, level), []).append(n)
-    for (x, level), members in groups.items():
-        for rank, n in enumerate(members):
-            dx = (rank - (len(members) - 1) / 2) * DOT_GAP
+    for level in ("up", "down"):                 # at least DOT_GAP apart, centred as placed
+        row = sorted(((x, i, n) for i, (n, x, lv) in enumerate(places) if lv == level),
+                     key=lambda t: (t[0], t[1]))
+        placed: list = []
+        for x, _, n in row:
+            placed.append(max(x, placed[-1] + DOT_GAP) if placed else x)
+        shift = (sum(x for x, _, _ in row) - sum(placed)) / len(row) if row else 0
+        for rank, ((_, _, n), x) in enumerate(zip(row, placed)):
             y = row_y + DOWN * 0.45 if level == "down" else row_y - ROW_H / 2 - 30 - 12 * (rank % 2)
-            pos[n.id] = (x + dx, y)
+            pos[n.id] = (x + shift, y)
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="eg-diagram" width="{_fmt(width)}" '
            f'height="{_fmt(height)}" viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" '
@@ -387,6 +389,10 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
                        f'y="{_fmt(y - ROW_H / 2)}" width="{_fmt(w)}" height="{ROW_H}" rx="6"/>'
                        f'<text x="{_fmt(x)}" y="{_fmt(y + 5)}" text-anchor="middle">'
                        f"{escape(n.label)}</text></g>")
+    if cot is not None and not bottom:
+        out.append(f'<text class="eg-small eg-caption" x="{_fmt(centre)}" '
+                   f'y="{_fmt(bottom_y + ROW_H + 12)}" text-anchor="middle">0-d: scales every term'
+                   "</text>")
     if cot is None and bottom:
         out.append(f'<text class="eg-small eg-caption" x="{_fmt(centre)}" y="{_fmt(bottom_y + 18)}" '
                    f'text-anchor="middle">open: {escape(diagram.title.split()[-1])}'
