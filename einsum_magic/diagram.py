@@ -215,15 +215,20 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
     span = max(len(bottom) - 1, 0) * OPEN_GAP
     inner = max(row_w + max(_width(n) for n in diagram.nodes if n.column >= 0) if cols else 0,
                 span + 40, (_width(cot) if cot else 0) + 20, 120)
-    width = inner + 2 * MARGIN
-    centre = width / 2
-    xs = {n.id: MARGIN + (inner - row_w) / 2 + n.column * GAP for n in diagram.nodes if n.column >= 0}
+    # a copy tensor beside the first or last column, and its labels, need room
+    by_id = {n.id: n for n in diagram.nodes}
+    hosts_of_copies = {by_id[n.attach].column for n in diagram.nodes if n.kind == "copy"}
+    left = 64 if 0 in hosts_of_copies else 0
+    right = 64 if cols - 1 in hosts_of_copies else 0
+    width = inner + 2 * MARGIN + left + right
+    centre = MARGIN + left + inner / 2
+    xs = {n.id: MARGIN + left + (inner - row_w) / 2 + n.column * GAP for n in diagram.nodes
+          if n.column >= 0}
 
     # arcs between operands in the row: their heights decide the top margin
     pair_count: dict = {}
     arcs = {}
     top_need = 0.0
-    by_id = {n.id: n for n in diagram.nodes}
     for i, e in enumerate(diagram.edges):
         if len(e.ends) == 2 and all(by_id[x].column >= 0 for x in e.ends):
             a, b = sorted(e.ends, key=lambda x: by_id[x].column)
@@ -264,8 +269,10 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
         for i, n in enumerate(caps):                 # caps above their node
             pos[n.id] = (hx + (i - (len(caps) - 1) / 2) * 34, row_y - ROW_H / 2 - 40)
         copies = [n for n in members if n.kind == "copy"]
-        for i, n in enumerate(copies):               # copy tensors above right
-            pos[n.id] = (hx + _width(by_id[host]) / 2 + 12 + 26 * i, row_y - ROW_H / 2 - 34)
+        sign = 1 if _arcs_beside(diagram, arcs, by_id, host) else -1
+        for i, n in enumerate(copies):               # copy tensors above, the side with fewer arcs
+            pos[n.id] = (hx + sign * (_width(by_id[host]) / 2 + 12 + 26 * i),
+                         row_y - ROW_H / 2 - 34)
     # hyper-edge dots: between their ends, spread apart when several share a place
     places = []
     for n in dots:
@@ -347,14 +354,16 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
             out.append(f'<path class="eg-edge {cls}" d="{_curve(x0, y0, x1, y1)}"/>')
             if by_id[b].kind == "cotangent":
                 mid = (x1, y1 - 12)
-            elif by_id[b].kind == "copy":
-                side[e.letter] = "start"
+            elif by_id[b].kind == "copy":            # beside the copy tensor, outwards
+                right = x1 >= pos[by_id[b].attach][0]
+                side[e.letter] = "start" if right else "end"
                 rank = sum(1 for c in copy_labels if c == b)
                 copy_labels.append(b)
-                mid = (x1 + 9, y1 + 1 + 13 * rank)
-            elif by_id[b].kind == "cap":
-                side[e.letter] = "start" if x1 >= x0 else "end"
-                mid = ((x0 + x1) / 2 + (6 if x1 >= x0 else -6), (y0 + y1) / 2 + 8)
+                mid = (x1 + (9 if right else -9), y1 + 1 + 13 * rank)
+            elif by_id[b].kind == "cap":             # the side with fewer arcs
+                right = _arcs_beside(diagram, arcs, by_id, by_id[b].attach)
+                side[e.letter] = "start" if right else "end"
+                mid = ((x0 + x1) / 2 + (6 if right else -6), (y0 + y1) / 2 + 8)
             else:
                 mid = ((x0 + x1) / 2, (y0 + y1) / 2)
         dot = f"dot:{e.letter}"
@@ -400,6 +409,17 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
     out += labels
     out.append("</svg>")
     return "".join(out)
+
+
+def _arcs_beside(diagram: Diagram, arcs, by_id, host: str) -> bool:
+    """Whether fewer arcs leave ``host`` to its right than to its left (ties: the right if
+    nothing is to its left, for a first column)."""
+    column = by_id[host].column
+    sides = [by_id[x].column > column for i in arcs for x in diagram.edges[i].ends
+             if host in diagram.edges[i].ends and x != host]
+    if sides.count(True) == sides.count(False):
+        return column == 0
+    return sides.count(True) < sides.count(False)
 
 
 def _dot_level(diagram: Diagram, dot: Node, by_id) -> str:

@@ -182,3 +182,71 @@ def test_section_shows_forward_beside_every_backward():
     s = section(d)
     assert s.count("<svg") == 1 + 2 * 3 and s.count('data-node="cot"') == 3
     assert s.count("<figure>") == 7
+
+
+def _label_boxes(s: str):
+    """(x0, y0, x1, y1) of every edge label: 7.5 px a character, 12 px high, as drawn."""
+    boxes = []
+    for t in ET.fromstring(s).iter(f"{SVG}text"):
+        if "eg-edge-label" not in t.get("class", ""):
+            continue
+        x, y, width = float(t.get("x")), float(t.get("y")), 7.5 * len("".join(t.itertext()))
+        x0 = {"start": x, "middle": x - width / 2, "end": x - width}[t.get("text-anchor")]
+        boxes.append((x0, y - 11, x0 + width, y + 1, t.text))
+    return boxes
+
+
+def _node_boxes(s: str):
+    return [(float(r.get("x")), float(r.get("y")), float(r.get("x")) + float(r.get("width")),
+             float(r.get("y")) + float(r.get("height"))) for r in ET.fromstring(s).iter(f"{SVG}rect")]
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+READABLE = [
+    ("ij,jk->ik", ((2, 3), (3, 4))),
+    ("bhqk,bhkd->bhqd", ((2, 4, 5, 6), (2, 4, 6, 3))),
+    ("ii->i", ((3, 3),)),
+    ("iij,jk->ik", ((3, 3, 4), (4, 5))),
+    ("...ij,...jk->...ik", ((1, 2, 3), (5, 3, 4))),
+    ("ab,bc,cd,de,ef,fg,gh,hi->ai", tuple((n, n + 1) for n in range(2, 10))),   # 8 operands
+    ("abc,cde,efg,ghi,ijk,kla->bdfhjl", None),                               # 12 letters
+]
+
+
+@pytest.mark.parametrize("eq, shapes", READABLE)
+def test_no_two_labels_or_nodes_overlap(eq, shapes):
+    d = derive(eq, shapes=shapes)
+    for diagram in [forward(d)] + [backward(d, k) for k in range(len(d.names))]:
+        s = svg(diagram, of(d))
+        labels, nodes = _label_boxes(s), _node_boxes(s)
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                assert not _overlap(a, b), (diagram.title, a, b)
+        for i, a in enumerate(nodes):
+            for b in nodes[i + 1:]:
+                assert not _overlap(a, b), (diagram.title, a, b)
+
+
+def test_same_bytes_after_every_cache_is_cleared():
+    from einsum_magic import colours, diagram as module
+
+    d = derive("bij,bjk->bik", shapes=((2, 3, 4), (2, 4, 5)))
+    first = section(d)
+    for cached in (module._forward, module._backward, module._svg, module._width, colours._of):
+        cached.cache_clear()
+    assert section(derive("bij,bjk->bik", shapes=((2, 3, 4), (2, 4, 5)))) == first
+
+
+@pytest.mark.parametrize("eq, shapes", READABLE + [("ijj,jk->ik", None), ("ij,jkk->ik", None)])
+def test_everything_drawn_inside_the_picture(eq, shapes):
+    d = derive(eq, shapes=shapes)
+    for diagram in [forward(d)] + [backward(d, k) for k in range(len(d.names))]:
+        s = svg(diagram, of(d))
+        root = ET.fromstring(s)
+        width, height = float(root.get("width")), float(root.get("height"))
+        for box in _label_boxes(s) + _node_boxes(s):
+            assert 0 <= box[0] and box[2] <= width and 0 <= box[1] and box[3] <= height, (
+                diagram.title, box, width, height)
