@@ -128,6 +128,7 @@ class CheckReport:
     notes: tuple[str, ...]
     timings: dict          # derived_ms, jax_vjp_ms (warm, best of 3), compile_ms (~0 when cached)
     platform: tuple[str, ...] = ()   # what JAX warned while starting (varies by machine)
+    fallback: str = ""     # why JAX was not used, when NumPy's adjoint test checked instead
 
     @property
     def summary(self) -> str:
@@ -141,16 +142,27 @@ class CheckReport:
         'check: FAIL, 0/1 gradient matches jax.vjp (float32); wrong: dL_dA'
         """
         n, ok = len(self.grads), sum(g.passed for g in self.grads)
-        counted = f"{ok}/{n} gradient{'s' if n > 1 else ''} match{'es' if n == 1 else ''} jax.vjp"
+        if self.backend == "numpy":      # NumPy's adjoint test (einsum_magic.adjoint)
+            counted = f"{ok}/{n} gradient{'s' if n > 1 else ''} pass{'es' if n == 1 else ''} " \
+                "the adjoint test"
+            how = "; checked with NumPy (adjoint test)" + (
+                f", JAX not available: {self.fallback}" if self.fallback else "")
+        else:
+            counted = f"{ok}/{n} gradient{'s' if n > 1 else ''} match{'es' if n == 1 else ''} jax.vjp"
+            how = ""
         if self.passed:
-            return f"check: PASS, {counted} ({self.dtype})"
+            return f"check: PASS, {counted} ({self.dtype}){how}"
         wrong = ", ".join(g.target for g in self.grads if not g.passed)
-        return f"check: FAIL, {counted} ({self.dtype}); wrong: {wrong}"
+        return f"check: FAIL, {counted} ({self.dtype}); wrong: {wrong}{how}"
 
 
 def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotangent=None,
-          max_elements: int | None = None) -> CheckReport:
+          max_elements: int | None = None, fallback: bool = True) -> CheckReport:
     """Check every gradient of ``d`` against ``jax.vjp`` on JAX's default device.
+
+    Where JAX is not installed, fails to import (any exception) or fails running the
+    check, NumPy's exact adjoint test checks instead (:func:`einsum_magic.adjoint.check`,
+    float64) and the report's ``fallback`` and summary say why, in one line.
 
     Parameters
     ----------
@@ -172,15 +184,25 @@ def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotan
     max_elements:
         Element budget per array (default :data:`MAX_ELEMENTS`): arrays over it are
         replaced by seeded random arrays with clamped sizes, and ``notes`` says so.
+    fallback:
+        Whether NumPy's adjoint test stands in for an unavailable JAX (default); if
+        not, JAX's absence or failure raises.
 
     Raises
     ------
     JaxNotInstalled
-        Without JAX, with the install commands.
+        Without JAX and with ``fallback=False``, with the install commands.
     EinsumError
         For bad operands, shapes, cotangent or options.
     """
-    jax, jnp = _import_jax()
+    options = dict(seed=seed, cotangent=cotangent, max_elements=max_elements)
+    try:
+        jax, jnp = _import_jax()
+    except Exception as e:       # not installed, or a broken install raising anything
+        if not fallback:
+            raise
+        _fallback_dtype(dtype)
+        return _adjoint(d, operands, options, _why_not(e, "importing JAX raised"))
     if not isinstance(d, Derivation):
         raise EinsumError(f"check() takes a Derivation (from derive()), not {type(d).__name__}")
     dt = _resolve_dtype(jnp, dtype)
@@ -191,9 +213,40 @@ def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotan
     d, inputs = _prepare(d, operands, seed, dt, cotangent, budget)
     dtype = inputs.dtype
     x64 = dtype in ("float64", "complex128")
-    with (jax.enable_x64(True) if x64 else contextlib.nullcontext()), \
-            jax.default_matmul_precision(PRECISION):
-        return _run(jax, jnp, d, inputs, _flag(jax))
+    try:
+        with (jax.enable_x64(True) if x64 else contextlib.nullcontext()), \
+                jax.default_matmul_precision(PRECISION):
+            return _run(jax, jnp, d, inputs, _flag(jax))
+    except EinsumError:
+        raise
+    except Exception as e:       # e.g. jax_disable_jit, a device that fails: JAX, not the maths
+        if not fallback:
+            raise
+        return _adjoint(d, operands, options, _why_not(e, "JAX failed running the check"))
+
+
+def _adjoint(d, operands, options, why: str) -> CheckReport:
+    from .adjoint import check as adjoint_check
+
+    return adjoint_check(d, *operands, fallback=why, **options)
+
+
+def _why_not(error: BaseException, what: str) -> str:
+    """Why JAX is not used, in one line: not installed, or what it raised."""
+    if isinstance(error, JaxNotInstalled):
+        return f"JAX is not installed ({INSTALL})"
+    text = str(error).strip().splitlines()
+    return f"{what} {type(error).__name__}" + (f": {text[0]}" if text else "")
+
+
+def _fallback_dtype(dtype) -> None:
+    """The dtype check of :func:`_resolve_dtype` without JAX (the adjoint test runs in float64)."""
+    try:
+        name = np.dtype(dtype).name
+    except (TypeError, ValueError):
+        name = dtype if isinstance(dtype, str) else None
+    if name not in TOLERANCES:
+        raise EinsumError(f"dtype {dtype!r} cannot be checked: use one of {', '.join(TOLERANCES)}")
 
 
 # -- inputs (NumPy only) -----------------------------------------------------------------
@@ -395,6 +448,8 @@ def _import_jax():
     try:
         (jax, jnp), _STARTUP_WARNINGS = _quietly(_start_jax)
     except ImportError:
+        if jax_available():      # installed but broken: say what it raised
+            raise
         raise JaxNotInstalled() from None
     return jax, jnp
 

@@ -298,7 +298,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
             y = row_y + DOWN * 0.45 if level == "down" else row_y - ROW_H / 2 - 30 - 12 * (rank % 2)
             pos[n.id] = (x + shift, y)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="eg-diagram" width="{_fmt(width)}" '
+    out = [f'<svg class="eg-diagram" width="{_fmt(width)}" '
            f'height="{_fmt(height)}" viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" '
            f'aria-label="{escape(diagram.title)}: {escape(diagram.equation)}">',
            f"<title>{escape(diagram.title)}: {escape(diagram.equation)}</title>"]

@@ -9,12 +9,18 @@ plain fallbacks, so it reads in light and dark themes and outside JupyterLab. Co
 tokenised by Pygments (:func:`highlight`, :func:`highlight_module` for whole exported
 modules) and coloured by that stylesheet.
 
-:func:`page` is the ``text/html`` of the display bundle, seen where no widget manager
-exists (nbconvert, GitHub) and compared by nbval: it is deterministic, so its Check
-section shows PASS/FAIL, dtype, precision and tolerances but no device, error
-figures or timings (:func:`check` with ``live=True``, the widget's tab, shows those).
-Its Cost section (:func:`cost`) holds FLOP counts, which depend on the shapes only. The
-exported code (:func:`export`) is the widget's alone, to keep the page small.
+:func:`page` is the whole display, the ``text/html`` of every display bundle: the
+header over one tab per entry of :data:`TABS` (a title and a function of the Analysis
+returning HTML: adding a tab is one function and one line). The tabs switch with CSS
+alone (radio inputs and their labels: click or arrow keys; no script, no network), so
+the page reads the same in JupyterLab, VS Code, Colab, nbviewer, GitHub and
+nbconvert's HTML; every code block is a ``<pre>`` (monospace with no stylesheet at
+all, where every panel then shows in turn under its title), each panel is
+height-limited, and the long Export is folded in ``<details>``. nbval compares the
+page, so it is deterministic: its Check tab shows PASS/FAIL, dtype, precision and
+tolerances but no device, error figures or timings (:func:`check` with ``live=True``
+shows those, in a live widget). Its Cost tab (:func:`cost`) holds FLOP counts, which
+depend on the shapes only.
 
 >>> from einsum_magic import derive
 >>> from einsum_magic.analysis import Analysis
@@ -28,6 +34,7 @@ True
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from html import escape
 
@@ -36,8 +43,9 @@ from .cost import cost as cost_report
 from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 
-__all__ = ["stylesheet", "highlight", "highlight_module", "header", "backward", "diagram", "loops",
-           "shapes", "cost", "export", "check", "page", "progress", "wrap", "painted"]
+__all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "diagram",
+           "loops", "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page",
+           "progress", "wrap", "painted"]
 
 #: Pygments token type → JupyterLab editor colour variable (and a light-theme fallback).
 _TOKEN_COLOURS = (
@@ -58,7 +66,7 @@ _TOKEN_COLOURS = (
 _BASE_CSS = """
 .einsum-grad { font-family: var(--jp-ui-font-family, sans-serif);
   font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, #212121);
-  background: var(--jp-layout-color1, transparent); line-height: 1.4; }
+  background: var(--jp-layout-color1, transparent); line-height: 1.4; margin-bottom: 10px; }
 .einsum-grad .eg-title { font-weight: bold; margin: 2px 0; }
 .einsum-grad h3 { font-size: var(--jp-content-font-size3, 1.25em); margin: 14px 0 4px 0;
   color: var(--jp-ui-font-color1, #212121);
@@ -84,7 +92,28 @@ _BASE_CSS = """
 .einsum-grad .eg-fail { color: var(--jp-error-color1, #d32f2f); font-weight: bold; }
 .einsum-grad .eg-warn { color: var(--jp-warn-color1, #f57c00); font-weight: bold; }
 .einsum-grad ol, .einsum-grad ul { margin: 2px 0; padding-left: 22px; }
+.einsum-grad details > summary { cursor: pointer; margin: 6px 0 2px 0; }
+.einsum-grad .eg-tabs { position: relative; margin-top: 6px; }
+.einsum-grad .eg-tabs > input { position: absolute; opacity: 0; width: 1px; height: 1px;
+  margin: 0; pointer-events: none; }
+.einsum-grad .eg-tabs > label { display: inline-block; padding: 3px 12px; margin: 0 2px -1px 0;
+  cursor: pointer; user-select: none; color: var(--jp-ui-font-color2, #616161);
+  background: var(--jp-layout-color2, #eeeeee);
+  border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 3px 3px 0 0; }
+.einsum-grad .eg-tabs > input:checked + label { color: var(--jp-ui-font-color1, #212121);
+  background: var(--jp-layout-color1, #ffffff); font-weight: 600;
+  border-bottom-color: var(--jp-layout-color1, #ffffff); }
+.einsum-grad .eg-tabs > input:focus-visible + label {
+  outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: -2px; }
+.einsum-grad .eg-tabs > .eg-panel { display: none; max-height: 30em; overflow: auto;
+  padding: 2px 8px 6px 8px; border: 1px solid var(--jp-border-color2, #e0e0e0); }
+.einsum-grad .eg-tabs > .eg-panel > h3.eg-panel-title { display: none; }
+.einsum-grad .eg-tabs:not(:has(> input)) > .eg-panel { display: block; }
+.einsum-grad .eg-tabs:not(:has(> input)) > .eg-panel > h3.eg-panel-title { display: block; }
 """
+
+#: Tabs the stylesheet can switch (one rule each); :data:`TABS` may hold up to this many.
+MAX_TABS = 16
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,6 +122,10 @@ def stylesheet() -> str:
     from pygments.token import STANDARD_TYPES, string_to_tokentype
 
     rules = [_BASE_CSS.strip()]
+    # the panel of the k-th radio shows while that radio is checked: CSS alone, no script
+    rules.append(",\n".join(f".einsum-grad .eg-tabs > input:nth-of-type({k}):checked ~ "
+                            f"div.eg-panel:nth-of-type({k})" for k in range(1, MAX_TABS + 1))
+                 + " { display: block; }")
     roots = [string_to_tokentype(name) for name, *_ in _TOKEN_COLOURS]
     for root, (name, var, fallback, font) in zip(roots, _TOKEN_COLOURS):
         # each token class goes to the most specific entry that holds it
@@ -204,7 +237,7 @@ def header(a, index: int | None = None, count: int = 1) -> str:
     if count > 1 and index is not None:
         where = f"einsum {index + 1} of {count}, {where}"
     parts = [f'<div class="eg-title">einsum_grad <span class="eg-muted">{escape(where)}</span>'
-             "</div>", highlight(forward_code(a))]
+             f"{verdict(a)}</div>", highlight(forward_code(a))]
     written = forward_code(a).split(" = ", 1)[-1]
     if call.style != "equation" and " ".join(call.source.split()) != written:
         parts.append(f'<div class="eg-muted">as written: {_code(call.source)}</div>')
@@ -216,6 +249,14 @@ def header(a, index: int | None = None, count: int = 1) -> str:
     parts.append(f"<div>shapes: {shapes} → {escape(d.output)} {shape_text(d.output_shape)} "
                  f'<span class="eg-muted">({escape(a.sizes_from)})</span></div>')
     return "".join(parts)
+
+
+def verdict(a) -> str:
+    """The verdict badge at the right of the header's title (the check, ``--expect``).
+
+    The header's one place for it: empty until the badge is written.
+    """
+    return ""
 
 
 def backward(a) -> str:
@@ -352,11 +393,12 @@ def export(a) -> str:
              f"{_code('d.compile(target)')} runs it (with -o NAME, d is "
              f"{_code('NAME.derivations[k]')}).</div>"]
     for target, title, what in _exports(d):
-        parts.append(f'<h4>{title} <span class="eg-muted">{escape(what)}</span></h4>')
         try:
-            parts.append(highlight_module(source(d, target)))
+            body = highlight_module(source(d, target))
         except EinsumError as e:
-            parts.append(f'<div class="eg-warn">{escape(str(e).splitlines()[0])}</div>')
+            body = f'<div class="eg-warn">{escape(str(e).splitlines()[0])}</div>'
+        parts.append(f'<details><summary><strong>{title}</strong> <span class="eg-muted">'
+                     f"{escape(what)}</span></summary>{body}</details>")
     return "".join(parts)
 
 
@@ -370,12 +412,25 @@ def check(a, live: bool = True) -> str:
     summary = r.summary.split(", ", 1)[-1] if r.summary.startswith("check: ") else r.summary
     parts = [f'<div><span class="{badge}">{"PASS" if r.passed else "FAIL"}</span> '
              f"{escape(summary)}</div>"]
-    setting = [["dtype", escape(r.dtype)], ["matmul precision", escape(r.precision)],
-               ["operands", "your arrays" if r.user_arrays else "seeded random arrays"]]
-    if live:
-        setting = [["device", escape(r.device)], ["backend", escape(r.backend)]] + setting
+    operands = "your arrays" if r.user_arrays else "seeded random arrays"
+    if r.backend == "numpy":       # NumPy's adjoint test stood in for JAX
+        setting = [["checked with", "NumPy: exact adjoint test &lt;g, einsum(…, dX, …)&gt; = "
+                    "&lt;dL_dX, dX&gt;, random dX and g"],
+                   ["JAX not available", escape(r.fallback) or "not asked for"],
+                   ["dtype", escape(r.dtype)], ["operands", operands]]
+    else:
+        setting = [["dtype", escape(r.dtype)], ["matmul precision", escape(r.precision)],
+                   ["operands", operands]]
+        if live:
+            setting = [["device", escape(r.device)], ["backend", escape(r.backend)]] + setting
     parts.append(_table(["setting", "value"], setting))
-    if live:
+    if live and r.backend == "numpy":
+        head = ["gradient", "derived einsum", "adjoint test: |left - right|",
+                "relative to the scale", "rtol", "result"]
+        rows = [[escape(g.target), _code(g.equation), _num(g.max_abs_error),
+                 _num(g.max_rel_error), _num(g.rtol), _verdict(g.passed, g.message)]
+                for g in r.grads]
+    elif live:
         head = ["gradient", "derived einsum", "max abs error vs jax.vjp", "max rel error",
                 "vs NumPy float64", "rtol", "atol", "result"]
         rows = [[escape(g.target), _code(g.equation), _num(g.max_abs_error),
@@ -413,14 +468,76 @@ def _verdict(passed: bool, message: str) -> str:
     return '<span class="eg-fail">fail</span>' + (f" {escape(message)}" if message else "")
 
 
-def page(a, index: int | None = None, count: int = 1) -> str:
-    """The static, deterministic HTML of the whole analysis (the bundle's ``text/html``)."""
-    body = [painted(a, header(a, index, count))]
-    for title, section in (("Backward", backward(a)), ("Diagram", diagram(a)), ("Loops", loops(a)),
-                           ("Shapes", shapes(a)), ("Cost", cost(a)),
-                           ("Check", check(a, live=False))):
-        body.append(f"<h3>{title}</h3>{painted(a, section)}")
-    return wrap("".join(body), style=True)
+def check_static(a) -> str:
+    """The Check tab of the page: :func:`check` without device, error figures or timings."""
+    return check(a, live=False)
+
+
+#: The tabs of the page, in order: (title, function of the Analysis returning HTML).
+#: Adding a tab is one function and one line here; the stylesheet switches up to
+#: :data:`MAX_TABS` of them.
+TABS = [
+    ("Backward", backward),
+    ("Diagram", diagram),
+    ("Loops", loops),
+    ("Shapes", shapes),
+    ("Cost", cost),
+    ("Export", export),
+    ("Check", check_static),
+]
+
+
+def tabs(a, tab: str | None = None, key: str = "") -> str:
+    r"""The tabs of :data:`TABS` for analysis ``a``, switched by CSS alone.
+
+    Each tab is a radio input and its label (a click or the arrow keys switch them, as
+    any radio group), each panel a ``<div>`` shown while its radio is checked. ``tab``
+    names the tab open initially (default: the first). Without a stylesheet every
+    panel shows, one after the other, under its own ``<h3>`` title. The radios' group
+    name is a digest of the content and ``key``: deterministic (a re-run cell writes
+    the same page), and two displays on one page share it only when everything they
+    show is the same (pass a ``key`` to tell such twins apart).
+
+    >>> from einsum_magic import derive
+    >>> from einsum_magic.analysis import Analysis
+    >>> from einsum_magic.cell import equation_call
+    >>> a = Analysis(equation_call("ij->"), derive("ij->", shapes=((2, 3),)), "defaults")
+    >>> import re
+    >>> re.findall(r' checked><label for="[\w-]+">(\w+)<', tabs(a, tab="Shapes"))
+    ['Shapes']
+    >>> tabs(a, tab="Nope")
+    Traceback (most recent call last):
+    ValueError: no tab 'Nope'; the tabs are Backward, Diagram, Loops, Shapes, Cost, Export, Check
+    """
+    titles = [title for title, _ in TABS]
+    if tab is None:
+        tab = titles[0]
+    if tab not in titles:
+        raise ValueError(f"no tab {tab!r}; the tabs are {', '.join(titles)}")
+    if len(TABS) > MAX_TABS:
+        raise ValueError(f"the stylesheet switches at most {MAX_TABS} tabs, not {len(TABS)}")
+    panels = [painted(a, make(a)) for _, make in TABS]
+    digest = hashlib.sha1("\0".join([key, *titles, *panels]).encode()).hexdigest()[:12]
+    group = f"eg-{digest}"
+    radios = []
+    for k, title in enumerate(titles):
+        checked = " checked" if title == tab else ""
+        radios.append(f'<input type="radio" name="{group}" id="{group}-{k}"{checked}>'
+                      f'<label for="{group}-{k}">{escape(title)}</label>')
+    body = [f'<div class="eg-panel" data-tab="{escape(title)}"><h3 class="eg-panel-title">'
+            f"{escape(title)}</h3>{panel}</div>" for title, panel in zip(titles, panels)]
+    return '<div class="eg-tabs">' + "".join(radios) + "".join(body) + "</div>"
+
+
+def page(a, index: int | None = None, count: int = 1, tab: str | None = None,
+         key: str = "") -> str:
+    """The self-contained HTML display of the analysis (the bundle's ``text/html``).
+
+    The header over the CSS-only :func:`tabs` (``tab`` open initially), with its
+    stylesheet: no script, no network, deterministic (nbval compares it).
+    """
+    return wrap(painted(a, header(a, index, count)) + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
+                style=True)
 
 
 def progress(count: int, done: int = 0) -> str:

@@ -16,7 +16,9 @@ This module only connects the others, in one direction:
    :meth:`Call.lookups <einsum_magic.cell.Call.lookups>` allows it (a plain name, at
    the cell's top level, not bound by the cell at or after the call); the shapes line
    names the operands that were not looked up, and why;
-5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order.
+5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order: the
+   HTML page everywhere, and under it, where :mod:`einsum_magic.frontend` expects a
+   working widget manager, an output of live widgets (:func:`einsum_magic.widget.live`).
 
 nbval compares the first display message of each output and ignores
 ``update_display_data``; it compares ``text/plain`` and ``text/html`` and skips the
@@ -37,7 +39,6 @@ Nothing is added to the user's namespace but what the cell's own code assigns an
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import keyword
 
 from IPython.core.error import UsageError
@@ -90,7 +91,7 @@ class EinsumGradMagics(Magics):
 
     ``%config EinsumGradMagics.check = False`` turns the JAX check off for the session;
     ``dtype``, ``seed`` and ``max_elements`` set the check's defaults; ``view`` picks the
-    display (``auto``: the widget in a kernel with ipywidgets, else the text).
+    display (:func:`einsum_magic.frontend.choose`).
     """
 
     check = Bool(True, help="Check the derived gradients against jax.vjp.").tag(config=True)
@@ -101,9 +102,11 @@ class EinsumGradMagics(Magics):
                        help="Element budget per array of the check (None: the check's "
                             "default); bigger arrays are replaced by random ones."
                        ).tag(config=True)
-    view = CaselessStrEnum(["auto", "widget", "text"], "auto",
-                           help="auto: the widget in a kernel with ipywidgets, else the text; "
-                                "widget or text to force one.").tag(config=True)
+    view = CaselessStrEnum(["auto", "widget", "html", "text"], "auto",
+                           help="auto: the HTML display, plus live widgets in a Jupyter "
+                                "kernel with ipywidgets whose frontend renders them (not "
+                                "Colab or VS Code); widget, html or text to force one."
+                           ).tag(config=True)
 
     @magic_arguments()
     @argument("equation", nargs="*",
@@ -126,7 +129,7 @@ class EinsumGradMagics(Magics):
         """Derive, show and check the backward einsum of every operand (the swap trick).
 
         On top of a cell, the cell runs as before, then each einsum call in it gets a
-        widget with tabs Backward, Loops, Shapes, Cost, Export and Check::
+        display with tabs Backward, Loops, Shapes, Cost, Export and Check::
 
             %%einsum_grad
             C = np.einsum('ij,jk->ik', A, B)
@@ -216,11 +219,13 @@ class _Run:
             self.ran = True
         analyses = [self._analyse(c, targets.get(k, ())) for k, c in enumerate(calls)]
         analyses = self._checked(analyses)
-        widgets = self._widgets()
+        view = self._view()
         from .widget import GradDisplay
 
         for k, a in enumerate(analyses):
-            display(GradDisplay(a, k, len(analyses), widgets=widgets))
+            display(GradDisplay(a, k, len(analyses), view=view))
+            if view == "widget":
+                self._live(a)
         if not calls and not notes and code:
             notes = ("no einsum call found in the cell",)
         if notes:
@@ -342,10 +347,6 @@ class _Run:
         if not self.check_on:
             why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
             return [dataclasses.replace(a, check_note=f"skipped ({why})") for a in analyses]
-        from .check import JaxNotInstalled, jax_available
-
-        if not jax_available():
-            return [dataclasses.replace(a, check_note=f"not run: {JaxNotInstalled()}") for a in analyses]
         progress = self._progress(len(analyses))
         try:
             out = []
@@ -379,15 +380,22 @@ class _Run:
 
     # -- 4. display -------------------------------------------------------------------
 
-    def _widgets(self) -> bool:
-        view = self.magics.view.lower()
-        if view != "auto":
-            return view == "widget"
-        return getattr(self.shell, "kernel", None) is not None and _importable("ipywidgets")
+    def _view(self) -> str:
+        from .frontend import choose
+
+        return choose(self.magics.view, getattr(self.shell, "kernel", None) is not None)
+
+    def _live(self, a) -> None:
+        """Display the live widgets of ``a`` under its page (nbval compares '' of them)."""
+        from .widget import live, live_bundle
+
+        widget = live(a)
+        if widget is not None:
+            display(live_bundle(widget), raw=True)
 
     def _progress(self, count: int):
         """(widget, display handle) of the progress line, or None without a widget frontend."""
-        if not self._widgets():
+        if self._view() != "widget":
             return None
         from .widget import WIDGET_MIME, progress_widget
 
@@ -395,14 +403,6 @@ class _Run:
         view = widget._repr_mimebundle_()[WIDGET_MIME]
         handle = display({"text/html": "", WIDGET_MIME: view}, raw=True, display_id=True)
         return widget, handle
-
-
-def _importable(module: str) -> bool:
-    """Whether ``module`` can be imported, answered without importing it."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):        # sys.modules[module] is None, or has no spec
-        return False
 
 
 def _usage(fn, *args):

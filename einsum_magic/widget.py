@@ -1,23 +1,18 @@
-"""The display of one analysed einsum: the ipywidgets composite and the MIME bundle around it.
+"""The display of one analysed einsum (its MIME bundle) and the live widgets added to it.
 
 :class:`GradDisplay` is what the magic displays. Its ``_repr_mimebundle_`` returns
 
 * ``text/plain``: :func:`einsum_magic.text.render`, deterministic (nbval compares it);
-* ``text/html``: :func:`einsum_magic.html.page`, the static deterministic fallback for
-  nbconvert and GitHub, where no widget manager exists;
-* ``application/vnd.jupyter.widget-view+json``: the live widget (:func:`build`), only
-  when asked for (``widgets=True``: a kernel with ipywidgets behind it).
+* ``text/html``: :func:`einsum_magic.html.page`, the whole display (tabs switched by CSS
+  alone), deterministic too, left out with ``view="text"``.
 
-The widget is a header (the call, the forward einsum, the shapes) over a ``Tab`` with
-one tab per entry of :data:`TABS`. A tab is a function of the
-:class:`~einsum_magic.analysis.Analysis` returning a widget: adding one is one function
-and one line in :data:`TABS`.
-
-A tab that is costly to fill and rarely opened returns :func:`lazy_html`: its HTML is
-written when the tab is first selected (an observer on ``Tab.selected_index``, which
-the frontend syncs back to the kernel), not when the cell is displayed. The Export tab
-is one: highlighting three exported modules costs more than building the rest of the
-widget, and only a reader who opens the tab needs it.
+Live ipywidgets add only what HTML cannot, in outputs of their own, and only in a
+frontend with a working widget manager (:mod:`einsum_magic.frontend` decides): the
+progress line while the check runs (:func:`progress_widget`) and, after the page,
+:func:`live`: one widget per entry of :data:`LIVE` (a title and a function of the
+Analysis returning a widget, or ``None`` when it has nothing to add). The page is
+never carried in the same bundle as a widget view: nbconvert (and any renderer with
+the notebook's widget state) would then show the widget and drop the HTML.
 
 ipywidgets is imported when a widget is first built, never by importing this module.
 """
@@ -26,8 +21,7 @@ from __future__ import annotations
 
 from . import html, text
 
-__all__ = ["GradDisplay", "build", "TABS", "WIDGET_MIME", "PENDING", "progress_widget",
-           "lazy_html"]
+__all__ = ["GradDisplay", "LIVE", "live", "live_bundle", "WIDGET_MIME", "progress_widget"]
 
 #: The MIME type of a widget view (nbval skips it when comparing outputs).
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -39,95 +33,49 @@ def _html(value: str):
     return ipywidgets.HTML(value=value)
 
 
-#: What a lazy tab shows until it is first selected (a live kernel fills it at once).
-PENDING = html.wrap('<div class="eg-muted">written when this tab is opened</div>')
+def live_check(a):
+    """The check's live figures: device, backend, errors against tolerances, timings.
+
+    The page's Check tab leaves them out to stay deterministic; a live kernel shows
+    them folded under the page. ``None`` when the check did not run.
+    """
+    if a.check is None:
+        return None
+    r = a.check
+    summary = (f'<summary>check details <span class="eg-muted">{html.escape(r.device)}, '
+               "errors against tolerances, timings</span></summary>")
+    return _html(html.wrap(f"<details>{summary}{html.check(a, live=True)}</details>"))
 
 
-def lazy_html(render):
-    """An HTML widget whose value is ``render()``, written when its tab is first selected."""
-    w = _html(PENDING)
-    w._einsum_render = render
-    return w
+def live_sizes(a):
+    """A slider per letter the arrays do not fix, over the shapes, FLOPs and forward diagram
+    at those sizes (:func:`einsum_magic.sliders.widget`); ``None`` when the arrays fix all."""
+    from .sliders import widget
+
+    return widget(a)
 
 
-def _fill(tabs) -> None:
-    """Write the selected tab's HTML if it is a :func:`lazy_html` not written yet."""
-    index = tabs.selected_index
-    if index is None or not 0 <= index < len(tabs.children):
-        return
-    child = tabs.children[index]
-    render = getattr(child, "_einsum_render", None)
-    if render is not None:
-        child._einsum_render = None
-        child.value = render()
-
-
-def backward_tab(a):
-    """Each gradient: code, the swap step by step, relabelled reading, interpretation, shape."""
-    return _html(html.wrap(html.painted(a, html.backward(a))))
-
-
-def diagram_tab(a):
-    """Tensor networks of the forward and of each gradient beside it, as SVG."""
-    return _html(html.wrap(html.diagram(a)))
-
-
-def loops_tab(a):
-    """The forward pass and each gradient as for-loops."""
-    return _html(html.wrap(html.painted(a, html.loops(a))))
-
-
-def shapes_tab(a):
-    """Letters with size, role and carriers; operand, output and gradient shapes; a size
-    slider per letter the arrays do not fix (:mod:`einsum_magic.sliders`)."""
-    from . import sliders
-
-    table = _html(html.wrap(html.painted(a, html.shapes(a))))
-    drag = sliders.widget(a)
-    if drag is None:
-        return table
-    import ipywidgets
-
-    return ipywidgets.VBox([table, drag])
-
-
-def cost_tab(a):
-    """FLOPs of the forward and each gradient (naive, optimised, steps) and the joint plan."""
-    return _html(html.wrap(html.painted(a, html.cost(a))))
-
-
-def export_tab(a):
-    """The backward as NumPy, JAX and PyTorch source, written when the tab is first opened."""
-    return lazy_html(lambda: html.wrap(html.export(a)))
-
-
-def check_tab(a):
-    """PASS/FAIL, device, dtype, precision, per-gradient errors against tolerances, timings."""
-    return _html(html.wrap(html.painted(a, html.check(a, live=True))))
-
-
-#: The tabs, in order: (title, function of the Analysis returning a widget).
-TABS = [
-    ("Backward", backward_tab),
-    ("Diagram", diagram_tab),
-    ("Loops", loops_tab),
-    ("Shapes", shapes_tab),
-    ("Cost", cost_tab),
-    ("Export", export_tab),
-    ("Check", check_tab),
+#: What the live widget adds under the page, in order: (title, function of the Analysis
+#: returning a widget or ``None``). Adding one is one function and one line.
+LIVE = [
+    ("Sizes", live_sizes),
+    ("Check details", live_check),
 ]
 
 
-def build(a, index: int | None = None, count: int = 1):
-    """The composite widget of analysis ``a``: a header over one tab per :data:`TABS` entry."""
+def live(a):
+    """The live widgets of :data:`LIVE` for ``a`` in one ``VBox``, or ``None`` if none adds anything."""
+    children = [w for w in (make(a) for _, make in LIVE) if w is not None]
+    if not children:
+        return None
     import ipywidgets
 
-    head = _html(html.wrap(html.painted(a, html.header(a, index, count)), style=True))
-    tabs = ipywidgets.Tab(children=[make(a) for _, make in TABS],
-                          titles=[title for title, _ in TABS])
-    tabs.observe(lambda change: _fill(tabs), names="selected_index")
-    _fill(tabs)
-    return ipywidgets.VBox([head, tabs])
+    return ipywidgets.VBox(children)
+
+
+def live_bundle(widget) -> dict:
+    """The raw bundle displaying ``widget``: its view, and a ``text/plain`` nbval compares as ''."""
+    return {"text/plain": "", WIDGET_MIME: widget._repr_mimebundle_()[WIDGET_MIME]}
 
 
 def progress_widget(count: int):
@@ -136,34 +84,34 @@ def progress_widget(count: int):
 
 
 class GradDisplay:
-    """The displayable of one analysed einsum (einsum ``index`` of ``count`` in its cell)."""
+    """The displayable of one analysed einsum (einsum ``index`` of ``count`` in its cell).
+
+    ``tab`` is the tab open initially (default: the first); ``view="text"`` leaves the
+    HTML out.
+    """
 
     def __init__(self, analysis, index: int | None = None, count: int = 1,
-                 widgets: bool = False):
+                 tab: str | None = None, view: str = "html"):
         self.analysis = analysis
         self.index = index
         self.count = count
-        self.widgets = widgets
-        self._widget = None
-
-    @property
-    def widget(self):
-        """The live widget, built on first use."""
-        if self._widget is None:
-            self._widget = build(self.analysis, self.index, self.count)
-        return self._widget
+        self.tab = tab
+        self.view = view
+        self._html = None
 
     def text(self) -> str:
         return text.render(self.analysis, self.index, self.count)
 
     def html(self) -> str:
-        return html.page(self.analysis, self.index, self.count)
+        """The page (:func:`einsum_magic.html.page`), written once per display."""
+        if self._html is None:
+            self._html = html.page(self.analysis, self.index, self.count, self.tab)
+        return self._html
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        data = {"text/plain": self.text(), "text/html": self.html()}
-        if self.widgets:
-            data[WIDGET_MIME] = self.widget._repr_mimebundle_()[WIDGET_MIME]
-        return data
+        if self.view == "text":
+            return {"text/plain": self.text()}
+        return {"text/plain": self.text(), "text/html": self.html()}
 
     def __repr__(self) -> str:
         return self.text()

@@ -119,6 +119,37 @@ def test_stored_tutorial_shows_text_fallback(tmp_path):
         "instead of the text fallback.")
 
 
+EXECUTED_CELLS = ("import numpy as np\n%load_ext einsum_magic\n"
+                  "A = np.arange(6.0).reshape(2, 3)\nB = np.ones((3, 4))\nM = np.eye(3) + 1",
+                  "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)",
+                  "%%einsum_grad\nt = np.einsum('ii,ij->j', M, B)")
+
+
+def test_nbconvert_execute_shows_the_analysis_as_text(tmp_path):
+    """``jupyter nbconvert --to html --execute``, offline, with the widget state stored (its default):
+    each backward equation and the verdict are in the page's text, outside any script."""
+    import nbformat
+
+    from einsum_magic import derive
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in EXECUTED_CELLS])
+    notebook = tmp_path / "executed.ipynb"
+    nbformat.write(nb, notebook)
+    run = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute",
+                          "--output-dir", str(tmp_path), str(notebook)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             [str(REPO), os.environ.get("PYTHONPATH", "")])})
+    assert run.returncode == 0, run.stderr
+    html = (tmp_path / "executed.html").read_text(encoding="utf-8")
+    assert "application/vnd.jupyter.widget-view+json" in html    # live widgets were there too
+    page = _OutputText(html)
+    for equation, shapes in (("ij,jk->ik", ((2, 3), (3, 4))), ("ii,ij->j", ((3, 3), (3, 4)))):
+        for g in derive(equation, shapes=shapes).grads:
+            assert g.equation in page.text, (equation, g.equation)
+    assert page.text.count("PASS 2/2 gradients") == 2, page.text[:2000]
+
+
 def test_widget_frontend_is_a_lab_extension():
     if importlib.util.find_spec("jupyterlab") is None:
         _unavailable("JupyterLab is not installed (pip install -e '.[lab]')")
@@ -279,23 +310,27 @@ def _check_widget(page, theme: str, slug: str) -> None:
         if re.search(r"Traceback|Error\b", text)]
     assert not errors, f"cells failed in the browser:\n{errors[0]}"
 
-    # The widget of ij,jk->ik: a Tab widget whose (possibly hidden) text holds its dL_dA spec, and of
+    # The display of ij,jk->ik: the HTML page whose (possibly hidden) text holds its dL_dA spec, and of
     # those (a tutorial may show one with --no-check first) the first whose Check tab holds a verdict.
-    of_equation = page.locator(".jp-OutputArea-output .widget-tab").filter(has_text=SPEC)
-    expect(of_equation.first, f"no Tab widget shows {SPEC!r}").to_be_visible()
+    of_equation = page.locator(".jp-OutputArea-output .einsum-grad").filter(has_text=SPEC)
+    expect(of_equation.first, f"no display shows {SPEC!r}").to_be_visible()
     widget = of_equation.filter(has_text=re.compile(r"(PASS|FAIL) \d+/\d+ gradient")).first
-    expect(widget, f"no widget of {EQUATION} ran its check (PASS or FAIL)").to_be_visible()
+    expect(widget, f"no display of {EQUATION} ran its check (PASS or FAIL)").to_be_visible()
     widget.evaluate("element => element.scrollIntoView({block: 'center'})")
-    tabs = widget.locator(".lm-TabBar-tab")
-    expect(tabs).to_contain_text(list(TABS))
+    tabs = widget.locator(".eg-tabs > label")
+    expect(tabs).to_have_text(list(TABS))
+    # The live widget under the page: the check's device, errors and timings, folded.
+    output = widget.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea-child')][1]")
+    live = output.locator("xpath=following-sibling::div[1]").locator(".jupyter-widgets")
+    expect(live.first, "no live widget under the display").to_contain_text("check details")
 
     def show(tab: str, text: str) -> None:
         """Click ``tab``; ``text`` is then visible (innerText skips the hidden tabs) and readable."""
-        tabs.filter(has_text=tab).click()
-        expect(tabs.filter(has_text=tab)).to_have_class(re.compile(r"\blm-mod-current\b"))
+        tabs.filter(has_text=re.compile(f"^{tab}$")).click()
+        expect(widget.locator(".eg-tabs > input:checked + label")).to_have_text(tab)
         expect(widget).to_contain_text(text, use_inner_text=True)
         worst = widget.evaluate(LEAST_CONTRAST)
-        assert worst is not None, f"{theme}, tab {tab}: no visible text in the widget"
+        assert worst is not None, f"{theme}, tab {tab}: no visible text in the display"
         print(f"{theme}, tab {tab}: least contrast {worst['ratio']:.2f} for {worst['text']!r}")
         assert worst["ratio"] >= MIN_CONTRAST, (
             f"{theme}, tab {tab}: text {worst['text']!r} has contrast {worst['ratio']:.2f} "
@@ -306,12 +341,14 @@ def _check_widget(page, theme: str, slug: str) -> None:
     expect(widget).not_to_contain_text(LOOP, use_inner_text=True)   # the loops are on their own tab
     page.screenshot(path=ARTIFACTS / f"{slug}-notebook.png")
     # The whole display (the header above the tabs): the picture for the README.
-    widget.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea-output')][1]").screenshot(
-        path=ARTIFACTS / f"{slug}-widget.png")
+    widget.screenshot(path=ARTIFACTS / f"{slug}-widget.png")
     show("Loops", LOOP)
     show("Shapes", ROLE)
     show("Cost", "FLOPs")
-    show("Export", "def backward(")                                    # filled when first opened
+    show("Export", "NumPy")
+    expect(widget).not_to_contain_text("def backward(", use_inner_text=True)   # folded
+    widget.locator("summary", has_text="NumPy").click()
+    expect(widget).to_contain_text("def backward(", use_inner_text=True)
     show("Check", "PASS")
     expect(widget).not_to_contain_text("FAIL", use_inner_text=True)
     show("Backward", SPEC)                                             # leave it as it opened

@@ -251,7 +251,7 @@ def test_without_jax_check_says_how_to_install_it(monkeypatch):
     d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))       # the rest still works
     for run in (check, einsum_magic.check):
         with pytest.raises(JaxNotInstalled) as info:
-            run(d)
+            run(d, fallback=False)
         message = str(info.value)
         assert isinstance(info.value, ImportError) and "\n" not in message
         assert "pip install jax" in message and 'pip install "jax[cuda13]"' in message

@@ -17,7 +17,7 @@ from einsum_magic import derive
 from einsum_magic.colours import of
 from einsum_magic.diagram import backward, forward, section, svg
 
-SVG = "{http://www.w3.org/2000/svg}"
+SVG = ""                      # inline SVG in HTML: no namespace (and no address) needed
 
 
 def edges(diagram):

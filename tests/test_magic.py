@@ -47,8 +47,8 @@ def run(shell, source: str, display: bool = True):
 
 
 def shown(cap) -> list[str]:
-    """The text/plain of every display, in order (progress outputs have none)."""
-    return [o.data["text/plain"] for o in cap.outputs if "text/plain" in o.data]
+    """The text/plain of every display, in order (progress and live widgets have none)."""
+    return [o.data["text/plain"] for o in cap.outputs if o.data.get("text/plain")]
 
 
 # -- registration ----------------------------------------------------------------------
@@ -463,25 +463,28 @@ def test_widget_frontend_progress_leaves_nothing_nbval_compares(ip):
         _, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
     finally:
         m.view = "auto"
-    progress, update, final = cap.outputs
+    progress, update = cap.outputs[:2]
     display_id = progress.transient["display_id"]
     assert update.update and update.transient["display_id"] == display_id
     compared = {k: v for k, v in progress.data.items() if k != WIDGET_MIME}
     assert compared == update.data == {"text/html": ""}
     assert WIDGET_MIME in progress.data
-    assert set(final.data) == {"text/plain", "text/html", WIDGET_MIME}
-    assert not final.update
-    assert final.data["text/plain"].splitlines()[-1] == PASS2
+    page, live = cap.outputs[2:]
+    assert set(page.data) == {"text/plain", "text/html"} and not page.update
+    assert page.data["text/plain"].splitlines()[-1] == PASS2
+    assert set(live.data) == {"text/plain", WIDGET_MIME} and live.data["text/plain"] == ""
 
 
-def test_without_jax_the_check_says_how_to_install_it(ip, monkeypatch):
+def test_without_jax_numpy_checks_and_says_how_to_install_jax(ip, monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", None)
     result, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
     assert result.success
     (bundle,) = cap.outputs
-    assert bundle.data["text/plain"].splitlines()[-1] == \
-        f"check: not run: the gradient check needs JAX: {INSTALL}"
+    assert bundle.data["text/plain"].splitlines()[-1] == (
+        "check: PASS, 2/2 gradients pass the adjoint test (float64); checked with NumPy "
+        f"(adjoint test), JAX not available: JAX is not installed ({INSTALL})")
     assert "pip install jax" in bundle.data["text/html"]
+    assert "checked with NumPy (adjoint test)" in bundle.data["text/html"]
     assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in bundle.data["text/plain"]
 
 
@@ -512,15 +515,47 @@ def test_display_text_equals_the_text_view(ip):
     assert shown(cap) == [text.render(a, 0, 1)]
 
 
-def test_a_kernel_with_ipywidgets_gets_the_widget(ip, monkeypatch):
+def test_a_kernel_with_ipywidgets_gets_the_page_alone_without_a_check(ip, monkeypatch):
     monkeypatch.setattr(ip, "kernel", object(), raising=False)
     _, cap = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij,jk->ik', A, B)")
-    (bundle,) = cap.outputs                     # no check: no progress output
-    assert set(bundle.data) == {"text/plain", "text/html", WIDGET_MIME}
+    (bundle,) = cap.outputs                     # no check: no progress, no live details
+    assert set(bundle.data) == {"text/plain", "text/html"}
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     _, cap = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij,jk->ik', A, B)")
     (bundle,) = cap.outputs
     assert set(bundle.data) == {"text/plain", "text/html"}
+
+
+@pytest.mark.parametrize("environ", [{"COLAB_RELEASE_TAG": "release-colab"},
+                                     {"VSCODE_PID": "4242"}])
+def test_colab_and_vs_code_kernels_get_no_widgets(ip, monkeypatch, environ):
+    monkeypatch.setattr(ip, "kernel", object(), raising=False)
+    _, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
+    assert any(WIDGET_MIME in o.data for o in cap.outputs)       # a plain kernel: widgets
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    _, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
+    (bundle,) = cap.outputs
+    assert set(bundle.data) == {"text/plain", "text/html"}
+    assert bundle.data["text/plain"].splitlines()[-1] == PASS2
+    m = magics(ip)
+    m.view = "widget"                                            # the setting overrides
+    try:
+        _, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
+    finally:
+        m.view = "auto"
+    assert any(WIDGET_MIME in o.data for o in cap.outputs)
+
+
+def test_view_text_shows_text_plain_alone(ip):
+    m = magics(ip)
+    m.view = "text"
+    try:
+        _, cap = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    finally:
+        m.view = "auto"
+    (bundle,) = cap.outputs
+    assert set(bundle.data) == {"text/plain"}
 
 
 # -- the cost line and the Cost and Export tabs (issue 7) ------------------------------
@@ -539,17 +574,14 @@ def test_text_plain_holds_the_cost_line_before_the_check_line(ip):
     assert outputs == shown(run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
                                     "D = np.einsum('ik,k->i', C, np.ones(4))")[1])
     for bundle in cap.outputs:
-        assert "<h3>Cost</h3>" in bundle.data["text/html"]
-        assert "custom_vjp" not in bundle.data["text/html"]
+        assert '<h3 class="eg-panel-title">Cost</h3>' in bundle.data["text/html"]
+        assert "custom_vjp" in bundle.data["text/html"]        # the Export tab, folded
 
 
-def test_the_widget_has_cost_and_export_tabs_between_shapes_and_check(ip, monkeypatch):
-    monkeypatch.setattr(ip, "kernel", object(), raising=False)
+def test_the_page_has_cost_and_export_tabs_between_shapes_and_check(ip):
+    import re
+
     _, cap = run(ip, "%%einsum_grad -o res --no-check\nC = np.einsum('ij,jk->ik', A, B)")
     (bundle,) = cap.outputs
-    assert WIDGET_MIME in bundle.data
-    (a,) = ip.user_ns["res"].analyses
-    from einsum_magic.widget import build
-
-    tabs = build(a).children[1]
-    assert list(tabs.titles) == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]
+    titles = re.findall(r'<label for="[\w-]+">(\w+)</label>', bundle.data["text/html"])
+    assert titles == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]

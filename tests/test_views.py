@@ -233,14 +233,67 @@ def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     page = html.page(a)
     assert page == html.page(a)
     assert page.startswith("<style>") and '<div class="einsum-grad">' in page
-    titles = re.findall(r"<h3>(\w+)</h3>", page)
-    assert titles == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Check"]
-    assert html.painted(a, html.cost(a)) in page
-    for code in ("def backward(", "custom_vjp", "autograd"):    # the export is the widget's
-        assert code not in visible(page)
+    titles = re.findall(r'<h3 class="eg-panel-title">(\w+)</h3>', page)
+    assert titles == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]
+    assert html.painted(a, html.cost(a)) in page and html.painted(a, html.export(a)) in page
+    assert page.count("<svg") == 1 + 2 * len(a.derivation.grads)           # the Diagram tab
     for leak in ("NVIDIA", "gpu", "ms", "5.00e-01", "values differ", "experimental"):
         assert leak not in page
     assert "FAIL" in page and "1.00e-04" in page
+    assert "<script" not in page and "http" not in page        # no script, no network
+
+
+def test_page_tabs_are_radios_and_labels_with_one_open():
+    a = analysis()
+    page = html.page(a)
+    labels = re.findall(r'<label for="([\w-]+)">(\w+)</label>', page)
+    assert [t for _, t in labels] == [t for t, _ in html.TABS]
+    radios = re.findall(r'<input type="radio" name="([\w-]+)" id="([\w-]+)"( checked)?>', page)
+    assert [i for _, i, _ in radios] == [f for f, _ in labels]
+    assert len({n for n, _, _ in radios}) == 1                  # one group
+    assert [c for _, _, c in radios] == [" checked"] + [""] * (len(radios) - 1)
+    opened = html.page(a, tab="Check")
+    checked = re.findall(r' checked><label for="[\w-]+">(\w+)<', opened)
+    assert checked == ["Check"]
+    with pytest.raises(ValueError, match="no tab 'Nope'"):
+        html.page(a, tab="Nope")
+    other = analysis("Y = np.einsum('ij->i', X)", shapes=((2, 3),))   # another group name
+    group = re.search(r'name="([\w-]+)"', page)[1]
+    assert group != re.search(r'name="([\w-]+)"', html.page(other))[1]
+    assert group != re.search(r'name="([\w-]+)"', html.page(a, key="1"))[1]
+
+
+def test_page_code_is_in_pre_and_export_is_folded():
+    a = analysis()
+    page = html.page(a)
+    assert "dL_dA = np.einsum(" in visible(re.search(r"<pre[^>]*>.*?</pre>",
+                                                     html.backward(a), re.S)[0])
+    export_panel = re.search(r'<div class="eg-panel" data-tab="Export">(.*?)</div></div>',
+                             page, re.S)[1]
+    folds = re.findall(r"<details><summary>(.*?)</summary>(.*?)</details>", export_panel, re.S)
+    assert [visible(s).split()[0] for s, _ in folds] == ["NumPy", "JAX", "PyTorch"]
+    assert "def backward(dL_dC, A, B):" in visible(folds[0][1])
+    assert "written when" not in page
+
+
+def test_stylesheet_switches_every_tab_and_limits_panel_height():
+    css = html.stylesheet()
+    for k in range(1, len(html.TABS) + 1):
+        assert (f"input:nth-of-type({k}):checked ~ div.eg-panel:nth-of-type({k})") in css
+    assert re.search(r"\.eg-panel \{[^}]*max-height: [\d.]+em; overflow: auto", css)
+    assert "input:focus-visible + label" in css                # keyboard focus shows
+
+
+def test_adding_a_page_tab_is_one_function_and_one_line(monkeypatch):
+    monkeypatch.setattr(html, "TABS", html.TABS + [("Count", lambda a: "<p>2 gradients</p>")])
+    page = html.page(analysis(), tab="Count")
+    assert re.findall(r' checked><label for="[\w-]+">(\w+)<', page) == ["Count"]
+    assert '<h3 class="eg-panel-title">Count</h3><p>2 gradients</p>' in page
+
+
+def test_page_is_the_same_when_the_einsum_is_shown_again(checked):
+    first, second = (widget.GradDisplay(checked).html() for _ in range(2))
+    assert first == second == html.page(checked)
 
 
 def test_live_check_section_shows_device_errors_and_timings():
@@ -352,7 +405,7 @@ def test_export_section_holds_the_numpy_jax_and_torch_source(source, shapes):
     seen = visible(out)
     for target in ("numpy", "jax", "torch"):
         assert export(a.derivation, target).rstrip("\n") in seen
-    assert [visible(h).split()[0] for h in re.findall(r"<h4>(.*?)</h4>", out)] == \
+    assert [visible(h).split()[0] for h in re.findall(r"<summary>(.*?)</summary>", out)] == \
         ["NumPy", "JAX", "PyTorch"]
     d = a.derivation
     assert f"def backward({d.cotangent}, " in seen
@@ -393,7 +446,7 @@ def test_cost_and_export_views_import_neither_jax_nor_torch():
         from einsum_magic.cell import equation_call
         d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
         a = Analysis(equation_call("ij,jk->ik"), d, "sizes", check_note="skipped")
-        assert "cost: " in text.render(a) and "<h3>Cost</h3>" in html.page(a)
+        assert "cost: " in text.render(a) and ">Cost</h3>" in html.page(a)
         assert "custom_vjp" in html.export(a) and "torch" in d.export("torch")
         print(sorted(m for m in ("jax", "torch", "ipywidgets") if m in sys.modules))
     """)
@@ -404,52 +457,29 @@ def test_cost_and_export_views_import_neither_jax_nor_torch():
 
 # -- widget ----------------------------------------------------------------------------
 
-def test_widget_has_a_header_and_its_tabs(checked):
-    w = widget.build(checked)
+def test_live_widget_holds_the_check_details_folded(checked):
+    w = widget.live(checked)
     assert isinstance(w, ipywidgets.VBox)
-    head, tabs = w.children
-    assert "<style>" in head.value and "einsum_grad" in head.value
-    assert isinstance(tabs, ipywidgets.Tab)
-    assert list(tabs.titles) == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]
-    backward, diagram, loops, shapes, cost_tab, export_tab, check_tab = tabs.children
-    assert visible(backward.value) == visible(html.backward(checked))
-    assert diagram.value.count("<svg") == 1 + 2 * len(checked.derivation.grads)
-    assert checked.derivation.loops in visible(loops.value)
-    table, sliders = shapes.children          # no array fixes a letter here: every one drags
-    assert "contracted" in table.value and sorted(sliders._einsum_sliders) == ["i", "j", "k"]
-    assert cost_tab.value == html.wrap(html.painted(checked, html.cost(checked)))
-    assert "PASS" in check_tab.value and "device" in check_tab.value
+    sizes, details = w.children           # no array fixes a letter here: each gets a slider
+    assert sorted(sizes._einsum_sliders) == ["i", "j", "k"]
+    assert details.value.count("<details>") == 1
+    assert html.check(checked, live=True) in details.value
+    assert "device" in visible(details.value) and checked.check.device in details.value
+    fixed = dataclasses.replace(analysis(), fixed=("i", "j", "k"))
+    assert widget.live(fixed) is None    # no check, every size fixed: nothing live to add
+    bundle = widget.live_bundle(w)
+    assert bundle["text/plain"] == "" and bundle[widget.WIDGET_MIME]["model_id"] == w.model_id
     w.close()
 
 
-def test_export_tab_is_written_when_first_selected(checked):
-    w = widget.build(checked)
-    tabs = w.children[1]
-    export_tab = tabs.children[list(tabs.titles).index("Export")]
-    assert tabs.selected_index == 0 and export_tab.value == widget.PENDING
-    tabs.selected_index = list(tabs.titles).index("Export")     # what a click syncs back
-    assert export_tab.value == html.wrap(html.export(checked))
-    assert "def backward(dL_dC, A, B):" in visible(export_tab.value)
-    tabs.selected_index = 0
-    tabs.selected_index = list(tabs.titles).index("Export")
-    assert export_tab.value == html.wrap(html.export(checked))
-    w.close()
-
-
-def test_a_lazy_tab_selected_first_is_written_at_once(monkeypatch, checked):
-    monkeypatch.setattr(widget, "TABS", [("Export", widget.export_tab)] + widget.TABS[:1])
-    tabs = widget.build(checked).children[1]
-    assert tabs.selected_index == 0
-    assert tabs.children[0].value == html.wrap(html.export(checked))
-
-
-def test_adding_a_tab_is_one_function_and_one_line(monkeypatch, checked):
-    def count_tab(a):
+def test_adding_a_live_widget_is_one_function_and_one_line(monkeypatch, checked):
+    def count(a):
         return ipywidgets.HTML(value=f"{len(a.derivation.grads)} gradients")
 
-    monkeypatch.setattr(widget, "TABS", widget.TABS + [("Count", count_tab)])
-    tabs = widget.build(checked).children[1]
-    assert tabs.titles[-1] == "Count" and tabs.children[-1].value == "2 gradients"
+    monkeypatch.setattr(widget, "LIVE", widget.LIVE + [("Count", count)])
+    assert widget.live(checked).children[-1].value == "2 gradients"
+    assert widget.live(dataclasses.replace(analysis(), fixed=("i", "j", "k"))).children[0].value == \
+        "2 gradients"
 
 
 def test_display_bundle(checked):
@@ -457,7 +487,7 @@ def test_display_bundle(checked):
     assert set(plain) == {"text/plain", "text/html"}
     assert plain["text/plain"] == text.render(checked)
     assert plain["text/html"] == html.page(checked)
-    live = widget.GradDisplay(checked, widgets=True)._repr_mimebundle_()
-    view = live[widget.WIDGET_MIME]
-    assert view["version_major"] == 2 and isinstance(view["model_id"], str)
-    assert live["text/plain"] == plain["text/plain"] and live["text/html"] == plain["text/html"]
+    opened = widget.GradDisplay(checked, tab="Check")._repr_mimebundle_()["text/html"]
+    assert opened == html.page(checked, tab="Check")
+    assert widget.GradDisplay(checked, view="text")._repr_mimebundle_() == \
+        {"text/plain": text.render(checked)}
