@@ -125,7 +125,9 @@ def css() -> str:
     rules = [f".einsum-grad {{ {light} }}",
              '.einsum-grad:is([data-jp-theme-light="false"] *), .einsum-grad:is(.vscode-dark *), '
              f".einsum-grad.eg-dark {{ {dark} }}"]
-    rules += [f".einsum-grad .eg-l{k} {{ color: var(--eg-l{k}); }}" for k in range(len(PALETTE))]
+    # also inside code, over the Pygments token colours (a loop index is a name token)
+    rules += [f".einsum-grad .eg-l{k}, .einsum-grad .eg-code .eg-l{k} {{ color: var(--eg-l{k}); }}"
+              for k in range(len(PALETTE))]
     return "\n".join(rules)
 
 
