@@ -4,7 +4,8 @@
 JupyterLab (see ``lab_server.py``), opens ``notebooks/01_backprop_trick.ipynb`` in Debian's Chromium
 through Playwright, clears the stored outputs, runs every cell from the Run menu and checks the
 ``%%einsum_grad`` widget of ``ij,jk->ik``: the tabs Backward, Diagram, Loops, Shapes, Cost, Export and Check render
-(the Diagram's forward SVG with a node per operand and an edge label per letter), each shows
+(the Diagram's forward SVG with a node per operand and an edge label per letter; a key press on the
+size slider of the equation-only cell rewrites its diagram's size label), each shows
 what it should when clicked, its text is readable, and no widget failed to display; once in the
 JupyterLab Light theme and once in JupyterLab Dark (chosen from Settings > Theme, as a user would).
 Screenshots land in ``artifacts/browser/`` (ignored by git); the README's picture, ``docs/widget.png``,
@@ -357,6 +358,7 @@ def _check_widget(page, theme: str, slug: str) -> None:
     show("Check", "PASS")
     expect(widget).not_to_contain_text("FAIL", use_inner_text=True)
     show("Backward", SPEC)                                             # leave it as it opened
+    _check_sliders(page, slug)
     _assert_no_widget_errors(page)
 
 
@@ -379,6 +381,23 @@ def _check_diagram(widget) -> None:
     expect(backward.locator(".eg-node.eg-cotangent")).to_have_count(1)
     box = forward.bounding_box()
     assert box and box["width"] > 50 and box["height"] > 50, f"the forward diagram is {box}"
+
+
+def _check_sliders(page, slug: str) -> None:
+    """The tutorial's equation-only cell has a size slider per letter; a key press on one rewrites
+    the shapes and the diagram's size label under it (one round-trip, no re-run)."""
+    from playwright.sync_api import expect
+
+    box = page.locator(".jp-OutputArea-output .widget-vbox:has(.widget-slider)").last
+    expect(box, "no size sliders under the equation-only display").to_be_visible()
+    box.evaluate("element => element.scrollIntoView({block: 'center'})")
+    slider = box.locator(".widget-slider").first
+    size = int(slider.locator(".widget-readout").inner_text())
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    expect(slider.locator(".widget-readout")).to_have_text(str(size + 1))
+    expect(box.locator("svg.eg-diagram .eg-size").first).to_have_text(f"={size + 1}")
+    box.screenshot(path=ARTIFACTS / f"{slug}-sliders.png")
 
 
 def _assert_no_widget_errors(page) -> None:
