@@ -7,7 +7,9 @@ rule under ``.einsum-grad``) written with JupyterLab's CSS variables
 ``var(--jp-code-font-family)``, the ``--jp-mirror-editor-*`` token colours, …) with
 plain fallbacks, so it reads in light and dark themes and outside JupyterLab. Code is
 tokenised by Pygments (:func:`highlight`, :func:`highlight_module` for whole exported
-modules) and coloured by that stylesheet.
+modules) and coloured by that stylesheet. Each letter keeps one colour in every tab:
+:func:`painted` (:mod:`einsum_magic.colours`) paints every panel and the header; the
+Diagram tab is :mod:`einsum_magic.diagram`'s SVG.
 
 :func:`page` is the whole display, the ``text/html`` of every display bundle: the
 header over one tab per entry of :data:`TABS` (a title and a function of the Analysis
