@@ -498,4 +498,7 @@ def section(d) -> str:
         parts.append(f"<h4>{escape(g.target)}</h4>")
         parts.append(f'<div class="eg-figures">{forward_figure}'
                      f"{figure(backward(d, k), escape(g.target))}</div>")
+    for t in d.totals:                           # one array at several nodes: the product rule
+        parts.append(f'<div class="eg-muted">{escape(t.wrt)} is {len(t.parts)} nodes of the '
+                     f"forward: its gradient is the sum of theirs, <code>{escape(t.code)}</code></div>")
     return "".join(parts)

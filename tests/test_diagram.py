@@ -95,6 +95,7 @@ def test_same_array_twice_is_two_nodes():
     f = forward(d)
     assert [(n.id, n.label) for n in f.nodes] == [("op0", "A"), ("op1", "A")]
     assert edges(f) == [("i", 2, ("op0", "op1")), ("j", 3, ("op0", "op1"))]
+    assert "<code>dL_dA = dL_dA_1 + dL_dA_2</code>" in section(d)
     for k, target in enumerate(("dL_dA_1", "dL_dA_2")):
         b = backward(d, k)
         assert b.node(f"op{k}").kind == "slot" and b.node(f"op{k}").label == target
