@@ -243,7 +243,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
     if attached:
         top_need = max(top_need, 64)
     if upper_dots:
-        top_need = max(top_need, 52 + 14 * (len(upper_dots) - 1))
+        top_need = max(top_need, 44 + 24 * min(len(upper_dots) - 1, 2))
     row_y = MARGIN + top_need + 12 + ROW_H / 2
     bottom_y = row_y + (DOWN if bottom else 56)     # a 0-d cotangent joins no edge: closer
     height = bottom_y + (ROW_H + 26 if cot is not None else 34) + MARGIN / 2
@@ -256,9 +256,16 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
     at = {c: [hosts[n.id] for n in diagram.nodes if c in n.subscripts and hosts[n.id] >= 0]
           for c in bottom}
     order = sorted(bottom, key=lambda c: (sum(at[c]) / len(at[c]) if at[c] else 0, bottom.index(c)))
-    bottom_x = {c: centre + (i - (len(bottom) - 1) / 2) * OPEN_GAP for i, c in enumerate(order)}
+    # under the operands that carry them, kept inside the picture
+    means = [sum(at[c]) / len(at[c]) for c in bottom if at[c]]
+    below = centre
+    if means:
+        half = max(span, _width(cot) if cot else 0) / 2 + 6
+        below = MARGIN + left + (inner - row_w) / 2 + GAP * sum(means) / len(means)
+        below = min(max(below, MARGIN + half), width - MARGIN - half)
+    bottom_x = {c: below + (i - (len(bottom) - 1) / 2) * OPEN_GAP for i, c in enumerate(order)}
     if cot is not None:
-        pos[cot.id] = (centre, bottom_y + ROW_H / 2)
+        pos[cot.id] = (below, bottom_y + ROW_H / 2)
     # copy tensors and caps above the node they belong to
     groups: dict = {}
     for n in attached:
@@ -295,7 +302,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
             placed.append(max(x, placed[-1] + DOT_GAP) if placed else x)
         shift = (sum(x for x, _, _ in row) - sum(placed)) / len(row) if row else 0
         for rank, ((_, _, n), x) in enumerate(zip(row, placed)):
-            y = row_y + DOWN * 0.45 if level == "down" else row_y - ROW_H / 2 - 30 - 12 * (rank % 2)
+            y = row_y + DOWN * 0.45 if level == "down" else row_y - ROW_H / 2 - 34 - 24 * (rank % 3)
             pos[n.id] = (x + shift, y)
 
     out = [f'<svg class="eg-diagram" width="{_fmt(width)}" '
@@ -403,7 +410,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
                    f'y="{_fmt(bottom_y + ROW_H + 12)}" text-anchor="middle">0-d: scales every term'
                    "</text>")
     if cot is None and bottom:
-        out.append(f'<text class="eg-small eg-caption" x="{_fmt(centre)}" y="{_fmt(bottom_y + 18)}" '
+        out.append(f'<text class="eg-small eg-caption" x="{_fmt(below)}" y="{_fmt(bottom_y + 18)}" '
                    f'text-anchor="middle">open: {escape(diagram.title.split()[-1])}'
                    f"[{escape(','.join(bottom))}]</text>")
     out += labels
