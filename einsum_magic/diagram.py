@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from html import escape
 
 from . import colours as _colours
+from .equation import spell
 
 __all__ = ["Node", "Edge", "Diagram", "forward", "backward", "svg"]
 
@@ -382,7 +383,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
             size = "" if e.size is None else f"={e.size}"
             tcls = _colours.class_of(e.letter, colours)
             labels.append(f'<text class="eg-edge-label {tcls}" x="{_fmt(mid[0])}" '
-                          f'y="{_fmt(mid[1] - 3)}" text-anchor="{side.get(e.letter, "middle")}">{escape(e.letter)}'
+                          f'y="{_fmt(mid[1] - 3)}" text-anchor="{side.get(e.letter, "middle")}">{escape(spell(e.letter))}'
                           f'<tspan class="eg-size">{escape(size)}</tspan></text>')
     for n in diagram.nodes:
         x, y = pos[n.id]
@@ -412,7 +413,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
     if cot is None and bottom:
         out.append(f'<text class="eg-small eg-caption" x="{_fmt(below)}" y="{_fmt(bottom_y + 18)}" '
                    f'text-anchor="middle">open: {escape(diagram.title.split()[-1])}'
-                   f"[{escape(','.join(bottom))}]</text>")
+                   f"[{escape(','.join(spell(c) for c in bottom))}]</text>")
     out += labels
     out.append("</svg>")
     return "".join(out)
@@ -450,7 +451,9 @@ CSS = """
 .einsum-grad svg.eg-diagram { font-family: var(--jp-code-font-family, monospace); font-size: 12px;
   overflow: visible; }
 .einsum-grad svg.eg-diagram text { fill: var(--jp-ui-font-color1, #212121); }
-.einsum-grad svg.eg-diagram .eg-edge { fill: none; stroke-width: 2.2; }
+.einsum-grad svg.eg-diagram .eg-edge { fill: none; stroke-width: 2.2;
+  stroke: var(--jp-ui-font-color2, #616161); }
+.einsum-grad svg.eg-diagram .eg-dot { fill: var(--jp-ui-font-color2, #616161); }
 .einsum-grad svg.eg-diagram .eg-open { stroke-dasharray: 5 3; }
 .einsum-grad svg.eg-diagram .eg-end { fill: var(--jp-layout-color1, #fff); stroke-width: 2; }
 .einsum-grad svg.eg-diagram rect { fill: var(--jp-layout-color2, #eeeeee);

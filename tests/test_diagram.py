@@ -251,3 +251,13 @@ def test_everything_drawn_inside_the_picture(eq, shapes):
         for box in _label_boxes(s) + _node_boxes(s):
             assert 0 <= box[0] and box[2] <= width and 0 <= box[1] and box[3] <= height, (
                 diagram.title, box, width, height)
+
+
+def test_unbound_ellipsis_is_drawn_as_dots_in_a_neutral_colour():
+    d = derive("...ij,...jk->...ik")             # no shapes: '...' stays one hyper-edge
+    s = svg(forward(d), of(d))
+    root = ET.fromstring(s)
+    labels = ["".join(t.itertext()) for t in root.iter("text")
+              if "eg-edge-label" in t.get("class", "")]
+    assert sorted(labels) == ["...", "i", "j", "k"]
+    assert "open: C[...,i,k]" in s
