@@ -38,6 +38,7 @@ Nothing is added to the user's namespace but what the cell's own code assigns an
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import keyword
 
@@ -192,11 +193,9 @@ class _Run:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             where = "--seed" if args.seed is not None else "EinsumGradMagics.seed ="
             raise UsageError(f"{where} {self.seed!r} is not a seed: give a non-negative integer")
-        self.sizes = _usage(parse_sizes, args.sizes)
+        self.sizes = _usage(parse_sizes, _unquoted(args.sizes))
         self.expects = [_parse_expect(e) for e in args.expect]
-        out = args.output
-        if out is not None and (not out.isidentifier() or keyword.iskeyword(out)):
-            raise UsageError(f"-o takes a variable name, not {out!r}")
+        self.output = _output_name(_unquoted(args.output), self.ns)
         from .check import TOLERANCES
 
         if self.dtype not in TOLERANCES:
@@ -232,8 +231,8 @@ class _Run:
             from .text import render_notes
 
             print(render_notes(notes))
-        if self.args.output:
-            self.ns[self.args.output] = EinsumGradResult(tuple(analyses), tuple(notes))
+        if self.output:
+            _store(self.ns, self.output, EinsumGradResult(tuple(analyses), tuple(notes)))
         wrong = [e for a in analyses for e in a.expectations if not e.passed]
         if wrong:
             raise ExpectationFailed("; ".join(
@@ -411,6 +410,45 @@ def _usage(fn, *args):
         return fn(*args)
     except EinsumError as e:
         raise UsageError(f"einsum_grad: {e}") from None
+
+
+def _unquoted(value: str | None) -> str | None:
+    """An option's value without the quotes around it (magic_arguments keeps them).
+
+    >>> _unquoted("'i=2'"), _unquoted('"res"'), _unquoted("res"), _unquoted(None)
+    ('i=2', 'res', 'res', None)
+    """
+    if value is not None and len(value) > 1 and value[0] in "'\"" and value[-1] == value[0]:
+        return value[1:-1]
+    return value
+
+
+def _output_name(name: str | None, ns: dict) -> str | None:
+    """The ``-o`` name, refused (``UsageError``) unless it is free or holds an earlier result.
+
+    The magic never overwrites a user's variable, a module, a builtin or IPython's own names.
+    """
+    if name is None:
+        return None
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise UsageError(f"-o takes a variable name, not {name!r}")
+    if name in ns and not isinstance(ns[name], EinsumGradResult):
+        kind = type(ns[name]).__name__
+        raise UsageError(f"-o {name}: {name} already holds a value of type {kind}, which the "
+                         "result would overwrite: choose a free name")
+    if name not in ns and hasattr(builtins, name):
+        raise UsageError(f"-o {name}: {name} is a Python builtin, which the result would shadow: "
+                         "choose a free name")
+    return name
+
+
+def _store(ns: dict, name: str, result: EinsumGradResult) -> None:
+    """``ns[name] = result``, unless the cell's own code has bound ``name`` meanwhile."""
+    if name in ns and not isinstance(ns[name], EinsumGradResult):
+        kind = type(ns[name]).__name__
+        raise UsageError(f"-o {name}: the cell assigned {name} a value of type {kind}, which the "
+                         "result would overwrite: it was not stored; choose a free name")
+    ns[name] = result
 
 
 def _letter_keys(call) -> dict[str, str]:

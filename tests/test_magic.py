@@ -287,6 +287,20 @@ def test_usage_errors(ip, cell, message):
     assert "C" not in ip.user_ns
 
 
+@pytest.mark.parametrize("cell", ["C = np.einsum(A, [0, 52], B, [52, 2])",
+                                  "C = np.einsum(A, [0, 1], B, [1, 2], [0, -1])"])
+def test_an_interleaved_integer_out_of_range_is_named_with_a_caret(ip, cell):
+    result, _ = run(ip, "%%einsum_grad\n" + cell)
+    assert type(result.error_in_exec) is UsageError
+    value = "52" if "52" in cell else "-1"
+    first, quoted, marks = str(result.error_in_exec).splitlines()
+    assert first == (f"einsum_grad: the interleaved subscript {value} is out of numpy's range "
+                     "0..51 (0-25 stand for A-Z, 26-51 for a-z)")
+    assert quoted == "    " + cell[4:]
+    assert marks == " " * (4 + cell[4:].index(value)) + "^" * len(value)   # the first one
+    assert "C" not in ip.user_ns
+
+
 @pytest.mark.parametrize("cell, message", [
     ('Y = einops.einsum(x, w, "batch d, d out -> batch zz")',
      ["einsum_grad: line 1, einops.einsum(x, w, \"batch d, d out -> batch zz\"): output axis "
@@ -413,6 +427,49 @@ def test_o_stores_the_derivations_and_reports(ip):
     assert res.derivation is res.derivations[0] and res.report is res.reports[0]
     with pytest.raises(Exception):
         res.analyses = ()                             # frozen
+
+
+@pytest.mark.parametrize("name, kind", [("C", "ndarray"), ("A", "ndarray"), ("np", "module"),
+                                        ("get_ipython", "method")])
+def test_o_refuses_a_name_that_holds_anything_else_before_the_cell_runs(ip, name, kind):
+    ip.run_cell("C = np.einsum('ij,jk->ik', A, B)")
+    before = ip.user_ns[name]
+    result, cap = run(ip, f"%%einsum_grad -o {name}\nZ = 1\nD = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec) == (f"-o {name}: {name} already holds a value of type {kind}, "
+                                         "which the result would overwrite: choose a free name")
+    assert ip.user_ns[name] is before or ip.user_ns[name] == before
+    assert "Z" not in ip.user_ns and "D" not in ip.user_ns       # nothing ran
+    assert cap.outputs == []
+    ip.user_ns.pop("Z", None)
+
+
+def test_o_refuses_a_builtin_and_a_name_the_cell_assigns(ip):
+    result, _ = run(ip, "%%einsum_grad -o print\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert "print is a Python builtin" in str(result.error_in_exec)
+    assert "print" not in ip.user_ns
+    result, _ = run(ip, "%%einsum_grad -o C --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec).startswith("-o C: the cell assigned C a value of type ndarray")
+    assert isinstance(ip.user_ns["C"], np.ndarray)
+
+
+def test_o_replaces_an_earlier_result_and_takes_a_free_name(ip):
+    assert "res" not in ip.user_ns
+    assert run(ip, "%%einsum_grad -o res --no-check\nij,jk->ik")[0].success
+    first = ip.user_ns["res"]
+    assert run(ip, "%%einsum_grad -o res --no-check\nii->")[0].success
+    assert ip.user_ns["res"] is not first and ip.user_ns["res"].derivation.equation == "ii->"
+
+
+@pytest.mark.parametrize("options", ["--sizes 'i=2' -o 'res'", '--sizes "i=2" -o "res"',
+                                     "--sizes i=2 -o res"])
+def test_quoted_option_values_are_accepted(ip, options):
+    result, cap = run(ip, f"%%einsum_grad {options} --no-check\nij->")
+    assert result.success, result.error_in_exec
+    assert "shapes:  A (2, 3) -> B ()  (sizes from --sizes" in shown(cap)[0]
+    assert isinstance(ip.user_ns["res"], EinsumGradResult)
 
 
 def test_line_magic(ip):
@@ -585,3 +642,14 @@ def test_the_page_has_cost_and_export_tabs_between_shapes_and_check(ip):
     (bundle,) = cap.outputs
     titles = re.findall(r'<label for="[\w-]+">(\w+)</label>', bundle.data["text/html"])
     assert titles == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]
+
+
+def test_the_text_view_says_when_random_arrays_stood_in_for_the_users(ip):
+    ip.run_cell("A2 = np.full((2, 3), np.nan)")
+    result, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A2, B)")
+    assert result.success
+    (out,) = shown(cap)
+    assert out.splitlines()[-1] == ("check: PASS, 2/2 gradients match jax.vjp (float32) on seeded "
+                                    "random arrays, not yours (NaN or inf in A2)")
+    html = [o.data["text/html"] for o in cap.outputs if "text/html" in o.data][-1]
+    assert "not yours (NaN or inf in A2)" in html
