@@ -175,7 +175,7 @@ class="eg-l0">i</span>&#39;</span>'
     def string(m):
         body = m.group(2)
         inner = unescape(body).strip("'\"")
-        if not inner or re.fullmatch(r"[A-Za-z.,\->\s]*", inner) is None:
+        if not _is_equation(inner):
             return m.group(0)
         painted = "".join(part if part.startswith("&") else
                           re.sub(r"[A-Za-z]", lambda x: _span(x.group(0), colours), part)
@@ -196,6 +196,18 @@ _PRE = re.compile(r'(<pre class="eg-code">)(.*?)(</pre>)', re.S)
 _EQUATION = re.compile(r"(?:[A-Za-z,\s]|\.\.\.)*(?:->(?:[A-Za-z\s]|\.\.\.)*)?")
 
 
+def _is_equation(text: str) -> bool:
+    """Whether ``text`` reads as einsum subscripts: letters, ``,``, ``->``, ``...``; an einops
+    pattern (words between spaces, ``'batch d, d out -> batch'``) is not one letter a character.
+
+    >>> [_is_equation(t) for t in ("ij,jk->ik", "...i", "i", "batch d -> batch", "np.eye", "")]
+    [True, True, True, False, False, False]
+    """
+    if not text or _EQUATION.fullmatch(text) is None:
+        return False
+    return not (re.search(r"[A-Za-z]{2}", text) and re.search(r"[A-Za-z]\s+[A-Za-z]", text))
+
+
 def paint_html(fragment: str, colours: Mapping[str, int], names: Iterable[str] = ()) -> str:
     """A section of the display with every letter painted: each inline ``<code>`` that
     holds an equation or subscripts (``ij,jk->ik``, ``ij``, ``i``; not ``names``, the
@@ -209,7 +221,7 @@ def paint_html(fragment: str, colours: Mapping[str, int], names: Iterable[str] =
 
     def code(m):
         text = unescape(m.group(1))
-        if not text or text in names or _EQUATION.fullmatch(text) is None:
+        if text in names or not _is_equation(text):
             return m.group(0)
         return f"<code>{paint(text, colours)}</code>"
 

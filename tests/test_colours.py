@@ -9,7 +9,7 @@ from html import unescape
 import pytest
 
 from einsum_magic import derive, html
-from einsum_magic.colours import PALETTE, assign, css, for_relabelled, of, paint, paint_code
+from einsum_magic.colours import PALETTE, assign, css, for_relabelled, of, paint, paint_code, paint_html
 
 # JupyterLab's layout-color1/2 and cell editor backgrounds, light and dark themes.
 LIGHT = ("#ffffff", "#eeeeee", "#f7f7f7")
@@ -83,3 +83,11 @@ def test_paint_code_colours_loop_indices_and_einsum_strings_only():
     assert '<span class="n">i</span><span class="p">[' in code  # the array 'i'
     plain = paint_code(html.highlight("x = 'not an equation!'"), colours)
     assert "eg-l" not in plain
+
+
+def test_einops_patterns_are_not_painted_letter_by_letter():
+    colours = {c: 0 for c in "abcdhotu"}
+    assert paint_html("<code>batch d, d out -&gt; batch</code>", colours) == \
+        "<code>batch d, d out -&gt; batch</code>"
+    block = html.highlight('Y = einops.einsum(x, w, "batch d, d out -> batch out")')
+    assert paint_code(block, colours) == block
