@@ -190,10 +190,11 @@ def _width(n: Node) -> float:
     return w
 
 
-def svg(diagram: Diagram, colours: dict | None = None) -> str:
+def svg(diagram: Diagram, colours: dict | None = None, axes=()) -> str:
     """The diagram as an inline ``<svg>``: nodes with their names, one label per letter
     (``letter=size``), each letter's edges in its colour (``colours``: palette indices,
-    default in order of first appearance).
+    default in order of first appearance). ``axes`` are (letter, name) pairs: an einops
+    call's axis names, shown in place of their letters.
 
     >>> from einsum_magic import derive
     >>> s = svg(forward(derive("ij,jk->ik")))
@@ -201,12 +202,12 @@ def svg(diagram: Diagram, colours: dict | None = None) -> str:
     True
     """
     colours = _colours.assign(diagram.letters) if colours is None else colours
-    return _svg(diagram, tuple(sorted(colours.items())))
+    return _svg(diagram, tuple(sorted(colours.items())), tuple(axes))
 
 
 @functools.lru_cache(maxsize=512)
-def _svg(diagram: Diagram, colours: tuple) -> str:
-    colours = dict(colours)
+def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
+    colours, names = dict(colours), dict(axes)
     cols = max(diagram.columns, 1)
     row_w = (cols - 1) * GAP
     bottom = [c for c in diagram.output]
@@ -383,7 +384,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
             size = "" if e.size is None else f"={e.size}"
             tcls = _colours.class_of(e.letter, colours)
             labels.append(f'<text class="eg-edge-label {tcls}" x="{_fmt(mid[0])}" '
-                          f'y="{_fmt(mid[1] - 3)}" text-anchor="{side.get(e.letter, "middle")}">{escape(spell(e.letter))}'
+                          f'y="{_fmt(mid[1] - 3)}" text-anchor="{side.get(e.letter, "middle")}">{escape(names.get(e.letter, spell(e.letter)))}'
                           f'<tspan class="eg-size">{escape(size)}</tspan></text>')
     for n in diagram.nodes:
         x, y = pos[n.id]
@@ -413,7 +414,7 @@ def _svg(diagram: Diagram, colours: tuple) -> str:
     if cot is None and bottom:
         out.append(f'<text class="eg-small eg-caption" x="{_fmt(below)}" y="{_fmt(bottom_y + 18)}" '
                    f'text-anchor="middle">open: {escape(diagram.title.split()[-1])}'
-                   f"[{escape(','.join(spell(c) for c in bottom))}]</text>")
+                   f"[{escape(','.join(names.get(c, spell(c)) for c in bottom))}]</text>")
     out += labels
     out.append("</svg>")
     return "".join(out)
@@ -484,8 +485,10 @@ def css() -> str:
     return "\n".join(rules)
 
 
-def section(d) -> str:
+def section(d, axes=()) -> str:
     """The Diagram tab's HTML: the forward network, then each gradient's beside the forward.
+
+    ``axes``: (letter, name) pairs of an einops call; its edges are labelled with the names.
 
     >>> from einsum_magic import derive
     >>> html = section(derive("ij,jk->ik"))
@@ -497,7 +500,7 @@ def section(d) -> str:
 
     def figure(diagram, caption):
         return (f"<figure><figcaption>{caption} <code>{_colours.paint(diagram.equation, colours)}"
-                f"</code></figcaption>{svg(diagram, colours)}</figure>")
+                f"</code></figcaption>{svg(diagram, colours, axes)}</figure>")
 
     forward_figure = figure(fwd, f"forward {escape(d.output)}")
     parts = ['<div class="eg-muted">Each operand is a node, each letter an edge (letter=size); '

@@ -292,7 +292,8 @@ def backward(a) -> str:
 
 def diagram(a) -> str:
     """Tensor networks: the forward, and each gradient's beside it (:mod:`einsum_magic.diagram`)."""
-    return _diagram.section(a.derivation)
+    call = a.call
+    return _diagram.section(a.derivation, call.axes if call.style == "einops" else ())
 
 
 def loops(a) -> str:

@@ -7,6 +7,7 @@ same bytes for the same derivation) and that it parses as XML.
 
 from __future__ import annotations
 
+import re
 import string
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -261,3 +262,15 @@ def test_unbound_ellipsis_is_drawn_as_dots_in_a_neutral_colour():
               if "eg-edge-label" in t.get("class", "")]
     assert sorted(labels) == ["...", "i", "j", "k"]
     assert "open: C[...,i,k]" in s
+
+
+def test_einops_axes_label_the_edges_by_name():
+    from einsum_magic.analysis import Analysis
+    from einsum_magic.cell import find_calls
+    from einsum_magic.html import diagram as tab
+
+    call = find_calls('Y = einops.einsum(x, w, "batch d, d out -> batch out")').calls[0]
+    d = derive(call.equation, call.names, call.output, shapes=((8, 3), (3, 5)))
+    s = tab(Analysis(call, d, "sizes from your arrays"))
+    labels = re.findall(r'class="eg-edge-label[^"]*"[^>]*>([^<]+)<tspan class="eg-size">=(\d+)<', s)
+    assert sorted(set(labels)) == [("batch", "8"), ("d", "3"), ("out", "5")]
