@@ -13,10 +13,12 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from einsum_magic import derive
 from einsum_magic.colours import of
 from einsum_magic.diagram import backward, forward, section, svg
+from test_properties import einsums, instance
 
 SVG = ""                      # inline SVG in HTML: no namespace (and no address) needed
 
@@ -274,3 +276,74 @@ def test_einops_axes_label_the_edges_by_name():
     s = tab(Analysis(call, d, "sizes from your arrays"))
     labels = re.findall(r'class="eg-edge-label[^"]*"[^>]*>([^<]+)<tspan class="eg-size">=(\d+)<', s)
     assert sorted(set(labels)) == [("batch", "8"), ("d", "3"), ("out", "5")]
+
+
+# -- the pictures are the right networks: contracting them gives the forward and the gradients --
+
+def _contract(diagram, arrays: dict, shapes: dict):
+    """Contract a diagram as the tensor network it draws, one index per edge (opt_einsum).
+
+    ``arrays`` holds the tensor of each operand and cotangent node; copy tensors and hyper-edge
+    dots are Kronecker deltas, caps vectors of ones. The result's axes are the forward's open
+    edges in output order, or a gradient's slot axes.
+    """
+    import numpy as np
+    import opt_einsum
+
+    label = {i: opt_einsum.get_symbol(i) for i in range(len(diagram.edges))}
+    touching = {}
+    for i, e in enumerate(diagram.edges):
+        for end in dict.fromkeys(e.ends):
+            touching.setdefault((end, e.letter), []).append(i)
+
+    def axes(node):
+        seen: dict = {}
+        out = []
+        for c in node.subscripts:
+            out.append(label[touching[(node.id, c)][seen.get(c, 0)]])
+            seen[c] = seen.get(c, 0) + 1
+        return "".join(out)
+
+    terms, tensors, result = [], [], ""
+    for n in diagram.nodes:
+        if n.kind in ("operand", "cotangent"):
+            terms.append(axes(n))
+            tensors.append(arrays[n.id])
+        elif n.kind == "slot":
+            result = axes(n)
+        elif n.kind in ("copy", "cap"):
+            size = shapes[n.subscripts[0]]
+            terms.append(axes(n))
+            tensors.append(np.eye(size) if n.kind == "copy" else np.ones(size))
+        elif n.kind == "dot":
+            ends = [i for i, e in enumerate(diagram.edges) if n.id in e.ends]
+            size = shapes[n.label]
+            delta = np.zeros((size,) * len(ends))
+            delta[(np.arange(size),) * len(ends)] = 1
+            terms.append("".join(label[i] for i in ends))
+            tensors.append(delta)
+    if diagram.output:
+        opened = {e.letter: label[i] for i, e in enumerate(diagram.edges) if e.open}
+        result = "".join(opened[c] for c in diagram.output)
+    return opt_einsum.contract(",".join(terms) + "->" + result, *tensors)
+
+
+@settings(max_examples=120, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(case=einsums())
+def test_every_diagram_contracts_to_what_it_draws(case):
+    import numpy as np
+
+    d, ops, out, cotangent = instance(case, 0)
+    shapes = dict(d.sizes)
+    for g in d.grads:                                  # a repeat's fresh letter: its letter's size
+        for a in g.aux:
+            for c in a.subscripts:
+                shapes.setdefault(c, shapes[a.letter])
+    arrays = {f"op{k}": x for k, x in enumerate(ops)}
+    np.testing.assert_allclose(_contract(forward(d), arrays, shapes), out, atol=1e-9)
+    grads = d.vjp(cotangent, *ops)
+    for k, want in enumerate(grads):
+        picture = backward(d, k)
+        got = _contract(picture, {**arrays, "cot": cotangent}, shapes)
+        np.testing.assert_allclose(got, want, atol=1e-9, err_msg=f"{d.equation}: {picture.title}")
