@@ -24,6 +24,7 @@ SECTIONS = [
     ("bench_magic", "%%einsum_grad render time (no check)"),
     ("bench_diagram", "What the Diagram tab and the letter colours add to a render"),
     ("bench_flops", "XLA FLOPs: exported backward vs jax.vjp of jnp.einsum"),
+    ("bench_chain", "XLA FLOPs of a whole cell: exported backward vs jax.vjp of the jnp forward"),
 ]
 
 

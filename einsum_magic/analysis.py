@@ -37,10 +37,15 @@ class Analysis:
 
 @dataclass(frozen=True)
 class EinsumGradResult:
-    """What ``-o NAME`` stores: every einsum's derivation and check report, in order."""
+    """What ``-o NAME`` stores: every einsum's derivation and check report, in order.
+
+    ``backward`` is the :class:`~einsum_magic.chain.CellBackward` of the whole cell (``None``
+    for a cell of one einsum, or where it could not be derived).
+    """
 
     analyses: tuple[Analysis, ...]
     notes: tuple[str, ...] = field(default=())
+    backward: Any = None
 
     @property
     def derivations(self) -> tuple:

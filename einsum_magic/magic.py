@@ -225,20 +225,23 @@ class _Run:
             display(GradDisplay(a, k, len(analyses), view=view))
             if view == "widget":
                 self._live(a)
-        if not calls and not notes and code:
+        backward = self._cell_backward() if code else None
+        if not calls and not notes and code and backward is None:
             notes = ("no einsum call found in the cell",)
         if notes:
             from .text import render_notes
 
             print(render_notes(notes))
         if self.output:
-            _store(self.ns, self.output, EinsumGradResult(tuple(analyses), tuple(notes)))
+            _store(self.ns, self.output, EinsumGradResult(tuple(analyses), tuple(notes), backward))
         wrong = [e for a in analyses for e in a.expectations if not e.passed]
         if wrong:
             raise ExpectationFailed("; ".join(
                 f"--expect {e.target} = {e.proposal!r}: {e.message.splitlines()[0]}"
                 for e in wrong))
         failed = [a.check.summary for a in analyses if a.check is not None and not a.check.passed]
+        if backward is not None and backward.check is not None and not backward.check.passed:
+            failed.append(backward.check.summary)
         if failed:
             raise CheckFailed("; ".join(failed))
         return None
@@ -268,6 +271,13 @@ class _Run:
             return (), (), True      # run_cell reports the syntax error as IPython would
         except EinsumError as e:
             raise UsageError(f"einsum_grad: {e}") from None
+        if not found.calls:            # C = A @ B alone: displayed as the einsum it is
+            from .chain.products import single_product
+            from .chain.result import or_none
+
+            product = or_none(single_product, source, self.ns)
+            if product is not None:
+                return (product,), found.notes, True
         return found.calls, found.notes, True
 
     def _derive(self, call, shapes=None):
@@ -376,6 +386,21 @@ class _Run:
         except EinsumError as e:
             return dataclasses.replace(a, check_note=f"could not run: {str(e).splitlines()[0]}")
         return dataclasses.replace(a, check=report)
+
+    def _cell_backward(self):
+        """The whole cell's backward (:mod:`einsum_magic.chain`), displayed; None if none."""
+        from .chain.result import for_cell
+        from .chain.view import CellBackwardDisplay
+
+        why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
+        backward, note = for_cell(self.shell.transform_cell(self.cell), self.ns, ran=self.ran,
+                                  sizes=self.sizes, check=self.check_on, seed=self.seed,
+                                  skipped=why)
+        if note:
+            print(note)
+        if backward is not None:
+            display(CellBackwardDisplay(backward))
+        return backward
 
     # -- 4. display -------------------------------------------------------------------
 
