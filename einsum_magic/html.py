@@ -7,7 +7,9 @@ rule under ``.einsum-grad``) written with JupyterLab's CSS variables
 ``var(--jp-code-font-family)``, the ``--jp-mirror-editor-*`` token colours, …) with
 plain fallbacks, so it reads in light and dark themes and outside JupyterLab. Code is
 tokenised by Pygments (:func:`highlight`, :func:`highlight_module` for whole exported
-modules) and coloured by that stylesheet.
+modules) and coloured by that stylesheet. Each letter keeps one colour in every tab:
+:func:`painted` (:mod:`einsum_magic.colours`) paints every panel and the header; the
+Diagram tab is :mod:`einsum_magic.diagram`'s SVG.
 
 :func:`page` is the whole display, the ``text/html`` of every display bundle: the
 header over one tab per entry of :data:`TABS` (a title and a function of the Analysis
@@ -39,14 +41,15 @@ import math
 from html import escape
 
 from . import teaching
+from . import colours as _colours, diagram as _diagram
 from .cost import cost as cost_report
 from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 from .verdict import answer_hidden
 
-__all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "loops",
-           "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page", "progress",
-           "wrap"]
+__all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "diagram",
+           "loops", "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page",
+           "progress", "wrap", "painted"]
 
 #: Pygments token type → JupyterLab editor colour variable (and a light-theme fallback).
 _TOKEN_COLOURS = (
@@ -136,6 +139,7 @@ def stylesheet() -> str:
         weight = {"bold": "font-weight: bold; ", "italic": "font-style: italic; "}.get(font, "")
         rules.append(f"{selector} {{ color: var(--jp-mirror-editor-{var}-color, {fallback}); "
                      f"{weight}}}")
+    rules += [_colours.css(), _diagram.css()]   # one colour per letter; the diagrams
     return "<style>\n" + "\n".join(rules) + "\n</style>"
 
 
@@ -215,6 +219,12 @@ def _code(text: str) -> str:
     return f"<code>{escape(text)}</code>"
 
 
+def painted(a, fragment: str) -> str:
+    """``fragment`` of ``a``'s display with every letter in its colour (:mod:`einsum_magic.colours`)."""
+    d = a.derivation
+    return _colours.paint_html(fragment, _colours.of(d), d.names + (d.output,))
+
+
 def _table(head, rows) -> str:
     out = ['<table class="eg-table"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for row in rows:
@@ -260,7 +270,8 @@ def backward(a) -> str:
                      f"{shape_text(g.shape)} = {escape(g.wrt)}'s shape</span></h4>")
         parts.append(highlight(grad_code(a, g)))
         parts.append("<ol>" + "".join(f"<li>{escape(s)}</li>" for s in g.steps) + "</ol>")
-        reading = f"relabelled {_code(g.relabelled)}"
+        relabelled = _colours.for_relabelled(g.equation, g.relabelled, _colours.of(d))
+        reading = f"relabelled <code>{_colours.paint(g.relabelled, relabelled)}</code>"
         if g.interpretation:
             reading += f", reads {_code(f'{g.target} = {g.interpretation}')}"
         parts.append(f"<div>{_code(g.equation)}: {reading}</div>")
@@ -269,6 +280,12 @@ def backward(a) -> str:
                      f"{len(t.parts)} times</span></h4>")
         parts.append(highlight(t.code))
     return "".join(parts)
+
+
+def diagram(a) -> str:
+    """Tensor networks: the forward, and each gradient's beside it (:mod:`einsum_magic.diagram`)."""
+    call = a.call
+    return _diagram.section(a.derivation, call.axes if call.style == "einops" else ())
 
 
 def loops(a) -> str:
@@ -484,6 +501,7 @@ def exercise(a) -> str | None:
 TABS = [
     ("Exercise", exercise),
     ("Backward", lambda a: teaching.reveal(a, backward(a))),
+    ("Diagram", lambda a: teaching.reveal(a, diagram(a))),
     ("Loops", lambda a: teaching.reveal(a, loops(a))),
     ("Shapes", shapes),
     ("Cost", cost),
@@ -512,7 +530,7 @@ def tabs(a, tab: str | None = None, key: str = "") -> str:
     ['Shapes']
     >>> tabs(a, tab="Nope")
     Traceback (most recent call last):
-    ValueError: no tab 'Nope'; the tabs are Backward, Loops, Shapes, Cost, Export, Check
+    ValueError: no tab 'Nope'; the tabs are Backward, Diagram, Loops, Shapes, Cost, Export, Check
     """
     shown = [(title, panel) for title, panel in ((t, make(a)) for t, make in TABS)
              if panel is not None]
@@ -524,6 +542,7 @@ def tabs(a, tab: str | None = None, key: str = "") -> str:
         raise ValueError(f"no tab {tab!r}; the tabs are {', '.join(titles)}")
     if len(TABS) > MAX_TABS:
         raise ValueError(f"the stylesheet switches at most {MAX_TABS} tabs, not {len(TABS)}")
+    panels = [painted(a, panel) for panel in panels]
     digest = hashlib.sha1("\0".join([key, *titles, *panels]).encode()).hexdigest()[:12]
     group = f"eg-{digest}"
     radios = []
@@ -543,7 +562,7 @@ def page(a, index: int | None = None, count: int = 1, tab: str | None = None,
     The header over the CSS-only :func:`tabs` (``tab`` open initially), with its
     stylesheet: no script, no network, deterministic (nbval compares it).
     """
-    return wrap(header(a, index, count) + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
+    return wrap(painted(a, header(a, index, count)) + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
                 style=True)
 
 

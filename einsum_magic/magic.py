@@ -55,6 +55,7 @@ from .equation import parse
 from .errors import EinsumError
 from .expect import judge
 from .shapes import parse_sizes, shapes_from
+from .sliders import fixed_letters
 from .verdict import answer_hidden, verdict
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
@@ -347,7 +348,8 @@ class _Run:
         d = self._derive(call, shapes)
         verdicts = tuple(dataclasses.replace(judge(d, target, proposal, self.seed), einsum=number)
                          for target, proposal in expects)
-        return Analysis(call, d, sizes_from, expectations=verdicts)
+        fixed = fixed_letters(d, self._arrays(call)) if self.ran else ()
+        return Analysis(call, d, sizes_from, expectations=verdicts, fixed=fixed)
 
     def _arrays(self, call) -> dict[int, object]:
         """Position → the user's array, for operands the call may look up that have a shape."""

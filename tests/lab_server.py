@@ -200,6 +200,7 @@ def running_lab(root: Path, state: Path, *, theme: str = "JupyterLab Light",
     tail when the server exits or does not answer within ``timeout`` seconds.
     """
     env = isolated_environment(state)
+    env["PYTHONPATH"] = str(root)       # the kernel imports the served copy, not an installed one
     write_kernelspec(Path(env["JUPYTER_DATA_DIR"]))
     write_user_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]), user_settings(theme))
     port, token = free_port(), secrets.token_hex(16)

@@ -643,7 +643,7 @@ def test_the_page_has_cost_and_export_tabs_between_shapes_and_check(ip):
     _, cap = run(ip, "%%einsum_grad -o res --no-check\nC = np.einsum('ij,jk->ik', A, B)")
     (bundle,) = cap.outputs
     titles = re.findall(r'<label for="[\w-]+">(\w+)</label>', bundle.data["text/html"])
-    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
+    assert titles == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]
 
 
 def test_the_text_view_says_when_random_arrays_stood_in_for_the_users(ip):
