@@ -621,3 +621,28 @@ def test_the_text_view_says_when_random_arrays_stood_in_for_the_users(ip):
                                     "random arrays, not yours (NaN or inf in A2)")
     html = [o.data["text/html"] for o in cap.outputs if "text/html" in o.data][-1]
     assert "not yours (NaN or inf in A2)" in html
+
+
+def test_a_torch_cell_on_complex_tensors_exports_pytorchs_convention(ip):
+    torch = pytest.importorskip("torch")
+    from einsum_magic import html
+
+    ip.run_cell("import torch\ng = torch.Generator().manual_seed(0)\n"
+                "X = torch.randn(2, 3, dtype=torch.complex128, generator=g)\n"
+                "W = torch.randn(3, 4, dtype=torch.complex128, generator=g)")
+    try:
+        result, _ = run(ip, "%%einsum_grad -o res\nY = torch.einsum('ij,jk->ik', X, W)")
+        assert result.success, result.error_in_exec
+        (a,) = ip.user_ns["res"].analyses
+        assert a.check.passed and a.check.dtype == "complex64"
+        import html as markup
+        import re
+
+        shown = markup.unescape(re.sub(r"<[^>]+>", "", html.export(a)))
+        assert "A, B = (t.conj() for t in ctx.saved_tensors)" in shown.replace("X, W", "A, B")
+        fn = a.derivation.compile("torch")
+        xs = tuple(ip.user_ns[n].clone().requires_grad_(True) for n in ("X", "W"))
+        assert torch.autograd.gradcheck(fn, xs)
+    finally:
+        for name in ("torch", "g", "X", "W"):
+            ip.user_ns.pop(name, None)

@@ -1,0 +1,84 @@
+"""The first checked cell after ``%load_ext einsum_magic`` against a warm one, in fresh processes.
+
+Each run is a fresh Python process with an IPython shell (the text view, as in a terminal
+or under nbval): ``%load_ext einsum_magic``, then one ``%%einsum_grad`` cell timed five
+times. The first run pays what a session pays once: importing and starting JAX (timed
+apart, around ``einsum_magic.check._start_jax``), compiling the check's functions (the
+report's ``compile_ms``) and the first import of the views; the warm time is the median
+of the later runs. Target: first - warm <= 0.5 s on the 2-core CPU of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+from common import fmt_ms
+
+CELLS = [
+    ("matmul", "C = np.einsum('ij,jk->ik', A, B)"),
+    ("three operands", "D = np.einsum('ij,jk,kl->il', A, B, E)"),
+]
+RUNS = 3          # fresh processes per cell
+REPEAT = 5        # runs of the cell in each process (the first is the cold one)
+
+_RUN = r"""
+import json, sys, time
+from IPython.testing.globalipapp import start_ipython
+ip = start_ipython()
+ip.run_cell("import numpy as np\nA = np.ones((2, 3))\nB = np.ones((3, 4))\nE = np.ones((4, 5))")
+t = time.perf_counter()
+ip.run_line_magic("load_ext", "einsum_magic")
+load = time.perf_counter() - t
+import importlib
+checking = importlib.import_module("einsum_magic.check")
+start = []
+real = checking._start_jax
+def timed_start():
+    t0 = time.perf_counter()
+    out = real()
+    start.append(time.perf_counter() - t0)
+    return out
+checking._start_jax = timed_start
+cell = "%%einsum_grad -o res\n" + sys.argv[1]
+times, compiles = [], []
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter()
+    result = ip.run_cell(cell)
+    times.append(time.perf_counter() - t0)
+    assert result.success, result.error_in_exec
+    compiles.append(ip.user_ns["res"].report.timings["compile_ms"] / 1e3)
+    del ip.user_ns["res"]
+print(json.dumps({"load_ext": load, "first": times[0], "warm": sorted(times[1:])[len(times) // 2 - 1],
+                  "jax_start": start[0], "compile": compiles[0]}))
+"""
+
+
+def measure(cell: str) -> dict:
+    """Median over fresh processes of each figure."""
+    runs = []
+    for _ in range(RUNS):
+        out = subprocess.run([sys.executable, "-c", _RUN, cell, str(REPEAT)], check=True,
+                             capture_output=True, text=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def run() -> list[str]:
+    rows = ["| cell | %load_ext | first checked cell | warm cell (median) | first - warm "
+            "| of which: import + start JAX | first compile | rest |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, cell in CELLS:
+        m = measure(cell)
+        extra = m["first"] - m["warm"]
+        rest = extra - m["jax_start"] - m["compile"]
+        rows.append(f"| {name}: `{cell}` | {fmt_ms(m['load_ext'])} | {fmt_ms(m['first'])} "
+                    f"| {fmt_ms(m['warm'])} | {fmt_ms(extra)} | {fmt_ms(m['jax_start'])} "
+                    f"| {fmt_ms(m['compile'])} | {fmt_ms(rest)} |")
+    return rows
+
+
+if __name__ == "__main__":
+    print("\n".join(run()))
