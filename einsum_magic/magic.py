@@ -184,7 +184,7 @@ class _Run:
         self.cell = cell
         self.ns = magics.shell.user_ns
         self.check_on = magics.check and not args.no_check
-        self.dtype = args.dtype or magics.dtype
+        self.dtype = _unquoted(args.dtype) or magics.dtype
         self.seed = magics.seed if args.seed is None else args.seed
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             where = "--seed" if args.seed is not None else "EinsumGradMagics.seed ="

@@ -463,8 +463,8 @@ def test_o_replaces_an_earlier_result_and_takes_a_free_name(ip):
     assert ip.user_ns["res"] is not first and ip.user_ns["res"].derivation.equation == "ii->"
 
 
-@pytest.mark.parametrize("options", ["--sizes 'i=2' -o 'res'", '--sizes "i=2" -o "res"',
-                                     "--sizes i=2 -o res"])
+@pytest.mark.parametrize("options", ["--sizes 'i=2' -o 'res' --dtype 'float64'",
+                                     '--sizes "i=2" -o "res"', "--sizes i=2 -o res"])
 def test_quoted_option_values_are_accepted(ip, options):
     result, cap = run(ip, f"%%einsum_grad {options} --no-check\nij->")
     assert result.success, result.error_in_exec
