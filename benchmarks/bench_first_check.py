@@ -51,7 +51,8 @@ for _ in range(int(sys.argv[2])):
     assert result.success, result.error_in_exec
     compiles.append(ip.user_ns["res"].report.timings["compile_ms"] / 1e3)
     del ip.user_ns["res"]
-print(json.dumps({"load_ext": load, "first": times[0], "warm": sorted(times[1:])[len(times) // 2 - 1],
+import statistics
+print(json.dumps({"load_ext": load, "first": times[0], "warm": statistics.median(times[1:]),
                   "jax_start": start[0], "compile": compiles[0]}))
 """
 
@@ -67,7 +68,11 @@ def measure(cell: str) -> dict:
 
 
 def run() -> list[str]:
-    rows = ["| cell | %load_ext | first checked cell | warm cell (median) | first - warm "
+    import os
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    rows = [f"Load average of the machine when measured (1, 5, 15 min): {load}. The figures are wall "
+            "times: other work on the two cores inflates them.", "","| cell | %load_ext | first checked cell | warm cell (median) | first - warm "
             "| of which: import + start JAX | first compile | rest |",
             "|---|---|---|---|---|---|---|---|"]
     for name, cell in CELLS:

@@ -192,6 +192,9 @@ class _Run:
         self.sizes = _usage(parse_sizes, _unquoted(args.sizes))
         self.expects = [_parse_expect(e) for e in args.expect]
         self.output = _output_name(_unquoted(args.output), self.ns)
+        if self.output and cell and self.output in _bound_by(magics.shell.transform_cell(cell)):
+            raise UsageError(f"-o {self.output}: the cell assigns {self.output}, which the result "
+                             "would overwrite: choose another name")
         from .check import TOLERANCES
 
         if self.dtype not in TOLERANCES:
@@ -438,6 +441,30 @@ def _output_name(name: str | None, ns: dict) -> str | None:
         raise UsageError(f"-o {name}: {name} is a Python builtin, which the result would shadow: "
                          "choose a free name")
     return name
+
+
+def _bound_by(source: str) -> set[str]:
+    r"""The names a cell's code binds at its top level or anywhere (``=``, ``for``, ``def``,
+    ``import``, …); empty when it does not parse (IPython reports that when it runs).
+
+    >>> sorted(_bound_by("C = f(A)\nfor i in x: pass\nimport numpy as np\ndef g(): y = 1"))
+    ['C', 'g', 'i', 'np', 'y']
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
 
 
 def _store(ns: dict, name: str, result: EinsumGradResult) -> None:

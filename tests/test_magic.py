@@ -449,10 +449,17 @@ def test_o_refuses_a_builtin_and_a_name_the_cell_assigns(ip):
     assert type(result.error_in_exec) is UsageError
     assert "print is a Python builtin" in str(result.error_in_exec)
     assert "print" not in ip.user_ns
-    result, _ = run(ip, "%%einsum_grad -o C --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    result, _ = run(ip, "%%einsum_grad -o C --no-check\nZ = 1\nC = np.einsum('ij,jk->ik', A, B)")
     assert type(result.error_in_exec) is UsageError
-    assert str(result.error_in_exec).startswith("-o C: the cell assigned C a value of type ndarray")
-    assert isinstance(ip.user_ns["C"], np.ndarray)
+    assert str(result.error_in_exec) == ("-o C: the cell assigns C, which the result would "
+                                         "overwrite: choose another name")
+    assert "C" not in ip.user_ns and "Z" not in ip.user_ns          # refused before the run
+    # bound where the source does not say (exec): refused after the run, nothing stored
+    result, _ = run(ip, "%%einsum_grad -o C --no-check\nexec('C = 1')\n"
+                        "D = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec).startswith("-o C: the cell assigned C a value of type int")
+    assert ip.user_ns["C"] == 1
 
 
 def test_o_replaces_an_earlier_result_and_takes_a_free_name(ip):
