@@ -21,7 +21,7 @@ CELLS = [
     ("matmul", "C = np.einsum('ij,jk->ik', A, B)"),
     ("three operands", "D = np.einsum('ij,jk,kl->il', A, B, E)"),
 ]
-RUNS = 3          # fresh processes per cell
+RUNS = 5          # fresh processes per cell
 REPEAT = 5        # runs of the cell in each process (the first is the cold one)
 
 _RUN = r"""
@@ -57,31 +57,34 @@ print(json.dumps({"load_ext": load, "first": times[0], "warm": statistics.median
 """
 
 
-def measure(cell: str) -> dict:
-    """Median over fresh processes of each figure."""
+def measure(cell: str) -> tuple[dict, dict]:
+    """Median and minimum over fresh processes of each figure, and of first - warm."""
     runs = []
     for _ in range(RUNS):
         out = subprocess.run([sys.executable, "-c", _RUN, cell, str(REPEAT)], check=True,
                              capture_output=True, text=True).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        r = json.loads(out.strip().splitlines()[-1])
+        r["extra"] = r["first"] - r["warm"]
+        r["rest"] = r["extra"] - r["jax_start"] - r["compile"]
+        runs.append(r)
+    return ({k: statistics.median(r[k] for r in runs) for k in runs[0]},
+            {k: min(r[k] for r in runs) for k in runs[0]})
 
 
 def run() -> list[str]:
     import os
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    rows = [f"Load average of the machine when measured (1, 5, 15 min): {load}. The figures are wall "
-            "times: other work on the two cores inflates them.", "","| cell | %load_ext | first checked cell | warm cell (median) | first - warm "
+    rows = [f"Median (minimum) over {RUNS} fresh processes. Load average of the machine when "
+            f"measured (1, 5, 15 min): {load}: the figures are wall times, which other work on the "
+            "two cores inflates; the minimum is the closest to an idle machine.", "","| cell | %load_ext | first checked cell | warm cell (median) | first - warm "
             "| of which: import + start JAX | first compile | rest |",
             "|---|---|---|---|---|---|---|---|"]
     for name, cell in CELLS:
-        m = measure(cell)
-        extra = m["first"] - m["warm"]
-        rest = extra - m["jax_start"] - m["compile"]
-        rows.append(f"| {name}: `{cell}` | {fmt_ms(m['load_ext'])} | {fmt_ms(m['first'])} "
-                    f"| {fmt_ms(m['warm'])} | {fmt_ms(extra)} | {fmt_ms(m['jax_start'])} "
-                    f"| {fmt_ms(m['compile'])} | {fmt_ms(rest)} |")
+        med, low = measure(cell)
+        rows.append(f"| {name}: `{cell}` | " + " | ".join(
+            f"{fmt_ms(med[k])} ({fmt_ms(low[k])})"
+            for k in ("load_ext", "first", "warm", "extra", "jax_start", "compile", "rest")) + " |")
     return rows
 
 
