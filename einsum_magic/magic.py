@@ -433,7 +433,7 @@ def _output_name(name: str | None, ns: dict) -> str | None:
         return None
     if not name.isidentifier() or keyword.iskeyword(name):
         raise UsageError(f"-o takes a variable name, not {name!r}")
-    if name in ns and not isinstance(ns[name], EinsumGradResult):
+    if name in ns and not _is_result(ns[name]):
         kind = type(ns[name]).__name__
         raise UsageError(f"-o {name}: {name} already holds a value of type {kind}, which the "
                          "result would overwrite: choose a free name")
@@ -441,6 +441,13 @@ def _output_name(name: str | None, ns: dict) -> str | None:
         raise UsageError(f"-o {name}: {name} is a Python builtin, which the result would shadow: "
                          "choose a free name")
     return name
+
+
+def _is_result(value) -> bool:
+    """Whether ``value`` is an earlier result of the magic (also from before a module reload)."""
+    kind = type(value)
+    return isinstance(value, EinsumGradResult) or (
+        kind.__name__ == EinsumGradResult.__name__ and kind.__module__ == EinsumGradResult.__module__)
 
 
 def _bound_by(source: str) -> set[str]:
@@ -469,7 +476,7 @@ def _bound_by(source: str) -> set[str]:
 
 def _store(ns: dict, name: str, result: EinsumGradResult) -> None:
     """``ns[name] = result``, unless the cell's own code has bound ``name`` meanwhile."""
-    if name in ns and not isinstance(ns[name], EinsumGradResult):
+    if name in ns and not _is_result(ns[name]):
         kind = type(ns[name]).__name__
         raise UsageError(f"-o {name}: the cell assigned {name} a value of type {kind}, which the "
                          "result would overwrite: it was not stored; choose a free name")
