@@ -299,14 +299,22 @@ def _prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
         notes.append(f"the cotangent given was replaced by a random one of the clamped shape "
                      f"{out_shape}")
         cotangent = None
-    cot = (_random(cot_rng, out_shape, dtype) if cotangent is None
-           else _given_cotangent(d, cotangent, out_shape, dtype))
+    cot_scale = 0
+    if cotangent is None:
+        cot = _random(cot_rng, out_shape, dtype)
+    else:
+        cot, cot_scale = _given_cotangent(d, cotangent, out_shape, dtype)
+        if cot_scale:
+            notes.append(f"the cotangent {d.cotangent} holds values up to "
+                         f"{float(np.max(np.abs(cotangent))):.1e}: the check ran on "
+                         f"{d.cotangent}·2^{-cot_scale} (an exact scaling; every gradient is "
+                         "linear in it)")
     if dtype.startswith("complex"):
         notes.append("complex numbers follow JAX's convention: no conjugation, the other operands "
                      "enter each gradient as they are; PyTorch conjugates them "
                      "(dL_dA = einsum(dL_dC, B.conj())), and so does the PyTorch export")
     return d, _Inputs(ops, cot, dtype, user, tuple(notes), stand_ins,
-                      user and bool(factors))
+                      (user and bool(factors)) or bool(cot_scale))
 
 
 #: ``dtype -> (log2 of the largest finite value, log2 of the smallest normal one, mantissa
@@ -368,7 +376,9 @@ def _scaling_note(arrays: dict, factors: dict, dtype: str) -> str:
             "gradient is linear in every operand it reads)")
 
 
-def _given_cotangent(d: Derivation, cotangent, shape: tuple, dtype: str) -> np.ndarray:
+def _given_cotangent(d: Derivation, cotangent, shape: tuple, dtype: str):
+    """``(cotangent in dtype, e)``: scaled by ``2**-e`` where its magnitude would break the
+    scaling of the operands (which assumes a cotangent below 8 and not tiny), else ``e = 0``."""
     cot = _as_array(cotangent, d.cotangent, d.equation)
     if cot.shape != shape:
         raise EinsumError(f"the cotangent {d.cotangent} has shape {cot.shape}, the output "
@@ -376,7 +386,14 @@ def _given_cotangent(d: Derivation, cotangent, shape: tuple, dtype: str) -> np.n
     if cot.dtype.kind == "c" and not dtype.startswith("complex"):
         raise EinsumError(f"the cotangent {d.cotangent} is complex but the check runs in "
                           f"{dtype}: pass complex operands or a complex dtype", d.equation)
-    return cot.astype(dtype)
+    if cot.dtype.kind in "fc" and not np.isfinite(cot).all():
+        raise EinsumError(f"the cotangent {d.cotangent} holds NaN or inf: a check with it would "
+                          "prove nothing", d.equation)
+    m = float(np.max(np.abs(cot))) if cot.size else 0.0
+    e = math.frexp(m)[1] if m > 0 else 0
+    if -30 <= e <= 3:
+        e = 0
+    return _scaled(cot, e).astype(dtype), e
 
 
 def _as_array(x, name: str, equation: str) -> np.ndarray:

@@ -478,3 +478,16 @@ def test_the_verdict_holds_whatever_the_magnitudes():
         assert not bad.passed and not bad.grads[0].passed, bad
 
     prop()
+
+
+def test_a_huge_given_cotangent_is_scaled_not_overflowed():
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+    cot = np.random.default_rng(3).standard_normal((2, 4)) * 1e39       # inf in float32
+    report = check(d, cotangent=cot)
+    assert report.passed and report.scaled
+    assert any(n.startswith("the cotangent dL_dC holds values up to 2.6e+39: the check ran on "
+                            "dL_dC·2^-131") for n in report.notes)
+    assert all(np.isfinite(g.max_abs_error) for g in report.grads)
+    assert not check(broken(d, 0, "ik,jl->ij"), cotangent=cot).passed
+    with pytest.raises(EinsumError, match="the cotangent dL_dC holds NaN or inf"):
+        check(d, cotangent=np.full((2, 4), np.nan))
