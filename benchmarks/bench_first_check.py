@@ -77,7 +77,8 @@ def run() -> list[str]:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     rows = [f"Median (minimum) over {RUNS} fresh processes. Load average of the machine when "
             f"measured (1, 5, 15 min): {load}: the figures are wall times, which other work on the "
-            "two cores inflates; the minimum is the closest to an idle machine.", "","| cell | %load_ext | first checked cell | warm cell (median) | first - warm "
+            "two cores inflates; the minimum is the closest to an idle machine.", "",
+            "| cell | %load_ext | first checked cell | warm cell (median) | first - warm "
             "| of which: import + start JAX | first compile | rest |",
             "|---|---|---|---|---|---|---|---|"]
     for name, cell in CELLS:

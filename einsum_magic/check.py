@@ -684,9 +684,9 @@ def _compare(g: Grad, spec, problem, got, want, cot, ops, rtol, atol) -> GradChe
         message = ("the results hold inf or NaN: the values overflow the check's dtype (not a "
                    "fault of the derivation); check in float64 (--dtype float64)")
     elif not ok_vjp:
-        message = (f"values differ from jax.vjp: at {_where(worst)} the error is {rel_err:.3g} of the "
-                   f"magnitude {_at(scale, worst):.3g} of the terms that entered it > rtol {rtol:g}"
-                   f" (max abs error {abs_err:.3g})")
+        message = (f"values differ from jax.vjp: at {_where(worst)} the error is {rel_err:.3g} of "
+                   f"the magnitude {_at(scale, worst):.3g} of the terms that entered it > rtol "
+                   f"{rtol:g} (max abs error {abs_err:.3g})")
     else:
         message = (f"values differ from the float64 reference: at {_where(ref_worst)} the error is "
                    f"{ref_rel:.3g} of the magnitude {_at(scale, ref_worst):.3g} of the terms that "

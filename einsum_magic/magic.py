@@ -445,9 +445,9 @@ def _output_name(name: str | None, ns: dict) -> str | None:
 
 def _is_result(value) -> bool:
     """Whether ``value`` is an earlier result of the magic (also from before a module reload)."""
-    kind = type(value)
-    return isinstance(value, EinsumGradResult) or (
-        kind.__name__ == EinsumGradResult.__name__ and kind.__module__ == EinsumGradResult.__module__)
+    kind, result = type(value), EinsumGradResult
+    return isinstance(value, result) or (kind.__name__, kind.__module__) == (result.__name__,
+                                                                            result.__module__)
 
 
 def _bound_by(source: str) -> set[str]:
