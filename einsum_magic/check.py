@@ -707,14 +707,16 @@ def _errors(a: np.ndarray, b: np.ndarray, scale: np.ndarray, atol: float):
         return math.nan, math.inf, ()
     if not a.size:
         return 0.0, 0.0, ()
-    finite = np.isfinite(a) & np.isfinite(b)
-    same = (a == b) & finite
-    diff = np.where(same | ~finite, 0.0, np.abs(np.where(finite, a - b, 0)))
-    excess = np.maximum(diff - atol, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(excess > 0, excess / np.where(scale > 0, scale, 0.0), 0.0)
-    rel = np.where(np.isnan(rel), math.inf, rel)
-    rel = np.where(finite, rel, math.inf)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a - b)
+    finite = np.isfinite(diff)
+    if not finite.all():      # inf or NaN on either side (or an overflow): never within tolerance
+        diff = np.where(finite, diff, 0.0)
+        rel = np.where(finite, 0.0, math.inf)
+    else:
+        excess = np.maximum(diff - atol, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(excess > 0, excess / scale, 0.0)     # scale 0, excess > 0: inf
     k = int(np.argmax(rel))
     where = tuple(int(i) for i in np.unravel_index(k, rel.shape))
     return float(np.max(diff)), float(rel.flat[k]), where
