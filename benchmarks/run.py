@@ -21,6 +21,7 @@ from common import machine  # noqa: E402
 SECTIONS = [
     ("bench_derive", "derive()"),
     ("bench_check", "check() on the default JAX device"),
+    ("bench_first_check", "The first checked cell after %load_ext (fresh processes)"),
     ("bench_magic", "%%einsum_grad render time (no check)"),
     ("bench_expect", "--expect at 20000 x 20000 (grading never builds full-size arrays)"),
     ("bench_diagram", "What the Diagram tab and the letter colours add to a render"),
@@ -43,7 +44,11 @@ def main() -> int:
     out += ["## On a GPU", "",
             "Wall times of the exported JAX backward against `jax.vjp` at realistic sizes come from "
             "`python benchmarks/bench_backward_gpu.py` on a GPU machine; `bench_check` above reports "
-            "the device it ran on.", ""]
+            "the device it ran on.", "",
+            "| row | figure |", "|---|---|",
+            "| check() on a GPU | not measured: no GPU was lent to this round's reliability task |",
+            "| bench_backward_gpu.py: exported backward / jax.vjp wall time | not measured: no GPU "
+            "was lent to this round's reliability task |", ""]
     text = "\n".join(out)
     print(text)
     if not only:

@@ -352,14 +352,22 @@ def _prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
         notes.append(f"the cotangent given was replaced by a random one of the clamped shape "
                      f"{out_shape}")
         cotangent = None
-    cot = (_random(cot_rng, out_shape, dtype) if cotangent is None
-           else _given_cotangent(d, cotangent, out_shape, dtype))
+    cot_scale = 0
+    if cotangent is None:
+        cot = _random(cot_rng, out_shape, dtype)
+    else:
+        cot, cot_scale = _given_cotangent(d, cotangent, out_shape, dtype)
+        if cot_scale:
+            notes.append(f"the cotangent {d.cotangent} holds values up to "
+                         f"{float(np.max(np.abs(cotangent))):.1e}: the check ran on "
+                         f"{d.cotangent}·2^{-cot_scale} (an exact scaling; every gradient is "
+                         "linear in it)")
     if dtype.startswith("complex"):
         notes.append("complex numbers follow JAX's convention: no conjugation, the other operands "
                      "enter each gradient as they are; PyTorch conjugates them "
                      "(dL_dA = einsum(dL_dC, B.conj())), and so does the PyTorch export")
     return d, _Inputs(ops, cot, dtype, user, tuple(notes), stand_ins,
-                      user and bool(factors))
+                      (user and bool(factors)) or bool(cot_scale))
 
 
 #: ``dtype -> (log2 of the largest finite value, log2 of the smallest normal one, mantissa
@@ -421,7 +429,9 @@ def _scaling_note(arrays: dict, factors: dict, dtype: str) -> str:
             "gradient is linear in every operand it reads)")
 
 
-def _given_cotangent(d: Derivation, cotangent, shape: tuple, dtype: str) -> np.ndarray:
+def _given_cotangent(d: Derivation, cotangent, shape: tuple, dtype: str):
+    """``(cotangent in dtype, e)``: scaled by ``2**-e`` where its magnitude would break the
+    scaling of the operands (which assumes a cotangent below 8 and not tiny), else ``e = 0``."""
     cot = _as_array(cotangent, d.cotangent, d.equation)
     if cot.shape != shape:
         raise EinsumError(f"the cotangent {d.cotangent} has shape {cot.shape}, the output "
@@ -429,7 +439,14 @@ def _given_cotangent(d: Derivation, cotangent, shape: tuple, dtype: str) -> np.n
     if cot.dtype.kind == "c" and not dtype.startswith("complex"):
         raise EinsumError(f"the cotangent {d.cotangent} is complex but the check runs in "
                           f"{dtype}: pass complex operands or a complex dtype", d.equation)
-    return cot.astype(dtype)
+    if cot.dtype.kind in "fc" and not np.isfinite(cot).all():
+        raise EinsumError(f"the cotangent {d.cotangent} holds NaN or inf: a check with it would "
+                          "prove nothing", d.equation)
+    m = float(np.max(np.abs(cot))) if cot.size else 0.0
+    e = math.frexp(m)[1] if m > 0 else 0
+    if -30 <= e <= 3:
+        e = 0
+    return _scaled(cot, e).astype(dtype), e
 
 
 def _as_array(x, name: str, equation: str) -> np.ndarray:
@@ -722,9 +739,9 @@ def _compare(g: Grad, spec, problem, got, want, cot, ops, rtol, atol) -> GradChe
         message = ("the results hold inf or NaN: the values overflow the check's dtype (not a "
                    "fault of the derivation); check in float64 (--dtype float64)")
     elif not ok_vjp:
-        message = (f"values differ from jax.vjp: at {_where(worst)} the error is {rel_err:.3g} of the "
-                   f"magnitude {_at(scale, worst):.3g} of the terms that entered it > rtol {rtol:g}"
-                   f" (max abs error {abs_err:.3g})")
+        message = (f"values differ from jax.vjp: at {_where(worst)} the error is {rel_err:.3g} of "
+                   f"the magnitude {_at(scale, worst):.3g} of the terms that entered it > rtol "
+                   f"{rtol:g} (max abs error {abs_err:.3g})")
     else:
         message = (f"values differ from the float64 reference: at {_where(ref_worst)} the error is "
                    f"{ref_rel:.3g} of the magnitude {_at(scale, ref_worst):.3g} of the terms that "
@@ -745,14 +762,16 @@ def _errors(a: np.ndarray, b: np.ndarray, scale: np.ndarray, atol: float):
         return math.nan, math.inf, ()
     if not a.size:
         return 0.0, 0.0, ()
-    finite = np.isfinite(a) & np.isfinite(b)
-    same = (a == b) & finite
-    diff = np.where(same | ~finite, 0.0, np.abs(np.where(finite, a - b, 0)))
-    excess = np.maximum(diff - atol, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(excess > 0, excess / np.where(scale > 0, scale, 0.0), 0.0)
-    rel = np.where(np.isnan(rel), math.inf, rel)
-    rel = np.where(finite, rel, math.inf)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a - b)
+    finite = np.isfinite(diff)
+    if not finite.all():      # inf or NaN on either side (or an overflow): never within tolerance
+        diff = np.where(finite, diff, 0.0)
+        rel = np.where(finite, 0.0, math.inf)
+    else:
+        excess = np.maximum(diff - atol, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(excess > 0, excess / scale, 0.0)     # scale 0, excess > 0: inf
     k = int(np.argmax(rel))
     where = tuple(int(i) for i in np.unravel_index(k, rel.shape))
     return float(np.max(diff)), float(rel.flat[k]), where

@@ -192,7 +192,7 @@ class _Run:
         self.cell = cell
         self.ns = magics.shell.user_ns
         self.check_on = magics.check and not args.no_check
-        self.dtype = args.dtype or magics.dtype
+        self.dtype = _unquoted(args.dtype) or magics.dtype
         self.seed = magics.seed if args.seed is None else args.seed
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             where = "--seed" if args.seed is not None else "EinsumGradMagics.seed ="
@@ -200,6 +200,9 @@ class _Run:
         self.sizes = _usage(parse_sizes, _unquoted(args.sizes))
         self.expects = [_parse_expect(e) for e in args.expect]
         self.output = _output_name(_unquoted(args.output), self.ns)
+        if self.output and cell and self.output in _bound_by(magics.shell.transform_cell(cell)):
+            raise UsageError(f"-o {self.output}: the cell assigns {self.output}, which the result "
+                             "would overwrite: choose another name")
         from .check import TOLERANCES
 
         if self.dtype not in TOLERANCES:
@@ -485,7 +488,7 @@ def _output_name(name: str | None, ns: dict) -> str | None:
         return None
     if not name.isidentifier() or keyword.iskeyword(name):
         raise UsageError(f"-o takes a variable name, not {name!r}")
-    if name in ns and not isinstance(ns[name], EinsumGradResult):
+    if name in ns and not _is_result(ns[name]):
         kind = type(ns[name]).__name__
         raise UsageError(f"-o {name}: {name} already holds a value of type {kind}, which the "
                          "result would overwrite: choose a free name")
@@ -495,9 +498,40 @@ def _output_name(name: str | None, ns: dict) -> str | None:
     return name
 
 
+def _is_result(value) -> bool:
+    """Whether ``value`` is an earlier result of the magic (also from before a module reload)."""
+    kind, result = type(value), EinsumGradResult
+    return isinstance(value, result) or (kind.__name__, kind.__module__) == (result.__name__,
+                                                                            result.__module__)
+
+
+def _bound_by(source: str) -> set[str]:
+    r"""The names a cell's code binds at its top level or anywhere (``=``, ``for``, ``def``,
+    ``import``, …); empty when it does not parse (IPython reports that when it runs).
+
+    >>> sorted(_bound_by("C = f(A)\nfor i in x: pass\nimport numpy as np\ndef g(): y = 1"))
+    ['C', 'g', 'i', 'np', 'y']
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
 def _store(ns: dict, name: str, result: EinsumGradResult) -> None:
     """``ns[name] = result``, unless the cell's own code has bound ``name`` meanwhile."""
-    if name in ns and not isinstance(ns[name], EinsumGradResult):
+    if name in ns and not _is_result(ns[name]):
         kind = type(ns[name]).__name__
         raise UsageError(f"-o {name}: the cell assigned {name} a value of type {kind}, which the "
                          "result would overwrite: it was not stored; choose a free name")

@@ -448,3 +448,46 @@ def test_a_jax_the_user_imported_is_used_as_it_is():
     code = ("import os, jax\n" + _RECORD_PREALLOCATE.replace("print(seen", "assert seen == []\n"
                                                               "print(seen"))
     python(code)
+
+
+def test_the_verdict_holds_whatever_the_magnitudes():
+    """Property: arrays of any magnitude float64 holds, with an outlier, never fail a correct
+    derivation in float32 and never let a wrong one pass (no overflow to inf, no outlier
+    setting the tolerance of other elements)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    cases = [("ij,jk->ik", [(3, 4), (4, 2)], "ik,jl->ij"),
+             ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)], "il,jk,km->ij"),
+             ("bi,bi->bi", [(3, 5), (3, 5)], "bi,ci->bi")]
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(case=st.sampled_from(cases), seed=st.integers(0, 2**16),
+           exponents=st.lists(st.integers(-60, 60), min_size=3, max_size=3),
+           outlier=st.integers(0, 12))
+    def prop(case, seed, exponents, outlier):
+        equation, shapes, wrong = case
+        ops = [x * 10.0 ** e for x, e in zip(random_operands(shapes, seed=seed), exponents)]
+        ops[1].flat[seed % ops[1].size] *= 10.0 ** outlier
+        d = derive(equation)
+        report = check(d, *ops)
+        assert report.passed, report
+        assert report.user_arrays
+        assert all(np.isfinite(g.max_abs_error) for g in report.grads)
+        bad = check(broken(d.bound_to(shapes), 0, wrong), *ops)
+        assert not bad.passed and not bad.grads[0].passed, bad
+
+    prop()
+
+
+def test_a_huge_given_cotangent_is_scaled_not_overflowed():
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+    cot = np.random.default_rng(3).standard_normal((2, 4)) * 1e39       # inf in float32
+    report = check(d, cotangent=cot)
+    assert report.passed and report.scaled
+    assert any(n.startswith("the cotangent dL_dC holds values up to 2.6e+39: the check ran on "
+                            "dL_dC·2^-131") for n in report.notes)
+    assert all(np.isfinite(g.max_abs_error) for g in report.grads)
+    assert not check(broken(d, 0, "ik,jl->ij"), cotangent=cot).passed
+    with pytest.raises(EinsumError, match="the cotangent dL_dC holds NaN or inf"):
+        check(d, cotangent=np.full((2, 4), np.nan))

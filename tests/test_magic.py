@@ -450,10 +450,17 @@ def test_o_refuses_a_builtin_and_a_name_the_cell_assigns(ip):
     assert type(result.error_in_exec) is UsageError
     assert "print is a Python builtin" in str(result.error_in_exec)
     assert "print" not in ip.user_ns
-    result, _ = run(ip, "%%einsum_grad -o C --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    result, _ = run(ip, "%%einsum_grad -o C --no-check\nZ = 1\nC = np.einsum('ij,jk->ik', A, B)")
     assert type(result.error_in_exec) is UsageError
-    assert str(result.error_in_exec).startswith("-o C: the cell assigned C a value of type ndarray")
-    assert isinstance(ip.user_ns["C"], np.ndarray)
+    assert str(result.error_in_exec) == ("-o C: the cell assigns C, which the result would "
+                                         "overwrite: choose another name")
+    assert "C" not in ip.user_ns and "Z" not in ip.user_ns          # refused before the run
+    # bound where the source does not say (exec): refused after the run, nothing stored
+    result, _ = run(ip, "%%einsum_grad -o C --no-check\nexec('C = 1')\n"
+                        "D = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec).startswith("-o C: the cell assigned C a value of type int")
+    assert ip.user_ns["C"] == 1
 
 
 def test_o_replaces_an_earlier_result_and_takes_a_free_name(ip):
@@ -464,8 +471,8 @@ def test_o_replaces_an_earlier_result_and_takes_a_free_name(ip):
     assert ip.user_ns["res"] is not first and ip.user_ns["res"].derivation.equation == "ii->"
 
 
-@pytest.mark.parametrize("options", ["--sizes 'i=2' -o 'res'", '--sizes "i=2" -o "res"',
-                                     "--sizes i=2 -o res"])
+@pytest.mark.parametrize("options", ["--sizes 'i=2' -o 'res' --dtype 'float64'",
+                                     '--sizes "i=2" -o "res"', "--sizes i=2 -o res"])
 def test_quoted_option_values_are_accepted(ip, options):
     result, cap = run(ip, f"%%einsum_grad {options} --no-check\nij->")
     assert result.success, result.error_in_exec
@@ -655,3 +662,28 @@ def test_the_text_view_says_when_random_arrays_stood_in_for_the_users(ip):
                                     "random arrays, not yours (NaN or inf in A2)")
     html = [o.data["text/html"] for o in cap.outputs if "text/html" in o.data][-1]
     assert "not yours (NaN or inf in A2)" in html
+
+
+def test_a_torch_cell_on_complex_tensors_exports_pytorchs_convention(ip):
+    torch = pytest.importorskip("torch")
+    from einsum_magic import html
+
+    ip.run_cell("import torch\ng = torch.Generator().manual_seed(0)\n"
+                "X = torch.randn(2, 3, dtype=torch.complex128, generator=g)\n"
+                "W = torch.randn(3, 4, dtype=torch.complex128, generator=g)")
+    try:
+        result, _ = run(ip, "%%einsum_grad -o res\nY = torch.einsum('ij,jk->ik', X, W)")
+        assert result.success, result.error_in_exec
+        (a,) = ip.user_ns["res"].analyses
+        assert a.check.passed and a.check.dtype == "complex64"
+        import html as markup
+        import re
+
+        shown = markup.unescape(re.sub(r"<[^>]+>", "", html.export(a)))
+        assert "A, B = (t.conj() for t in ctx.saved_tensors)" in shown.replace("X, W", "A, B")
+        fn = a.derivation.compile("torch")
+        xs = tuple(ip.user_ns[n].clone().requires_grad_(True) for n in ("X", "W"))
+        assert torch.autograd.gradcheck(fn, xs)
+    finally:
+        for name in ("torch", "g", "X", "W"):
+            ip.user_ns.pop(name, None)
