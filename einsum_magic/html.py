@@ -43,8 +43,8 @@ from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 
 __all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "loops",
-           "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page", "progress",
-           "wrap"]
+           "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page", "meaning",
+           "progress", "wrap"]
 
 #: Pygments token type → JupyterLab editor colour variable (and a light-theme fallback).
 _TOKEN_COLOURS = (
@@ -521,8 +521,45 @@ def page(a, index: int | None = None, count: int = 1, tab: str | None = None,
     The header over the CSS-only :func:`tabs` (``tab`` open initially), with its
     stylesheet: no script, no network, deterministic (nbval compares it).
     """
-    return wrap(header(a, index, count) + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
+    said = meaning(a, index, count)       # nothing in it may end the comment early
+    for end, safe in (("<!--", "&lt;!--"), ("--!>", "-&#45;!>"), ("-->", "-&#45;>")):
+        said = said.replace(end, safe)
+    marker = f"<!-- einsum_grad meaning: {said} -->"
+    return wrap(marker + header(a, index, count) + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
                 style=True)
+
+
+def meaning(a, index: int | None = None, count: int = 1) -> str:
+    r"""What the display says, in one deterministic line: verdicts, equations, shapes.
+
+    The page carries it in a comment, ``<!-- einsum_grad meaning: … -->``, to which the
+    nbval sanitize file shipped with the package (:mod:`einsum_magic.sanitize`) reduces
+    the whole page: stored notebooks then compare what the display means, not its
+    markup (styles, highlighting, tabs), which changes between releases.
+
+    >>> from einsum_magic import derive
+    >>> from einsum_magic.analysis import Analysis
+    >>> from einsum_magic.cell import equation_call
+    >>> a = Analysis(equation_call("ij->i"), derive("ij->i", shapes=((2, 3),)), "defaults",
+    ...              check_note="skipped (--no-check)")
+    >>> print(meaning(a).replace(" | ", "\n"))
+    equation
+    check: skipped (--no-check)
+    B = np.einsum('ij->i', A)
+    A (2, 3) -> B (2,)
+    dL_dA = np.einsum('i,j->ij', dL_dB, np.ones(A.shape[1]))
+    """
+    d = a.derivation
+    where = "line " + str(a.call.line) if a.call.style != "equation" else "equation"
+    if count > 1 and index is not None:
+        where = f"einsum {index + 1} of {count}, {where}"
+    shapes = ", ".join(f"{n} {shape_text(s)}"
+                       for n, s in zip(d.names, d.shapes or (None,) * len(d.names)))
+    parts = [where, check_line(a)]
+    parts += [f"expect {e.target} = {e.proposal!r}: {e.verdict}" for e in a.expectations]
+    parts += [forward_code(a), f"{shapes} -> {d.output} {shape_text(d.output_shape)}"]
+    parts += [grad_code(a, g) for g in d.grads] + [t.code for t in d.totals]
+    return " | ".join(" ".join(str(p).split()) for p in parts)
 
 
 def progress(count: int, done: int = 0) -> str:
