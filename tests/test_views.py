@@ -487,3 +487,19 @@ def test_display_bundle(checked):
     assert opened == html.page(checked, tab="Check")
     assert widget.GradDisplay(checked, view="text")._repr_mimebundle_() == \
         {"text/plain": text.render(checked)}
+
+
+def test_check_section_of_the_numpy_adjoint_test_says_why_in_one_line():
+    from einsum_magic import adjoint
+
+    a = analysis()
+    why = "importing JAX raised RuntimeError: jaxlib mismatch"
+    a = dataclasses.replace(a, check=adjoint.check(a.derivation, fallback=why), check_note="")
+    line = ("check: PASS, 2/2 gradients pass the adjoint test (float64); checked with NumPy "
+            f"(adjoint test), JAX not available: {why}")
+    assert text.render(a).splitlines()[-1] == line
+    static, live = html.check(a, live=False), html.check(a, live=True)
+    assert "checked with NumPy (adjoint test), JAX not available: " + why in visible(static)
+    assert "Traceback" not in static + live and "jax.vjp" not in visible(live)
+    assert "adjoint test: |left - right|" in visible(live)
+    assert why in html.meaning(a)
