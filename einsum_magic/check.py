@@ -18,6 +18,10 @@ which bounds every rounding error of the sum (``|Σ xy| ≤ Σ |x||y|``). So flo
 passes on long contractions and on arrays whose terms cancel, while a transposed or
 otherwise wrong gradient, off by the order of the values themselves, fails.
 
+Where JAX is not installed, fails to import or fails running the check (a
+jaxlib mismatch, ``jax_disable_jit``), NumPy's exact adjoint test
+(:mod:`einsum_magic.adjoint`) checks instead, and the report says so in one line.
+
 JAX is imported on first use, never when this module is imported. JAX's global
 configuration is never changed: float64 and complex128 run inside the scoped
 ``jax.enable_x64(True)`` context. Compiled functions are cached by (equations, shapes,

@@ -346,8 +346,11 @@ def _check_widget(page, theme: str, slug: str) -> None:
     show("Shapes", ROLE)
     show("Cost", "FLOPs")
     show("Export", "NumPy")
+    numpy = widget.locator("summary", has_text="NumPy")
+    if widget.locator("details[open]").count():            # opened by the other theme's pass
+        numpy.click()
     expect(widget).not_to_contain_text("def backward(", use_inner_text=True)   # folded
-    widget.locator("summary", has_text="NumPy").click()
+    numpy.click()
     expect(widget).to_contain_text("def backward(", use_inner_text=True)
     show("Check", "PASS")
     expect(widget).not_to_contain_text("FAIL", use_inner_text=True)
