@@ -64,29 +64,29 @@ _TOKEN_COLOURS = (
 
 _BASE_CSS = """
 .einsum-grad { font-family: var(--jp-ui-font-family, sans-serif);
-  font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, #212121);
+  font-size: var(--jp-ui-font-size1, 13px); color: var(--jp-ui-font-color1, inherit);
   background: var(--jp-layout-color1, transparent); line-height: 1.4; margin-bottom: 10px; }
 .einsum-grad .eg-title { font-weight: bold; margin: 2px 0; }
 .einsum-grad h3 { font-size: var(--jp-content-font-size3, 1.25em); margin: 14px 0 4px 0;
-  color: var(--jp-ui-font-color1, #212121);
-  border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }
+  color: var(--jp-ui-font-color1, inherit);
+  border-bottom: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35)); }
 .einsum-grad h4 { font-size: var(--jp-content-font-size2, 1.1em); margin: 10px 0 4px 0;
-  color: var(--jp-ui-font-color1, #212121); }
+  color: var(--jp-ui-font-color1, inherit); }
 .einsum-grad code, .einsum-grad pre { font-family: var(--jp-code-font-family, monospace);
   font-size: var(--jp-code-font-size, 13px); }
-.einsum-grad code { background: var(--jp-layout-color2, #eeeeee); padding: 0 3px;
+.einsum-grad code { background: var(--jp-layout-color2, rgba(127, 127, 127, 0.14)); padding: 0 3px;
   border-radius: 2px; }
-.einsum-grad pre.eg-code { background: var(--jp-cell-editor-background, #f7f7f7);
-  color: var(--jp-content-font-color1, #212121);
-  border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 2px;
+.einsum-grad pre.eg-code { background: var(--jp-cell-editor-background, rgba(127, 127, 127, 0.08));
+  color: var(--jp-content-font-color1, inherit);
+  border: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35)); border-radius: 2px;
   padding: 4px 8px; margin: 3px 0; white-space: pre; overflow-x: auto; }
 .einsum-grad table.eg-table { border-collapse: collapse; margin: 4px 0; }
 .einsum-grad table.eg-table th, .einsum-grad table.eg-table td {
-  border: 1px solid var(--jp-border-color2, #e0e0e0);
+  border: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35));
   padding: 2px 8px; text-align: left; vertical-align: top; }
-.einsum-grad table.eg-table th { background: var(--jp-layout-color2, #eeeeee); font-weight: 600; }
+.einsum-grad table.eg-table th { background: var(--jp-layout-color2, rgba(127, 127, 127, 0.14)); font-weight: 600; }
 .einsum-grad .eg-num { white-space: nowrap; }
-.einsum-grad .eg-muted { color: var(--jp-ui-font-color2, #616161); }
+.einsum-grad .eg-muted { color: var(--jp-ui-font-color2, color-mix(in srgb, currentColor 70%, transparent)); }
 .einsum-grad .eg-pass { color: var(--jp-success-color1, #388e3c); font-weight: bold; }
 .einsum-grad .eg-fail { color: var(--jp-error-color1, #d32f2f); font-weight: bold; }
 .einsum-grad .eg-warn { color: var(--jp-warn-color1, #f57c00); font-weight: bold; }
@@ -96,16 +96,16 @@ _BASE_CSS = """
 .einsum-grad .eg-tabs > input { position: absolute; opacity: 0; width: 1px; height: 1px;
   margin: 0; pointer-events: none; }
 .einsum-grad .eg-tabs > label { display: inline-block; padding: 3px 12px; margin: 0 2px -1px 0;
-  cursor: pointer; user-select: none; color: var(--jp-ui-font-color2, #616161);
-  background: var(--jp-layout-color2, #eeeeee);
-  border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 3px 3px 0 0; }
-.einsum-grad .eg-tabs > input:checked + label { color: var(--jp-ui-font-color1, #212121);
-  background: var(--jp-layout-color1, #ffffff); font-weight: 600;
-  border-bottom-color: var(--jp-layout-color1, #ffffff); }
+  cursor: pointer; user-select: none; color: var(--jp-ui-font-color2, color-mix(in srgb, currentColor 70%, transparent));
+  background: var(--jp-layout-color2, rgba(127, 127, 127, 0.14));
+  border: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35)); border-radius: 3px 3px 0 0; }
+.einsum-grad .eg-tabs > input:checked + label { color: var(--jp-ui-font-color1, inherit);
+  background: var(--jp-layout-color1, transparent); font-weight: 600;
+  border-bottom-color: var(--jp-layout-color1, transparent); }
 .einsum-grad .eg-tabs > input:focus-visible + label {
   outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: -2px; }
 .einsum-grad .eg-tabs > .eg-panel { display: none; max-height: 30em; overflow: auto;
-  padding: 2px 8px 6px 8px; border: 1px solid var(--jp-border-color2, #e0e0e0); }
+  padding: 2px 8px 6px 8px; border: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35)); }
 .einsum-grad .eg-tabs > .eg-panel > h3.eg-panel-title { display: none; }
 .einsum-grad .eg-tabs:not(:has(> input)) > .eg-panel { display: block; }
 .einsum-grad .eg-tabs:not(:has(> input)) > .eg-panel > h3.eg-panel-title { display: block; }
@@ -437,8 +437,9 @@ def check(a, live: bool = True) -> str:
         parts.append('<div class="eg-muted">JAX on starting: ' + "; ".join(
             escape(w) for w in r.platform) + "</div>")
     if not live:
-        parts.append('<div class="eg-muted">device, error figures and timings: see the widget '
-                     "in a live notebook</div>")
+        parts.append('<div class="eg-muted">device, error figures and timings: the check '
+                     "details under this display in a live JupyterLab, or the report "
+                     "(-o NAME)</div>")
     return "".join(parts)
 
 

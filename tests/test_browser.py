@@ -1,13 +1,20 @@
-"""The tutorial as its users see it: JupyterLab in headless Chromium, and the stored notebook as HTML.
+"""The displays as their users see them: JupyterLab, a static page without JavaScript, nbconvert's HTML.
 
 ``test_widget_renders_in_jupyterlab`` serves a temporary copy of the repository with this environment's
 JupyterLab (see ``lab_server.py``), opens ``notebooks/01_backprop_trick.ipynb`` in Debian's Chromium
 through Playwright, clears the stored outputs, runs every cell from the Run menu and checks the
-``%%einsum_grad`` widget of ``ij,jk->ik``: the tabs Backward, Loops, Shapes, Cost, Export and Check render, each shows
-what it should when clicked, its text is readable, and no widget failed to display; once in the
-JupyterLab Light theme and once in JupyterLab Dark (chosen from Settings > Theme, as a user would).
-Screenshots land in ``artifacts/browser/`` (ignored by git); the README's picture, ``docs/widget.png``,
-is ``light-widget.png`` from a run of this test.
+``%%einsum_grad`` display of ``ij,jk->ik``: its CSS tabs Backward, Loops, Shapes, Cost, Export and Check
+each show what they should when clicked, Export unfolds, its text is readable, the live widget (check
+details) renders under it and no widget failed to display; once in the JupyterLab Light theme and
+once in JupyterLab Dark (chosen from Settings > Theme, as a user would). Screenshots land in
+``artifacts/browser/`` (ignored by git); the README's picture, ``docs/widget.png``, is
+``light-widget.png`` from a run of this test.
+
+The ``test_static_*`` tests open two displays' HTML as a file with JavaScript disabled: every tab opens by
+click and by the arrow keys, shows its content and fits a screen, and Export unfolds; with the stylesheet
+stripped (as GitHub does) every panel shows in turn and code stays monospace. The gallery executed by
+``jupyter nbconvert --to html --execute`` takes at most 1.5 screen heights per einsum, and a small
+notebook converted that way shows every backward equation and the verdict as text.
 
 ``test_widget_frontend_is_a_lab_extension`` checks, without a browser, that ipywidgets' JupyterLab
 frontend is installed and enabled, the first thing to look at when no widget renders.
