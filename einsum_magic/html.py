@@ -150,13 +150,14 @@ def highlight(code: str) -> str:
 def highlight_module(code: str) -> str:
     """A whole module of Python (an export) as a ``<pre class="eg-code">`` block (cached).
 
-    Tokenised by Pygments' full ``PythonLexer``: exported modules hold what the fast lexer
-    of :func:`highlight` does not know (docstrings, decorators, classes, imports).
+    Exported modules hold what the lexer of :func:`highlight` does not know (docstrings,
+    decorators, classes, imports); :func:`_module_lexer` adds those, and on exported
+    modules yields the same HTML as Pygments' ``PythonLexer`` (the tests compare the
+    two) about 10x faster: every page holds its Export, so every display pays for it.
     """
     from pygments import highlight as _highlight
-    from pygments.lexers import PythonLexer
 
-    body = _highlight(code, PythonLexer(stripnl=False, ensurenl=False), _formatter()).rstrip("\n")
+    body = _highlight(code, _module_lexer(), _formatter()).rstrip("\n")
     return f'<pre class="eg-code">{body}</pre>'
 
 
@@ -202,6 +203,50 @@ def _lexer():
         ]}
 
     return GeneratedPythonLexer(stripnl=False, ensurenl=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _module_lexer():
+    """:func:`_lexer` plus what exported modules add: docstrings, def, class, decorators, imports."""
+    from pygments.lexer import bygroups, default, include
+    from pygments.token import Keyword, Name, Operator, String, Text
+
+    base = type(_lexer())
+
+    class ExportedModuleLexer(base):
+        name = "einsum_magic exported module"
+        tokens = {
+            "root": [
+                (r"\n", Text.Whitespace),
+                (r'^(\s*)("""[\s\S]*?""")', bygroups(Text.Whitespace, String.Doc)),
+                (r"(def)(\s+)", bygroups(Keyword, Text.Whitespace), "funcname"),
+                (r"(class)(\s+)", bygroups(Keyword, Text.Whitespace), "classname"),
+                (r"(from)(\s+)", bygroups(Keyword.Namespace, Text.Whitespace), "fromimport"),
+                (r"(import)(\s+)", bygroups(Keyword.Namespace, Text.Whitespace), "import"),
+                (r"(raise|try|except|finally|class|assert|yield|with|global|break|continue)\b",
+                 Keyword),
+                (r"@[A-Za-z_]\w*", Name.Decorator),
+                include("generated"),
+            ],
+            "generated": base.tokens["root"],
+            "funcname": [(r"[A-Za-z_]\w*", Name.Function, "#pop")],
+            "classname": [(r"[A-Za-z_]\w*", Name.Class, "#pop")],
+            "import": [
+                (r"(\s+)(as)(\s+)", bygroups(Text.Whitespace, Keyword, Text.Whitespace)),
+                (r"\.", Name.Namespace),
+                (r"[A-Za-z_]\w*", Name.Namespace),
+                (r"(\s*)(,)(\s*)", bygroups(Text.Whitespace, Operator, Text.Whitespace)),
+                default("#pop"),
+            ],
+            "fromimport": [
+                (r"(\s+)(import)\b", bygroups(Text.Whitespace, Keyword.Namespace), "#pop"),
+                (r"\.", Name.Namespace),
+                (r"[A-Za-z_]\w*", Name.Namespace),
+                default("#pop"),
+            ],
+        }
+
+    return ExportedModuleLexer(stripnl=False, ensurenl=False)
 
 
 def wrap(body: str, style: bool = False) -> str:

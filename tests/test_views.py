@@ -227,6 +227,25 @@ def test_the_fast_lexer_highlights_generated_code_as_pygments_python_lexer(equat
         assert html.highlight(source) == f'<pre class="eg-code">{want}</pre>', source
 
 
+@pytest.mark.parametrize("equation, shapes", [
+    ("ij,jk->ik", ((2, 3), (3, 4))), ("ii->", ((3, 3),)), ("iij,jk->ik", ((2, 2, 3), (3, 4))),
+    ("ij->i", ((2, 3),)), ("...ij,...jk->...ik", ((1, 2, 3), (5, 3, 4))),
+    ("ij,ij->", ((2, 3), (2, 3))), ("ijji,kji,jj->kj", ((2, 3, 3, 2), (4, 3, 2), (3, 3))),
+    (",ij->ij", ((), (2, 3))), ("ij,jk,kl->il", ((2, 3), (3, 4), (4, 5))),
+])
+def test_the_module_lexer_highlights_exports_as_pygments_python_lexer(equation, shapes):
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    d = derive(equation, shapes=shapes)
+    reference = PythonLexer(stripnl=False, ensurenl=False)
+    for target in ("numpy", "jax", "torch"):
+        source = export(d, target)
+        want = highlight(source, reference, HtmlFormatter(nowrap=True)).rstrip("\n")
+        assert html.highlight_module(source) == f'<pre class="eg-code">{want}</pre>', target
+
+
 def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     a = analysis()
     a = dataclasses.replace(a, check=failing_report(a))
