@@ -1,11 +1,10 @@
-"""Which display a kernel's frontend gets: the HTML page alone, the page plus live widgets, or text.
+"""Which display a kernel's frontend gets: the HTML page, with or without live widgets, or text.
 
 Every display is the self-contained HTML page (:func:`einsum_magic.html.page`) with its
 deterministic ``text/plain``: it reads the same in every frontend and in nbconvert's
-HTML. Live ipywidgets are *added* (progress while checking, the live check details)
-only where a working widget manager is expected: a Jupyter kernel with ipywidgets,
-except in the frontends known not to render them well, detected from the environment
-their kernels run in:
+HTML. Live ipywidgets are *added* only where a working widget manager is expected: a
+Jupyter kernel with ipywidgets, except in the frontends known not to render them well,
+detected from the environment their kernels run in:
 
 * **Colab** (ipywidgets 8 ``Tab``/``titles`` unsupported): the ``google.colab`` module
   is loaded in its kernels, which also carry ``COLAB_*`` variables (``COLAB_RELEASE_TAG``,
@@ -15,14 +14,21 @@ their kernels run in:
   A kernel started from a shell inside VS Code inherits them too and gets the HTML
   alone, which shows everything but the live extras.
 
-The ``EinsumGradMagics.view`` setting overrides the choice: ``widget`` (page plus live
-widgets), ``html`` (the page alone) or ``text`` (``text/plain`` alone).
+The ``EinsumGradMagics.view`` setting (:data:`VIEWS`) chooses, ``auto`` by default:
+
+* ``progress``: the page, and a progress line while the check runs, which leaves
+  nothing behind (what ``auto`` gives where widgets work);
+* ``widget``: the page, the progress line and, under each page, the live widgets of
+  :data:`einsum_magic.widget.LIVE` (the check's device, error figures and timings). A
+  notebook saved without its widget state (JupyterLab's default) shows those as
+  "model not found" until it is run again, which is why ``auto`` leaves them out;
+* ``html``: the page alone; ``text``: ``text/plain`` alone.
 
 >>> choose("auto", kernel=True, environ={"COLAB_RELEASE_TAG": "release-colab-2024"},
 ...        modules={}, widgets_importable=True)
 'html'
 >>> choose("auto", kernel=True, environ={}, modules={}, widgets_importable=True)
-'widget'
+'progress'
 >>> choose("widget", kernel=False, environ={"VSCODE_PID": "42"}, modules={})
 'widget'
 """
@@ -36,8 +42,8 @@ from collections.abc import Mapping
 
 __all__ = ["VIEWS", "detect", "choose"]
 
-#: The settings of ``EinsumGradMagics.view``: ``auto`` then the three displays.
-VIEWS = ("auto", "widget", "html", "text")
+#: The settings of ``EinsumGradMagics.view``: ``auto`` then the four displays.
+VIEWS = ("auto", "widget", "progress", "html", "text")
 
 #: Environment variables the kernels of each frontend carry (an exact name, or a prefix
 #: ending in ``_``).
@@ -72,9 +78,9 @@ def detect(environ: Mapping[str, str] | None = None,
 def choose(view: str, kernel: bool, environ: Mapping[str, str] | None = None,
            modules: Mapping[str, object] | None = None,
            widgets_importable: bool | None = None) -> str:
-    """The display to use: ``'widget'``, ``'html'`` or ``'text'``.
+    """The display to use: ``'widget'``, ``'progress'``, ``'html'`` or ``'text'``.
 
-    ``view`` is the setting (:data:`VIEWS`, any case); ``auto`` gives ``widget`` in a
+    ``view`` is the setting (:data:`VIEWS`, any case); ``auto`` gives ``progress`` in a
     Jupyter kernel (``kernel``) with ipywidgets installed whose frontend is not one
     :func:`detect` knows to fail them, else ``html``.
     """
@@ -87,7 +93,7 @@ def choose(view: str, kernel: bool, environ: Mapping[str, str] | None = None,
         return "html"
     if widgets_importable is None:
         widgets_importable = _importable("ipywidgets")
-    return "widget" if widgets_importable else "html"
+    return "progress" if widgets_importable else "html"
 
 
 def _importable(module: str) -> bool:

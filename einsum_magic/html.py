@@ -482,9 +482,9 @@ def check(a, live: bool = True) -> str:
         parts.append('<div class="eg-muted">JAX on starting: ' + "; ".join(
             escape(w) for w in r.platform) + "</div>")
     if not live:
-        parts.append('<div class="eg-muted">device, error figures and timings: the check '
-                     "details under this display in a live JupyterLab, or the report "
-                     "(-o NAME)</div>")
+        parts.append('<div class="eg-muted">device, error figures and timings: in the report '
+                     "of -o NAME, or live under this display with "
+                     "%config EinsumGradMagics.view = &#x27;widget&#x27;</div>")
     return "".join(parts)
 
 

@@ -17,8 +17,8 @@ This module only connects the others, in one direction:
    the cell's top level, not bound by the cell at or after the call); the shapes line
    names the operands that were not looked up, and why;
 5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order: the
-   HTML page everywhere, and under it, where :mod:`einsum_magic.frontend` expects a
-   working widget manager, an output of live widgets (:func:`einsum_magic.widget.live`).
+   HTML page everywhere, and under it, with ``view = 'widget'``, an output of live
+   widgets (:func:`einsum_magic.widget.live`); :mod:`einsum_magic.frontend` decides.
 
 nbval compares the first display message of each output and ignores
 ``update_display_data``; it compares ``text/plain`` and ``text/html`` and skips the
@@ -105,10 +105,11 @@ class EinsumGradMagics(Magics):
                        help="Element budget per array of the check (None: the check's "
                             "default); bigger arrays are replaced by random ones."
                        ).tag(config=True)
-    view = CaselessStrEnum(["auto", "widget", "html", "text"], "auto",
-                           help="auto: the HTML display, plus live widgets in a Jupyter "
+    view = CaselessStrEnum(["auto", "widget", "progress", "html", "text"], "auto",
+                           help="auto: the HTML display, plus a progress line in a Jupyter "
                                 "kernel with ipywidgets whose frontend renders them (not "
-                                "Colab or VS Code); widget, html or text to force one."
+                                "Colab or VS Code); widget adds the check's live details; "
+                                "progress, html or text to force one."
                            ).tag(config=True)
 
     @magic_arguments()
@@ -404,7 +405,7 @@ class _Run:
         view = self._view()
         if view == "html" and getattr(self.shell, "kernel", None) is not None:
             display({"text/html": ""}, raw=True)
-        if view != "widget":
+        if view not in ("widget", "progress"):
             return None
         from .widget import WIDGET_MIME, progress_widget
 
