@@ -16,19 +16,18 @@ detected from the environment their kernels run in:
 
 The ``EinsumGradMagics.view`` setting (:data:`VIEWS`) chooses, ``auto`` by default:
 
-* ``progress``: the page, and a progress line while the check runs, which leaves
-  nothing behind (what ``auto`` gives where widgets work);
-* ``widget``: the page, the progress line and, under each page, the live widgets of
-  :data:`einsum_magic.widget.LIVE` (the check's device, error figures and timings). A
-  notebook saved without its widget state (JupyterLab's default) shows those as
-  "model not found" until it is run again, which is why ``auto`` leaves them out;
+* ``widget``: the page, a progress line while the check runs (it leaves nothing
+  behind) and, under each page, the live widgets of :data:`einsum_magic.widget.LIVE`
+  (what ``auto`` gives where widgets work). A notebook saved without its widget state
+  (JupyterLab's default) shows those as "model not found" until it is run again;
+* ``progress``: the page and the progress line only, nothing that needs a kernel later;
 * ``html``: the page alone; ``text``: ``text/plain`` alone.
 
 >>> choose("auto", kernel=True, environ={"COLAB_RELEASE_TAG": "release-colab-2024"},
 ...        modules={}, widgets_importable=True)
 'html'
 >>> choose("auto", kernel=True, environ={}, modules={}, widgets_importable=True)
-'progress'
+'widget'
 >>> choose("widget", kernel=False, environ={"VSCODE_PID": "42"}, modules={})
 'widget'
 """
@@ -80,7 +79,7 @@ def choose(view: str, kernel: bool, environ: Mapping[str, str] | None = None,
            widgets_importable: bool | None = None) -> str:
     """The display to use: ``'widget'``, ``'progress'``, ``'html'`` or ``'text'``.
 
-    ``view`` is the setting (:data:`VIEWS`, any case); ``auto`` gives ``progress`` in a
+    ``view`` is the setting (:data:`VIEWS`, any case); ``auto`` gives ``widget`` in a
     Jupyter kernel (``kernel``) with ipywidgets installed whose frontend is not one
     :func:`detect` knows to fail them, else ``html``.
     """
@@ -93,7 +92,7 @@ def choose(view: str, kernel: bool, environ: Mapping[str, str] | None = None,
         return "html"
     if widgets_importable is None:
         widgets_importable = _importable("ipywidgets")
-    return "progress" if widgets_importable else "html"
+    return "widget" if widgets_importable else "html"
 
 
 def _importable(module: str) -> bool:

@@ -482,9 +482,8 @@ def check(a, live: bool = True) -> str:
         parts.append('<div class="eg-muted">JAX on starting: ' + "; ".join(
             escape(w) for w in r.platform) + "</div>")
     if not live:
-        parts.append('<div class="eg-muted">device, error figures and timings: in the report '
-                     "of -o NAME, or live under this display with "
-                     "%config EinsumGradMagics.view = &#x27;widget&#x27;</div>")
+        parts.append('<div class="eg-muted">device, error figures and timings: live under '
+                     "this display in JupyterLab, or in the report of -o NAME</div>")
     return "".join(parts)
 
 

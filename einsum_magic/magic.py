@@ -17,8 +17,8 @@ This module only connects the others, in one direction:
    the cell's top level, not bound by the cell at or after the call); the shapes line
    names the operands that were not looked up, and why;
 5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order: the
-   HTML page everywhere, and under it, with ``view = 'widget'``, an output of live
-   widgets (:func:`einsum_magic.widget.live`); :mod:`einsum_magic.frontend` decides.
+   HTML page everywhere, and under it, where :mod:`einsum_magic.frontend` expects a
+   working widget manager, an output of live widgets (:func:`einsum_magic.widget.live`).
 
 nbval compares the first display message of each output and ignores
 ``update_display_data``; it compares ``text/plain`` and ``text/html`` and skips the
@@ -106,10 +106,10 @@ class EinsumGradMagics(Magics):
                             "default); bigger arrays are replaced by random ones."
                        ).tag(config=True)
     view = CaselessStrEnum(["auto", "widget", "progress", "html", "text"], "auto",
-                           help="auto: the HTML display, plus a progress line in a Jupyter "
+                           help="auto: the HTML display, plus live widgets in a Jupyter "
                                 "kernel with ipywidgets whose frontend renders them (not "
-                                "Colab or VS Code); widget adds the check's live details; "
-                                "progress, html or text to force one."
+                                "Colab or VS Code); widget, progress (no live widgets but "
+                                "the progress line), html or text to force one."
                            ).tag(config=True)
 
     @magic_arguments()

@@ -8,10 +8,9 @@
 
 Live ipywidgets add only what HTML cannot, in outputs of their own, and only in a
 frontend with a working widget manager (:mod:`einsum_magic.frontend` decides): the
-progress line while the check runs (:func:`progress_widget`) and, with ``view =
-'widget'``, after the page, :func:`live`: one widget per entry of :data:`LIVE` (a
-title and a function of the Analysis returning a widget, or ``None`` when it has
-nothing to add). The page is
+progress line while the check runs (:func:`progress_widget`) and, after the page,
+:func:`live`: one widget per entry of :data:`LIVE` (a title and a function of the
+Analysis returning a widget, or ``None`` when it has nothing to add). The page is
 never carried in the same bundle as a widget view: nbconvert (and any renderer with
 the notebook's widget state) would then show the widget and drop the HTML.
 
@@ -37,8 +36,8 @@ def _html(value: str):
 def live_check(a):
     """The check's live figures: device, backend, errors against tolerances, timings.
 
-    The page's Check tab leaves them out to stay deterministic; ``view = 'widget'``
-    shows them folded under the page. ``None`` when the check did not run.
+    The page's Check tab leaves them out to stay deterministic; a live kernel shows
+    them folded under the page. ``None`` when the check did not run.
     """
     if a.check is None:
         return None

@@ -6,7 +6,7 @@ touches the checkout). Every per-user directory (config, data, runtime, IPython,
 workspaces) lives under ``state``, so the user's theme and settings cannot leak in, and the server
 makes no network calls of its own (no news, no update check, no extension-manager PyPI lookups).
 The kernel is this interpreter: a ``python3`` kernelspec in the private data dir points at
-``sys.executable``.
+``sys.executable``, with the served copy first on its ``PYTHONPATH`` (the code under test).
 
 >>> settings = user_settings("JupyterLab Dark")
 >>> settings["@jupyterlab/apputils-extension:themes"]["theme"]
@@ -103,8 +103,13 @@ def write_user_settings(settings_dir: Path, settings: dict[str, dict]) -> None:
         path.write_text(json.dumps(values, indent=2), encoding="utf-8")
 
 
-def write_kernelspec(data_dir: Path, python: str = sys.executable) -> Path:
-    """A ``python3`` kernelspec in ``data_dir`` that runs ``python``; returns its kernel.json."""
+def write_kernelspec(data_dir: Path, python: str = sys.executable,
+                     package_root: Path | None = None) -> Path:
+    """A ``python3`` kernelspec in ``data_dir`` that runs ``python``; returns its kernel.json.
+
+    With ``package_root``, the kernel imports ``einsum_magic`` from there (first on its
+    ``PYTHONPATH``): the served copy is the code under test, not the installed package.
+    """
     path = data_dir / "kernels" / "python3" / "kernel.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -113,6 +118,8 @@ def write_kernelspec(data_dir: Path, python: str = sys.executable) -> Path:
         "language": "python",
         "metadata": {"debugger": True},
     }
+    if package_root is not None:
+        spec["env"] = {"PYTHONPATH": str(package_root)}
     path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     return path
 
@@ -131,6 +138,9 @@ def isolated_environment(state: Path) -> dict[str, str]:
     for key, path in dirs.items():
         path.mkdir(parents=True, exist_ok=True)
         env[key] = str(path)
+    # In a virtual environment Jupyter prefers the environment's data (its python3 kernelspec)
+    # over the user's: ours, which points the kernel at the served copy, must win.
+    env["JUPYTER_PREFER_ENV_PATH"] = "0"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env
 
@@ -200,7 +210,7 @@ def running_lab(root: Path, state: Path, *, theme: str = "JupyterLab Light",
     tail when the server exits or does not answer within ``timeout`` seconds.
     """
     env = isolated_environment(state)
-    write_kernelspec(Path(env["JUPYTER_DATA_DIR"]))
+    write_kernelspec(Path(env["JUPYTER_DATA_DIR"]), package_root=root)
     write_user_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]), user_settings(theme))
     port, token = free_port(), secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}/"

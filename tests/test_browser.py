@@ -4,8 +4,9 @@
 JupyterLab (see ``lab_server.py``), opens ``notebooks/01_backprop_trick.ipynb`` in Debian's Chromium
 through Playwright, clears the stored outputs, runs every cell from the Run menu and checks the
 ``%%einsum_grad`` display of ``ij,jk->ik``: its CSS tabs Backward, Loops, Shapes, Cost, Export and Check
-each show what they should when clicked, Export unfolds, its text is readable and no widget (the
-progress line) failed to display; once in the JupyterLab Light theme and once in JupyterLab Dark (chosen from Settings > Theme, as a user would). Screenshots land in
+each show what they should when clicked, Export unfolds, its text is readable, the live widget (check
+details) renders under it and no widget failed to display; once in the JupyterLab Light theme and
+once in JupyterLab Dark (chosen from Settings > Theme, as a user would). Screenshots land in
 ``artifacts/browser/`` (ignored by git); the README's picture, ``docs/widget.png``, is
 ``light-widget.png`` from a run of this test.
 
@@ -326,6 +327,10 @@ def _check_widget(page, theme: str, slug: str) -> None:
     widget.evaluate("element => element.scrollIntoView({block: 'center'})")
     tabs = widget.locator(".eg-tabs > label")
     expect(tabs).to_have_text(list(TABS))
+    # The live widget under the page: the check's device, errors and timings, folded.
+    output = widget.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea-child')][1]")
+    live = output.locator("xpath=following-sibling::div[1]").locator(".jupyter-widgets")
+    expect(live.first, "no live widget under the display").to_contain_text("check details")
 
     def show(tab: str, text: str) -> None:
         """Click ``tab``; ``text`` is then visible (innerText skips the hidden tabs) and readable."""

@@ -28,7 +28,7 @@ def test_detect(environ, modules, frontend):
     assert detect(environ, modules) == frontend
 
 
-@pytest.mark.parametrize("environ, want", [(LAB, "progress"), (COLAB, "html"), (VSCODE, "html")])
+@pytest.mark.parametrize("environ, want", [(LAB, "widget"), (COLAB, "html"), (VSCODE, "html")])
 def test_auto_adds_widgets_only_where_they_render(environ, want):
     assert choose("auto", kernel=True, environ=environ, modules={}, widgets_importable=True) == want
     assert choose("AUTO", kernel=True, environ=environ, modules={}, widgets_importable=False) == "html"

@@ -577,22 +577,22 @@ def test_what_nbval_compares_does_not_depend_on_the_frontend(ip, monkeypatch):
         assert compared(other) == compared(lab)
 
 
-def test_auto_leaves_no_widget_behind_and_widget_adds_the_check_details(ip, monkeypatch):
-    """Saved without widget state, a widget output reads 'model not found': auto shows only the
-    progress line, whose output ends as empty HTML; view = 'widget' adds the live details."""
+def test_view_progress_leaves_no_widget_behind(ip, monkeypatch):
+    """Saved without widget state, a widget output reads 'model not found': with view =
+    'progress' only the progress line shows, and its output ends as empty HTML."""
     monkeypatch.setattr(ip, "kernel", object(), raising=False)
     cell = "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)"
     _, cap = run(ip, cell)
-    progress, update, page = cap.outputs
-    assert WIDGET_MIME in progress.data and update.update and update.data == {"text/html": ""}
-    assert set(page.data) == {"text/plain", "text/html"}
+    assert set(cap.outputs[-1].data) == {WIDGET_MIME}              # auto: the live details
     m = magics(ip)
-    m.view = "widget"
+    m.view = "progress"
     try:
         _, cap = run(ip, cell)
     finally:
         m.view = "auto"
-    assert set(cap.outputs[-1].data) == {WIDGET_MIME}
+    progress, update, page = cap.outputs
+    assert WIDGET_MIME in progress.data and update.update and update.data == {"text/html": ""}
+    assert set(page.data) == {"text/plain", "text/html"}
 
 
 def test_view_text_shows_text_plain_alone(ip):
