@@ -25,11 +25,12 @@ CELLS = [
 
 
 def _clear_caches():
-    from einsum_magic import cost, html, reading
+    from einsum_magic import colours, cost, diagram, html, reading
     from einsum_magic.derivation import _compile, _derive
 
     for cached in (_derive, _compile, html.highlight, html.highlight_module, reading.interpret,
-                   cost._cost, cost._plan):
+                   cost._cost, cost._plan, diagram._forward, diagram._backward, diagram._svg,
+                   colours._of):
         cached.cache_clear()
 
 

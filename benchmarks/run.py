@@ -22,7 +22,9 @@ SECTIONS = [
     ("bench_derive", "derive()"),
     ("bench_check", "check() on the default JAX device"),
     ("bench_magic", "%%einsum_grad render time (no check)"),
+    ("bench_diagram", "What the Diagram tab and the letter colours add to a render"),
     ("bench_flops", "XLA FLOPs: exported backward vs jax.vjp of jnp.einsum"),
+    ("bench_chain", "XLA FLOPs of a whole cell: exported backward vs jax.vjp of the jnp forward"),
 ]
 
 

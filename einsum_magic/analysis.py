@@ -22,7 +22,8 @@ class Analysis:
 
     ``check`` is the :class:`~einsum_magic.check.CheckReport`, or ``None`` with
     ``check_note`` saying why (skipped, JAX not installed, the check's error).
-    ``sizes_from`` says where the shapes came from.
+    ``sizes_from`` says where the shapes came from; ``fixed`` holds the letters whose
+    size the user's arrays fix (the others get a size slider in a live kernel).
     """
 
     call: Call
@@ -31,14 +32,20 @@ class Analysis:
     check: Any = None
     check_note: str = ""
     expectations: tuple = ()          # einsum_magic.expect.Expectation, one per --expect
+    fixed: tuple[str, ...] = ()       # letters the user's arrays fix
 
 
 @dataclass(frozen=True)
 class EinsumGradResult:
-    """What ``-o NAME`` stores: every einsum's derivation and check report, in order."""
+    """What ``-o NAME`` stores: every einsum's derivation and check report, in order.
+
+    ``backward`` is the :class:`~einsum_magic.chain.CellBackward` of the whole cell (``None``
+    for a cell of one einsum, or where it could not be derived).
+    """
 
     analyses: tuple[Analysis, ...]
     notes: tuple[str, ...] = field(default=())
+    backward: Any = None
 
     @property
     def derivations(self) -> tuple:

@@ -571,10 +571,11 @@ def _read_interleaved(args, function: str) -> _Read | str:
     pairs = list(zip(args[0::2], args[1::2]))
     out_list = args[-1] if len(args) % 2 else None
     quote = f"{function}("
+    whole = f"{quote}{', '.join(ast.unparse(a) for a in args)})"     # for an error's caret
     equation, spans, last = "", [], (0, 0)
     for k, (operand, sub) in enumerate(pairs):
         quote += (", " if k else "") + ast.unparse(operand) + ", "
-        read = _sublist(sub, len(quote))
+        read = _sublist(sub, len(quote), whole)
         if read is None:
             return "the interleaved subscripts are not lists of integer literals"
         text, subs, places = read
@@ -587,7 +588,7 @@ def _read_interleaved(args, function: str) -> _Read | str:
         spans += places
     if out_list is not None:
         quote += ", "
-        read = _sublist(out_list, len(quote))
+        read = _sublist(out_list, len(quote), whole)
         if read is None:
             return "the interleaved output is not a list of integer literals"
         text, subs, places = read
@@ -598,11 +599,21 @@ def _read_interleaved(args, function: str) -> _Read | str:
     return _Read(equation, [op for op, _ in pairs], "interleaved", (), quote + ")", tuple(spans))
 
 
-def _sublist(node: ast.AST, at: int):
+def _sublist(node: ast.AST, at: int, call: str = ""):
     """``[0, 1, Ellipsis]`` → (its text, 'AB...', the span of each letter in the text + ``at``).
 
     Integers become letters as numpy maps them (0-25 → A-Z, 26-51 → a-z); None when
-    ``node`` is not a list (or tuple) of such integers and ``Ellipsis``.
+    ``node`` is not a list (or tuple) of integers and ``Ellipsis``. An integer outside
+    0..51 raises :class:`EinsumError` with a caret under it in ``call`` (numpy would
+    refuse it when the call runs):
+
+    >>> try:
+    ...     _sublist(ast.parse("[0, 52]").body[0].value, 13, "np.einsum(A, [0, 52])")
+    ... except EinsumError as e:
+    ...     print(e)
+    the interleaved subscript 52 is out of numpy's range 0..51 (0-25 stand for A-Z, 26-51 for a-z)
+        np.einsum(A, [0, 52])
+                         ^^
     """
     if not isinstance(node, (ast.List, ast.Tuple)):
         return None
@@ -611,16 +622,23 @@ def _sublist(node: ast.AST, at: int):
     for j, e in enumerate(node.elts):
         value = e.value if isinstance(e, ast.Constant) else (
             Ellipsis if isinstance(e, ast.Name) and e.id == "Ellipsis" else None)
+        if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub) \
+                and isinstance(e.operand, ast.Constant) and type(e.operand.value) is int:
+            value = -e.operand.value                    # -1 is a unary minus in the AST
         written = ast.unparse(e)
         text += ", " if j else ""
         span = (at + len(text), at + len(text) + len(written))
         text += written
+        integer = isinstance(value, int) and not isinstance(value, bool)
         if value is Ellipsis:
             subs += "..."
             places += [span] * 3
-        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 52:
+        elif integer and 0 <= value < 52:
             subs += INTERLEAVED_LETTERS[value]
             places.append(span)
+        elif integer and call:
+            raise EinsumError(f"the interleaved subscript {value} is out of numpy's range 0..51 "
+                              "(0-25 stand for A-Z, 26-51 for a-z)", call, span[0], len(written))
         else:
             return None
     if isinstance(node, ast.Tuple) and len(node.elts) == 1:

@@ -12,11 +12,20 @@ seeded random ones with the derivation's sizes) it computes, on JAX's default de
 - a NumPy reference: the derived einsum again, in float64 (complex128).
 
 A gradient passes when its error against ``jax.vjp`` and against the reference is
-within the dtype's tolerance (:data:`TOLERANCES`). Errors are measured relative to the
-gradient's *scale*: the same einsum evaluated on the absolute values of its operands,
-which bounds every rounding error of the sum (``|Σ xy| ≤ Σ |x||y|``). So float32
-passes on long contractions and on arrays whose terms cancel, while a transposed or
-otherwise wrong gradient, off by the order of the values themselves, fails.
+within the dtype's tolerance (:data:`TOLERANCES`) *element by element*. Each element's
+error is measured relative to its own *scale*: the same einsum evaluated on the absolute
+values of its operands, the magnitude of the terms that entered that element, which
+bounds every rounding error of its sum (``|Σ xy| ≤ Σ |x||y|``). So float32 passes on
+long contractions and on arrays whose terms cancel, while a transposed or otherwise
+wrong gradient, off by the order of the values themselves, fails; an outlier in one
+operand raises the scale of the elements it entered and of no other.
+
+The check runs in a dtype that represents the user's values: where the arrays, or the
+products of their largest values, lie outside the dtype's range (float32 above 3.4e38
+or below 1.2e-38), each array is scaled by a power of two first (exact; every gradient
+is linear in each operand it reads), and the report says so (:attr:`CheckReport.scaled`,
+a note). Where the user's arrays were replaced by random ones (NaN or inf, the element
+budget), the summary says so too.
 
 Where JAX is not installed, fails to import or fails running the check (a
 jaxlib mismatch, ``jax_disable_jit``), NumPy's exact adjoint test
@@ -42,6 +51,7 @@ import functools
 import importlib.util
 import logging
 import math
+import os
 import sys
 import time
 import warnings
@@ -133,6 +143,8 @@ class CheckReport:
     timings: dict          # derived_ms, jax_vjp_ms (warm, best of 3), compile_ms (~0 when cached)
     platform: tuple[str, ...] = ()   # what JAX warned while starting (varies by machine)
     fallback: str = ""     # why JAX was not used, when NumPy's adjoint test checked instead
+    stand_ins: str = ""    # why the user's arrays were replaced by random ones ('' if not)
+    scaled: bool = False   # the operands were scaled by powers of two to fit the dtype
 
     @property
     def summary(self) -> str:
@@ -154,10 +166,12 @@ class CheckReport:
         else:
             counted = f"{ok}/{n} gradient{'s' if n > 1 else ''} match{'es' if n == 1 else ''} jax.vjp"
             how = ""
+        setting = self.dtype + (", operands scaled by powers of two" if self.scaled else "")
+        on = f" on seeded random arrays, not yours ({self.stand_ins})" if self.stand_ins else ""
         if self.passed:
-            return f"check: PASS, {counted} ({self.dtype}){how}"
+            return f"check: PASS, {counted} ({setting}){on}{how}"
         wrong = ", ".join(g.target for g in self.grads if not g.passed)
-        return f"check: FAIL, {counted} ({self.dtype}); wrong: {wrong}{how}"
+        return f"check: FAIL, {counted} ({setting}){on}; wrong: {wrong}{how}"
 
 
 def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotangent=None,
@@ -262,6 +276,8 @@ class _Inputs:
     dtype: str
     user_arrays: bool
     notes: tuple[str, ...]
+    stand_ins: str = ""
+    scaled: bool = False
 
 
 def _integer(value, least: int, message: str) -> int:
@@ -284,6 +300,7 @@ def _prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
     """The derivation bound to the arrays, and the arrays of the check (NumPy, ``dtype``)."""
     notes = []
     arrays = None
+    stand_ins = ""
     if operands:
         if len(operands) != len(d.names):
             raise EinsumError(f"the equation takes {len(d.names)} operand(s), {len(operands)} were "
@@ -304,6 +321,7 @@ def _prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
         if bad:                  # NaN compares equal to NaN: such a check would prove nothing
             notes.append(f"{', '.join(bad)} hold{'s' if len(bad) == 1 else ''} NaN or inf: "
                          "checked on seeded random arrays of the same shapes instead")
+            stand_ins = f"NaN or inf in {', '.join(bad)}"
             arrays = None
     elif d.shapes is None:
         raise EinsumError("no arrays and no shapes to check with: pass the arrays to check(), or "
@@ -312,8 +330,11 @@ def _prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
     clamped = _clamp(d, budget)
     if clamped is not None:
         notes.append(_clamp_note(d, sizes, clamped, budget, arrays is not None))
+        if arrays is not None:
+            stand_ins = "over the size budget"
         sizes, arrays = clamped, None
     op_rng, cot_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    factors: dict[str, int] = {}
     if arrays is None:
         user = False
         made = {}
@@ -324,9 +345,11 @@ def _prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
     else:
         user = True
         notes += _cast_notes(d.names, arrays, dtype)
-        cast = {}
-        for name, a in zip(d.names, arrays):
-            cast.setdefault(name, a.astype(dtype))
+        first = dict(zip(d.names, arrays))
+        factors = _scaling(d, first, dtype)
+        if factors:
+            notes.append(_scaling_note(first, factors, dtype))
+        cast = {name: _scaled(a, factors.get(name, 0)).astype(dtype) for name, a in first.items()}
         ops = tuple(cast[name] for name in d.names)
     out_shape = tuple(sizes[c] for c in d.result)
     if cotangent is not None and clamped is not None:
@@ -338,8 +361,68 @@ def _prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
     if dtype.startswith("complex"):
         notes.append("complex numbers follow JAX's convention: no conjugation, the other operands "
                      "enter each gradient as they are; PyTorch conjugates them "
-                     "(dL_dA = einsum(dL_dC, B.conj()))")
-    return d, _Inputs(ops, cot, dtype, user, tuple(notes))
+                     "(dL_dA = einsum(dL_dC, B.conj())), and so does the PyTorch export")
+    return d, _Inputs(ops, cot, dtype, user, tuple(notes), stand_ins,
+                      user and bool(factors))
+
+
+#: ``dtype -> (log2 of the largest finite value, log2 of the smallest normal one, mantissa
+#: bits)``: where the user's values and their products must lie for the check to see them.
+_RANGE = {"float16": (15.9, -14, 11), "bfloat16": (127.9, -126, 8),
+          "float32": (127.9, -126, 24), "float64": (1023.9, -1022, 53)}
+_RANGE.update({"complex64": _RANGE["float32"], "complex128": _RANGE["float64"]})
+
+
+def _scaling(d: Derivation, arrays: dict, dtype: str) -> dict[str, int]:
+    """``name -> e``: scale that array by ``2**-e``, where ``dtype`` cannot hold the check.
+
+    The products that enter the output and every gradient are bounded by the product of
+    the arrays' largest magnitudes (times the cotangent's and the number of terms). When
+    that bound, or any array, is outside the dtype's range (float32 overflows beyond
+    3.4e38 and loses everything below 1.2e-38), every array is scaled by a power of two
+    that brings its largest magnitude into [0.5, 1): exact in binary floating point, and
+    harmless to the check, since each gradient is linear in every operand it reads.
+    Empty when nothing needs scaling (the usual case).
+
+    >>> from einsum_magic import derive
+    >>> d = derive("ij,jk,kl->il", shapes=((2, 2), (2, 2), (2, 2)))
+    >>> big = {n: np.full((2, 2), 1e20) for n in "ABC"}
+    >>> _scaling(d, big, "float32"), _scaling(d, big, "float64")
+    ({'A': 67, 'B': 67, 'C': 67}, {})
+    >>> _scaling(d, {n: np.ones((2, 2)) for n in "ABC"}, "float32")
+    {}
+    """
+    top, bottom, bits = _RANGE[dtype]
+    exps = {}
+    for name, a in arrays.items():
+        m = float(np.max(np.abs(a))) if a.size else 0.0
+        if m > 0:
+            exps[name] = math.frexp(m)[1]
+    if not exps:
+        return {}
+    logs = [exps[name] for name in d.names if name in exps]
+    terms = math.log2(max(1, math.prod(d.sizes.values()))) + 3     # cotangent: |x| < 8
+    high = sum(max(0, e) for e in logs) + terms
+    low = sum(min(0, e - 1) for e in logs)
+    single = max(exps.values()) > top or min(exps.values()) - 1 < bottom + bits
+    if high <= top and low >= bottom + bits and not single:
+        return {}
+    return exps
+
+
+def _scaled(a: np.ndarray, e: int) -> np.ndarray:
+    """``a * 2**-e`` in float64 (complex128) before the cast, so that nothing overflows."""
+    if not e:
+        return a
+    return a.astype(np.complex128 if a.dtype.kind == "c" else np.float64) * 2.0 ** -e
+
+
+def _scaling_note(arrays: dict, factors: dict, dtype: str) -> str:
+    largest = max(float(np.max(np.abs(a))) for a in arrays.values() if a.size)
+    names = ", ".join(f"{n}·2^{-e}" for n, e in factors.items())
+    return (f"the arrays hold values up to {largest:.1e}: {dtype} cannot represent them or their "
+            f"products, so the check ran on {names} (an exact scaling by powers of two; each "
+            "gradient is linear in every operand it reads)")
 
 
 def _given_cotangent(d: Derivation, cotangent, shape: tuple, dtype: str) -> np.ndarray:
@@ -442,19 +525,45 @@ def _clamp_note(d: Derivation, sizes: dict, clamped: dict, budget: int, user: bo
 _STARTUP_WARNINGS: tuple[str, ...] = ()
 
 
+#: Environment variables by which a user configures JAX's GPU memory: any one set, the
+#: check leaves preallocation as the user has it.
+_MEMORY_SETTINGS = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                    "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR")
+
+
 def _import_jax():
+    """``(jax, jax.numpy)``, imported and started on first use without disturbing the session.
+
+    - NumPy's global random state is saved before and restored after (importing JAX
+      draws from it), so that the user's ``np.random`` draws are the same with or
+      without a check in between;
+    - unless the user configured JAX's GPU memory (:data:`_MEMORY_SETTINGS`), JAX starts
+      with ``XLA_PYTHON_CLIENT_PREALLOCATE=false``, so that a check does not reserve 75 %
+      of a GPU that another framework (PyTorch) is using; the variable is removed again
+      once the backend has started (it is read then), leaving ``os.environ`` as it was.
+
+    A JAX the user imported is used as it is.
+    """
     global _STARTUP_WARNINGS
     if "jax" in sys.modules and sys.modules["jax"] is not None:
         import jax
         import jax.numpy as jnp
 
         return jax, jnp
+    state = np.random.get_state()
+    preallocation = not any(name in os.environ for name in _MEMORY_SETTINGS)
+    if preallocation:
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     try:
         (jax, jnp), _STARTUP_WARNINGS = _quietly(_start_jax)
     except ImportError:
         if jax_available():      # installed but broken: say what it raised
             raise
         raise JaxNotInstalled() from None
+    finally:
+        if preallocation:
+            os.environ.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
+        np.random.set_state(state)
     return jax, jnp
 
 
@@ -520,6 +629,7 @@ def _run(jax, jnp, d: Derivation, inputs: _Inputs, x64: bool) -> CheckReport:
         device="cpu" if device.platform == "cpu" else device.device_kind,
         backend=jax.default_backend(), dtype=dtype, precision=PRECISION,
         user_arrays=inputs.user_arrays, notes=inputs.notes, platform=_STARTUP_WARNINGS,
+        stand_ins=inputs.stand_ins, scaled=inputs.scaled,
         timings={"derived_ms": derived_ms, "jax_vjp_ms": vjp_ms, "compile_ms": compile_ms})
 
 
@@ -586,6 +696,12 @@ def _timed(jax, fn, cot, ops):
 # -- comparison (NumPy, float64) ---------------------------------------------------------
 
 def _compare(g: Grad, spec, problem, got, want, cot, ops, rtol, atol) -> GradCheck:
+    """Element by element: ``|got - want| <= atol + rtol * scale`` at every element.
+
+    ``scale`` is the derived einsum on the operands' absolute values: at each element,
+    the magnitude of the terms that entered it, which bounds their rounding error. An
+    outlier in one operand raises the scale of the elements it entered, not of all.
+    """
     def result(passed, abs_err, rel_err, ref_err, message):
         return GradCheck(g.target, g.wrt, g.equation, passed, abs_err, rel_err, ref_err,
                          rtol, atol, message)
@@ -596,24 +712,63 @@ def _compare(g: Grad, spec, problem, got, want, cot, ops, rtol, atol) -> GradChe
     got, want = got.astype(wide), want.astype(wide)
     try:
         ref = _numpy_einsum(spec, cot, ops, wide, abs_values=False)
-        scale = _max(_numpy_einsum(spec, cot, ops, wide, abs_values=True))
+        scale = _numpy_einsum(spec, cot, ops, wide, abs_values=True)
     except ValueError as e:
         return result(False, math.nan, math.nan, math.nan,
                       f"NumPy cannot evaluate the derived einsum: {str(e).splitlines()[0]}")
-    abs_err, ref_err = _max_diff(got, want), _max_diff(got, ref)
-    rel_err = _relative(abs_err, scale)
-    ok_vjp = abs_err <= atol or rel_err <= rtol
-    ok_ref = ref_err <= atol or _relative(ref_err, scale) <= rtol
+    vjp, versus_ref = _errors(got, want, scale, atol), _errors(got, ref, scale, atol)
+    abs_err, rel_err, worst = vjp
+    ref_err, ref_rel, ref_worst = versus_ref
+    ok_vjp, ok_ref = rel_err <= rtol, ref_rel <= rtol
     if ok_vjp and ok_ref:
         return result(True, abs_err, rel_err, ref_err, "")
-    if not ok_vjp:
-        message = (f"values differ from jax.vjp: max abs error {abs_err:.3g}, {rel_err:.3g} of the "
-                   f"scale {scale:.3g} > rtol {rtol:g}")
+    if not np.all(np.isfinite(got)) or not np.all(np.isfinite(want)):
+        message = ("the results hold inf or NaN: the values overflow the check's dtype (not a "
+                   "fault of the derivation); check in float64 (--dtype float64)")
+    elif not ok_vjp:
+        message = (f"values differ from jax.vjp: at {_where(worst)} the error is {rel_err:.3g} of the "
+                   f"magnitude {_at(scale, worst):.3g} of the terms that entered it > rtol {rtol:g}"
+                   f" (max abs error {abs_err:.3g})")
     else:
-        message = (f"values differ from the float64 reference by {ref_err:.3g}, "
-                   f"{_relative(ref_err, scale):.3g} of the scale {scale:.3g} > rtol {rtol:g}: "
-                   "a precision problem on the device")
+        message = (f"values differ from the float64 reference: at {_where(ref_worst)} the error is "
+                   f"{ref_rel:.3g} of the magnitude {_at(scale, ref_worst):.3g} of the terms that "
+                   f"entered it > rtol {rtol:g}: a precision problem on the device")
     return result(False, abs_err, rel_err, ref_err, message)
+
+
+def _errors(a: np.ndarray, b: np.ndarray, scale: np.ndarray, atol: float):
+    """(max abs error, max error relative to each element's scale, where it is largest).
+
+    The relative error of an element is ``max(0, |a - b| - atol) / scale``: inf where
+    the scale is 0 but the values differ, or where either value is not finite.
+
+    >>> _errors(np.array([1.0, 2.0]), np.array([1.0, 2.5]), np.array([1.0, 10.0]), 0.0)
+    (0.5, 0.05, (1,))
+    """
+    if a.shape != b.shape:
+        return math.nan, math.inf, ()
+    if not a.size:
+        return 0.0, 0.0, ()
+    finite = np.isfinite(a) & np.isfinite(b)
+    same = (a == b) & finite
+    diff = np.where(same | ~finite, 0.0, np.abs(np.where(finite, a - b, 0)))
+    excess = np.maximum(diff - atol, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(excess > 0, excess / np.where(scale > 0, scale, 0.0), 0.0)
+    rel = np.where(np.isnan(rel), math.inf, rel)
+    rel = np.where(finite, rel, math.inf)
+    k = int(np.argmax(rel))
+    where = tuple(int(i) for i in np.unravel_index(k, rel.shape))
+    return float(np.max(diff)), float(rel.flat[k]), where
+
+
+def _at(x: np.ndarray, index: tuple) -> float:
+    return float(x[index]) if len(index) == x.ndim else math.nan
+
+
+def _where(index: tuple) -> str:
+    """``(1, 0)`` → ``'[1, 0]'``; ``()`` → ``'the scalar'``."""
+    return f"[{', '.join(map(str, index))}]" if index else "the scalar"
 
 
 def _numpy_einsum(spec, cot, ops, wide, abs_values: bool) -> np.ndarray:
@@ -623,22 +778,3 @@ def _numpy_einsum(spec, cot, ops, wide, abs_values: bool) -> np.ndarray:
     args = [np.abs(x).astype(np.float64) if abs_values else np.asarray(x).astype(wide) for x in args]
     args += [np.eye(n) if kind == "eye" else np.ones(n) for kind, n in aux]
     return np.einsum(equation, *args, optimize=True)
-
-
-def _max(x: np.ndarray) -> float:
-    return float(np.nanmax(np.abs(x))) if x.size and not np.all(np.isnan(x)) else 0.0
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    if a.shape != b.shape:
-        return math.nan
-    if not a.size:
-        return 0.0
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    return float(np.max(np.where(same, 0.0, np.abs(a - b))))
-
-
-def _relative(err: float, scale: float) -> float:
-    if err == 0:
-        return 0.0
-    return err / scale if scale > 0 else math.inf

@@ -373,15 +373,20 @@ def _grad(eq: Equation, bound: Bound | None, inputs, result, names, cotangent, k
         steps.extend(_bound_steps(bound, subs, name))
     arguments = (cotangent,) + tuple(names[m] for m in others) + tuple(a.code for a in aux)
     equation = spell_equation(grad_in, grad_out)
+    if bound is None and ELLIPSIS in "".join(eq.inputs):
+        steps.append("without shapes, '...' stands for the same axes in every operand: no size-1 "
+                     "broadcasting is assumed (for operands that broadcast, derive with shapes=; "
+                     "vjp() binds the operands' shapes itself)")
+    optimize = _optimize(bound, grad_in, grad_out, result, [inputs[m] for m in others], aux)
     if ELLIPSIS in "".join(grad_in) and ELLIPSIS not in grad_out:
         # Shapes unknown and this operand has no '...': numpy cannot sum '...' away
         # inside einsum, so keep it in the output and sum it off after.
         steps.append(f"{name} has no '...': the '...' axes of the others are summed away")
         runnable = spell_equation(grad_in, ELLIPSIS + grad_out)
-        code = (f"{target} = np.einsum({runnable!r}, {', '.join(arguments)})\n"
+        code = (f"{target} = np.einsum({runnable!r}, {', '.join(arguments)}{optimize})\n"
                 f"{target} = {target}.sum(axis=tuple(range({target}.ndim - {name}.ndim)))")
     else:
-        code = f"{target} = np.einsum({equation!r}, {', '.join(arguments)})"
+        code = f"{target} = np.einsum({equation!r}, {', '.join(arguments)}{optimize})"
     terms = [(cotangent, result)] + [(names[m], inputs[m]) for m in others]
     shape = None if bound is None else bound.shapes[k]
     return Grad(
@@ -390,6 +395,34 @@ def _grad(eq: Equation, bound: Bound | None, inputs, result, names, cotangent, k
         interpretation=interpret(tuple(grad_in), grad_out, arguments, tuple(aux), name),
         loops=loop_source(target, subs, terms, shape_of=name, order="".join(inputs)), steps=tuple(steps),
         shape=shape, inputs=tuple(grad_in), output=grad_out)
+
+
+def _optimize(bound: Bound | None, grad_in, grad_out: str, result: str, others, aux) -> str:
+    """``np.einsum``'s ``optimize`` argument for a backward einsum of three or more operands.
+
+    Without it NumPy evaluates such an einsum as one loop nest over all its letters (seconds
+    where a contraction order takes milliseconds). With shapes, opt_einsum's path is computed
+    here, once per derivation and shapes, and written into the code (what is shown runs);
+    without shapes, ``optimize=True`` lets NumPy choose a path per call. Two operands: ''.
+
+    >>> d = derive("ij,jk,kl->il", shapes=((2, 3), (3, 4), (4, 5)))
+    >>> d.grads[0].code
+    "dL_dA = np.einsum('il,jk,kl->ij', dL_dD, B, C, optimize=['einsum_path', (0, 2), (0, 1)])"
+    >>> derive("ij,jk,kl->il").grads[0].code
+    "dL_dA = np.einsum('il,jk,kl->ij', dL_dD, B, C, optimize=True)"
+    """
+    if len(grad_in) < 3:
+        return ""
+    if bound is None:
+        return ", optimize=True"
+    import opt_einsum
+
+    sizes = bound.sizes
+    shapes = ([tuple(sizes[c] for c in result)] + [tuple(sizes[c] for c in s) for s in others]
+              + [(sizes[a.letter],) * len(a.subscripts) for a in aux])
+    path, _ = opt_einsum.contract_path(spell_equation(grad_in, grad_out), *shapes, shapes=True,
+                                       optimize="auto")
+    return f", optimize={['einsum_path', *path]!r}"
 
 
 def _bound_steps(bound: Bound, subs: str, name: str) -> list[str]:

@@ -13,6 +13,14 @@ of a :class:`~einsum_magic.derivation.Derivation` bound to shapes into Python so
 * ``"torch"``: ``class Einsum(torch.autograd.Function)`` with ``forward``/``backward``, and the
   convenience function ``einsum(A, B) = Einsum.apply(A, B)``.
 
+Complex numbers: each target follows its framework's convention. NumPy and JAX take JAX's
+(the other operands enter each gradient as they are: ``dL_dA = einsum(dL_dC, B)``); PyTorch's
+autograd conjugates them (``dL_dA = einsum(dL_dC, B.conj())``, the conjugate Wirtinger
+derivative), so the PyTorch backward conjugates what it saved before using it (for real
+tensors ``conj()`` returns the tensor itself). Every einsum, sum, reshape, broadcast and
+diagonal step of a backward is linear in each of its inputs, so conjugating the saved
+operands and intermediates conjugates every gradient's Jacobian and nothing else.
+
 The backward contracts every derived einsum along the forward's path read backwards, sharing
 intermediates (see :mod:`einsum_magic.cost`), so it costs what reverse-mode autodiff costs and
 often less; ``naive=True`` writes instead one einsum per gradient, exactly as derived (``eye``
@@ -120,6 +128,10 @@ def _source(d: Derivation, p: Plan, target: str, naive: bool) -> str:
         doc += ["The derived gradients (the swap trick), computed together below along the "
                 "forward's", "contraction path read backwards, so that intermediates are shared:"]
     doc += [f"    {g.code}" for g in d.grads] + [f"    {t.code}" for t in d.totals]
+    if target == "torch":
+        doc += ["", "PyTorch's convention for complex tensors: the backward reads the conjugated "
+                "operands", "(dL_dA = einsum(dL_dC, B.conj())); for real tensors conj() changes "
+                "nothing."]
     if target == "numpy" and p.recompute and not naive:
         doc += ["", "backward() gets only the operands: it first recomputes the forward "
                 "intermediates it reads."]
@@ -160,7 +172,8 @@ def _source(d: Derivation, p: Plan, target: str, naive: bool) -> str:
                 *([f"        ctx.save_for_backward({', '.join(residuals)})"] if residuals else []),
                 f"        return {d.output}", "",
                 "    @staticmethod", f"    def backward(ctx, {d.cotangent}):",
-                *([f"        {res} = ctx.saved_tensors"] if residuals else []), *_indent(bwd, 2),
+                *([f"        {res} = (t.conj() for t in ctx.saved_tensors)  # PyTorch's "
+                   "convention"] if residuals else []), *_indent(bwd, 2),
                 f"        return {grads}", "", "",
                 f"def einsum({operands}):",
                 f'    """{forward}, differentiable through Einsum.backward."""',

@@ -7,7 +7,9 @@ rule under ``.einsum-grad``) written with JupyterLab's CSS variables
 ``var(--jp-code-font-family)``, the ``--jp-mirror-editor-*`` token colours, …) with
 plain fallbacks, so it reads in light and dark themes and outside JupyterLab. Code is
 tokenised by Pygments (:func:`highlight`, :func:`highlight_module` for whole exported
-modules) and coloured by that stylesheet.
+modules) and coloured by that stylesheet. Each letter keeps one colour in every tab:
+:func:`painted` (:mod:`einsum_magic.colours`) paints every panel and the header; the
+Diagram tab is :mod:`einsum_magic.diagram`'s SVG.
 
 :func:`page` is the whole display, the ``text/html`` of every display bundle: the
 header over one tab per entry of :data:`TABS` (a title and a function of the Analysis
@@ -38,13 +40,14 @@ import hashlib
 import math
 from html import escape
 
+from . import colours as _colours, diagram as _diagram
 from .cost import cost as cost_report
 from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 
-__all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "loops",
-           "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page", "meaning",
-           "progress", "wrap"]
+__all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "diagram",
+           "loops", "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page",
+           "meaning", "progress", "wrap", "painted"]
 
 #: Pygments token type → JupyterLab editor colour variable (and a light-theme fallback).
 _TOKEN_COLOURS = (
@@ -134,6 +137,7 @@ def stylesheet() -> str:
         weight = {"bold": "font-weight: bold; ", "italic": "font-style: italic; "}.get(font, "")
         rules.append(f"{selector} {{ color: var(--jp-mirror-editor-{var}-color, {fallback}); "
                      f"{weight}}}")
+    rules += [_colours.css(), _diagram.css()]   # one colour per letter; the diagrams
     return "<style>\n" + "\n".join(rules) + "\n</style>"
 
 
@@ -258,6 +262,12 @@ def _code(text: str) -> str:
     return f"<code>{escape(text)}</code>"
 
 
+def painted(a, fragment: str) -> str:
+    """``fragment`` of ``a``'s display with every letter in its colour (:mod:`einsum_magic.colours`)."""
+    d = a.derivation
+    return _colours.paint_html(fragment, _colours.of(d), d.names + (d.output,))
+
+
 def _table(head, rows) -> str:
     out = ['<table class="eg-table"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for row in rows:
@@ -305,7 +315,8 @@ def backward(a) -> str:
                      f"{shape_text(g.shape)} = {escape(g.wrt)}'s shape</span></h4>")
         parts.append(highlight(grad_code(a, g)))
         parts.append("<ol>" + "".join(f"<li>{escape(s)}</li>" for s in g.steps) + "</ol>")
-        reading = f"relabelled {_code(g.relabelled)}"
+        relabelled = _colours.for_relabelled(g.equation, g.relabelled, _colours.of(d))
+        reading = f"relabelled <code>{_colours.paint(g.relabelled, relabelled)}</code>"
         if g.interpretation:
             reading += f", reads {_code(f'{g.target} = {g.interpretation}')}"
         parts.append(f"<div>{_code(g.equation)}: {reading}</div>")
@@ -322,6 +333,12 @@ def backward(a) -> str:
                          f"{escape(e.target)} = {_code(e.proposal)}: {message}</li>")
         parts.append("</ul>")
     return "".join(parts)
+
+
+def diagram(a) -> str:
+    """Tensor networks: the forward, and each gradient's beside it (:mod:`einsum_magic.diagram`)."""
+    call = a.call
+    return _diagram.section(a.derivation, call.axes if call.style == "einops" else ())
 
 
 def loops(a) -> str:
@@ -509,6 +526,7 @@ def check_static(a) -> str:
 #: :data:`MAX_TABS` of them.
 TABS = [
     ("Backward", backward),
+    ("Diagram", diagram),
     ("Loops", loops),
     ("Shapes", shapes),
     ("Cost", cost),
@@ -537,7 +555,7 @@ def tabs(a, tab: str | None = None, key: str = "") -> str:
     ['Shapes']
     >>> tabs(a, tab="Nope")
     Traceback (most recent call last):
-    ValueError: no tab 'Nope'; the tabs are Backward, Loops, Shapes, Cost, Export, Check
+    ValueError: no tab 'Nope'; the tabs are Backward, Diagram, Loops, Shapes, Cost, Export, Check
     """
     titles = [title for title, _ in TABS]
     if tab is None:
@@ -546,7 +564,7 @@ def tabs(a, tab: str | None = None, key: str = "") -> str:
         raise ValueError(f"no tab {tab!r}; the tabs are {', '.join(titles)}")
     if len(TABS) > MAX_TABS:
         raise ValueError(f"the stylesheet switches at most {MAX_TABS} tabs, not {len(TABS)}")
-    panels = [make(a) for _, make in TABS]
+    panels = [painted(a, make(a)) for _, make in TABS]
     digest = hashlib.sha1("\0".join([key, *titles, *panels]).encode()).hexdigest()[:12]
     group = f"eg-{digest}"
     radios = []
@@ -570,7 +588,8 @@ def page(a, index: int | None = None, count: int = 1, tab: str | None = None,
     for end, safe in (("<!--", "&lt;!--"), ("--!>", "-&#45;!>"), ("-->", "-&#45;>")):
         said = said.replace(end, safe)
     marker = f"<!-- einsum_grad meaning: {said} -->"
-    return wrap(marker + header(a, index, count) + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
+    return wrap(marker + painted(a, header(a, index, count))
+                + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
                 style=True)
 
 

@@ -42,6 +42,7 @@ Nothing is added to the user's namespace but what the cell's own code assigns an
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import keyword
 
@@ -58,6 +59,7 @@ from .equation import parse
 from .errors import EinsumError
 from .expect import judge
 from .shapes import parse_sizes, shapes_from
+from .sliders import fixed_letters
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
            "load_ipython_extension"]
@@ -196,11 +198,9 @@ class _Run:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             where = "--seed" if args.seed is not None else "EinsumGradMagics.seed ="
             raise UsageError(f"{where} {self.seed!r} is not a seed: give a non-negative integer")
-        self.sizes = _usage(parse_sizes, args.sizes)
+        self.sizes = _usage(parse_sizes, _unquoted(args.sizes))
         self.expects = [_parse_expect(e) for e in args.expect]
-        out = args.output
-        if out is not None and (not out.isidentifier() or keyword.iskeyword(out)):
-            raise UsageError(f"-o takes a variable name, not {out!r}")
+        self.output = _output_name(_unquoted(args.output), self.ns)
         from .check import TOLERANCES
 
         if self.dtype not in TOLERANCES:
@@ -230,20 +230,23 @@ class _Run:
             display(GradDisplay(a, k, len(analyses), view=view))
             if view == "widget":
                 self._live(a)
-        if not calls and not notes and code:
+        backward = self._cell_backward() if code else None
+        if not calls and not notes and code and backward is None:
             notes = ("no einsum call found in the cell",)
         if notes:
             from .text import render_notes
 
             print(render_notes(notes))
-        if self.args.output:
-            self.ns[self.args.output] = EinsumGradResult(tuple(analyses), tuple(notes))
+        if self.output:
+            _store(self.ns, self.output, EinsumGradResult(tuple(analyses), tuple(notes), backward))
         wrong = [e for a in analyses for e in a.expectations if not e.passed]
         if wrong:
             raise ExpectationFailed("; ".join(
                 f"--expect {e.target} = {e.proposal!r}: {e.message.splitlines()[0]}"
                 for e in wrong))
         failed = [a.check.summary for a in analyses if a.check is not None and not a.check.passed]
+        if backward is not None and backward.check is not None and not backward.check.passed:
+            failed.append(backward.check.summary)
         if failed:
             raise CheckFailed("; ".join(failed))
         return None
@@ -273,6 +276,13 @@ class _Run:
             return (), (), True      # run_cell reports the syntax error as IPython would
         except EinsumError as e:
             raise UsageError(f"einsum_grad: {e}") from None
+        if not found.calls:            # C = A @ B alone: displayed as the einsum it is
+            from .chain.products import single_product
+            from .chain.result import or_none
+
+            product = or_none(single_product, source, self.ns)
+            if product is not None:
+                return (product,), found.notes, True
         return found.calls, found.notes, True
 
     def _derive(self, call, shapes=None):
@@ -321,7 +331,8 @@ class _Run:
         d = self._derive(call, shapes)
         verdicts = tuple(judge(d, target, proposal, self.seed)
                          for target, proposal in expects)
-        return Analysis(call, d, sizes_from, expectations=verdicts)
+        fixed = fixed_letters(d, self._arrays(call)) if self.ran else ()
+        return Analysis(call, d, sizes_from, expectations=verdicts, fixed=fixed)
 
     def _arrays(self, call) -> dict[int, object]:
         """Position → the user's array, for operands the call may look up that have a shape."""
@@ -381,6 +392,21 @@ class _Run:
             return dataclasses.replace(a, check_note=f"could not run: {str(e).splitlines()[0]}")
         return dataclasses.replace(a, check=report)
 
+    def _cell_backward(self):
+        """The whole cell's backward (:mod:`einsum_magic.chain`), displayed; None if none."""
+        from .chain.result import for_cell
+        from .chain.view import CellBackwardDisplay
+
+        why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
+        backward, note = for_cell(self.shell.transform_cell(self.cell), self.ns, ran=self.ran,
+                                  sizes=self.sizes, check=self.check_on, seed=self.seed,
+                                  skipped=why)
+        if note:
+            print(note)
+        if backward is not None:
+            display(CellBackwardDisplay(backward))
+        return backward
+
     # -- 4. display -------------------------------------------------------------------
 
     def _view(self) -> str:
@@ -421,6 +447,45 @@ def _usage(fn, *args):
         return fn(*args)
     except EinsumError as e:
         raise UsageError(f"einsum_grad: {e}") from None
+
+
+def _unquoted(value: str | None) -> str | None:
+    """An option's value without the quotes around it (magic_arguments keeps them).
+
+    >>> _unquoted("'i=2'"), _unquoted('"res"'), _unquoted("res"), _unquoted(None)
+    ('i=2', 'res', 'res', None)
+    """
+    if value is not None and len(value) > 1 and value[0] in "'\"" and value[-1] == value[0]:
+        return value[1:-1]
+    return value
+
+
+def _output_name(name: str | None, ns: dict) -> str | None:
+    """The ``-o`` name, refused (``UsageError``) unless it is free or holds an earlier result.
+
+    The magic never overwrites a user's variable, a module, a builtin or IPython's own names.
+    """
+    if name is None:
+        return None
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise UsageError(f"-o takes a variable name, not {name!r}")
+    if name in ns and not isinstance(ns[name], EinsumGradResult):
+        kind = type(ns[name]).__name__
+        raise UsageError(f"-o {name}: {name} already holds a value of type {kind}, which the "
+                         "result would overwrite: choose a free name")
+    if name not in ns and hasattr(builtins, name):
+        raise UsageError(f"-o {name}: {name} is a Python builtin, which the result would shadow: "
+                         "choose a free name")
+    return name
+
+
+def _store(ns: dict, name: str, result: EinsumGradResult) -> None:
+    """``ns[name] = result``, unless the cell's own code has bound ``name`` meanwhile."""
+    if name in ns and not isinstance(ns[name], EinsumGradResult):
+        kind = type(ns[name]).__name__
+        raise UsageError(f"-o {name}: the cell assigned {name} a value of type {kind}, which the "
+                         "result would overwrite: it was not stored; choose a free name")
+    ns[name] = result
 
 
 def _letter_keys(call) -> dict[str, str]:

@@ -47,9 +47,18 @@ def live_check(a):
     return _html(html.wrap(f"<details>{summary}{html.check(a, live=True)}</details>"))
 
 
+def live_sizes(a):
+    """A slider per letter the arrays do not fix, over the shapes, FLOPs and forward diagram
+    at those sizes (:func:`einsum_magic.sliders.widget`); ``None`` when the arrays fix all."""
+    from .sliders import widget
+
+    return widget(a)
+
+
 #: What the live widget adds under the page, in order: (title, function of the Analysis
 #: returning a widget or ``None``). Adding one is one function and one line.
 LIVE = [
+    ("Sizes", live_sizes),
     ("Check details", live_check),
 ]
 

@@ -103,13 +103,8 @@ def write_user_settings(settings_dir: Path, settings: dict[str, dict]) -> None:
         path.write_text(json.dumps(values, indent=2), encoding="utf-8")
 
 
-def write_kernelspec(data_dir: Path, python: str = sys.executable,
-                     package_root: Path | None = None) -> Path:
-    """A ``python3`` kernelspec in ``data_dir`` that runs ``python``; returns its kernel.json.
-
-    With ``package_root``, the kernel imports ``einsum_magic`` from there (first on its
-    ``PYTHONPATH``): the served copy is the code under test, not the installed package.
-    """
+def write_kernelspec(data_dir: Path, python: str = sys.executable) -> Path:
+    """A ``python3`` kernelspec in ``data_dir`` that runs ``python``; returns its kernel.json."""
     path = data_dir / "kernels" / "python3" / "kernel.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -118,8 +113,6 @@ def write_kernelspec(data_dir: Path, python: str = sys.executable,
         "language": "python",
         "metadata": {"debugger": True},
     }
-    if package_root is not None:
-        spec["env"] = {"PYTHONPATH": str(package_root)}
     path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     return path
 
@@ -139,7 +132,7 @@ def isolated_environment(state: Path) -> dict[str, str]:
         path.mkdir(parents=True, exist_ok=True)
         env[key] = str(path)
     # In a virtual environment Jupyter prefers the environment's data (its python3 kernelspec)
-    # over the user's: ours, which points the kernel at the served copy, must win.
+    # over the user's: the kernelspec written here must win.
     env["JUPYTER_PREFER_ENV_PATH"] = "0"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env
@@ -210,7 +203,8 @@ def running_lab(root: Path, state: Path, *, theme: str = "JupyterLab Light",
     tail when the server exits or does not answer within ``timeout`` seconds.
     """
     env = isolated_environment(state)
-    write_kernelspec(Path(env["JUPYTER_DATA_DIR"]), package_root=root)
+    env["PYTHONPATH"] = str(root)       # the kernel imports the served copy, not an installed one
+    write_kernelspec(Path(env["JUPYTER_DATA_DIR"]))
     write_user_settings(Path(env["JUPYTERLAB_SETTINGS_DIR"]), user_settings(theme))
     port, token = free_port(), secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}/"

@@ -3,12 +3,14 @@
 ``test_widget_renders_in_jupyterlab`` serves a temporary copy of the repository with this environment's
 JupyterLab (see ``lab_server.py``), opens ``notebooks/01_backprop_trick.ipynb`` in Debian's Chromium
 through Playwright, clears the stored outputs, runs every cell from the Run menu and checks the
-``%%einsum_grad`` display of ``ij,jk->ik``: its CSS tabs Backward, Loops, Shapes, Cost, Export and Check
-each show what they should when clicked, Export unfolds, its text is readable, the live widget (check
-details) renders under it and no widget failed to display; once in the JupyterLab Light theme and
-once in JupyterLab Dark (chosen from Settings > Theme, as a user would). Screenshots land in
-``artifacts/browser/`` (ignored by git); the README's picture, ``docs/widget.png``, is
-``light-widget.png`` from a run of this test.
+``%%einsum_grad`` display of ``ij,jk->ik``: its CSS tabs Backward, Diagram, Loops, Shapes, Cost, Export
+and Check each show what they should when clicked (the Diagram's forward SVG with a node per operand
+and an edge label per letter; a key press on the size slider of the equation-only cell rewrites its
+diagram's size label), Export unfolds, its text is readable, the live widget (check details) renders
+under it and no widget failed to display; once in the JupyterLab Light theme and once in JupyterLab
+Dark (chosen from Settings > Theme, as a user would). Screenshots land in ``artifacts/browser/``
+(ignored by git); the README's picture, ``docs/widget.png``, is ``light-widget.png`` from a run of
+this test.
 
 The ``test_static_*`` tests open two displays' HTML as a file with JavaScript disabled: every tab opens by
 click and by the arrow keys, shows its content and fits a screen, and Export unfolds; with the stylesheet
@@ -55,7 +57,8 @@ EQUATION = "ij,jk->ik"          # the widget under test is the one of this forwa
 SPEC = "ik,jk->ij"              # dL_dA, shown on the Backward tab
 LOOP = "for i in range"         # the loop code, shown on the Loops tab
 ROLE = "contracted"             # j's role, shown on the Shapes tab
-TABS = ("Backward", "Loops", "Shapes", "Cost", "Export", "Check")
+TABS = ("Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check")
+OPERANDS, LETTERS = 2, "ijk"    # the forward diagram of ij,jk->ik: two nodes, an edge label per letter
 THEMES = ("JupyterLab Light", "JupyterLab Dark")
 MIN_CONTRAST = 3.0              # WCAG's minimum for large text and UI components
 
@@ -350,20 +353,60 @@ def _check_widget(page, theme: str, slug: str) -> None:
     page.screenshot(path=ARTIFACTS / f"{slug}-notebook.png")
     # The whole display (the header above the tabs): the picture for the README.
     widget.screenshot(path=ARTIFACTS / f"{slug}-widget.png")
+    show("Diagram", "forward C")
+    _check_diagram(widget)
     show("Loops", LOOP)
     show("Shapes", ROLE)
     show("Cost", "FLOPs")
     show("Export", "NumPy")
+    widget.locator("details").evaluate_all("ds => ds.forEach(d => { d.open = false; })")  # as shown
     numpy = widget.locator("summary", has_text="NumPy")
-    if widget.locator("details[open]").count():            # opened by the other theme's pass
-        numpy.click()
     expect(widget).not_to_contain_text("def backward(", use_inner_text=True)   # folded
     numpy.click()
     expect(widget).to_contain_text("def backward(", use_inner_text=True)
     show("Check", "PASS")
     expect(widget).not_to_contain_text("FAIL", use_inner_text=True)
     show("Backward", SPEC)                                             # leave it as it opened
+    _check_sliders(page, slug)
     _assert_no_widget_errors(page)
+
+
+def _check_diagram(widget) -> None:
+    """The Diagram tab's SVG: the forward has a node per operand and one edge label per letter,
+    each gradient's picture an open slot and the cotangent; every picture has a size."""
+    from playwright.sync_api import expect
+
+    panel = widget.locator(".eg-tabs > div.eg-panel[data-tab='Diagram']")
+    expect(panel).to_be_visible()
+    pictures = panel.locator("svg.eg-diagram")
+    expect(pictures).to_have_count(1 + 2 * OPERANDS)      # the forward, then (forward, backward) each
+    forward = pictures.first
+    expect(forward.locator(".eg-node.eg-operand")).to_have_count(OPERANDS)
+    labels = forward.locator(".eg-edge-label")
+    expect(labels).to_have_count(len(LETTERS))
+    assert sorted(t.strip()[0] for t in labels.all_text_contents()) == sorted(LETTERS)
+    backward = pictures.nth(2)
+    expect(backward.locator(".eg-node.eg-slot")).to_have_count(1)
+    expect(backward.locator(".eg-node.eg-cotangent")).to_have_count(1)
+    box = forward.bounding_box()
+    assert box and box["width"] > 50 and box["height"] > 50, f"the forward diagram is {box}"
+
+
+def _check_sliders(page, slug: str) -> None:
+    """The tutorial's equation-only cell has a size slider per letter; a key press on one rewrites
+    the shapes and the diagram's size label under it (one round-trip, no re-run)."""
+    from playwright.sync_api import expect
+
+    box = page.locator(".jp-OutputArea-output .widget-vbox:has(.widget-slider)").last
+    expect(box, "no size sliders under the equation-only display").to_be_visible()
+    box.evaluate("element => element.scrollIntoView({block: 'center'})")
+    slider = box.locator(".widget-slider").first
+    size = int(slider.locator(".widget-readout").inner_text())
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    expect(slider.locator(".widget-readout")).to_have_text(str(size + 1))
+    expect(box.locator("svg.eg-diagram .eg-size").first).to_have_text(f"={size + 1}")
+    box.screenshot(path=ARTIFACTS / f"{slug}-sliders.png")
 
 
 def _assert_no_widget_errors(page) -> None:

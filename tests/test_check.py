@@ -319,3 +319,132 @@ def test_arrays_with_nan_are_replaced_so_the_check_still_proves_something():
     assert "A holds NaN or inf" in report.notes[0]
     assert not report.passed                     # the broken gradient is still caught
     assert check(d, a, b).passed
+
+
+# -- element by element, in a dtype that represents the values ----------------------------
+
+def test_an_outlier_does_not_hide_a_transposed_gradient():
+    """One entry of B at 1e6 used to set the tolerance of every element of dL_dA."""
+    d = derive("ij,ij->ij").bound_to([(3, 3), (3, 3)])
+    a, b = random_operands([(3, 3), (3, 3)], seed=4)
+    b[0, 0] = 1e6                              # enters dL_dA[0, 0] only, on the diagonal
+    report = check(broken(d, 0, "ij,ij->ji"), a, b)
+    assert not report.passed
+    assert report.summary.endswith("wrong: dL_dA")
+    assert report.grads[0].message.startswith("values differ from jax.vjp: at [")
+    assert report.grads[0].max_rel_error > 1e-2
+    assert check(d, a, b).passed
+
+
+def test_outliers_and_tiny_elements_cause_no_false_failure():
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((6, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 5)).astype(np.float32)
+    a[0] *= 1e6                                # one huge row, others ordinary
+    b[:, 1] *= 1e-6                            # one tiny column
+    report = check(derive("ij,jk->ik"), a, b)
+    assert report.passed, report
+    assert all(g.max_rel_error <= g.rtol for g in report.grads)
+
+
+def test_float32_overflow_of_the_products_scales_instead_of_failing():
+    """float64 arrays near 1e20 in a chain: products of 1e60 overflow float32."""
+    a, b, c = (x * 1e20 for x in random_operands([(2, 3), (3, 4), (4, 2)], seed=8))
+    d = derive("ij,jk,kl->il")
+    report = check(d, a, b, c)
+    assert report.passed, report
+    assert report.scaled and report.user_arrays
+    assert report.summary == ("check: PASS, 3/3 gradients match jax.vjp (float32, operands "
+                              "scaled by powers of two)")
+    (note,) = [n for n in report.notes if "powers of two" in n]
+    assert "values up to " in note and "A·2^-" in note and "C·2^-" in note
+    # a broken gradient is still caught after scaling, and the derivation is blamed, not precision
+    bad = check(broken(d.bound_to([(3, 3), (3, 3), (3, 3)]), 1, "il,ij,kl->kj"),
+                *(x * 1e20 for x in random_operands([(3, 3)] * 3, seed=9)))
+    assert not bad.passed and bad.scaled and "precision" not in bad.grads[1].message
+
+
+def test_values_beyond_float32_do_not_become_inf_and_pass():
+    d = derive("ij,jk->ik").bound_to([(3, 3), (3, 3)])
+    a, b = random_operands([(3, 3), (3, 3)], seed=10)
+    a = a * 1e39                               # inf in float32
+    report = check(broken(d, 1, "ik,ij->kj"), a, b)     # transposed dL_dB reads A
+    assert report.scaled
+    assert not report.passed and report.grads[0].passed
+    assert all(np.isfinite(g.max_abs_error) for g in report.grads)
+    assert check(d, a, b).passed
+
+
+def test_ordinary_values_are_not_scaled():
+    report = check(derive("ij,jk->ik"), *random_operands([(2, 3), (3, 4)], seed=1))
+    assert not report.scaled and not any("powers of two" in n for n in report.notes)
+
+
+def test_the_summary_says_when_random_arrays_stood_in_for_the_users():
+    a = np.full((2, 3), np.nan)
+    report = check(derive("ij,jk->ik"), a, np.ones((3, 4)))
+    assert report.passed and report.stand_ins == "NaN or inf in A"
+    assert report.summary == ("check: PASS, 2/2 gradients match jax.vjp (float32) on seeded "
+                              "random arrays, not yours (NaN or inf in A)")
+    report = check(derive("ij,jk->ik"), np.ones((30, 40)), np.ones((40, 50)), max_elements=1000)
+    assert report.summary.endswith("on seeded random arrays, not yours (over the size budget)")
+    # no arrays given: random arrays are what was asked for, nothing to say
+    assert check(derive("ij,jk->ik", shapes=((30, 40), (40, 50))),
+                 max_elements=1000).summary.endswith("(float32)")
+
+
+# -- the session is not disturbed ----------------------------------------------------------
+
+def test_the_first_check_does_not_consume_numpys_global_random_state():
+    code = ("import numpy as np\n"
+            "from einsum_magic import check, derive\n"
+            "np.random.seed(0)\n"
+            "want = np.random.rand(3)\n"
+            "np.random.seed(0)\n"
+            "assert check(derive('ij,jk->ik', shapes=((2, 3), (3, 4)))).passed\n"
+            "got = np.random.rand(3)\n"
+            "assert (got == want).all(), (got, want)\n"
+            "import sys; assert 'jax' in sys.modules\n")
+    python(code)
+
+
+_RECORD_PREALLOCATE = (
+    "import os, sys, importlib\n"
+    "from einsum_magic import check, derive\n"
+    "checking = importlib.import_module('einsum_magic.check')\n"
+    "real, seen = checking._start_jax, []\n"
+    "def start():\n"
+    "    seen.append(os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))\n"
+    "    return real()\n"
+    "checking._start_jax = start\n"
+    "assert check(derive('ij->j', shapes=((2, 3),))).passed\n"
+    "print(seen, os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))\n")
+
+
+def test_jax_starts_for_the_check_with_preallocation_off_and_the_environment_is_restored():
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                        "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR")}
+    out = subprocess.run([sys.executable, "-c", _RECORD_PREALLOCATE], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["['false']", "None"]
+
+
+@pytest.mark.parametrize("setting", [("XLA_PYTHON_CLIENT_PREALLOCATE", "true"),
+                                     ("XLA_PYTHON_CLIENT_MEM_FRACTION", ".5")])
+def test_a_users_jax_memory_setting_is_left_alone(setting):
+    env = dict(__import__("os").environ)
+    env.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
+    env[setting[0]] = setting[1]
+    out = subprocess.run([sys.executable, "-c", _RECORD_PREALLOCATE], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    want = "true" if setting[0] == "XLA_PYTHON_CLIENT_PREALLOCATE" else None
+    assert out.stdout.split() == [f"[{want!r}]", str(want)]
+
+
+def test_a_jax_the_user_imported_is_used_as_it_is():
+    code = ("import os, jax\n" + _RECORD_PREALLOCATE.replace("print(seen", "assert seen == []\n"
+                                                              "print(seen"))
+    python(code)

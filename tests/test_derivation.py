@@ -172,3 +172,46 @@ def test_derivation_is_immutable():
     d = derive("ij,jk->ik")
     with pytest.raises(AttributeError):
         d.equation = "x"
+
+
+def test_shapeless_ellipsis_says_it_assumes_no_size_1_broadcasting():
+    from einsum_magic import text
+    from einsum_magic.analysis import Analysis
+    from einsum_magic.cell import equation_call
+
+    say = "no size-1 broadcasting is assumed"
+    d = derive("...ij,...jk->...ik")
+    assert all(any(say in step for step in g.steps[1:]) for g in d.grads)
+    shown = text.render(Analysis(equation_call("...ij,...jk->...ik"), d, "no shapes"))
+    assert shown.count(say) == 2
+    bound = derive("...ij,...jk->...ik", shapes=((1, 2, 3), (5, 3, 4)))
+    assert not any(say in step for g in bound.grads for step in g.steps)
+    assert not any(say in step for g in derive("ij,jk->ik").grads for step in g.steps)
+
+
+def test_vjp_contracts_three_or_more_operands_along_opt_einsums_path(monkeypatch):
+    """Without a path NumPy loops over every letter at once: seconds for five operands."""
+    import opt_einsum
+
+    equation = "pa,aqb,br,pc,cqd,dr->"
+    shapes = [(4, 9), (9, 4, 9), (9, 4), (4, 9), (9, 4, 9), (9, 4)]
+    d = derive(equation, shapes=shapes)
+    ops = random_operands(shapes, seed=1)
+    for g in d.grads:
+        others = [s for k, s in enumerate(shapes) if k != g.position]
+        path, _ = opt_einsum.contract_path(g.equation, (), *others, shapes=True)
+        assert g.code.endswith(f", optimize={['einsum_path', *path]!r})")
+    seen = []
+    real = np.einsum
+
+    def einsum(*args, **kwargs):
+        seen.append(kwargs.get("optimize"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "einsum", einsum)
+    got = d.vjp(np.float64(1.5), *ops)
+    monkeypatch.undo()
+    assert len(seen) == 6 and all(isinstance(o, list) and o[0] == "einsum_path" for o in seen)
+    assert_grads_equal(got, jax_vjp(equation, ops, 1.5))
+    assert derive(equation).grads[0].code.endswith(", optimize=True)")
+    assert "optimize" not in derive("ij,jk->ik", shapes=((2, 3), (3, 4))).grads[0].code

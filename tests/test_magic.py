@@ -141,7 +141,8 @@ def test_torch_calls_are_read_without_running_torch(ip):
 def test_several_einsums_each_get_a_display_in_order(ip):
     _, cap = run(ip, "%%einsum_grad --no-check\n"
                      "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ik->k', C)")
-    first, second = shown(cap)
+    first, second, cell = shown(cap)
+    assert cell.startswith("cell backward: ")
     assert first.splitlines()[0].endswith("(einsum 1 of 2, line 1)")
     assert second.splitlines()[0].endswith("(einsum 2 of 2, line 2)")
     assert "shapes:  C (2, 4) -> D (4,)  (sizes from your arrays)" in second
@@ -239,7 +240,7 @@ def test_unreadable_calls_get_a_one_line_note(ip):
     assert cap.stdout == ("einsum_grad: line 2: np.einsum(eq, A, B): the equation is a variable, "
                           "not a string literal; skipped\n")
     assert "C" in ip.user_ns
-    _, cap = run(ip, "%%einsum_grad\nC = A @ B")
+    _, cap = run(ip, "%%einsum_grad\nC = np.linalg.inv(A @ A.T)")
     assert cap.stdout == "einsum_grad: no einsum call found in the cell\n"
 
 
@@ -284,6 +285,20 @@ def test_usage_errors(ip, cell, message):
     result, _ = run(ip, cell)
     assert type(result.error_in_exec) is UsageError
     assert message in str(result.error_in_exec)
+    assert "C" not in ip.user_ns
+
+
+@pytest.mark.parametrize("cell", ["C = np.einsum(A, [0, 52], B, [52, 2])",
+                                  "C = np.einsum(A, [0, 1], B, [1, 2], [0, -1])"])
+def test_an_interleaved_integer_out_of_range_is_named_with_a_caret(ip, cell):
+    result, _ = run(ip, "%%einsum_grad\n" + cell)
+    assert type(result.error_in_exec) is UsageError
+    value = "52" if "52" in cell else "-1"
+    first, quoted, marks = str(result.error_in_exec).splitlines()
+    assert first == (f"einsum_grad: the interleaved subscript {value} is out of numpy's range "
+                     "0..51 (0-25 stand for A-Z, 26-51 for a-z)")
+    assert quoted == "    " + cell[4:]
+    assert marks == " " * (4 + cell[4:].index(value)) + "^" * len(value)   # the first one
     assert "C" not in ip.user_ns
 
 
@@ -413,6 +428,49 @@ def test_o_stores_the_derivations_and_reports(ip):
     assert res.derivation is res.derivations[0] and res.report is res.reports[0]
     with pytest.raises(Exception):
         res.analyses = ()                             # frozen
+
+
+@pytest.mark.parametrize("name, kind", [("C", "ndarray"), ("A", "ndarray"), ("np", "module"),
+                                        ("get_ipython", "method")])
+def test_o_refuses_a_name_that_holds_anything_else_before_the_cell_runs(ip, name, kind):
+    ip.run_cell("C = np.einsum('ij,jk->ik', A, B)")
+    before = ip.user_ns[name]
+    result, cap = run(ip, f"%%einsum_grad -o {name}\nZ = 1\nD = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec) == (f"-o {name}: {name} already holds a value of type {kind}, "
+                                         "which the result would overwrite: choose a free name")
+    assert ip.user_ns[name] is before or ip.user_ns[name] == before
+    assert "Z" not in ip.user_ns and "D" not in ip.user_ns       # nothing ran
+    assert cap.outputs == []
+    ip.user_ns.pop("Z", None)
+
+
+def test_o_refuses_a_builtin_and_a_name_the_cell_assigns(ip):
+    result, _ = run(ip, "%%einsum_grad -o print\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert "print is a Python builtin" in str(result.error_in_exec)
+    assert "print" not in ip.user_ns
+    result, _ = run(ip, "%%einsum_grad -o C --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec).startswith("-o C: the cell assigned C a value of type ndarray")
+    assert isinstance(ip.user_ns["C"], np.ndarray)
+
+
+def test_o_replaces_an_earlier_result_and_takes_a_free_name(ip):
+    assert "res" not in ip.user_ns
+    assert run(ip, "%%einsum_grad -o res --no-check\nij,jk->ik")[0].success
+    first = ip.user_ns["res"]
+    assert run(ip, "%%einsum_grad -o res --no-check\nii->")[0].success
+    assert ip.user_ns["res"] is not first and ip.user_ns["res"].derivation.equation == "ii->"
+
+
+@pytest.mark.parametrize("options", ["--sizes 'i=2' -o 'res'", '--sizes "i=2" -o "res"',
+                                     "--sizes i=2 -o res"])
+def test_quoted_option_values_are_accepted(ip, options):
+    result, cap = run(ip, f"%%einsum_grad {options} --no-check\nij->")
+    assert result.success, result.error_in_exec
+    assert "shapes:  A (2, 3) -> B ()  (sizes from --sizes" in shown(cap)[0]
+    assert isinstance(ip.user_ns["res"], EinsumGradResult)
 
 
 def test_line_magic(ip):
@@ -614,14 +672,15 @@ def test_text_plain_holds_the_cost_line_before_the_check_line(ip):
     result, cap = run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
                           "D = np.einsum('ik,k->i', C, np.ones(4))")
     assert result.success
-    outputs = shown(cap)
+    *outputs, cell = shown(cap)            # the einsums', then the whole cell's backward
+    assert cell.startswith("cell backward: cell check: PASS")
     for out, d in zip(outputs, ip.user_ns["res"].derivations, strict=True):
         lines = out.splitlines()
         assert lines[-2] == cost(d).summary and lines[-1].startswith("check: PASS")
         assert "custom_vjp" not in out and "def backward(" not in out
     assert outputs == shown(run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
-                                    "D = np.einsum('ik,k->i', C, np.ones(4))")[1])
-    for bundle in cap.outputs:
+                                    "D = np.einsum('ik,k->i', C, np.ones(4))")[1])[:-1]
+    for bundle in cap.outputs[:-1]:
         assert '<h3 class="eg-panel-title">Cost</h3>' in bundle.data["text/html"]
         assert "custom_vjp" in bundle.data["text/html"]        # the Export tab, folded
 
@@ -632,4 +691,15 @@ def test_the_page_has_cost_and_export_tabs_between_shapes_and_check(ip):
     _, cap = run(ip, "%%einsum_grad -o res --no-check\nC = np.einsum('ij,jk->ik', A, B)")
     (bundle,) = cap.outputs
     titles = re.findall(r'<label for="[\w-]+">(\w+)</label>', bundle.data["text/html"])
-    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
+    assert titles == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]
+
+
+def test_the_text_view_says_when_random_arrays_stood_in_for_the_users(ip):
+    ip.run_cell("A2 = np.full((2, 3), np.nan)")
+    result, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A2, B)")
+    assert result.success
+    (out,) = shown(cap)
+    assert out.splitlines()[-1] == ("check: PASS, 2/2 gradients match jax.vjp (float32) on seeded "
+                                    "random arrays, not yours (NaN or inf in A2)")
+    html = [o.data["text/html"] for o in cap.outputs if "text/html" in o.data][-1]
+    assert "not yours (NaN or inf in A2)" in html

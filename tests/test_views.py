@@ -253,8 +253,9 @@ def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     assert page == html.page(a)
     assert page.startswith("<style>") and '<div class="einsum-grad">' in page
     titles = re.findall(r'<h3 class="eg-panel-title">(\w+)</h3>', page)
-    assert titles == ["Backward", "Loops", "Shapes", "Cost", "Export", "Check"]
-    assert html.cost(a) in page and html.export(a) in page
+    assert titles == ["Backward", "Diagram", "Loops", "Shapes", "Cost", "Export", "Check"]
+    assert html.painted(a, html.cost(a)) in page and html.painted(a, html.export(a)) in page
+    assert page.count("<svg") == 1 + 2 * len(a.derivation.grads)           # the Diagram tab
     for leak in ("NVIDIA", "gpu", "ms", "5.00e-01", "values differ", "experimental"):
         assert leak not in page
     assert "FAIL" in page and "1.00e-04" in page
@@ -478,11 +479,13 @@ def test_cost_and_export_views_import_neither_jax_nor_torch():
 def test_live_widget_holds_the_check_details_folded(checked):
     w = widget.live(checked)
     assert isinstance(w, ipywidgets.VBox)
-    (details,) = w.children
+    sizes, details = w.children           # no array fixes a letter here: each gets a slider
+    assert sorted(sizes._einsum_sliders) == ["i", "j", "k"]
     assert details.value.count("<details>") == 1
     assert html.check(checked, live=True) in details.value
     assert "device" in visible(details.value) and checked.check.device in details.value
-    assert widget.live(analysis()) is None               # no check, nothing live to add
+    fixed = dataclasses.replace(analysis(), fixed=("i", "j", "k"))
+    assert widget.live(fixed) is None    # no check, every size fixed: nothing live to add
     bundle = widget.live_bundle(w)
     assert set(bundle) == {widget.WIDGET_MIME} and bundle[widget.WIDGET_MIME]["model_id"] == w.model_id
     w.close()
@@ -494,7 +497,8 @@ def test_adding_a_live_widget_is_one_function_and_one_line(monkeypatch, checked)
 
     monkeypatch.setattr(widget, "LIVE", widget.LIVE + [("Count", count)])
     assert widget.live(checked).children[-1].value == "2 gradients"
-    assert widget.live(analysis()).children[0].value == "2 gradients"
+    assert widget.live(dataclasses.replace(analysis(), fixed=("i", "j", "k"))).children[0].value == \
+        "2 gradients"
 
 
 def test_display_bundle(checked):

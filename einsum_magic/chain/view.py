@@ -1,0 +1,158 @@
+"""The "Cell backward" display: a cell's backward program as text and as HTML.
+
+This module owns how a :class:`~einsum_magic.chain.result.CellBackward` is shown. Both views
+are pure functions of it and deterministic (no ids from memory, timings, devices or error
+figures), so nbval can compare them: :func:`text` is the ``text/plain`` (verdict first, the
+inputs and sinks with their shapes, the forward program as read, the backward program with
+the cell line each gradient comes from and its shape, the notes); :func:`html` the
+``text/html``: the same, with code highlighted, each backward line linked to the forward
+line it comes from, and a table of the check. Anchors are named from a hash of the
+program, so they are the same on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from html import escape
+
+from .forward import line
+
+__all__ = ["text", "html", "CellBackwardDisplay", "verdict"]
+
+
+def verdict(b) -> str:
+    """The check's one line, or why it did not run."""
+    if b.check is not None:
+        return b.check.summary
+    return f"cell check: {b.check_note or 'not run'}"
+
+
+def _shape(shape) -> str:
+    return "?" if shape is None else str(tuple(shape))
+
+
+def _io(b) -> tuple[str, str]:
+    shapes = b.program.shapes
+    inputs = ", ".join(f"{v} {_shape(shapes.get(v))}" for v in b.inputs) or "none"
+    sinks = ", ".join(f"{v} {_shape(shapes.get(v))}" for v in b.sinks) or "none"
+    return inputs, sinks
+
+
+def _written(b, s) -> str:
+    """What the step stands for, where the forward line alone does not say it."""
+    if s.kind == "stop":
+        return "not differentiated: the backward stops here"
+    if s.kind == "einsum" and s.what:
+        return s.what
+    if s.target in dict(b.program.renamed):
+        return f"{s.target} is {b.program.cell_name(s.target)} as line {s.line} binds it"
+    return s.what
+
+
+def text(b) -> str:
+    """The deterministic ``text/plain`` of the display.
+
+    >>> import numpy as np
+    >>> from einsum_magic.chain import cell_backward
+    >>> b = cell_backward("H = X @ W\\nZ = np.maximum(H, 0)",
+    ...                   {"X": np.ones((2, 3)), "W": np.ones((3, 4))}, check=False)
+    >>> print(text(b))
+    cell backward: cell check: not run
+    inputs: X (2, 3), W (3, 4); sinks: Z (2, 4), given dL_dZ
+    forward, as read:
+      line 1  H = np.einsum('ij,jk->ik', X, W)  # X @ W
+      line 2  Z = np.maximum(H, 0)
+    backward (runnable NumPy, reads the forward values and dL_dZ):
+      line 2  dL_dH = dL_dZ * (H > 0)  # (2, 4)
+      line 1  dL_dX = np.einsum('ik,jk->ij', dL_dH, W)  # (2, 3)
+      line 1  dL_dW = np.einsum('ik,ij->jk', dL_dH, X)  # (3, 4)
+    """
+    inputs, sinks = _io(b)
+    given = ", ".join(b.cotangent(s) for s in b.sinks)
+    out = [f"cell backward: {verdict(b)}", f"inputs: {inputs}; sinks: {sinks}, given {given}",
+           "forward, as read:"]
+    for s in b.program.steps:
+        what = _written(b, s)
+        out.append(f"  {_where(s.line)}  {line(s)}" + (f"  # {what}" if what else ""))
+    out.append(f"backward (runnable NumPy, reads the forward values and {given}):")
+    for bl in b.lines:
+        out.append(f"  {_where(bl.line)}  {bl.code}  # {_shape(bl.shape)}")
+    out += [f"note: {n}" for n in b.notes]
+    return "\n".join(out)
+
+
+def _where(n: int) -> str:
+    return f"line {n}" if n else "      "
+
+
+def _anchor(b) -> str:
+    digest = hashlib.sha1(b.forward_code.encode() + b.code.encode()).hexdigest()[:10]
+    return f"eg-chain-{digest}"
+
+
+def html(b) -> str:
+    """The deterministic ``text/html`` of the display (styled like the per-einsum ones)."""
+    from ..html import highlight, stylesheet
+
+    key = _anchor(b)
+    inputs, sinks = _io(b)
+    given = ", ".join(b.cotangent(s) for s in b.sinks)
+    ok = b.check is not None and b.check.passed
+    badge = ("eg-pass" if ok else "eg-fail" if b.check is not None else "eg-muted")
+    parts = ['<div class="eg-title">Cell backward '
+             f'<span class="{badge}">{escape(verdict(b))}</span></div>',
+             f"<div>inputs: {escape(inputs)}; sinks: {escape(sinks)}, given "
+             f"<code>{escape(given)}</code></div>"]
+    parts.append("<h3>Forward, as read</h3>")
+    rows = []
+    for i, s in enumerate(b.program.steps):
+        rows.append(f'<tr id="{key}-s{i}"><td class="eg-num">line {s.line}</td><td>{highlight(line(s))}</td>'
+                    f'<td>{escape(_written(b, s))}</td></tr>')
+    parts.append(_table(("cell", "step (NumPy)", "stands for"), rows))
+    parts.append(f"<h3>Backward</h3><div class=\"eg-muted\">runnable NumPy: reads the forward "
+                 f"values and {escape(given)}, assigns "
+                 f"{escape(', '.join(b.gradient(v) for v in b.program.leaves))}</div>")
+    rows = []
+    for bl in b.lines:
+        link = (f'<a href="#{key}-s{bl.step}" title="{escape(line(b.program.steps[bl.step]))}">'
+                f"line {bl.line}</a>" if bl.step is not None else
+                (f"line {bl.line}" if bl.line else ""))
+        rows.append(f'<tr><td class="eg-num">{link}</td><td>{highlight(bl.code)}</td>'
+                    f'<td class="eg-num">{escape(_shape(bl.shape))}</td><td>{escape(bl.rule)}</td></tr>')
+    parts.append(_table(("from", "gradient", "shape", "rule"), rows))
+    if b.notes:
+        parts.append("<h3>Notes</h3>" + "".join(f"<div>{escape(n)}</div>" for n in b.notes))
+    parts.append("<h3>Check</h3>")
+    if b.check is None:
+        parts.append(f"<div>{escape(b.check_note or 'not run')}</div>")
+    else:
+        parts.append('<div class="eg-muted">every input gradient of the backward program '
+                     "against <code>jax.vjp</code> of the same forward program in jax.numpy, at "
+                     f"the cell's arrays, float64, seeded random cotangents (seed "
+                     f"{b.check.seed})</div>")
+        rows = [f"<tr><td><code>{escape(g.target)}</code></td><td>{escape(_shape(g.shape))}</td>"
+                f"<td>{_PASS if g.passed else _FAIL}</td></tr>" for g in b.check.gradients]
+        parts.append(_table(("gradient", "shape", "vs jax.vjp"), rows))
+    return stylesheet() + f'<div class="einsum-grad">{"".join(parts)}</div>'
+
+
+_PASS = '<span class="eg-pass">pass</span>'
+_FAIL = '<span class="eg-fail">fail</span>'
+
+
+def _table(head, rows) -> str:
+    return ('<table class="eg-table"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+            + "".join(rows) + "</table>")
+
+
+class CellBackwardDisplay:
+    """What the magic displays after the per-einsum displays: ``text/plain`` and ``text/html``."""
+
+    def __init__(self, backward):
+        self.backward = backward
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"text/plain": text(self.backward), "text/html": html(self.backward)}
+
+    def __repr__(self) -> str:
+        return text(self.backward)
