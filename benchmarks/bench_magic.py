@@ -77,6 +77,7 @@ def run() -> list[str]:
         cold = median_seconds(magic, repeat=200)
         warm = median_seconds(lambda: magic(cold=False), repeat=200)
         views = median_seconds(lambda: _analyse_and_render(source, shapes), repeat=200)
+
         def page():
             _clear_caches()
             html.page(a)
