@@ -461,7 +461,8 @@ def test_static_tabs_open_by_click_without_javascript(static_page):
     from playwright.sync_api import expect
 
     page, analyses = static_page
-    contents = {"Backward": lambda a: a.derivation.grads[0].equation, "Loops": lambda a: LOOP,
+    contents = {"Backward": lambda a: a.derivation.grads[0].equation,
+                "Diagram": lambda a: f"forward {a.derivation.output}", "Loops": lambda a: LOOP,
                 "Shapes": lambda a: "carried by", "Cost": lambda a: "FLOPs", "Export": lambda a: "NumPy",
                 "Check": lambda a: "PASS"}
     for k, a in enumerate(analyses):
