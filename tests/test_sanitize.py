@@ -55,6 +55,17 @@ def test_the_sanitize_file_is_package_data():
         config["tool"]["pytest"]["ini_options"]["addopts"]
 
 
+def test_every_subpackage_is_packaged():
+    """The sanitize file ships as package data; every subpackage ships too (a wheel lists them)."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = set(config["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for p in (REPO / "einsum_magic").rglob("__init__.py")}
+    assert found == packages
+
+
 def test_a_page_reduces_to_its_meaning_line():
     a = analysis()
     assert sanitized(html.page(a)) == f"einsum_grad meaning: {html.meaning(a)}"
