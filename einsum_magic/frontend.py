@@ -10,7 +10,9 @@ detected from the environment their kernels run in:
   is loaded in its kernels, which also carry ``COLAB_*`` variables (``COLAB_RELEASE_TAG``,
   ``COLAB_GPU``, ``COLAB_JUPYTER_IP``);
 * **VS Code** (widget titles not shown): its Jupyter extension starts kernels with
-  ``VSCODE_*`` variables (``VSCODE_PID``, ``VSCODE_CWD``, ``VSCODE_IPC_HOOK_CLI``).
+  ``VSCODE_*`` variables (``VSCODE_PID``, ``VSCODE_CWD``, ``VSCODE_IPC_HOOK_CLI``;
+  microsoft/vscode-jupyter#3364; under WSL ``VSCODE_PID`` is missing but
+  ``VSCODE_CWD`` is there, holoviz/panel#5200), so any ``VSCODE_`` name counts.
   A kernel started from a shell inside VS Code inherits them too and gets the HTML
   alone, which shows everything but the live extras.
 
