@@ -8,7 +8,8 @@ Three cells, timed three ways (medians):
   them, *warm* re-runs the same cell;
 * *analyse + views*: ``find_calls`` + ``derive`` with shapes + ``text.render`` + ``html.page``
   (what every display computes), cold;
-* *widget*: building the ipywidgets composite (a kernel frontend only; no comm here).
+* *page*: ``html.page`` alone, cold (the self-contained HTML display, its folded Export
+  included).
 """
 
 from __future__ import annotations
@@ -52,14 +53,14 @@ def run() -> list[str]:
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    from einsum_magic import widget
+    from einsum_magic import html
     from einsum_magic.cell import find_calls
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "einsum_magic")
     shell.run_cell("import numpy as np")
     rows = ["| cell | magic, end to end, cold | magic, warm | analyse + views, cold | "
-            "widget build |", "|---|---|---|---|---|"]
+            "page, cold |", "|---|---|---|---|---|"]
     for title, source, shapes in CELLS:
         for name, shape in zip(find_calls(source).calls[0].names, shapes):
             shell.user_ns[name] = np.ones(shape)
@@ -76,9 +77,14 @@ def run() -> list[str]:
         cold = median_seconds(magic, repeat=200)
         warm = median_seconds(lambda: magic(cold=False), repeat=200)
         views = median_seconds(lambda: _analyse_and_render(source, shapes), repeat=200)
-        build = median_seconds(lambda: widget.build(a).close(), repeat=100)
+
+        def page():
+            _clear_caches()
+            html.page(a)
+
+        alone = median_seconds(page, repeat=200)
         rows.append(f"| {title} | {fmt_ms(cold)} | {fmt_ms(warm)} | {fmt_ms(views)} | "
-                    f"{fmt_ms(build)} |")
+                    f"{fmt_ms(alone)} |")
     return rows
 
 

@@ -27,6 +27,10 @@ is linear in each operand it reads), and the report says so (:attr:`CheckReport.
 a note). Where the user's arrays were replaced by random ones (NaN or inf, the element
 budget), the summary says so too.
 
+Where JAX is not installed, fails to import or fails running the check (a
+jaxlib mismatch, ``jax_disable_jit``), NumPy's exact adjoint test
+(:mod:`einsum_magic.adjoint`) checks instead, and the report says so in one line.
+
 JAX is imported on first use, never when this module is imported. JAX's global
 configuration is never changed: float64 and complex128 run inside the scoped
 ``jax.enable_x64(True)`` context. Compiled functions are cached by (equations, shapes,

@@ -4,7 +4,8 @@ Prints what the magic's text view shows for an equation: each gradient's einsum 
 runnable NumPy code, its reading and shape; ``--loops`` adds the for-loop form and
 ``--check`` checks the gradients against ``jax.vjp``. Sizes come from ``--sizes``,
 else small distinct defaults. A bad equation prints the caret message and exits
-with status 2; a failed check exits with status 1.
+with status 2; a failed check exits with status 1. ``--nbval-sanitize-path`` prints
+the path of the nbval sanitize file shipped with the package (:mod:`einsum_magic.sanitize`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="einsum-grad",
         description="Derive the backward einsum of every operand (the swap trick).",
         epilog='example: einsum-grad "ij,jk->ik" --sizes i=2,j=3,k=4 --loops --check')
-    parser.add_argument("equation", help="an einsum equation, e.g. 'ij,jk->ik' or 'ii'")
+    parser.add_argument("equation", nargs="?",
+                        help="an einsum equation, e.g. 'ij,jk->ik' or 'ii'")
     parser.add_argument("--names", help="operand names, comma-separated (default A,B,…)")
     parser.add_argument("--output", help="name of the result (default: the next letter)")
     parser.add_argument("--sizes", help="letter sizes, e.g. i=2,j=3 (default: 2, 3, 4, …)")
@@ -36,11 +38,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true",
                         help="check the gradients against jax.vjp on JAX's default device")
     parser.add_argument("--dtype", default="float32", help="dtype of the check (default float32)")
+    parser.add_argument("--nbval-sanitize-path", action="store_true",
+                        help="print the path of the nbval sanitize file shipped with the "
+                             "package, and exit")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.nbval_sanitize_path:
+        from .sanitize import path
+
+        print(path())
+        return 0
+    if args.equation is None:
+        parser.error("the following arguments are required: equation")
     try:
         call = equation_call(args.equation)
         if args.names:

@@ -1,22 +1,29 @@
-"""Which display a kernel's frontend gets: the HTML page alone, the page plus live widgets, or text.
+"""Which display a kernel's frontend gets: the HTML page, with or without live widgets, or text.
 
 Every display is the self-contained HTML page (:func:`einsum_magic.html.page`) with its
 deterministic ``text/plain``: it reads the same in every frontend and in nbconvert's
-HTML. Live ipywidgets are *added* (progress while checking, the live check details)
-only where a working widget manager is expected: a Jupyter kernel with ipywidgets,
-except in the frontends known not to render them well, detected from the environment
-their kernels run in:
+HTML. Live ipywidgets are *added* only where a working widget manager is expected: a
+Jupyter kernel with ipywidgets, except in the frontends known not to render them well,
+detected from the environment their kernels run in:
 
 * **Colab** (ipywidgets 8 ``Tab``/``titles`` unsupported): the ``google.colab`` module
   is loaded in its kernels, which also carry ``COLAB_*`` variables (``COLAB_RELEASE_TAG``,
   ``COLAB_GPU``, ``COLAB_JUPYTER_IP``);
 * **VS Code** (widget titles not shown): its Jupyter extension starts kernels with
-  ``VSCODE_*`` variables (``VSCODE_PID``, ``VSCODE_CWD``, ``VSCODE_IPC_HOOK_CLI``).
+  ``VSCODE_*`` variables (``VSCODE_PID``, ``VSCODE_CWD``, ``VSCODE_IPC_HOOK_CLI``;
+  microsoft/vscode-jupyter#3364; under WSL ``VSCODE_PID`` is missing but
+  ``VSCODE_CWD`` is there, holoviz/panel#5200), so any ``VSCODE_`` name counts.
   A kernel started from a shell inside VS Code inherits them too and gets the HTML
   alone, which shows everything but the live extras.
 
-The ``EinsumGradMagics.view`` setting overrides the choice: ``widget`` (page plus live
-widgets), ``html`` (the page alone) or ``text`` (``text/plain`` alone).
+The ``EinsumGradMagics.view`` setting (:data:`VIEWS`) chooses, ``auto`` by default:
+
+* ``widget``: the page, a progress line while the check runs (it leaves nothing
+  behind) and, under each page, the live widgets of :data:`einsum_magic.widget.LIVE`
+  (what ``auto`` gives where widgets work). A notebook saved without its widget state
+  (JupyterLab's default) shows those as "model not found" until it is run again;
+* ``progress``: the page and the progress line only, nothing that needs a kernel later;
+* ``html``: the page alone; ``text``: ``text/plain`` alone.
 
 >>> choose("auto", kernel=True, environ={"COLAB_RELEASE_TAG": "release-colab-2024"},
 ...        modules={}, widgets_importable=True)
@@ -36,8 +43,8 @@ from collections.abc import Mapping
 
 __all__ = ["VIEWS", "detect", "choose"]
 
-#: The settings of ``EinsumGradMagics.view``: ``auto`` then the three displays.
-VIEWS = ("auto", "widget", "html", "text")
+#: The settings of ``EinsumGradMagics.view``: ``auto`` then the four displays.
+VIEWS = ("auto", "widget", "progress", "html", "text")
 
 #: Environment variables the kernels of each frontend carry (an exact name, or a prefix
 #: ending in ``_``).
@@ -72,7 +79,7 @@ def detect(environ: Mapping[str, str] | None = None,
 def choose(view: str, kernel: bool, environ: Mapping[str, str] | None = None,
            modules: Mapping[str, object] | None = None,
            widgets_importable: bool | None = None) -> str:
-    """The display to use: ``'widget'``, ``'html'`` or ``'text'``.
+    """The display to use: ``'widget'``, ``'progress'``, ``'html'`` or ``'text'``.
 
     ``view`` is the setting (:data:`VIEWS`, any case); ``auto`` gives ``widget`` in a
     Jupyter kernel (``kernel``) with ipywidgets installed whose frontend is not one

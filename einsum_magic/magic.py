@@ -25,7 +25,11 @@ nbval compares the first display message of each output and ignores
 widget-view MIME type. So every display is published once, after its check, with its
 outcome already in ``text/plain``. While the check runs, a live frontend shows a
 progress widget in an output whose compared data is ``{'text/html': ''}`` both when
-first displayed and after its update: it leaves no difference between runs.
+first displayed and after its update: it leaves no difference between runs. A kernel
+whose frontend gets no widgets (Colab, VS Code) publishes the same empty
+``{'text/html': ''}`` in that place, and the live widgets under each page carry
+nothing but the widget view: so what nbval compares does not depend on the frontend
+the notebook was saved from.
 
 A wrong ``--expect`` proposal raises :class:`ExpectationFailed` and a failed check
 :class:`CheckFailed` (both ``AssertionError``) after the displays: the cell fails for
@@ -104,10 +108,11 @@ class EinsumGradMagics(Magics):
                        help="Element budget per array of the check (None: the check's "
                             "default); bigger arrays are replaced by random ones."
                        ).tag(config=True)
-    view = CaselessStrEnum(["auto", "widget", "html", "text"], "auto",
+    view = CaselessStrEnum(["auto", "widget", "progress", "html", "text"], "auto",
                            help="auto: the HTML display, plus live widgets in a Jupyter "
                                 "kernel with ipywidgets whose frontend renders them (not "
-                                "Colab or VS Code); widget, html or text to force one."
+                                "Colab or VS Code); widget, progress (no live widgets but "
+                                "the progress line), html or text to force one."
                            ).tag(config=True)
 
     @magic_arguments()
@@ -441,7 +446,7 @@ class _Run:
         return choose(self.magics.view, getattr(self.shell, "kernel", None) is not None)
 
     def _live(self, a) -> None:
-        """Display the live widgets of ``a`` under its page (nbval compares '' of them)."""
+        """Display the live widgets of ``a`` under its page (nbval compares nothing of them)."""
         from .widget import live, live_bundle
 
         widget = live(a)
@@ -449,8 +454,15 @@ class _Run:
             display(live_bundle(widget), raw=True)
 
     def _progress(self, count: int):
-        """(widget, display handle) of the progress line, or None without a widget frontend."""
-        if self._view() != "widget":
+        """(widget, display handle) of the progress line, or None without a widget frontend.
+
+        A Jupyter kernel without widgets gets the same empty ``text/html`` output, so that
+        notebooks saved from any frontend hold the same outputs for nbval.
+        """
+        view = self._view()
+        if view == "html" and getattr(self.shell, "kernel", None) is not None:
+            display({"text/html": ""}, raw=True)
+        if view not in ("widget", "progress"):
             return None
         from .widget import WIDGET_MIME, progress_widget
 

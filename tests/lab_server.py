@@ -6,7 +6,7 @@ touches the checkout). Every per-user directory (config, data, runtime, IPython,
 workspaces) lives under ``state``, so the user's theme and settings cannot leak in, and the server
 makes no network calls of its own (no news, no update check, no extension-manager PyPI lookups).
 The kernel is this interpreter: a ``python3`` kernelspec in the private data dir points at
-``sys.executable``.
+``sys.executable``, with the served copy first on its ``PYTHONPATH`` (the code under test).
 
 >>> settings = user_settings("JupyterLab Dark")
 >>> settings["@jupyterlab/apputils-extension:themes"]["theme"]
@@ -131,6 +131,9 @@ def isolated_environment(state: Path) -> dict[str, str]:
     for key, path in dirs.items():
         path.mkdir(parents=True, exist_ok=True)
         env[key] = str(path)
+    # In a virtual environment Jupyter prefers the environment's data (its python3 kernelspec)
+    # over the user's: the kernelspec written here must win.
+    env["JUPYTER_PREFER_ENV_PATH"] = "0"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env
 

@@ -30,7 +30,7 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[1]
 BINDER = REPO / "binder"
 NOTEBOOKS = REPO / "notebooks"
-SANITIZE = NOTEBOOKS / "sanitize.cfg"
+SANITIZE = REPO / "einsum_magic" / "nbval_sanitize.cfg"
 
 #: What Binder's image must hold besides the package's own dependencies.
 FRONT_END = ("ipykernel", "jupyterlab", "jupyterlab-widgets", "nbval")
@@ -112,7 +112,7 @@ def test_postbuild_is_an_executable_strict_bash_script():
 # --------------------------------------------------------------------------- the sanitize file
 
 def sanitize_patterns() -> list[tuple[str, str]]:
-    """The (regex, replacement) pairs exactly as nbval reads them from notebooks/sanitize.cfg."""
+    """The (regex, replacement) pairs exactly as nbval reads them from the shipped sanitize file."""
     plugin = pytest.importorskip("nbval.plugin")
     return plugin.get_sanitize_patterns(SANITIZE.read_text(encoding="utf-8"))
 
@@ -235,7 +235,7 @@ def test_notebooks_pass_nbval_as_binder_builds_them(tmp_path):
     assert Path(where).resolve().is_relative_to(venv.resolve()), where
 
     output = _run([python, "-m", "pytest", "--nbval", "notebooks/",
-                   "--nbval-sanitize-with", "notebooks/sanitize.cfg", "-p", "no:cacheprovider"],
+                   "--nbval-sanitize-with", "einsum_magic/nbval_sanitize.cfg", "-p", "no:cacheprovider"],
                   cwd=repo, env=env, timeout=NBVAL_TIMEOUT_S)
     cells = sum(_code_cells(notebook) for notebook in notebooks)
     assert re.search(rf"\b{cells} passed\b", output), f"expected {cells} cells to pass:\n{output[-3000:]}"

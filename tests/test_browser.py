@@ -1,15 +1,22 @@
-"""The tutorial as its users see it: JupyterLab in headless Chromium, and the stored notebook as HTML.
+"""The displays as their users see them: JupyterLab, a static page without JavaScript, nbconvert's HTML.
 
 ``test_widget_renders_in_jupyterlab`` serves a temporary copy of the repository with this environment's
 JupyterLab (see ``lab_server.py``), opens ``notebooks/01_backprop_trick.ipynb`` in Debian's Chromium
 through Playwright, clears the stored outputs, runs every cell from the Run menu and checks the
-``%%einsum_grad`` widget of ``ij,jk->ik``: the tabs Backward, Diagram, Loops, Shapes, Cost, Export and Check render
-(the Diagram's forward SVG with a node per operand and an edge label per letter; a key press on the
-size slider of the equation-only cell rewrites its diagram's size label), each shows
-what it should when clicked, its text is readable, and no widget failed to display; once in the
-JupyterLab Light theme and once in JupyterLab Dark (chosen from Settings > Theme, as a user would).
-Screenshots land in ``artifacts/browser/`` (ignored by git); the README's picture, ``docs/widget.png``,
-is ``light-widget.png`` from a run of this test.
+``%%einsum_grad`` display of ``ij,jk->ik``: its CSS tabs Backward, Diagram, Loops, Shapes, Cost, Export
+and Check each show what they should when clicked (the Diagram's forward SVG with a node per operand
+and an edge label per letter; a key press on the size slider of the equation-only cell rewrites its
+diagram's size label), Export unfolds, its text is readable, the live widget (check details) renders
+under it and no widget failed to display; once in the JupyterLab Light theme and once in JupyterLab
+Dark (chosen from Settings > Theme, as a user would). Screenshots land in ``artifacts/browser/``
+(ignored by git); the README's picture, ``docs/widget.png``, is ``light-widget.png`` from a run of
+this test.
+
+The ``test_static_*`` tests open two displays' HTML as a file with JavaScript disabled: every tab opens by
+click and by the arrow keys, shows its content and fits a screen, and Export unfolds; with the stylesheet
+stripped (as GitHub does) every panel shows in turn and code stays monospace. The gallery executed by
+``jupyter nbconvert --to html --execute`` takes at most 1.5 screen heights per einsum, and a small
+notebook converted that way shows every backward equation and the verdict as text.
 
 ``test_widget_frontend_is_a_lab_extension`` checks, without a browser, that ipywidgets' JupyterLab
 frontend is installed and enabled, the first thing to look at when no widget renders.
@@ -123,6 +130,7 @@ def test_stored_tutorial_shows_text_fallback(tmp_path):
 
 
 EXECUTED_CELLS = ("import numpy as np\n%load_ext einsum_magic\n"
+                  "%config EinsumGradMagics.view = 'widget'   # live widgets too, state stored\n"
                   "A = np.arange(6.0).reshape(2, 3)\nB = np.ones((3, 4))\nM = np.eye(3) + 1",
                   "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)",
                   "%%einsum_grad\nt = np.einsum('ii,ij->j', M, B)")
@@ -352,8 +360,9 @@ def _check_widget(page, theme: str, slug: str) -> None:
     show("Cost", "FLOPs")
     show("Export", "NumPy")
     widget.locator("details").evaluate_all("ds => ds.forEach(d => { d.open = false; })")  # as shown
+    numpy = widget.locator("summary", has_text="NumPy")
     expect(widget).not_to_contain_text("def backward(", use_inner_text=True)   # folded
-    widget.locator("summary", has_text="NumPy").click()
+    numpy.click()
     expect(widget).to_contain_text("def backward(", use_inner_text=True)
     show("Check", "PASS")
     expect(widget).not_to_contain_text("FAIL", use_inner_text=True)
@@ -408,3 +417,166 @@ def _assert_no_widget_errors(page) -> None:
     if broken.count():
         broken.first.click()  # the error view shows its JavaScript error when clicked
         pytest.fail(f"{broken.count()} widget(s) failed to render: {broken.first.inner_text()[:500]}")
+
+
+# --------------------------------------------------------------------------- the static page, no JavaScript
+
+def _static_analyses():
+    """Displays of the hard shapes a reader meets: a matmul checked against JAX, a diagonal (eye)."""
+    from einsum_magic import check, derive
+    from einsum_magic.analysis import Analysis
+    from einsum_magic.cell import find_calls
+
+    out = []
+    for source, shapes in (("C = np.einsum('ij,jk->ik', A, B)", ((2, 3), (3, 4))),
+                           ("t = np.einsum('ii,ij->j', M, v)", ((3, 3), (3, 4)))):
+        call = find_calls(source).calls[0]
+        d = derive(call.equation, call.names, call.output, shapes)
+        out.append(Analysis(call, d, "sizes from your arrays", check=check(d)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def static_page(browser, tmp_path_factory):
+    """Two displays on one static page, opened in Chromium with JavaScript disabled."""
+    from einsum_magic import html
+
+    analyses = _static_analyses()
+    body = "".join(html.page(a, k, len(analyses)) for k, a in enumerate(analyses))
+    path = tmp_path_factory.mktemp("static") / "page.html"
+    path.write_text(f"<!doctype html><html><body>{body}</body></html>", encoding="utf-8")
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    page.goto(path.as_uri())
+    yield page, analyses
+    context.close()
+
+
+def _panels(display):
+    return display.locator(".eg-tabs > .eg-panel")
+
+
+@pytest.mark.browser
+def test_static_tabs_open_by_click_without_javascript(static_page):
+    from playwright.sync_api import expect
+
+    page, analyses = static_page
+    contents = {"Backward": lambda a: a.derivation.grads[0].equation,
+                "Diagram": lambda a: f"forward {a.derivation.output}", "Loops": lambda a: LOOP,
+                "Shapes": lambda a: "carried by", "Cost": lambda a: "FLOPs", "Export": lambda a: "NumPy",
+                "Check": lambda a: "PASS"}
+    for k, a in enumerate(analyses):
+        display = page.locator(".einsum-grad").nth(k)
+        expect(_panels(display)).to_have_count(len(TABS))
+        for tab in TABS:
+            display.locator(".eg-tabs > label", has_text=re.compile(f"^{tab}$")).click()
+            shown = display.locator(".eg-tabs > .eg-panel:visible")
+            expect(shown).to_have_count(1)
+            expect(shown).to_have_attribute("data-tab", tab)
+            expect(shown).to_contain_text(contents[tab](a), use_inner_text=True)
+        other = page.locator(".einsum-grad").nth(1 - k)        # the other display kept its tab
+        expect(other.locator(".eg-tabs > .eg-panel:visible")).to_have_count(1)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "static-page.png", full_page=True)
+
+
+@pytest.mark.browser
+def test_static_tabs_open_by_keyboard_without_javascript(static_page):
+    from playwright.sync_api import expect
+
+    page, _ = static_page
+    display = page.locator(".einsum-grad").first
+    page.reload()                                             # every display on its first tab
+    page.keyboard.press("Tab")                                # the Tab key reaches the tabs
+    assert display.locator(".eg-tabs > input").first.evaluate("i => i === document.activeElement")
+    for tab in TABS[1:]:
+        page.keyboard.press("ArrowRight")                     # a radio group's own keys
+        expect(display.locator(".eg-tabs > input:checked + label")).to_have_text(tab)
+        expect(display.locator(".eg-tabs > .eg-panel:visible")).to_have_attribute("data-tab", tab)
+        outline = display.locator(".eg-tabs > input:checked + label").evaluate(
+            "label => getComputedStyle(label).outlineStyle")
+        assert outline != "none", f"the focused tab {tab} shows no focus ring"
+    page.keyboard.press("ArrowLeft")
+    expect(display.locator(".eg-tabs > input:checked + label")).to_have_text(TABS[-2])
+
+
+@pytest.mark.browser
+def test_static_export_unfolds_by_click_and_keyboard(static_page):
+    from playwright.sync_api import expect
+
+    page, _ = static_page
+    display = page.locator(".einsum-grad").first
+    display.locator(".eg-tabs > label", has_text=re.compile("^Export$")).click()
+    panel = display.locator(".eg-panel[data-tab='Export']")
+    expect(panel).not_to_contain_text("def backward(", use_inner_text=True)        # folded
+    panel.locator("summary", has_text="NumPy").click()
+    expect(panel).to_contain_text("def backward(dL_dC, A, B):", use_inner_text=True)
+    panel.locator("summary", has_text="JAX").focus()
+    page.keyboard.press("Enter")
+    expect(panel).to_contain_text("@jax.custom_vjp", use_inner_text=True)
+
+
+@pytest.mark.browser
+def test_static_panels_fit_a_screen(static_page):
+    page, _ = static_page
+    for k in range(2):
+        display = page.locator(".einsum-grad").nth(k)
+        for tab in TABS:
+            display.locator(".eg-tabs > label", has_text=re.compile(f"^{tab}$")).click()
+            height = display.bounding_box()["height"]
+            assert height <= 900, f"display {k}, tab {tab}: {height:.0f} px, more than a screen"
+
+
+@pytest.mark.browser
+def test_without_a_stylesheet_code_stays_monospace_and_every_panel_shows(browser, tmp_path):
+    """As sanitizers leave it (GitHub strips <style>): readable in order, code in a fixed font."""
+    from playwright.sync_api import expect
+
+    from einsum_magic import html
+
+    (a,) = _static_analyses()[:1]
+    bare = re.sub(r"(?s)<style>.*?</style>", "", html.page(a))
+    path = tmp_path / "bare.html"
+    path.write_text(f"<!doctype html><html><body>{bare}</body></html>", encoding="utf-8")
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    page.goto(path.as_uri())
+    for tab in TABS:
+        expect(page.locator(f"h3.eg-panel-title:text-is('{tab}')")).to_be_visible()
+    fonts = page.locator("pre").evaluate_all("els => els.map(e => getComputedStyle(e).fontFamily)")
+    assert fonts and all("monospace" in f for f in fonts), fonts
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "static-no-stylesheet.png")
+    context.close()
+
+
+GALLERY = Path("notebooks/02_gallery.ipynb")
+
+
+@pytest.mark.browser
+def test_gallery_rendered_by_nbconvert_fits_one_and_a_half_screens_per_einsum(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    notebook = tmp_path / GALLERY.name
+    shutil.copyfile(REPO / GALLERY, notebook)
+    run = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute",
+                          "--output-dir", str(tmp_path), str(notebook)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             [str(REPO), os.environ.get("PYTHONPATH", "")])})
+    assert run.returncode == 0, run.stderr[-3000:]
+    screen = {"width": 1280, "height": 800}
+    context = browser.new_context(java_script_enabled=False, viewport=screen)
+    page = context.new_page()
+    page.goto((tmp_path / f"{GALLERY.stem}.html").as_uri())
+    displays = page.locator(".jp-OutputArea-output .einsum-grad")
+    expect(displays.first).to_be_visible()
+    count = displays.count()
+    height = page.evaluate("document.documentElement.scrollHeight")
+    print(f"gallery: {height} px for {count} einsums, {height / count / screen['height']:.2f} "
+          "screens each")
+    assert count >= 14
+    assert height <= 1.5 * screen["height"] * count
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "gallery-nbconvert.png")
+    context.close()

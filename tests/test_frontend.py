@@ -35,7 +35,7 @@ def test_auto_adds_widgets_only_where_they_render(environ, want):
     assert choose("auto", kernel=False, environ=environ, modules={}, widgets_importable=True) == "html"
 
 
-@pytest.mark.parametrize("view", ["widget", "html", "text", "Widget"])
+@pytest.mark.parametrize("view", ["widget", "progress", "html", "text", "Widget"])
 @pytest.mark.parametrize("environ", [LAB, COLAB, VSCODE])
 def test_the_setting_overrides(view, environ):
     assert choose(view, kernel=True, environ=environ, modules={}, widgets_importable=True) == \
@@ -43,9 +43,10 @@ def test_the_setting_overrides(view, environ):
 
 
 def test_an_unknown_view_says_which_there_are():
-    with pytest.raises(ValueError, match="view 'pretty' is not one of auto, widget, html, text"):
+    with pytest.raises(ValueError, match="view 'pretty' is not one of auto, widget, progress, "
+                                         "html, text"):
         choose("pretty", kernel=True)
-    assert VIEWS == ("auto", "widget", "html", "text")
+    assert VIEWS == ("auto", "widget", "progress", "html", "text")
 
 
 def test_reads_the_process_environment_by_default(monkeypatch):

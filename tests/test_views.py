@@ -229,6 +229,25 @@ def test_the_fast_lexer_highlights_generated_code_as_pygments_python_lexer(equat
         assert html.highlight(source) == f'<pre class="eg-code">{want}</pre>', source
 
 
+@pytest.mark.parametrize("equation, shapes", [
+    ("ij,jk->ik", ((2, 3), (3, 4))), ("ii->", ((3, 3),)), ("iij,jk->ik", ((2, 2, 3), (3, 4))),
+    ("ij->i", ((2, 3),)), ("...ij,...jk->...ik", ((1, 2, 3), (5, 3, 4))),
+    ("ij,ij->", ((2, 3), (2, 3))), ("ijji,kji,jj->kj", ((2, 3, 3, 2), (4, 3, 2), (3, 3))),
+    (",ij->ij", ((), (2, 3))), ("ij,jk,kl->il", ((2, 3), (3, 4), (4, 5))),
+])
+def test_the_module_lexer_highlights_exports_as_pygments_python_lexer(equation, shapes):
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    d = derive(equation, shapes=shapes)
+    reference = PythonLexer(stripnl=False, ensurenl=False)
+    for target in ("numpy", "jax", "torch"):
+        source = export(d, target)
+        want = highlight(source, reference, HtmlFormatter(nowrap=True)).rstrip("\n")
+        assert html.highlight_module(source) == f'<pre class="eg-code">{want}</pre>', target
+
+
 def test_page_is_deterministic_and_holds_no_device_errors_or_timings():
     a = analysis()
     a = dataclasses.replace(a, check=failing_report(a))
@@ -471,7 +490,7 @@ def test_live_widget_holds_the_check_details_folded(checked):
     fixed = dataclasses.replace(analysis(), fixed=("i", "j", "k"))
     assert widget.live(fixed) is None    # no check, every size fixed: nothing live to add
     bundle = widget.live_bundle(w)
-    assert bundle["text/plain"] == "" and bundle[widget.WIDGET_MIME]["model_id"] == w.model_id
+    assert set(bundle) == {widget.WIDGET_MIME} and bundle[widget.WIDGET_MIME]["model_id"] == w.model_id
     w.close()
 
 
@@ -494,3 +513,19 @@ def test_display_bundle(checked):
     assert opened == html.page(checked, tab="Check")
     assert widget.GradDisplay(checked, view="text")._repr_mimebundle_() == \
         {"text/plain": text.render(checked)}
+
+
+def test_check_section_of_the_numpy_adjoint_test_says_why_in_one_line():
+    from einsum_magic import adjoint
+
+    a = analysis()
+    why = "importing JAX raised RuntimeError: jaxlib mismatch"
+    a = dataclasses.replace(a, check=adjoint.check(a.derivation, fallback=why), check_note="")
+    line = ("check: PASS, 2/2 gradients pass the adjoint test (float64); checked with NumPy "
+            f"(adjoint test), JAX not available: {why}")
+    assert text.render(a).splitlines()[-1] == line
+    static, live = html.check(a, live=False), html.check(a, live=True)
+    assert "checked with NumPy (adjoint test), JAX not available: " + why in visible(static)
+    assert "Traceback" not in static + live and "jax.vjp" not in visible(live)
+    assert "adjoint test: |left - right|" in visible(live)
+    assert why in html.meaning(a)
