@@ -645,7 +645,10 @@ def meaning(a, index: int | None = None, count: int = 1) -> str:
     parts = [where, check_line(a)]
     parts += [f"expect {e.target} = {e.proposal!r}: {e.verdict}" for e in a.expectations]
     parts += [forward_code(a), f"{shapes} -> {d.output} {shape_text(d.output_shape)}"]
-    parts += [grad_code(a, g) for g in d.grads] + [t.code for t in d.totals]
+    if answer_hidden(a):            # an open exercise: the answer stays out of the page
+        parts.append("backward hidden until the proposal is right")
+    else:
+        parts += [grad_code(a, g) for g in d.grads] + [t.code for t in d.totals]
     return " | ".join(" ".join(str(p).split()) for p in parts)
 
 
