@@ -100,6 +100,8 @@ class EinsumGradMagics(Magics):
                        help="Element budget per array of the check (None: the check's "
                             "default); bigger arrays are replaced by random ones."
                        ).tag(config=True)
+    max_displays = Int(20, help="Most call sites displayed per cell (in the order they first "
+                                "ran); a note counts the rest.").tag(config=True)
     view = CaselessStrEnum(["auto", "widget", "text"], "auto",
                            help="auto: the widget in a kernel with ipywidgets, else the text; "
                                 "widget or text to force one.").tag(config=True)
@@ -172,6 +174,11 @@ class EinsumGradMagics(Magics):
         args = parse_argstring(self.einsum_grad, line)
         return _Run(self, args, cell).run()
 
+    async def run_async(self, line: str, cell: str):
+        """The cell magic for a cell with top-level ``await`` (see :mod:`einsum_magic.execute`)."""
+        args = parse_argstring(self.einsum_grad, line)
+        return await _Run(self, args, cell).run_async()
+
 
 class _Run:
     """One use of the magic: the options, then the data flow, in order."""
@@ -202,25 +209,36 @@ class _Run:
         self.ran = False                 # whether the cell's code ran (set by run())
 
     def run(self):
-        calls, notes, code = self._calls()
+        """Run the magic (the cell's code without an event loop; see :meth:`run_async`)."""
+        return _sync(self.run_async())
+
+    async def run_async(self):
+        calls, notes, note_lines, code = self._calls()
+        calls, skipped = self._valid(calls)
+        notes += skipped
         derivations = [self._derive(c) for c in calls]
         targets = self._expect_targets(calls, derivations)
         self._check_sizes(calls)
         if code and not self.args.no_run:
-            result = self.shell.run_cell(self.cell)
-            if not result.success:   # IPython has shown the error
-                error = result.error_in_exec or result.error_before_exec
-                raise CellCodeFailed(f"the cell's code raised {type(error).__name__}, so its "
-                                     "einsums were not analysed")
+            from .check import MAX_ELEMENTS
+            from .execute import run_code
+
+            ran = await run_code(self.shell, self.cell, self.magics.max_elements or MAX_ELEMENTS)
+            if ran.error is not None:   # IPython has shown the error
+                raise CellCodeFailed(f"the cell's code raised {type(ran.error).__name__}, so "
+                                     "its einsums were not analysed")
             self.ran = True
-        analyses = [self._analyse(c, targets.get(k, ())) for k, c in enumerate(calls)]
-        analyses = self._checked(analyses)
+            analyses, operands, notes = self._observed(ran, calls, notes, note_lines)
+        else:
+            analyses = [self._analyse(c, targets.get(k, ())) for k, c in enumerate(calls)]
+            operands = [self._operands(a.call) for a in analyses]
+        analyses = self._checked(analyses, operands)
         widgets = self._widgets()
         from .widget import GradDisplay
 
         for k, a in enumerate(analyses):
             display(GradDisplay(a, k, len(analyses), widgets=widgets))
-        if not calls and not notes and code:
+        if not analyses and not notes and code:
             notes = ("no einsum call found in the cell",)
         if notes:
             from .text import render_notes
@@ -238,10 +256,78 @@ class _Run:
             raise CheckFailed("; ".join(failed))
         return None
 
+    def _valid(self, calls):
+        """The calls whose equation derives; a bad one in a ``try`` block is left to the run."""
+        out, notes = [], []
+        for c in calls:
+            try:
+                self._derive(c)
+            except UsageError as e:
+                if not c.guarded:
+                    raise
+                notes.append(f"line {c.line}: {' '.join(c.source.split())}: inside a try "
+                             f"block, left to the run ({str(e).splitlines()[0]})")
+                continue
+            out.append(c)
+        return out, tuple(notes)
+
+    def _output_name(self, call) -> str:
+        """The output's name for a call not assigned to a name: the next letter, unless taken."""
+        from .derivation import default_names
+
+        name = default_names(len(call.names))[1]
+        if name not in call.names and name not in self.ns:
+            return name
+        name = "out"
+        while name in call.names or name in self.ns:
+            name += "_"
+        return name
+
+    def _observed(self, ran, calls, notes, note_lines):
+        """(analyses, operands, notes) of the call sites the run observed, in execution order."""
+        from .sites import site_call, site_source, sizes_note
+
+        cells = dict(getattr(self.shell.compile, "_filename_map", {}))
+        cap = self.magics.max_displays
+        analyses, operands, extra = [], [], []
+        for site in ran.sites[:cap]:
+            call = site_call(site, calls, ran.filename, cells)
+            if call.output is None:
+                call = dataclasses.replace(call, output=self._output_name(call))
+            try:
+                d = derive(call.equation, call.names, call.output, site.shapes)
+            except EinsumError as e:
+                place = call.where or f"line {call.line}"
+                extra.append(f"{place}: {' '.join(call.source.split())}: not analysed "
+                             f"({call.restate(e).reason})")
+                continue
+            analyses.append(Analysis(call, d, sizes_note(site)))
+            operands.append(list(site.arrays) if all(a is not None for a in site.arrays) else [])
+        if len(ran.sites) > cap:
+            extra.append(f"{len(ran.sites) - cap} more einsum call sites ran; the first {cap} "
+                         "are shown (EinsumGradMagics.max_displays)")
+        seen = {id(c) for site in ran.sites
+                for c in [site_source(site, calls, ran.filename)] if c is not None}
+        lines = {site.line for site in ran.sites if site.filename == ran.filename}
+        kept = [n for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
+                if line is None or line not in lines]
+        kept += [f"line {c.line}: {' '.join(c.source.split())}: did not run; not analysed"
+                 for c in calls if id(c) not in seen]
+        try:
+            targets = self._expect_targets([a.call for a in analyses],
+                                           [a.derivation for a in analyses])
+        except UsageError as e:
+            targets = {}
+            extra.append(str(e))
+        analyses = [dataclasses.replace(a, expectations=tuple(
+            judge(a.derivation, target, proposal, self.seed)
+            for target, proposal in targets.get(k, ()))) for k, a in enumerate(analyses)]
+        return analyses, operands, tuple(kept + extra)
+
     # -- 1. the calls -----------------------------------------------------------------
 
     def _calls(self):
-        """(calls, notes, whether there is code to run)."""
+        """(calls, notes, the line of each note, whether there is code to run)."""
         equation = " ".join(self.args.equation)
         if len(equation) > 1 and equation[0] in "'\"" and equation[-1] == equation[0]:
             equation = equation[1:-1]            # magic_arguments keeps quotes
@@ -249,21 +335,21 @@ class _Run:
             if not equation:
                 raise UsageError("give an equation: %einsum_grad ij,jk->ik (or use %%einsum_grad "
                                  "on top of a cell)")
-            return (_usage(cells.equation_call, equation),), (), False
+            return (_usage(cells.equation_call, equation),), (), (), False
         if equation:
             raise UsageError(f"%%einsum_grad takes no equation on its line ({equation!r}): put "
                              "it in the cell, or use the line magic %einsum_grad")
         only = cells.cell_equation(self.cell, self.ns)
         if only is not None:
-            return (_usage(cells.equation_call, only),), (), False
+            return (_usage(cells.equation_call, only),), (), (), False
         try:
             source = self.shell.transform_cell(self.cell)
             found = cells.find_calls(source, self.ns)
         except SyntaxError:
-            return (), (), True      # run_cell reports the syntax error as IPython would
+            return (), (), (), True      # the run reports the syntax error as IPython would
         except EinsumError as e:
             raise UsageError(f"einsum_grad: {e}") from None
-        return found.calls, found.notes, True
+        return found.calls, found.notes, found.note_lines, True
 
     def _derive(self, call, shapes=None):
         try:
@@ -325,6 +411,11 @@ class _Run:
                 out[k] = value
         return out
 
+    def _operands(self, call) -> list:
+        """The user's arrays of a call that did not run, when every operand has one."""
+        arrays = self._arrays(call)
+        return [arrays[k] for k in range(len(call.names))] if len(arrays) == len(call.names) else []
+
     def _shapes(self, call):
         """Operand shapes: the user's arrays, then --sizes, then distinct defaults."""
         given = _letter_keys(call)
@@ -334,7 +425,7 @@ class _Run:
 
     # -- 3. the check -----------------------------------------------------------------
 
-    def _checked(self, analyses):
+    def _checked(self, analyses, operands):
         if not analyses:
             return analyses
         if not self.check_on:
@@ -352,7 +443,7 @@ class _Run:
                     from .html import progress as progress_html
 
                     progress[0].value = progress_html(len(analyses), k)
-                out.append(self._check_one(a))
+                out.append(self._check_one(a, operands[k]))
             return out
         finally:
             if progress is not None:
@@ -360,12 +451,9 @@ class _Run:
                 handle.update({"text/html": ""}, raw=True)
                 widget.close()
 
-    def _check_one(self, a):
+    def _check_one(self, a, operands):
         from .check import JaxNotInstalled, check
 
-        arrays = self._arrays(a.call)
-        operands = ([arrays[k] for k in range(len(a.call.names))]
-                    if len(arrays) == len(a.call.names) else [])
         try:
             report = check(a.derivation, *operands, seed=self.seed, dtype=self.dtype,
                            max_elements=self.magics.max_elements)
@@ -393,6 +481,17 @@ class _Run:
         view = widget._repr_mimebundle_()[WIDGET_MIME]
         handle = display({"text/html": "", WIDGET_MIME: view}, raw=True, display_id=True)
         return widget, handle
+
+
+def _sync(coroutine):
+    """Run a coroutine that never waits on an event loop (IPython's pseudo-sync runner)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coroutine.close()
+    raise RuntimeError("this %%einsum_grad cell awaits: run it as a cell (IPython rewrites it "
+                       "to run on its event loop), not through run_cell_magic")
 
 
 def _importable(module: str) -> bool:
@@ -432,3 +531,8 @@ def load_ipython_extension(ipython) -> None:
     ipython.configurables[:] = [c for c in ipython.configurables
                                 if type(c).__name__ != EinsumGradMagics.__name__]
     ipython.register_magics(EinsumGradMagics(shell=ipython))
+    from .execute import await_transform
+
+    cleanup = ipython.input_transformers_cleanup
+    cleanup[:] = [t for t in cleanup if not getattr(t, "einsum_magic", False)]
+    cleanup.append(await_transform(ipython))
