@@ -342,9 +342,10 @@ class Capture:
         self.namespace = namespace
         self.recorder = Recorder(budget)
         self._patched: list = []            # (module, attribute, original, wrapper)
-        self._known = -1
+        self._waiting: tuple[str, ...] = ()   # targets not imported (or importing) yet
         self._previous = None
         self._import = None
+        self._hook = None
 
     def __enter__(self) -> Recorder:
         self._previous = _active[0]
@@ -356,7 +357,8 @@ class Capture:
                 if id(value) in originals and originals[id(value)] is value:
                     self.namespace[name] = _WRAPPERS[value]
             self._import = builtins.__import__
-            builtins.__import__ = self._importing
+            self._hook = self._importing      # one bound method, to compare by identity
+            builtins.__import__ = self._hook
             _active[0] = self.recorder
         except BaseException:
             self._restore()
@@ -369,7 +371,7 @@ class Capture:
 
     def _restore(self) -> None:
         _active[0] = self._previous
-        if self._import is not None and builtins.__import__ is self._importing:
+        if self._import is not None and builtins.__import__ is self._hook:
             builtins.__import__ = self._import
         for module, attribute, original, wrapper in reversed(self._patched):
             if module.__dict__.get(attribute) is wrapper:
@@ -384,7 +386,7 @@ class Capture:
 
     def _importing(self, *args, **kwargs):
         module = self._import(*args, **kwargs)
-        if len(sys.modules) != self._known:
+        if any(name in sys.modules for name in self._waiting):
             try:
                 self._patch_modules()
             except Exception:               # noqa: BLE001 (observing must not fail an import)
@@ -392,14 +394,18 @@ class Capture:
         return module
 
     def _patch_modules(self) -> None:
-        self._known = len(sys.modules)
         done = {(m.__name__, a) for m, a, _, _ in self._patched}
+        waiting = []
         for name, attribute, style in TARGETS:
             module = sys.modules.get(name)
-            if module is None or (name, attribute) in done:
+            if (name, attribute) in done:
+                continue
+            if module is None:
+                waiting.append(name)
                 continue
             spec = getattr(module, "__spec__", None)
             if getattr(spec, "_initializing", False):   # still importing: patch it later
+                waiting.append(name)
                 continue
             original = module.__dict__.get(attribute)
             if original is None or not callable(original) or id(original) in _ORIGINALS:
@@ -407,3 +413,4 @@ class Capture:
             wrapper = _wrapper(original, f"{name}.{attribute}", style)
             setattr(module, attribute, wrapper)
             self._patched.append((module, attribute, original, wrapper))
+        self._waiting = tuple(waiting)

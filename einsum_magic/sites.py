@@ -105,7 +105,7 @@ def site_call(site, calls, cell_file: str, cells: dict | None = None) -> Call:
     if match is not None:
         names = _by_identity(match.names, site.same)
         return dataclasses.replace(match, names=names, where=here)
-    names = _fill(site.names, site.same)
+    names = _fill(site.names, site.same, "op" if site.filename == cell_file else "")
     function = _SHORT.get(site.function, site.function)
     if site.style == "einops":
         source = f"{function}({', '.join(names)}, {site.equation!r})"
@@ -154,8 +154,9 @@ def _by_identity(names, same) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _fill(names, same) -> tuple[str, ...]:
-    """Frame names, with ``A, B, …`` (free letters) for operands no name is bound to."""
+def _fill(names, same, prefix: str = "") -> tuple[str, ...]:
+    """Frame names; an operand no name is bound to gets ``A, B, …`` (free letters), or
+    ``op1, op2, …`` by position with ``prefix='op'`` (the cell's code, as the source reader)."""
     taken = {n for n in names if n}
     letters = iter([*(c for c in string.ascii_uppercase if c not in taken),
                     *(f"X{k}" for k in range(1, len(names) + 1))])
@@ -165,6 +166,11 @@ def _fill(names, same) -> tuple[str, ...]:
             out.append(out[same[k]])
         elif n is not None and n not in out:
             out.append(n)
+        elif prefix:
+            name = f"{prefix}{k + 1}"
+            while name in taken:
+                name += "_"
+            out.append(name)
         else:
             out.append(next(letters))
     return tuple(out)
