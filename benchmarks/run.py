@@ -22,6 +22,7 @@ SECTIONS = [
     ("bench_derive", "derive()"),
     ("bench_check", "check() on the default JAX device"),
     ("bench_magic", "%%einsum_grad render time (no check)"),
+    ("bench_capture", "Observing the run: a loop of 10^4 np.einsum calls under the magic"),
     ("bench_flops", "XLA FLOPs: exported backward vs jax.vjp of jnp.einsum"),
 ]
 

@@ -61,6 +61,9 @@ TARGETS = (
     ("opt_einsum", "contract", "numpy"),
     ("einops", "einsum", "einops"),
 )
+#: Observed functions whose implementation calls no observed function (numpy's einsum calls
+#: its C core and tensordot), so their wrapper need not mark the depth: a tight loop's speed.
+_LEAVES = {"numpy.einsum"}
 #: Distinct shape signatures remembered per site (beyond it, only counted).
 _VARIANTS = 8
 
@@ -82,17 +85,21 @@ def _wrapper(original, function: str, style: str):
     wrapper = _WRAPPERS.get(original)
     if wrapper is not None:
         return wrapper
+    leaf = function in _LEAVES
 
     def einsum(*args, **kwargs):
         __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
         recorder = _active[0]
         if recorder is None or recorder.depth or recorder.thread != _get_ident():
             return original(*args, **kwargs)
-        recorder.depth = 1
-        try:
+        if leaf:                            # calls no observed function: no depth to keep
             result = original(*args, **kwargs)
-        finally:
-            recorder.depth = 0
+        else:
+            recorder.depth = 1
+            try:
+                result = original(*args, **kwargs)
+            finally:
+                recorder.depth = 0
         frame = _getframe(1)
         site = recorder.fast.get((id(frame.f_code), frame.f_lasti))
         if site is not None and args[0] is site.equation:     # the same call again
