@@ -7,15 +7,18 @@ This module only connects the others, in one direction:
    and each is derived without shapes *before anything runs*: a bad equation raises
    IPython's own ``UsageError`` (the class itself: IPython prints its one-line message,
    no traceback) and the cell's code is not run;
-3. ``shell.run_cell(cell)`` runs the code as the cell would run without the magic
-   (like ``%%capture``); if it raises, IPython shows that error, nothing is analysed,
-   and the magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
-4. each call is derived again with its shapes (the user's arrays, ``--sizes``, distinct
-   defaults), its ``--expect`` proposals judged, and checked against JAX. An operand's
-   array is read from the user's namespace after the run only where
-   :meth:`Call.lookups <einsum_magic.cell.Call.lookups>` allows it (a plain name, at
-   the cell's top level, not bound by the cell at or after the call); the shapes line
-   names the operands that were not looked up, and why;
+3. :func:`einsum_magic.execute.run_code` runs the code once, as IPython runs a cell
+   (its output, ``Out`` and top-level ``await`` as without the magic; the run hooks fire
+   once, for the cell), while :mod:`einsum_magic.capture` observes every einsum call
+   that executes; if it raises, IPython shows that error, nothing is analysed, and the
+   magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
+4. each call site that ran (:mod:`einsum_magic.sites`: names from the source where the
+   site is in the cell) is derived with the shapes its first call received, its
+   ``--expect`` proposals judged, and checked against JAX on the arrays it received.
+   Where nothing ran (``--no-run``, an equation-only cell, the line magic) the source's
+   calls are derived with the user's arrays where
+   :meth:`Call.lookups <einsum_magic.cell.Call.lookups>` allows it, ``--sizes`` and
+   distinct defaults;
 5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order.
 
 nbval compares the first display message of each output and ignores
@@ -132,20 +135,18 @@ class EinsumGradMagics(Magics):
             %%einsum_grad
             C = np.einsum('ij,jk->ik', A, B)
 
-        Recognised calls: ``np.einsum``/``numpy.einsum``, ``jnp.einsum``/``jax.numpy.einsum``,
-        ``torch.einsum``, ``opt_einsum.contract`` (``oe.contract``), a bare ``einsum``, the
-        interleaved form ``einsum(A, [0, 1], B, [1, 2], [0, 2])`` and
-        ``einops.einsum(x, w, "batch d, d out -> batch out")``. Operands that are not plain
-        names (``A.T``) are called op1, op2, … by position; an output named like an operand
-        (``A = np.einsum('ij->ji', A)``) is called A_out.
-
-        Sizes come from your arrays, else ``--sizes``, else small distinct defaults. An
-        operand's array is looked up (after the cell ran) only when it is a plain name, the
-        call is at the cell's top level (not inside a def, lambda, class body or
-        comprehension), and the cell does not assign that name at or after the call's
-        statement (=, +=, for, with ... as, import ... as, :=, del; with --no-run: anywhere).
-        Otherwise its sizes come from --sizes or the defaults, and the shapes line says
-        which operands were not looked up, and why.
+        Every einsum call the cell runs is shown (numpy, jax.numpy, torch, opt_einsum,
+        einops; inside functions, classes, loops and libraries too), one display per call
+        site, with the shapes of the arrays the call received. The source gives the names
+        (``A``, ``B``; ``B.T`` is op1 with a legend; the assigned output, or A_out in
+        ``A = np.einsum('ij->ji', A)``) and its literal
+        equations are checked before anything runs: ``np.einsum``/``numpy.einsum``,
+        ``jnp.einsum``/``jax.numpy.einsum``, ``torch.einsum``, ``opt_einsum.contract``
+        (``oe.contract``), a bare ``einsum``, the interleaved form
+        ``einsum(A, [0, 1], B, [1, 2], [0, 2])`` and
+        ``einops.einsum(x, w, "batch d, d out -> batch out")``. Sizes from ``--sizes`` or
+        small distinct defaults only where nothing ran (``--no-run``, an equation-only
+        cell, the line magic). ``EinsumGradMagics.max_displays`` (20) caps the displays.
 
         A cell whose one line has a ',', '->' or '...' and only letters besides is an
         equation; so is one run of letters (``ii``) that is no Python keyword, builtin or

@@ -83,7 +83,8 @@ def test_help_shows_the_docstring_with_examples(ip):
     _, cap = run(ip, "%%einsum_grad?", display=False)
     for piece in ("%%einsum_grad", "C = np.einsum('ij,jk->ik', A, B)", "--expect NAME=SPEC",
                   "--sizes SIZES", "--no-run", "-o NAME", "%config EinsumGradMagics.check",
-                  "looked up", "comprehension", "at or after the call", "A_out",
+                  "one display per call", "the arrays the call received", "max_displays",
+                  "A_out",
                   "no Python keyword, builtin or"):
         assert piece in cap.stdout, piece
 
