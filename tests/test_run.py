@@ -197,3 +197,24 @@ def test_results_and_names_are_as_without_the_magic(ip):
         np.testing.assert_array_equal(ip.user_ns[k], v)
     assert ip.user_ns["es"] is np.einsum and np.einsum.__module__ == "numpy"
     ip.user_ns.pop("es", None)
+
+
+def test_an_einsum_in_library_code_says_where_and_uses_the_parameter_names(ip, tmp_path,
+                                                                           monkeypatch):
+    package = tmp_path / "attnlib"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text(
+        "import numpy as np\n\n"
+        "def scores(query, key):\n"
+        "    return np.einsum('qd,kd->qk', query, key)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result, cap = run(ip, "%%einsum_grad --no-check\nfrom attnlib.layers import scores\n"
+                          "S = scores(np.ones((2, 4)), np.ones((3, 4)))")
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert out.splitlines()[0] == ("einsum_grad: np.einsum('qd,kd->qk', query, key)  "
+                                   "(scores() in attnlib/layers.py:4)")
+    assert shapes(out) == "shapes:  query (2, 4), key (3, 4) -> C (2, 3)  (from the run)"
+    ip.user_ns.pop("scores", None)
+    ip.user_ns.pop("S", None)
