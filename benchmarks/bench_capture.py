@@ -8,8 +8,9 @@ Both run through ``shell.run_cell`` in one ``InteractiveShell``:
   site, which is measured as the magic's extra time on the same cell looping once.
 
 overhead = (magic(10^4) - (magic(1) - plain(1))) / plain(10^4) - 1; target <= 5 %.
-The fastest of 9 alternating runs of each (the machine is shared with other work). The per-call cost of the observing wrapper is about the same
-for every size; the overhead in percent depends on how long one einsum takes.
+The fastest of 9 alternating runs of each (the machine is shared with other work).
+The per-call cost of the observing wrapper is about the same for every size; the
+overhead in percent depends on how long one einsum takes.
 """
 
 from __future__ import annotations

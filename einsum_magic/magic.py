@@ -312,8 +312,8 @@ class _Run:
         lines = {site.line for site in ran.sites if site.filename == ran.filename}
         kept = [n for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
                 if line is None or line not in lines]
-        kept += [f"line {c.line}: {' '.join(c.source.split())}: did not run (or raised); not analysed"
-                 for c in calls if id(c) not in seen]
+        kept += [f"line {c.line}: {' '.join(c.source.split())}: did not run (or raised); "
+                 "not analysed" for c in calls if id(c) not in seen]
         try:
             targets = self._expect_targets([a.call for a in analyses],
                                            [a.derivation for a in analyses])
