@@ -56,8 +56,9 @@ equation; ``pass``, ``sum`` and a defined ``x`` are Python).
 
 Which operands' arrays the magic may look up
 --------------------------------------------
-The magic reads sizes from the user's namespace after the cell ran (with
-``--no-run``, as it is). An operand's array is looked up (:meth:`Call.lookups`)
+When the cell runs, the magic shows the arrays each call received (see
+:mod:`einsum_magic.capture`). Where nothing ran (``--no-run``) it reads sizes from
+the user's namespace as it is. An operand's array is looked up (:meth:`Call.lookups`)
 only when all of these hold:
 
 * it is a plain name (``A``, not ``A.T``);

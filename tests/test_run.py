@@ -107,14 +107,17 @@ def test_a_bad_literal_equation_is_a_usage_error_before_the_run_unless_in_a_try(
 
 def test_the_gram_matrix_in_a_function_shows_its_real_shapes(ip):
     """The issue's density() example: it failed the whole cell after its code ran."""
-    result, cap = run(ip, "%%einsum_grad\ndef density(C):\n    return np.einsum('pi,qi->pq', C, C)"
-                          "\nD = density(np.ones((4, 3)))")
+    result, cap = run(ip, "%%einsum_grad -o res\ndef density(C):\n"
+                          "    return np.einsum('pi,qi->pq', C, C)\n"
+                          "X = np.arange(12.0).reshape(4, 3)\nD = density(X)")
     assert result.success, cap.stdout
     (out,) = shown(cap)
     assert out.splitlines()[0] == "einsum_grad: np.einsum('pi,qi->pq', C, C)  (density(), line 2)"
     assert shapes(out) == "shapes:  C (4, 3), C (4, 3) -> out (4, 4)  (from the run)"
     assert "product rule: dL_dC = dL_dC_1 + dL_dC_2" in out
     assert out.splitlines()[-1].startswith("check: PASS")
+    assert ip.user_ns["res"].report.user_arrays      # checked on the array the call received
+    ip.user_ns.pop("X", None)
 
 
 def test_an_expression_operand_shows_the_array_it_evaluated_to(ip):
