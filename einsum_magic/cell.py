@@ -56,8 +56,9 @@ equation; ``pass``, ``sum`` and a defined ``x`` are Python).
 
 Which operands' arrays the magic may look up
 --------------------------------------------
-The magic reads sizes from the user's namespace after the cell ran (with
-``--no-run``, as it is). An operand's array is looked up (:meth:`Call.lookups`)
+When the cell runs, the magic shows the arrays each call received (see
+:mod:`einsum_magic.capture`). Where nothing ran (``--no-run``) it reads sizes from
+the user's namespace as it is. An operand's array is looked up (:meth:`Call.lookups`)
 only when all of these hold:
 
 * it is a plain name (``A``, not ``A.T``);
@@ -93,6 +94,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import keyword
 import re
 import string
@@ -148,6 +150,10 @@ class Call:
     quote: str = field(default="", repr=False, compare=False)   # einops/interleaved: as written
     spans: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
     #                                   per character of ``equation``: (start, end) in ``quote``
+    column: int = 0                   # 0-based column of the call in its line
+    guarded: bool = False             # inside a ``try`` block: a bad equation is left to the run
+    where: str = ""                   # a call seen in the run outside the cell's top level:
+    #                                   where it is ('density(), line 2', 'pkg/mod.py:12')
 
     @property
     def legend(self) -> tuple[tuple[str, str], ...]:
@@ -270,6 +276,7 @@ class Found:
 
     calls: tuple[Call, ...]
     notes: tuple[str, ...]
+    note_lines: tuple[int, ...] = ()  # the line each note is about
 
 
 def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> str | None:
@@ -328,9 +335,12 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
     if namespace:
         _aliases_from_namespace(tree, namespace, aliases, functions)
     _aliases_from_imports(tree, aliases, functions)
+    unknown = _unknown_einsum(tree, namespace or {})
     targets = _assigned_names(tree)
     scopes = _Scopes(tree)
-    calls, notes = [], []
+    guarded = {id(n) for t in ast.walk(tree) if isinstance(t, _TRY)
+               for stmt in t.body for n in ast.walk(stmt)}
+    calls, notes, lines = [], [], []
     nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
                    key=lambda n: (n.lineno, n.col_offset))
     for node in nodes:
@@ -339,13 +349,47 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
             continue
         text = ast.get_source_segment(source, node) or ast.unparse(node)
         function = ast.get_source_segment(source, node.func) or ast.unparse(node.func)
-        read = _read_call(node, module, function)
+        if module == "" and unknown:
+            read = f"einsum is {unknown}, which einsum_magic does not know; not analysed"
+        else:
+            read = _read_call(node, module, function)
         if isinstance(read, str):
-            notes.append(f"line {node.lineno}: {_short(text)}: {read}; skipped")
+            notes.append(f"line {node.lineno}: {_short(text)}: {read}"
+                         + ("" if module == "" and unknown else "; skipped"))
+            lines.append(node.lineno)
             continue
-        calls.append(_make_call(read, targets.get(id(node)), function, node.lineno, text,
-                                scopes, node))
-    return Found(tuple(calls), tuple(notes))
+        call = _make_call(read, targets.get(id(node)), function, node.lineno, text, scopes, node)
+        calls.append(dataclasses.replace(call, column=node.col_offset,
+                                         guarded=id(node) in guarded))
+    return Found(tuple(calls), tuple(notes), tuple(lines))
+
+
+_TRY = (ast.Try, ast.TryStar) if hasattr(ast, "TryStar") else (ast.Try,)
+
+
+def _unknown_einsum(tree: ast.AST, namespace: Mapping) -> str | None:
+    """What a bare ``einsum`` is when the cell or namespace binds it to an unknown function.
+
+    >>> _unknown_einsum(ast.parse("from fancy_einsum import einsum"), {})
+    'fancy_einsum.einsum'
+    >>> _unknown_einsum(ast.parse("from numpy import einsum"), {}) is None
+    True
+    """
+    found = None
+    value = namespace.get("einsum")
+    if value is not None:
+        owner = getattr(value, "__module__", None) or type(value).__module__
+        name = getattr(value, "__qualname__", None) or type(value).__name__
+        if not any(owner == m or owner.startswith(m + ".") or owner.startswith(m.split(".")[0])
+                   for m in EINSUM_MODULES):
+            found = f"{owner}.{name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                if (a.asname or a.name) == "einsum":
+                    known = EINSUM_MODULES.get(node.module) == a.name
+                    found = None if known else f"{node.module}.{a.name}"
+    return found
 
 
 # -- aliases ---------------------------------------------------------------------------

@@ -282,7 +282,7 @@ def _table(head, rows) -> str:
 def header(a, index: int | None = None, count: int = 1) -> str:
     """The call, the forward einsum, what the operands stand for, and the shapes."""
     d, call = a.derivation, a.call
-    where = f"line {call.line}" if call.style != "equation" else "equation"
+    where = call.where or (f"line {call.line}" if call.style != "equation" else "equation")
     if count > 1 and index is not None:
         where = f"einsum {index + 1} of {count}, {where}"
     parts = [f'<div class="eg-title">einsum_grad <span class="eg-muted">{escape(where)}</span>'

@@ -7,15 +7,18 @@ This module only connects the others, in one direction:
    and each is derived without shapes *before anything runs*: a bad equation raises
    IPython's own ``UsageError`` (the class itself: IPython prints its one-line message,
    no traceback) and the cell's code is not run;
-3. ``shell.run_cell(cell)`` runs the code as the cell would run without the magic
-   (like ``%%capture``); if it raises, IPython shows that error, nothing is analysed,
-   and the magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
-4. each call is derived again with its shapes (the user's arrays, ``--sizes``, distinct
-   defaults), its ``--expect`` proposals judged, and checked against JAX. An operand's
-   array is read from the user's namespace after the run only where
-   :meth:`Call.lookups <einsum_magic.cell.Call.lookups>` allows it (a plain name, at
-   the cell's top level, not bound by the cell at or after the call); the shapes line
-   names the operands that were not looked up, and why;
+3. :func:`einsum_magic.execute.run_code` runs the code once, as IPython runs a cell
+   (its output, ``Out`` and top-level ``await`` as without the magic; the run hooks fire
+   once, for the cell), while :mod:`einsum_magic.capture` observes every einsum call
+   that executes; if it raises, IPython shows that error, nothing is analysed, and the
+   magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
+4. each call site that ran (:mod:`einsum_magic.sites`: names from the source where the
+   site is in the cell) is derived with the shapes its first call received, its
+   ``--expect`` proposals judged, and checked against JAX on the arrays it received.
+   Where nothing ran (``--no-run``, an equation-only cell, the line magic) the source's
+   calls are derived with the user's arrays where
+   :meth:`Call.lookups <einsum_magic.cell.Call.lookups>` allows it, ``--sizes`` and
+   distinct defaults;
 5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order: the
    HTML page everywhere, and under it, where :mod:`einsum_magic.frontend` expects a
    working widget manager, an output of live widgets (:func:`einsum_magic.widget.live`).
@@ -108,6 +111,8 @@ class EinsumGradMagics(Magics):
                        help="Element budget per array of the check (None: the check's "
                             "default); bigger arrays are replaced by random ones."
                        ).tag(config=True)
+    max_displays = Int(20, help="Most call sites displayed per cell (in the order they first "
+                                "ran); a note counts the rest.").tag(config=True)
     view = CaselessStrEnum(["auto", "widget", "progress", "html", "text"], "auto",
                            help="auto: the HTML display, plus live widgets in a Jupyter "
                                 "kernel with ipywidgets whose frontend renders them (not "
@@ -142,20 +147,18 @@ class EinsumGradMagics(Magics):
             %%einsum_grad
             C = np.einsum('ij,jk->ik', A, B)
 
-        Recognised calls: ``np.einsum``/``numpy.einsum``, ``jnp.einsum``/``jax.numpy.einsum``,
-        ``torch.einsum``, ``opt_einsum.contract`` (``oe.contract``), a bare ``einsum``, the
-        interleaved form ``einsum(A, [0, 1], B, [1, 2], [0, 2])`` and
-        ``einops.einsum(x, w, "batch d, d out -> batch out")``. Operands that are not plain
-        names (``A.T``) are called op1, op2, … by position; an output named like an operand
-        (``A = np.einsum('ij->ji', A)``) is called A_out.
-
-        Sizes come from your arrays, else ``--sizes``, else small distinct defaults. An
-        operand's array is looked up (after the cell ran) only when it is a plain name, the
-        call is at the cell's top level (not inside a def, lambda, class body or
-        comprehension), and the cell does not assign that name at or after the call's
-        statement (=, +=, for, with ... as, import ... as, :=, del; with --no-run: anywhere).
-        Otherwise its sizes come from --sizes or the defaults, and the shapes line says
-        which operands were not looked up, and why.
+        Every einsum call the cell runs is shown (numpy, jax.numpy, torch, opt_einsum,
+        einops; inside functions, classes, loops and libraries too), one display per call
+        site, with the shapes of the arrays the call received. The source gives the names
+        (``A``, ``B``; ``B.T`` is op1 with a legend; the assigned output, or A_out in
+        ``A = np.einsum('ij->ji', A)``) and its literal
+        equations are checked before anything runs: ``np.einsum``/``numpy.einsum``,
+        ``jnp.einsum``/``jax.numpy.einsum``, ``torch.einsum``, ``opt_einsum.contract``
+        (``oe.contract``), a bare ``einsum``, the interleaved form
+        ``einsum(A, [0, 1], B, [1, 2], [0, 2])`` and
+        ``einops.einsum(x, w, "batch d, d out -> batch out")``. Sizes from ``--sizes`` or
+        small distinct defaults only where nothing ran (``--no-run``, an equation-only
+        cell, the line magic). ``EinsumGradMagics.max_displays`` (20) caps the displays.
 
         A cell whose one line has a ',', '->' or '...' and only letters besides is an
         equation; so is one run of letters (``ii``) that is no Python keyword, builtin or
@@ -186,6 +189,11 @@ class EinsumGradMagics(Magics):
         args = parse_argstring(self.einsum_grad, line)
         return _Run(self, args, cell).run()
 
+    async def run_async(self, line: str, cell: str):
+        """The cell magic for a cell with top-level ``await`` (see :mod:`einsum_magic.execute`)."""
+        args = parse_argstring(self.einsum_grad, line)
+        return await _Run(self, args, cell).run_async()
+
 
 class _Run:
     """One use of the magic: the options, then the data flow, in order."""
@@ -215,21 +223,34 @@ class _Run:
             raise UsageError(f"{where} {self.dtype!r} is not one the check supports: "
                              + ", ".join(TOLERANCES))
         self.ran = False                 # whether the cell's code ran (set by run())
+        self.product = False             # the cell is one product written without einsum
 
     def run(self):
-        calls, notes, code = self._calls()
+        """Run the magic (the cell's code without an event loop; see :meth:`run_async`)."""
+        return _sync(self.run_async())
+
+    async def run_async(self):
+        calls, notes, note_lines, code = self._calls()
+        calls, skipped = self._valid(calls)
+        notes += skipped
         derivations = [self._derive(c) for c in calls]
         targets = self._expect_targets(calls, derivations)
         self._check_sizes(calls)
         if code and not self.args.no_run:
-            result = self.shell.run_cell(self.cell)
-            if not result.success:   # IPython has shown the error
-                error = result.error_in_exec or result.error_before_exec
-                raise CellCodeFailed(f"the cell's code raised {type(error).__name__}, so its "
-                                     "einsums were not analysed")
+            from .check import MAX_ELEMENTS
+            from .execute import run_code
+
+            ran = await run_code(self.shell, self.cell, self.magics.max_elements or MAX_ELEMENTS)
+            if ran.error is not None:   # IPython has shown the error
+                raise CellCodeFailed(f"the cell's code raised {type(ran.error).__name__}, so "
+                                     "its einsums were not analysed")
             self.ran = True
-        analyses = [self._analyse(c, targets.get(k, ()), k + 1) for k, c in enumerate(calls)]
-        analyses = self._checked(analyses)
+        if self.ran and not self.product:
+            analyses, operands, notes = self._observed(ran, calls, notes, note_lines)
+        else:
+            analyses = [self._analyse(c, targets.get(k, ()), k + 1) for k, c in enumerate(calls)]
+            operands = [self._operands(a.call) for a in analyses]
+        analyses = self._checked(analyses, operands)
         view = self._view()
         from .widget import GradDisplay
 
@@ -239,7 +260,7 @@ class _Run:
                 self._live(a)
         hidden = any(answer_hidden(a) for a in analyses)   # an exercise is open or wrong
         backward = self._cell_backward(show=not hidden) if code else None
-        if not calls and not notes and code and backward is None:
+        if not analyses and not notes and code and backward is None:
             notes = ("no einsum call found in the cell",)
         if notes:
             from .text import render_notes
@@ -260,10 +281,79 @@ class _Run:
             raise CheckFailed("; ".join(failed))
         return None
 
+    def _valid(self, calls):
+        """The calls whose equation derives; a bad one in a ``try`` block is left to the run."""
+        out, notes = [], []
+        for c in calls:
+            try:
+                self._derive(c)
+            except UsageError as e:
+                if not c.guarded:
+                    raise
+                notes.append(f"line {c.line}: {' '.join(c.source.split())}: inside a try "
+                             f"block, left to the run ({str(e).splitlines()[0]})")
+                continue
+            out.append(c)
+        return out, tuple(notes)
+
+    def _output_name(self, call) -> str:
+        """The output's name for a call not assigned to a name: the next letter, unless taken."""
+        from .derivation import default_names
+
+        name = default_names(len(call.names))[1]
+        if name not in call.names and name not in self.ns:
+            return name
+        name = "out"
+        while name in call.names or name in self.ns:
+            name += "_"
+        return name
+
+    def _observed(self, ran, calls, notes, note_lines):
+        """(analyses, operands, notes) of the call sites the run observed, in execution order."""
+        from .sites import site_call, site_source, sizes_note
+
+        cells = dict(getattr(self.shell.compile, "_filename_map", {}))
+        cap = self.magics.max_displays
+        analyses, operands, extra = [], [], []
+        for site in ran.sites[:cap]:
+            call = site_call(site, calls, ran.filename, cells)
+            if call.output is None:
+                call = dataclasses.replace(call, output=self._output_name(call))
+            try:
+                d = derive(call.equation, call.names, call.output, site.shapes)
+            except EinsumError as e:
+                place = call.where or f"line {call.line}"
+                extra.append(f"{place}: {' '.join(call.source.split())}: not analysed "
+                             f"({call.restate(e).reason})")
+                continue
+            fixed = fixed_letters(d, range(len(call.names)))    # the run fixed every size
+            analyses.append(Analysis(call, d, sizes_note(site), fixed=fixed))
+            operands.append(list(site.arrays) if all(a is not None for a in site.arrays) else [])
+        if len(ran.sites) > cap:
+            extra.append(f"{len(ran.sites) - cap} more einsum call sites ran; the first {cap} "
+                         "are shown (EinsumGradMagics.max_displays)")
+        seen = {id(c) for site in ran.sites
+                for c in [site_source(site, calls, ran.filename)] if c is not None}
+        lines = {site.line for site in ran.sites if site.filename == ran.filename}
+        kept = [n for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
+                if line is None or line not in lines]
+        kept += [f"line {c.line}: {' '.join(c.source.split())}: did not run (or raised); "
+                 "not analysed" for c in calls if id(c) not in seen]
+        try:
+            targets = self._expect_targets([a.call for a in analyses],
+                                           [a.derivation for a in analyses])
+        except UsageError as e:
+            targets = {}
+            extra.append(str(e))
+        analyses = [dataclasses.replace(a, expectations=tuple(
+            dataclasses.replace(judge(a.derivation, target, proposal, self.seed), einsum=k + 1)
+            for target, proposal in targets.get(k, ()))) for k, a in enumerate(analyses)]
+        return analyses, operands, tuple(kept + extra)
+
     # -- 1. the calls -----------------------------------------------------------------
 
     def _calls(self):
-        """(calls, notes, whether there is code to run)."""
+        """(calls, notes, the line of each note, whether there is code to run)."""
         equation = " ".join(self.args.equation)
         if len(equation) > 1 and equation[0] in "'\"" and equation[-1] == equation[0]:
             equation = equation[1:-1]            # magic_arguments keeps quotes
@@ -271,18 +361,18 @@ class _Run:
             if not equation:
                 raise UsageError("give an equation: %einsum_grad ij,jk->ik (or use %%einsum_grad "
                                  "on top of a cell)")
-            return (_usage(cells.equation_call, equation),), (), False
+            return (_usage(cells.equation_call, equation),), (), (), False
         if equation:
             raise UsageError(f"%%einsum_grad takes no equation on its line ({equation!r}): put "
                              "it in the cell, or use the line magic %einsum_grad")
         only = cells.cell_equation(self.cell, self.ns)
         if only is not None:
-            return (_usage(cells.equation_call, only),), (), False
+            return (_usage(cells.equation_call, only),), (), (), False
         try:
             source = self.shell.transform_cell(self.cell)
             found = cells.find_calls(source, self.ns)
         except SyntaxError:
-            return (), (), True      # run_cell reports the syntax error as IPython would
+            return (), (), (), True      # the run reports the syntax error as IPython would
         except EinsumError as e:
             raise UsageError(f"einsum_grad: {e}") from None
         if not found.calls:            # C = A @ B alone: displayed as the einsum it is
@@ -291,8 +381,9 @@ class _Run:
 
             product = or_none(single_product, source, self.ns)
             if product is not None:
-                return (product,), found.notes, True
-        return found.calls, found.notes, True
+                self.product = True      # no einsum runs: its arrays are the namespace's
+                return (product,), found.notes, found.note_lines, True
+        return found.calls, found.notes, found.note_lines, True
 
     def _derive(self, call, shapes=None):
         try:
@@ -371,6 +462,11 @@ class _Run:
                 out[k] = value
         return out
 
+    def _operands(self, call) -> list:
+        """The user's arrays of a call that did not run, when every operand has one."""
+        arrays = self._arrays(call)
+        return [arrays[k] for k in range(len(call.names))] if len(arrays) == len(call.names) else []
+
     def _shapes(self, call):
         """Operand shapes: the user's arrays, then --sizes, then distinct defaults."""
         given = _letter_keys(call)
@@ -380,7 +476,7 @@ class _Run:
 
     # -- 3. the check -----------------------------------------------------------------
 
-    def _checked(self, analyses):
+    def _checked(self, analyses, operands):
         if not analyses:
             return analyses
         if not self.check_on:
@@ -394,7 +490,7 @@ class _Run:
                     from .html import progress as progress_html
 
                     progress[0].value = progress_html(len(analyses), k)
-                out.append(self._check_one(a))
+                out.append(self._check_one(a, operands[k]))
             return out
         finally:
             if progress is not None:
@@ -402,12 +498,9 @@ class _Run:
                 handle.update({"text/html": ""}, raw=True)
                 widget.close()
 
-    def _check_one(self, a):
+    def _check_one(self, a, operands):
         from .check import JaxNotInstalled, check
 
-        arrays = self._arrays(a.call)
-        operands = ([arrays[k] for k in range(len(a.call.names))]
-                    if len(arrays) == len(a.call.names) else [])
         try:
             report = check(a.derivation, *operands, seed=self.seed, dtype=self.dtype,
                            max_elements=self.magics.max_elements)
@@ -470,6 +563,17 @@ class _Run:
         view = widget._repr_mimebundle_()[WIDGET_MIME]
         handle = display({"text/html": "", WIDGET_MIME: view}, raw=True, display_id=True)
         return widget, handle
+
+
+def _sync(coroutine):
+    """Run a coroutine that never waits on an event loop (IPython's pseudo-sync runner)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coroutine.close()
+    raise RuntimeError("this %%einsum_grad cell awaits: run it as a cell (IPython rewrites it "
+                       "to run on its event loop), not through run_cell_magic")
 
 
 def _usage(fn, *args):
@@ -584,3 +688,8 @@ def load_ipython_extension(ipython) -> None:
     ipython.configurables[:] = [c for c in ipython.configurables
                                 if type(c).__name__ != EinsumGradMagics.__name__]
     ipython.register_magics(EinsumGradMagics(shell=ipython))
+    from .execute import await_transform
+
+    cleanup = ipython.input_transformers_cleanup
+    cleanup[:] = [t for t in cleanup if not getattr(t, "einsum_magic", False)]
+    cleanup.append(await_transform(ipython))

@@ -93,7 +93,7 @@ def check_line(a) -> str:
 def render(a, index: int | None = None, count: int = 1) -> str:
     """The plain-text summary of analysis ``a`` (einsum ``index`` of ``count`` in the cell)."""
     d, call = a.derivation, a.call
-    where = f"line {call.line}" if call.style != "equation" else "equation"
+    where = call.where or (f"line {call.line}" if call.style != "equation" else "equation")
     if count > 1 and index is not None:
         where = f"einsum {index + 1} of {count}, {where}"
     title = call.source if call.style != "equation" else repr(call.equation)

@@ -83,7 +83,8 @@ def test_help_shows_the_docstring_with_examples(ip):
     _, cap = run(ip, "%%einsum_grad?", display=False)
     for piece in ("%%einsum_grad", "C = np.einsum('ij,jk->ik', A, B)", "--expect NAME=SPEC",
                   "--sizes SIZES", "--no-run", "-o NAME", "%config EinsumGradMagics.check",
-                  "looked up", "comprehension", "at or after the call", "A_out",
+                  "one display per call", "the arrays the call received", "max_displays",
+                  "A_out",
                   "no Python keyword, builtin or"):
         assert piece in cap.stdout, piece
 
@@ -97,7 +98,7 @@ def test_the_cell_runs_then_every_gradient_is_shown_and_checked(ip):
     (out,) = shown(cap)
     assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in out
     assert "dL_dB = np.einsum('ik,ij->jk', dL_dC, A)" in out
-    assert "shapes:  A (2, 3), B (3, 4) -> C (2, 4)  (sizes from your arrays)" in out
+    assert "shapes:  A (2, 3), B (3, 4) -> C (2, 4)  (from the run)" in out
     assert out.splitlines()[-1] == PASS2
     (bundle,) = cap.outputs
     assert set(bundle.data) == {"text/plain", "text/html"}       # no widget frontend here
@@ -145,7 +146,7 @@ def test_several_einsums_each_get_a_display_in_order(ip):
     assert cell.startswith("cell backward: ")
     assert first.splitlines()[1].endswith("(einsum 1 of 2, line 1)")
     assert second.splitlines()[1].endswith("(einsum 2 of 2, line 2)")
-    assert "shapes:  C (2, 4) -> D (4,)  (sizes from your arrays)" in second
+    assert "shapes:  C (2, 4) -> D (4,)  (from the run)" in second
 
 
 def test_sizes_from_the_option_then_distinct_defaults(ip):
@@ -167,14 +168,13 @@ def test_einops_sizes_take_axis_names(ip):
     assert "shapes:  u (8, 3), v (3, 2) -> Y (8, 2)" in out
 
 
-def test_an_operand_the_cell_rebinds_is_not_looked_up_and_the_output_gets_out(ip):
+def test_an_operand_the_cell_rebinds_shows_the_array_it_received_and_the_output_gets_out(ip):
     ip.run_cell("Z = np.ones((5, 7))")
     _, cap = run(ip, "%%einsum_grad\nZ = np.einsum('ij->ji', Z)")
     (out,) = shown(cap)
     assert ip.user_ns["Z"].shape == (7, 5)
     assert "forward: Z_out = np.einsum('ij->ji', Z)" in out.splitlines()
-    assert "shapes:  Z (2, 3) -> Z_out (3, 2)  (sizes from defaults; Z not looked up: the cell " \
-           "assigns it at or after this call)" in out.splitlines()
+    assert "shapes:  Z (5, 7) -> Z_out (7, 5)  (from the run)" in out.splitlines()
     assert out.splitlines()[-1] == "check: PASS, 1/1 gradient matches jax.vjp (float32)"
 
 
@@ -185,24 +185,23 @@ def test_an_operand_assigned_before_and_after_the_call_is_not_misread(ip):
                           "A2 = np.ones((7, 7))")
     assert result.success, cap.stdout
     (out,) = shown(cap)
-    assert "shapes:  A2 (2, 3), B (3, 4) -> C (2, 4)  (sizes from your arrays and defaults; A2 " \
-           "not looked up: the cell assigns it at or after this call)" in out.splitlines()
+    assert "shapes:  A2 (2, 3), B (3, 4) -> C (2, 4)  (from the run)" in out.splitlines()
     assert out.splitlines()[-1] == PASS2
     assert ip.user_ns["A2"].shape == (7, 7)
 
 
-@pytest.mark.parametrize("cell, why", [
-    ("def f(A):\n    return np.einsum('ij->j', A)\nD = f(np.ones((4, 5)))", "a function"),
-    ("f = lambda A: np.einsum('ij->j', A)\nD = f(np.ones((4, 5)))", "a lambda"),
-    ("D = [np.einsum('ij->j', A) for A in [np.ones((4, 5))]]", "a comprehension"),
+@pytest.mark.parametrize("cell, where", [
+    ("def f(A):\n    return np.einsum('ij->j', A)\nD = f(np.ones((4, 5)))", "f(), line 2"),
+    ("f = lambda A: np.einsum('ij->j', A)\nD = f(np.ones((4, 5)))", "a lambda, line 1"),
+    ("D = [np.einsum('ij->j', A) for A in [np.ones((4, 5))]]", "a listcomp, line 1"),
 ])
-def test_an_operand_in_a_nested_scope_is_not_looked_up(ip, cell, why):
-    """There ``A`` is a local (4x5), not the user's A (2x3): sizes come from the defaults."""
-    result, cap = run(ip, "%%einsum_grad --sizes i=4\n" + cell)
+def test_a_call_in_a_nested_scope_shows_the_local_array_it_received(ip, cell, where):
+    """There ``A`` is a local (4x5), not the user's A (2x3): the run shows the local's shape."""
+    result, cap = run(ip, "%%einsum_grad\n" + cell)
     assert result.success, cap.stdout
     (out,) = shown(cap)
-    assert "shapes:  A (4, 2) -> B (2,)  (sizes from --sizes and defaults; A not looked up: the " \
-           f"call is inside {why})" in out.splitlines()
+    assert out.splitlines()[1] == f"einsum_grad: np.einsum('ij->j', A)  ({where})"
+    assert "shapes:  A (4, 5) -> out (5,)  (from the run)" in out.splitlines()
     assert out.splitlines()[-1] == "check: PASS, 1/1 gradient matches jax.vjp (float32)"
 
 
@@ -234,8 +233,14 @@ def test_a_free_run_of_letters_is_an_equation(ip):
     assert shown(cap) == [] and "no einsum call found" in cap.stdout
 
 
-def test_unreadable_calls_get_a_one_line_note(ip):
-    _, cap = run(ip, "%%einsum_grad\neq = 'ij,jk->ik'\nC = np.einsum(eq, A, B)")
+def test_a_call_the_source_cannot_read_is_seen_when_it_runs(ip):
+    _, cap = run(ip, "%%einsum_grad --no-check\neq = 'ij,jk->ik'\nC = np.einsum(eq, A, B)")
+    (out,) = shown(cap)
+    assert out.splitlines()[1] == "einsum_grad: np.einsum('ij,jk->ik', A, B)  (line 2)"
+    assert "shapes:  A (2, 3), B (3, 4) -> out (2, 4)  (from the run)" in out.splitlines()
+    assert cap.stdout == ""
+    assert "C" in ip.user_ns
+    _, cap = run(ip, "%%einsum_grad --no-run\neq = 'ij,jk->ik'\nC = np.einsum(eq, A, B)")
     assert cap.outputs == []
     assert cap.stdout == ("einsum_grad: line 2: np.einsum(eq, A, B): the equation is a variable, "
                           "not a string literal; skipped\n")

@@ -1,0 +1,95 @@
+"""Running a magic cell's code once, as IPython runs a cell, while observing its einsums.
+
+This module owns how the cell's own code runs under ``%%einsum_grad``.
+:func:`run_code` does what IPython's ``run_cell_async`` does between its events:
+transform the code, cache it (for tracebacks), compile it with the shell's compiler
+(``__future__`` flags, top-level ``await``), apply the AST transformers and run the
+nodes with the shell's interactivity, so that the last expression is displayed and
+stored in ``Out`` under the cell's own number. It does not call ``run_cell``: the
+``pre_run_cell``/``post_run_cell`` hooks fire once, for the cell itself, and the
+history holds the cell once. The run happens inside a
+:class:`~einsum_magic.capture.Capture`, restored when it ends, also on an error or
+an interrupt.
+
+Top-level ``await``: a cell magic is an ordinary call inside the cell, so it cannot
+await. :func:`await_transform`, an input transformer the extension registers,
+rewrites a ``%%einsum_grad`` cell whose body has a top-level ``await`` into
+``await <the magic's async entry>(line, body)``: IPython (and ipykernel) then run
+the whole cell on their event loop, as they would the body alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .capture import Capture
+
+__all__ = ["Ran", "run_code", "await_transform", "MAGIC"]
+
+MAGIC = "einsum_grad"
+
+
+@dataclass(frozen=True)
+class Ran:
+    """The outcome of :func:`run_code`: whether the code raised, what ran, and the cell's file."""
+
+    error: BaseException | None
+    sites: tuple
+    filename: str
+
+
+async def run_code(shell, body: str, budget: int) -> Ran:
+    """Run ``body`` in ``shell``'s namespace once, observing its einsum calls."""
+    from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult
+
+    cell = shell.transform_cell(body)
+    result = ExecutionResult(ExecutionInfo(body, False, False, True, None,
+                                           transformed_cell=cell))
+    outer = getattr(shell.displayhook, "exec_result", None)
+    number = getattr(outer, "execution_count", None) or shell.execution_count
+    compiler = shell.compile
+    capture = Capture(shell.user_ns, budget)
+    with shell.builtin_trap:
+        filename = compiler.cache(cell, number, raw_code=body)
+        with shell.display_trap:
+            try:
+                tree = compiler.ast_parse(cell, filename=filename)
+            except IndentationError as e:
+                shell.showindentationerror()
+                return Ran(e, (), filename)
+            except (OverflowError, SyntaxError, ValueError, TypeError, MemoryError) as e:
+                shell.showsyntaxerror()
+                return Ran(e, (), filename)
+            try:
+                tree = shell.transform_ast(tree)
+            except Exception as e:        # noqa: BLE001 (InputRejected and the like)
+                shell.showtraceback()
+                return Ran(e, (), filename)
+            interactivity = shell.ast_node_interactivity
+            with capture as recorder:
+                await shell.run_ast_nodes(tree.body, filename, interactivity=interactivity,
+                                          compiler=compiler, result=result)
+    return Ran(result.error_in_exec, recorder.sites(), filename)
+
+
+def await_transform(shell):
+    """The input transformer for top-level ``await`` in a ``%%einsum_grad`` cell (see above)."""
+
+    def transform(lines: list[str]) -> list[str]:
+        if not lines or not lines[0].startswith(f"%%{MAGIC}"):
+            return lines
+        name, _, line = lines[0][2:].rstrip().partition(" ")
+        if name != MAGIC:
+            return lines
+        body = "".join(lines[1:])
+        try:
+            if not shell.should_run_async(body, transformed_cell=shell.transform_cell(body)):
+                return lines
+        except Exception:                 # noqa: BLE001 (incomplete input: leave it to IPython)
+            return lines
+        return [f"await get_ipython().find_cell_magic({MAGIC!r}).__self__.run_async("
+                f"{line!r}, {body!r})\n"]
+
+    transform.has_side_effects = True     # check_complete need not run it
+    transform.einsum_magic = True
+    return transform

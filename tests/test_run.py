@@ -1,0 +1,229 @@
+"""How %%einsum_grad runs the cell's code: once, as IPython would, showing what really ran."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing import globalipapp
+from IPython.utils.capture import capture_output
+
+from einsum_magic.magic import EinsumGradMagics, load_ipython_extension
+
+NAMES = ("C", "D", "G", "r2", "res", "eq", "density", "Head", "head", "out", "einsum", "t",
+         "asyncio", "k", "ok")
+
+
+@pytest.fixture
+def ip():
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    load_ipython_extension(shell)
+    shell.run_cell("import numpy as np\nA = np.arange(6.0).reshape(2, 3)\n"
+                   "B = np.arange(8.0).reshape(2, 4)")
+    yield shell
+    for name in NAMES:
+        shell.user_ns.pop(name, None)
+    magics(shell).max_displays = 20
+
+
+def magics(shell) -> EinsumGradMagics:
+    (m,) = [c for c in shell.configurables if isinstance(c, EinsumGradMagics)]
+    return m
+
+
+def run(shell, source: str):
+    with capture_output() as cap:
+        result = shell.run_cell(source)
+    return result, cap
+
+
+def shown(cap) -> list[str]:
+    """The text/plain of each einsum's display (its verdict line first, then where it is)."""
+    return [o.data["text/plain"] for o in cap.outputs if "text/plain" in o.data
+            and o.data["text/plain"].splitlines()[1:2]
+            and o.data["text/plain"].splitlines()[1].startswith("einsum_grad")]
+
+
+def shapes(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("shapes:"))
+
+
+def test_the_run_hooks_fire_once_per_magic_cell(ip):
+    seen = []
+
+    def pre(info):
+        seen.append(("pre", info.raw_cell.splitlines()[0]))
+
+    def post(result):
+        seen.append(("post", result.info.raw_cell.splitlines()[0]))
+
+    ip.events.register("pre_run_cell", pre)
+    ip.events.register("post_run_cell", post)
+    try:
+        result, _ = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij->j', A)")
+    finally:
+        ip.events.unregister("pre_run_cell", pre)
+        ip.events.unregister("post_run_cell", post)
+    assert result.success
+    assert seen == [("pre", "%%einsum_grad --no-check"), ("post", "%%einsum_grad --no-check")]
+
+
+def test_a_cell_with_top_level_await_runs_under_the_magic(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check\nimport asyncio\nawait asyncio.sleep(0.01)\n"
+                          "C = np.einsum('ij->j', A)\nC.shape")
+    assert result.success, cap.stdout
+    assert result.result == (3,)
+    (out,) = shown(cap)
+    assert shapes(out) == "shapes:  A (2, 3) -> C (3,)  (from the run)"
+
+
+def test_the_last_expression_is_displayed_and_stored_as_without_the_magic(ip):
+    plain, plain_cap = run(ip, "np.einsum('ij->j', A)")
+    plain_out = {k: ip.user_ns.get(k) for k in ("_", "__")}
+    result, cap = run(ip, "%%einsum_grad --no-check\nnp.einsum('ij->j', A)")
+    assert result.success
+    np.testing.assert_array_equal(result.result, np.arange(6.0).reshape(2, 3).sum(0))
+    np.testing.assert_array_equal(result.result, plain.result)
+    assert cap.stdout.startswith(plain_cap.stdout)
+    if plain_out["_"] is not None:             # the displayhook's cache, where it is on
+        np.testing.assert_array_equal(ip.user_ns["_"], plain.result)
+        assert ip.user_ns["__"] is plain_out["_"]
+
+
+@pytest.mark.parametrize("guard", ["if False:\n    ", "try:\n    {}\nexcept ValueError:\n    pass"])
+def test_an_einsum_that_never_completes_never_fails_the_cell(ip, guard):
+    """Its operands' shapes clash (A is 2x3): the cell runs fine, so the magic must too."""
+    call = "np.einsum('ij,jk->ik', A, A)"
+    body = guard.format(call) if "{}" in guard else guard + call
+    result, cap = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij->j', A)\n" + body)
+    assert result.success, cap.stdout
+    assert len(shown(cap)) == 1
+    assert "did not run (or raised); not analysed" in cap.stdout
+
+
+def test_a_bad_literal_equation_is_a_usage_error_before_the_run_unless_in_a_try(ip):
+    result, _ = run(ip, "%%einsum_grad\nok = 1\nnp.einsum('ij,j1->i', A, A)")
+    assert type(result.error_in_exec) is UsageError and "ok" not in ip.user_ns
+    result, cap = run(ip, "%%einsum_grad --no-check\ntry:\n    np.einsum('ij,j1->i', A, A)\n"
+                          "except ValueError:\n    ok = 1\n")
+    assert result.success and ip.user_ns["ok"] == 1
+    assert "inside a try block, left to the run" in cap.stdout
+
+
+def test_the_gram_matrix_in_a_function_shows_its_real_shapes(ip):
+    """The issue's density() example: it failed the whole cell after its code ran."""
+    result, cap = run(ip, "%%einsum_grad -o res\ndef density(C):\n"
+                          "    return np.einsum('pi,qi->pq', C, C)\n"
+                          "X = np.arange(12.0).reshape(4, 3)\nD = density(X)")
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert out.splitlines()[1] == "einsum_grad: np.einsum('pi,qi->pq', C, C)  (density(), line 2)"
+    assert shapes(out) == "shapes:  C (4, 3), C (4, 3) -> out (4, 4)  (from the run)"
+    assert "product rule: dL_dC = dL_dC_1 + dL_dC_2" in out
+    assert out.splitlines()[-1].startswith("check: PASS")
+    assert ip.user_ns["res"].report.user_arrays      # checked on the array the call received
+    ip.user_ns.pop("X", None)
+
+
+def test_an_expression_operand_shows_the_array_it_evaluated_to(ip):
+    """``B.T`` with B 2x4: the issue's r2 was shown (3, 4) while the real one is 4x4."""
+    _, cap = run(ip, "%%einsum_grad --no-check\nr2 = np.einsum('ij,jk->ik', B.T, B)")
+    (out,) = shown(cap)
+    assert shapes(out) == "shapes:  op1 (4, 2), B (2, 4) -> r2 (4, 4)  (from the run)"
+    assert "  op1 = B.T" in out.splitlines()
+
+
+def test_a_method_of_a_class_is_shown_where_it_is_with_its_parameter_names(ip):
+    _, cap = run(ip, "%%einsum_grad --no-check\nclass Head:\n    def __init__(self, d):\n"
+                     "        self.W = np.ones((d, 5))\n    def __call__(self, x):\n"
+                     "        return np.einsum('td,de->te', x, self.W)\n"
+                     "head = Head(3)\nout = head(np.ones((7, 3)))")
+    (out,) = shown(cap)
+    assert out.splitlines()[1].endswith("(Head.__call__(), line 5)")
+    assert shapes(out) == "shapes:  x (7, 3), op2 (3, 5) -> C (7, 5)  (from the run)"
+
+
+def test_a_loop_is_one_display_that_counts_its_runs(ip):
+    _, cap = run(ip, "%%einsum_grad --no-check\nfor k in range(1, 4):\n"
+                     "    G = np.einsum('ij,kj->ik', np.ones((k, 2)), np.ones((k, 2)))")
+    (out,) = shown(cap)
+    assert shapes(out) == ("shapes:  op1 (1, 2), op2 (1, 2) -> G (1, 1)  (from the run; ran 3 "
+                           "times with 3 different shapes, showing the first call's)")
+
+
+def test_equations_built_at_run_time_and_unpacked_operands_are_seen(ip):
+    _, cap = run(ip, "%%einsum_grad --no-check\nops = [A, A.T]\nfor eq in ['ij,jk->ik', "
+                     "'ij,jk->ki']:\n    res = np.einsum(f'{eq}', *ops)")
+    first, second = shown(cap)
+    assert first.splitlines()[1] == ("einsum_grad: np.einsum('ij,jk->ik', A, op2)  "
+                                     "(einsum 1 of 2, line 3)")
+    assert shapes(first) == "shapes:  A (2, 3), op2 (3, 2) -> C (2, 2)  (from the run)"
+    assert "forward: C = np.einsum('ij,jk->ki', A, op2)" in second.splitlines()
+    ip.user_ns.pop("ops", None)
+
+
+def test_the_cap_shows_the_first_sites_and_counts_the_rest(ip):
+    magics(ip).max_displays = 2
+    _, cap = run(ip, "%%einsum_grad --no-check\n" + "\n".join(
+        f"np.einsum('ij->{out}', A)" for out in ("i", "j", "", "ji")))
+    assert len(shown(cap)) == 2
+    assert "einsum_grad: 2 more einsum call sites ran; the first 2 are shown " \
+           "(EinsumGradMagics.max_displays)" in cap.stdout
+
+
+def test_a_bare_einsum_of_an_unknown_library_is_not_analysed(ip):
+    ip.run_cell("def einsum(spec, *xs):\n    return np.einsum('ij,j->i', *xs)")
+    ip.user_ns["einsum"].__module__ = "fancy_einsum"
+    result, cap = run(ip, "%%einsum_grad --no-check\nt = einsum('batch pos, pos -> batch', "
+                          "np.ones((2, 3)), np.ones(3))")
+    assert result.success, cap.stdout
+    assert "einsum is fancy_einsum.einsum, which einsum_magic does not know; not analysed" \
+        in cap.stdout
+    (out,) = shown(cap)                 # the numpy einsum it calls did run, and is shown
+    assert "(einsum() of cell [" in out.splitlines()[1]
+
+
+def test_a_jitted_function_shows_the_traced_shapes(ip):
+    pytest.importorskip("jax")
+    _, cap = run(ip, "%%einsum_grad --no-check\nimport jax, jax.numpy as jnp\n"
+                     "f = jax.jit(lambda x, y: jnp.einsum('ij,jk->ik', x, y))\n"
+                     "C = f(np.ones((2, 3)), np.ones((3, 4)))")
+    (out,) = shown(cap)
+    assert shapes(out).startswith("shapes:  x (2, 3), y (3, 4) -> ")
+    assert "traced by JAX" in shapes(out)
+    for name in ("f", "jax", "jnp"):
+        ip.user_ns.pop(name, None)
+
+
+def test_results_and_names_are_as_without_the_magic(ip):
+    cell = "C = np.einsum('ij,kj->ik', A, A)\nes = np.einsum\nD = es('ii->i', C)"
+    ip.run_cell(cell)
+    plain = {k: ip.user_ns[k] for k in ("C", "D")}
+    result, _ = run(ip, "%%einsum_grad --no-check\n" + cell)
+    assert result.success
+    for k, v in plain.items():
+        np.testing.assert_array_equal(ip.user_ns[k], v)
+    assert ip.user_ns["es"] is np.einsum and np.einsum.__module__ == "numpy"
+    ip.user_ns.pop("es", None)
+
+
+def test_an_einsum_in_library_code_says_where_and_uses_the_parameter_names(ip, tmp_path,
+                                                                           monkeypatch):
+    package = tmp_path / "attnlib"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text(
+        "import numpy as np\n\n"
+        "def scores(query, key):\n"
+        "    return np.einsum('qd,kd->qk', query, key)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result, cap = run(ip, "%%einsum_grad --no-check\nfrom attnlib.layers import scores\n"
+                          "S = scores(np.ones((2, 4)), np.ones((3, 4)))")
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert out.splitlines()[1] == ("einsum_grad: np.einsum('qd,kd->qk', query, key)  "
+                                   "(scores() in attnlib/layers.py:4)")
+    assert shapes(out) == "shapes:  query (2, 4), key (3, 4) -> C (2, 3)  (from the run)"
+    ip.user_ns.pop("scores", None)
+    ip.user_ns.pop("S", None)
