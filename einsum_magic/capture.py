@@ -255,11 +255,14 @@ class Recorder:
                     getattr(code, "co_qualname", code.co_name), traced)
 
     def _tracer_class(self):
-        if self._tracer is None and "jax" in sys.modules:
+        if self._tracer is None and sys.modules.get("jax") is not None:
             try:
                 from jax.core import Tracer
-            except ImportError:         # pragma: no cover (older or newer JAX layouts)
-                from jax._src.core import Tracer
+            except ImportError:         # older or newer JAX layouts, or a broken JAX
+                try:
+                    from jax._src.core import Tracer
+                except ImportError:
+                    return None
             self._tracer = Tracer
         return self._tracer
 

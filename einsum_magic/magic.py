@@ -524,7 +524,9 @@ class _Run:
                                   sizes=self.sizes, check=self.check_on, seed=self.seed,
                                   skipped=why)
         if note:
-            print(note)
+            from .text import render_notes
+
+            print(render_notes((note,)))
         if backward is not None and show:
             display(CellBackwardDisplay(backward))
         elif backward is not None:

@@ -437,3 +437,37 @@ def test_jax_numpy_namesakes_are_read_like_numpys():
     assert [s.kind for s in p.steps][:6] == ["dot", "add", "relu", "matmul", "tanh", "sum"]
     assert p.notes == ("the subscript jnp.swapaxes(S, 0, 1)[0] on line 3 is not differentiated; "
                        "the backward stops at its result",)
+
+
+def test_values_drawn_from_the_users_generator_come_from_the_run_not_a_second_draw(ip):
+    """A stop step (``rng.normal``) is a leaf: its value is the run's, the generator untouched."""
+    cell = ("rng = np.random.default_rng(1)\ntokens = rng.normal(size=(6, 4))\n"
+            "W = np.ones((4, 3))\nH = np.einsum('sm,mk->sk', tokens, W)\nZ = np.tanh(H)")
+    result, cap = _run(ip, "%%einsum_grad -o res\n" + cell)
+    assert result.success and "not derived" not in cap.stdout, cap.stdout
+    after = ip.user_ns["rng"].bit_generator.state
+    b = ip.user_ns["res"].backward
+    assert np.array_equal(b.values["tokens"], ip.user_ns["tokens"]) and b.check.passed
+    assert ip.user_ns["rng"].bit_generator.state == after          # not drawn from again
+    assert "rng" not in b.inputs and "len" not in b.inputs
+    ip.push({"rng2": np.random.default_rng(5)})
+    before = ip.user_ns["rng2"].bit_generator.state
+    result, cap = _run(ip, "%%einsum_grad --no-run\nx = rng2.normal(size=(3,))\n"
+                           "y = np.tanh(np.einsum('ij,j->i', np.ones((3, 3)), x))")
+    assert result.success
+    assert cap.stdout == ("einsum_grad: cell backward: not derived: line 1: rng2.normal is not "
+                          "differentiated and its value is not known without running the cell\n")
+    assert ip.user_ns["rng2"].bit_generator.state == before
+    for name in ("rng", "rng2", "tokens", "W", "x", "y"):
+        ip.user_ns.pop(name, None)
+
+
+def test_a_builtin_called_on_an_array_is_no_input_of_the_cell(ip):
+    result, cap = _run(ip, "%%einsum_grad -o res\ndata = np.arange(12.0).reshape(4, 3)\n"
+                           "Xc = data - data.mean(0)\n"
+                           "cov = np.einsum('ni,nj->ij', Xc, Xc) / (len(data) - 1)")
+    assert result.success and "not derived" not in cap.stdout, cap.stdout
+    b = ip.user_ns["res"].backward
+    assert "len" not in b.inputs and b.check.passed
+    for name in ("data", "Xc", "cov"):
+        ip.user_ns.pop(name, None)

@@ -20,6 +20,7 @@ shown is what runs. :func:`line` writes a step for NumPy or jax.numpy.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import string
 from typing import Any, Mapping
 
@@ -75,15 +76,18 @@ def evaluate(s: Step, ns: dict) -> None:
     exec(line(s), ns)
 
 
-def bind(program: Program, inputs: Mapping[str, Any], outside: Mapping[str, Any] | None = None
-         ) -> tuple[Program, dict]:
+def bind(program: Program, inputs: Mapping[str, Any], outside: Mapping[str, Any] | None = None,
+         known: Mapping[str, Any] | None = None) -> tuple[Program, dict]:
     """``(bound program, values)``: products as einsums, every step run with NumPy.
 
     ``inputs`` holds an array for every name of ``program.inputs``; ``outside`` (the user's
-    namespace) gives constants and modules the steps' text names. Values are float64 NumPy
-    arrays (complex128 where an input is complex). Raises :class:`BindError` naming the
-    line that fails.
+    namespace) gives constants and modules the steps' text names; ``known`` the values the
+    run gave ``stop`` steps (the backward stops there, so they are leaves: taking them from
+    the run never calls the user's code again, e.g. a random generator). Values are float64
+    NumPy arrays (complex128 where an input is complex). Raises :class:`BindError` naming
+    the line that fails.
     """
+    known = known or {}
     ns: dict = {}
     for name, value in (outside or {}).items():
         if name in program.constants or _is_module(value):
@@ -107,11 +111,20 @@ def bind(program: Program, inputs: Mapping[str, Any], outside: Mapping[str, Any]
     steps: list[Step] = []
     for s in program.steps:
         for b in _primitive(s, ns, temp):
-            try:
-                evaluate(b, ns)
-            except Exception as e:  # noqa: BLE001 - the user's program failing on these arrays
-                raise BindError(f"line {s.line}, {line(b)}: {type(e).__name__}: {e}") from None
+            if b.kind == "stop" and b.target in known:
+                ns[b.target] = known[b.target]
+            elif b.kind == "stop" and isinstance(outside, Mapping) and _reads_objects(b, outside):
+                raise BindError(f"line {s.line}: {s.what or b.param} is not differentiated and its "
+                                "value is not known without running the cell")
+            else:
+                try:
+                    evaluate(b, ns)
+                except Exception as e:  # noqa: BLE001 - the program failing on these arrays
+                    raise BindError(f"line {s.line}, {line(b)}: {type(e).__name__}: {e}") from None
             value = ns[b.target]
+            if b.kind == "stop" and not hasattr(value, "shape") \
+                    and not isinstance(value, numbers.Number):
+                continue      # an object (a random generator, a model): no value to derive
             if b.kind == "stop" or (b.kind == "const" and _numeric(value)):
                 value = ns[b.target] = _array(value)
             steps.append(dataclasses.replace(b, shape=tuple(np.shape(value))))
@@ -119,6 +132,15 @@ def bind(program: Program, inputs: Mapping[str, Any], outside: Mapping[str, Any]
     bound = dataclasses.replace(program, steps=tuple(steps), taken=frozenset(taken),
                                 input_shapes=tuple(np.shape(ns[v]) for v in program.inputs))
     return bound, values
+
+
+def _reads_objects(s: Step, outside: Mapping[str, Any]) -> bool:
+    """Whether a ``stop`` step's text reads an outside object that is no array or number."""
+    import ast
+
+    names = {n.id for n in ast.walk(ast.parse(s.param)) if isinstance(n, ast.Name)}
+    return any(n in outside and not hasattr(outside[n], "shape") and not _is_module(outside[n])
+               and not isinstance(outside[n], numbers.Number) for n in names)
 
 
 def _is_module(value) -> bool:

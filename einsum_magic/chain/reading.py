@@ -35,11 +35,12 @@ where the backward stops. Nothing is guessed.
 from __future__ import annotations
 
 import ast
+import builtins
 import numbers
 import types
 from typing import Any, Mapping
 
-from ..cell import find_calls
+from ..cell import _dotted, find_calls
 from ..names import free_name
 from .program import Program, Step
 
@@ -211,9 +212,20 @@ class _Reader:
         for n in ast.walk(node):       # the arrays it reads are the cell's inputs all the same
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in self.env \
                     and n.id not in self.aliases and not self._is_const(n) \
-                    and not callable(self.ns.get(n.id)):
+                    and not self._opaque(n.id):
                 self._name(n)
         self._emit(name, "stop", (), self._const_text(node), what)
+
+    def _opaque(self, name: str) -> bool:
+        """Whether ``name`` is no array: a builtin, a function, a random generator, a model.
+
+        A ``stop`` step that reads one is no input of the cell; its value is taken from
+        the run (:func:`einsum_magic.chain.forward.bind`'s ``known``), never recomputed.
+        """
+        if name not in self.ns:
+            return hasattr(builtins, name)
+        value = self.ns[name]
+        return not hasattr(value, "shape") and not isinstance(value, numbers.Number)
 
     def _segment(self, node: ast.AST) -> str:
         return ast.get_source_segment(self.source, node) or ast.unparse(node)
@@ -527,16 +539,6 @@ def _target(stmt: ast.stmt) -> str | None:
             and type(stmt.op) in _BINOPS:
         return stmt.target.id
     return None
-
-
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    return ".".join([node.id] + parts[::-1])
 
 
 def _copy(node: ast.AST) -> ast.AST:

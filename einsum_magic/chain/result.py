@@ -125,18 +125,22 @@ CHECK_ELEMENTS = 4_000_000
 
 
 def cell_backward(source: str, inputs: Mapping[str, Any],
-                  namespace: Mapping[str, Any] | None = None, *, check: bool = True, seed: int = 0, program: Program | None = None,
-                  max_elements: int = CHECK_ELEMENTS) -> CellBackward:
+                  namespace: Mapping[str, Any] | None = None, *, check: bool = True,
+                  seed: int = 0, program: Program | None = None,
+                  max_elements: int = CHECK_ELEMENTS,
+                  known: Mapping[str, Any] | None = None) -> CellBackward:
     """Read ``source``, bind it to ``inputs`` (name → array), derive its backward and check it.
 
     ``namespace`` (the user's, read only) gives modules and numeric constants; ``inputs``
     the arrays of the names the cell reads from outside (the namespace itself will do).
-    Raises :class:`~einsum_magic.chain.forward.BindError` when an input is missing or the
-    forward fails on these arrays.
+    ``known``: the values the run gave the cell's ``stop`` steps (the results of what is
+    not differentiated), used as they are. Raises
+    :class:`~einsum_magic.chain.forward.BindError` when an input is missing or the forward
+    fails on these arrays.
     """
     namespace = dict(namespace if namespace is not None else inputs)
     read_program = program if program is not None else read(source, namespace)
-    bound, values = bind(read_program, inputs, namespace)
+    bound, values = bind(read_program, inputs, namespace, known)
     constants = {n: namespace[n] for n in bound.constants if n in namespace}
     constants.update((n, v) for n, v in namespace.items() if _is_module(v))
     result = CellBackward(bound, backward_lines(bound), bound.notes, values=values,
@@ -217,9 +221,10 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
     if note:
         return None, note
     inputs.update(made)
+    known = _stop_values(program, source, namespace) if ran else {}
     try:
         result = cell_backward(source, inputs, namespace, check=check, seed=seed,
-                               program=program)
+                               program=program, known=known)
     except Exception as e:  # noqa: BLE001 - BindError, or derive() refusing a bound einsum
         return None, f"cell backward: not derived: {str(e).splitlines()[0]}"
     if not check and skipped:
@@ -229,6 +234,21 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
             f"{', '.join(made)}: seeded random arrays of the shapes --sizes and the defaults "
             "give (no array of the cell's)",))
     return result, ""
+
+
+def _stop_values(program: Program, source: str, namespace: Mapping[str, Any]) -> dict:
+    """The run's values of the cell's top-level ``stop`` results (what is not differentiated).
+
+    Only a name the cell assigns and keeps (its last version) holds, after the run, the
+    value the step computed.
+    """
+    import ast
+
+    assigned = {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    return {s.target: namespace[s.target] for s in program.steps
+            if s.kind == "stop" and s.target in assigned
+            and hasattr(namespace.get(s.target), "shape")}
 
 
 def or_none(fn, *args):
