@@ -83,18 +83,21 @@ def choose(view: str, kernel: bool, environ: Mapping[str, str] | None = None,
 
     ``view`` is the setting (:data:`VIEWS`, any case); ``auto`` gives ``widget`` in a
     Jupyter kernel (``kernel``) with ipywidgets installed whose frontend is not one
-    :func:`detect` knows to fail them, else ``html``.
+    :func:`detect` knows to fail them, else ``html``; ``widget`` and ``progress`` need
+    ipywidgets (without it: ``html``).
     """
     view = view.lower()
     if view not in VIEWS:
         raise ValueError(f"view {view!r} is not one of {', '.join(VIEWS)}")
-    if view != "auto":
+    if view in ("html", "text"):
         return view
-    if not kernel or detect(environ, modules) is not None:
+    if view == "auto" and (not kernel or detect(environ, modules) is not None):
         return "html"
     if widgets_importable is None:
         widgets_importable = _importable("ipywidgets")
-    return "widget" if widgets_importable else "html"
+    if not widgets_importable:            # widget or progress forced without ipywidgets
+        return "html"
+    return "widget" if view == "auto" else view
 
 
 def _importable(module: str) -> bool:

@@ -4,9 +4,10 @@ This module only connects the others, in one direction:
 
 1. options (IPython's ``magic_arguments`` over the :class:`EinsumGradMagics` traits);
 2. :func:`einsum_magic.cell.find_calls` reads the einsum calls from the cell's source,
-   and each is derived without shapes *before anything runs*: a bad equation raises
-   IPython's own ``UsageError`` (the class itself: IPython prints its one-line message,
-   no traceback) and the cell's code is not run;
+   and each is derived without shapes *before anything runs*: a bad literal equation
+   raises IPython's own ``UsageError`` (the class itself: IPython prints its one-line
+   message, no traceback) and the cell's code is not run (a call inside a ``try`` block
+   is left to the run);
 3. :func:`einsum_magic.execute.run_code` runs the code once, as IPython runs a cell
    (its output, ``Out`` and top-level ``await`` as without the magic; the run hooks fire
    once, for the cell), while :mod:`einsum_magic.capture` observes every einsum call
@@ -14,14 +15,18 @@ This module only connects the others, in one direction:
    magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
 4. each call site that ran (:mod:`einsum_magic.sites`: names from the source where the
    site is in the cell) is derived with the shapes its first call received, its
-   ``--expect`` proposals judged, and checked against JAX on the arrays it received.
+   ``--expect`` proposals matched to the displays (``2:A=…`` counts them in execution
+   order) and judged, and checked against JAX on the arrays it received.
    Where nothing ran (``--no-run``, an equation-only cell, the line magic) the source's
    calls are derived with the user's arrays where
    :meth:`Call.lookups <einsum_magic.cell.Call.lookups>` allows it, ``--sizes`` and
    distinct defaults;
 5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order: the
    HTML page everywhere, and under it, where :mod:`einsum_magic.frontend` expects a
-   working widget manager, an output of live widgets (:func:`einsum_magic.widget.live`).
+   working widget manager, an output of live widgets (:func:`einsum_magic.widget.live`);
+6. a cell of several steps also gets the backward of the whole cell
+   (:func:`einsum_magic.chain.result.for_cell`, shown by :mod:`einsum_magic.chain.view`),
+   and ``-o NAME`` stores everything (:class:`~einsum_magic.analysis.EinsumGradResult`).
 
 nbval compares the first display message of each output and ignores
 ``update_display_data``; it compares ``text/plain`` and ``text/html`` and skips the
@@ -142,7 +147,8 @@ class EinsumGradMagics(Magics):
         """Derive, show and check the backward einsum of every operand (the swap trick).
 
         On top of a cell, the cell runs as before, then each einsum call in it gets a
-        display with tabs Backward, Loops, Shapes, Cost, Export and Check::
+        display whose header says the verdict, with tabs Backward, Diagram, Loops, Shapes,
+        Cost, Export and Check (and Exercise with ``--expect``)::
 
             %%einsum_grad
             C = np.einsum('ij,jk->ik', A, B)
@@ -210,6 +216,11 @@ class _Run:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             where = "--seed" if args.seed is not None else "EinsumGradMagics.seed ="
             raise UsageError(f"{where} {self.seed!r} is not a seed: give a non-negative integer")
+        for trait in ("max_elements", "max_displays"):
+            value = getattr(magics, trait)
+            if value is not None and value < 1:
+                raise UsageError(f"EinsumGradMagics.{trait} = {value} is not a limit: give a "
+                                 "positive integer")
         self.sizes = _usage(parse_sizes, _unquoted(args.sizes))
         self.expects = [_parse_expect(e) for e in args.expect]
         self.output = _output_name(_unquoted(args.output), self.ns)
@@ -233,9 +244,11 @@ class _Run:
         calls, notes, note_lines, code = self._calls()
         calls, skipped = self._valid(calls)
         notes += skipped
+        observing = code and not self.args.no_run and not self.product
         derivations = [self._derive(c) for c in calls]
-        targets = self._expect_targets(calls, derivations)
-        self._check_sizes(calls)
+        if not observing:       # else the run decides which einsums there are (_observed)
+            targets = self._expect_targets(calls, derivations)
+            self._check_sizes(calls)
         if code and not self.args.no_run:
             from .check import MAX_ELEMENTS
             from .execute import run_code
@@ -245,7 +258,7 @@ class _Run:
                 raise CellCodeFailed(f"the cell's code raised {type(ran.error).__name__}, so "
                                      "its einsums were not analysed")
             self.ran = True
-        if self.ran and not self.product:
+        if observing:
             analyses, operands, notes = self._observed(ran, calls, notes, note_lines)
         else:
             analyses = [self._analyse(c, targets.get(k, ()), k + 1) for k, c in enumerate(calls)]
@@ -274,7 +287,9 @@ class _Run:
 
             raise ExpectationFailed("; ".join(
                 "--" + expect_line(e, len(analyses)) for e in wrong))
-        failed = [a.check.summary for a in analyses if a.check is not None and not a.check.passed]
+        failed = [(f"einsum {k + 1} ({a.call.where or f'line {a.call.line}'}): "
+                   if len(analyses) > 1 else "") + a.check.summary
+                  for k, a in enumerate(analyses) if a.check is not None and not a.check.passed]
         if backward is not None and backward.check is not None and not backward.check.passed:
             failed.append(backward.check.summary)
         if failed:
@@ -316,7 +331,12 @@ class _Run:
         cap = self.magics.max_displays
         analyses, operands, extra = [], [], []
         for site in ran.sites[:cap]:
-            call = site_call(site, calls, ran.filename, cells)
+            try:
+                call = site_call(site, calls, ran.filename, cells)
+            except EinsumError as e:      # an equation the library took but we cannot read
+                extra.append(f"line {site.line} of {site.filename}: not analysed "
+                             f"({str(e).splitlines()[0]})")
+                continue
             if call.output is None:
                 call = dataclasses.replace(call, output=self._output_name(call))
             try:
@@ -328,7 +348,8 @@ class _Run:
                 continue
             fixed = fixed_letters(d, range(len(call.names)))    # the run fixed every size
             analyses.append(Analysis(call, d, sizes_note(site), fixed=fixed))
-            operands.append(list(site.arrays) if all(a is not None for a in site.arrays) else [])
+            kept = all(a is not None for a in site.arrays)
+            operands.append(list(site.arrays) if kept else None)     # None: random stand-ins
         if len(ran.sites) > cap:
             extra.append(f"{len(ran.sites) - cap} more einsum call sites ran; the first {cap} "
                          "are shown (EinsumGradMagics.max_displays)")
@@ -339,12 +360,9 @@ class _Run:
                 if line is None or line not in lines]
         kept += [f"line {c.line}: {' '.join(c.source.split())}: did not run (or raised); "
                  "not analysed" for c in calls if id(c) not in seen]
-        try:
-            targets = self._expect_targets([a.call for a in analyses],
-                                           [a.derivation for a in analyses])
-        except UsageError as e:
-            targets = {}
-            extra.append(str(e))
+        self._check_sizes([*calls, *(a.call for a in analyses)])
+        targets = self._expect_targets([a.call for a in analyses],
+                                       [a.derivation for a in analyses])
         analyses = [dataclasses.replace(a, expectations=tuple(
             dataclasses.replace(judge(a.derivation, target, proposal, self.seed), einsum=k + 1)
             for target, proposal in targets.get(k, ()))) for k, a in enumerate(analyses)]
@@ -499,11 +517,15 @@ class _Run:
                 widget.close()
 
     def _check_one(self, a, operands):
+        """``a`` with its check; ``operands`` None: the run's arrays were not kept (say so)."""
         from .check import JaxNotInstalled, check
 
         try:
-            report = check(a.derivation, *operands, seed=self.seed, dtype=self.dtype,
+            report = check(a.derivation, *(operands or ()), seed=self.seed, dtype=self.dtype,
                            max_elements=self.magics.max_elements)
+            if operands is None and not report.stand_ins:
+                report = dataclasses.replace(report, stand_ins="the run's arrays were not kept: "
+                                             "over the element budget, or not copyable")
         except JaxNotInstalled as e:
             return dataclasses.replace(a, check_note=f"not run: {e}")
         except EinsumError as e:
@@ -574,8 +596,8 @@ def _sync(coroutine):
     except StopIteration as stop:
         return stop.value
     coroutine.close()
-    raise RuntimeError("this %%einsum_grad cell awaits: run it as a cell (IPython rewrites it "
-                       "to run on its event loop), not through run_cell_magic")
+    raise UsageError("this %%einsum_grad cell awaits: run it as a cell (IPython rewrites it "
+                     "to run on its event loop), not through run_cell_magic")
 
 
 def _usage(fn, *args):

@@ -56,3 +56,9 @@ def test_reads_the_process_environment_by_default(monkeypatch):
     assert detect() is None
     monkeypatch.setenv("VSCODE_PID", "1")
     assert detect() == "vscode"
+
+
+@pytest.mark.parametrize("view", ["widget", "progress"])
+def test_a_forced_widget_view_without_ipywidgets_falls_back_to_html(view):
+    assert choose(view, kernel=True, widgets_importable=False) == "html"
+    assert choose(view, kernel=True, widgets_importable=True) == view

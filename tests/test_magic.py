@@ -276,7 +276,6 @@ def test_a_bad_equation_is_a_usage_error_and_the_code_does_not_run(ip):
     ("%%einsum_grad\neinops.einsum(x, w, 'a b, b c')", "needs '->'"),
     ("%%einsum_grad --sizes i:2\nij", "sizes are written letter=size"),
     ("%%einsum_grad --sizes q=2\nij", "--sizes names 'q'"),
-    ("%%einsum_grad --expect Q=ij\nC = np.einsum('ij,jk->ik', A, B)", "--expect names 'Q'"),
     ("%%einsum_grad --expect A\nC = np.einsum('ij,jk->ik', A, B)", "--expect is written"),
     ("%%einsum_grad --expect A=ij\nS = np.einsum('ij,ij->', A, A)", "name one position: "
                                                                       "dL_dA_1, dL_dA_2"),
@@ -291,6 +290,22 @@ def test_usage_errors(ip, cell, message):
     assert type(result.error_in_exec) is UsageError
     assert message in str(result.error_in_exec)
     assert "C" not in ip.user_ns
+
+
+def test_expect_is_matched_against_the_einsums_that_ran_in_the_order_shown(ip):
+    """--expect N:NAME counts the displays (execution order), also for a function's einsum."""
+    body = ("def f(X, Y):\n    return np.einsum('ij,jk->ik', X, Y)\n"
+            "C = np.einsum('ij,jk->ik', A, B)\nD = f(A, B)")
+    result, cap = run(ip, f"%%einsum_grad --no-check --expect 2:X=ij,jk->ik\n{body}")
+    assert type(result.error_in_exec) is ExpectationFailed      # wrong, and graded: no note
+    assert "(einsum 2)" in str(result.error_in_exec)
+    result, cap = run(ip, f"%%einsum_grad --no-check --expect 1:A=ik,jk->ij\n{body}")
+    assert result.success, result.error_in_exec
+    result, _ = run(ip, "%%einsum_grad --expect Q=ij\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert "--expect names 'Q'" in str(result.error_in_exec)
+    for name in ("C", "D", "f"):
+        ip.user_ns.pop(name, None)
 
 
 @pytest.mark.parametrize("cell", ["C = np.einsum(A, [0, 52], B, [52, 2])",
@@ -740,3 +755,32 @@ def test_a_torch_cell_on_complex_tensors_exports_pytorchs_convention(ip):
     finally:
         for name in ("torch", "g", "X", "W"):
             ip.user_ns.pop(name, None)
+
+
+@pytest.mark.parametrize("trait, value", [("max_displays", 0), ("max_displays", -1),
+                                          ("max_elements", 0)])
+def test_a_limit_that_is_not_positive_is_a_usage_error(ip, trait, value):
+    magics = next(m for m in ip.configurables if type(m).__name__ == "EinsumGradMagics")
+    old = getattr(magics, trait)
+    setattr(magics, trait, value)
+    try:
+        result, _ = run(ip, "%%einsum_grad --no-check\nC = np.einsum('ij,jk->ik', A, B)")
+    finally:
+        setattr(magics, trait, old)
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec) == (f"EinsumGradMagics.{trait} = {value} is not a limit: "
+                                         "give a positive integer")
+
+
+def test_the_check_says_when_the_runs_arrays_were_too_large_to_keep(ip):
+    magics = next(m for m in ip.configurables if type(m).__name__ == "EinsumGradMagics")
+    old, magics.max_elements = magics.max_elements, 4
+    try:
+        result, cap = run(ip, "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)")
+    finally:
+        magics.max_elements = old
+    assert result.success, result.error_in_exec
+    (out,) = shown(cap)
+    assert out.splitlines()[-1].endswith("on seeded random arrays, not yours (the run's arrays "
+                                         "were not kept: over the element budget, or not "
+                                         "copyable)")
