@@ -607,13 +607,22 @@ def page(a, index: int | None = None, count: int = 1, tab: str | None = None,
     The header over the CSS-only :func:`tabs` (``tab`` open initially), with its
     stylesheet: no script, no network, deterministic (nbval compares it).
     """
-    said = meaning(a, index, count)       # nothing in it may end the comment early
-    for end, safe in (("<!--", "&lt;!--"), ("--!>", "-&#45;!>"), ("-->", "-&#45;>")):
-        said = said.replace(end, safe)
-    marker = f"<!-- einsum_grad meaning: {said} -->"
-    return wrap(marker + painted(a, header(a, index, count))
+    return wrap(meaning_comment(meaning(a, index, count)) + painted(a, header(a, index, count))
                 + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
                 style=True)
+
+
+def meaning_comment(said: str) -> str:
+    """The comment that carries a display's meaning line, to which the sanitize file reduces it.
+
+    Nothing in the line may end the comment early:
+
+    >>> meaning_comment("a --> b <!-- c")
+    '<!-- einsum_grad meaning: a -&#45;> b &lt;!-- c -->'
+    """
+    for end, safe in (("<!--", "&lt;!--"), ("--!>", "-&#45;!>"), ("-->", "-&#45;>")):
+        said = said.replace(end, safe)
+    return f"<!-- einsum_grad meaning: {said} -->"
 
 
 def meaning(a, index: int | None = None, count: int = 1) -> str:
