@@ -327,6 +327,22 @@ def test_live_check_section_shows_device_errors_and_timings():
         assert shown in live
 
 
+@pytest.mark.parametrize("proposal", ["?", "ik,kj->ij"])      # open, wrong
+def test_live_check_details_hide_the_answer_of_an_open_exercise(proposal):
+    a = analysis()
+    a = dataclasses.replace(a, check=failing_report(a), check_note="",
+                            expectations=(judge(a.derivation, "dL_dA", proposal),))
+    for backend in ("gpu", "numpy"):
+        a = dataclasses.replace(a, check=dataclasses.replace(a.check, backend=backend))
+        for live in (True, False):
+            shown = visible(html.check(a, live=live))
+            assert "hidden" in shown
+            for g in a.derivation.grads:
+                assert g.equation not in shown, (backend, live, g.equation)
+    details = widget.live_check(a)
+    assert all(g.equation not in visible(details.value) for g in a.derivation.grads)
+
+
 def test_check_section_without_a_report():
     skipped = html.check(analysis())
     assert "check: skipped (--no-check)" in skipped
