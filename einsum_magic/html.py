@@ -45,7 +45,7 @@ from . import colours as _colours, diagram as _diagram
 from .cost import cost as cost_report
 from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
-from .verdict import answer_hidden
+from .verdict import EXPECT_WORDS, answer_hidden
 
 __all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "diagram",
            "loops", "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page",
@@ -648,13 +648,15 @@ def meaning(a, index: int | None = None, count: int = 1) -> str:
     dL_dA = np.einsum('i,j->ij', dL_dB, np.ones(A.shape[1]))
     """
     d = a.derivation
-    where = "line " + str(a.call.line) if a.call.style != "equation" else "equation"
+    call = a.call                   # where the header says it is: a function's line, a library
+    where = call.where or (f"line {call.line}" if call.style != "equation" else "equation")
     if count > 1 and index is not None:
         where = f"einsum {index + 1} of {count}, {where}"
     shapes = ", ".join(f"{n} {shape_text(s)}"
                        for n, s in zip(d.names, d.shapes or (None,) * len(d.names)))
     parts = [where, check_line(a)]
-    parts += [f"expect {e.target} = {e.proposal!r}: {e.verdict}" for e in a.expectations]
+    parts += [f"expect {e.target} = {e.proposal!r}: {EXPECT_WORDS.get(e.verdict, e.verdict)}"
+              for e in a.expectations]
     parts += [forward_code(a), f"{shapes} -> {d.output} {shape_text(d.output_shape)}"]
     if answer_hidden(a):            # an open exercise: the answer stays out of the page
         parts.append("backward hidden until the proposal is right")

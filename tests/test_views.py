@@ -545,3 +545,29 @@ def test_check_section_of_the_numpy_adjoint_test_says_why_in_one_line():
     assert "Traceback" not in static + live and "jax.vjp" not in visible(live)
     assert "adjoint test: |left - right|" in visible(live)
     assert why in html.meaning(a)
+
+
+def test_the_meaning_line_says_where_as_the_header_does_and_grades_in_words():
+    from einsum_magic.capture import Site
+    from einsum_magic.sites import site_call
+
+    site = Site("numpy.einsum", "numpy", "pi,qi->pq", None, ((4, 3), (4, 3)), ("float64",) * 2,
+                (0, 0), ("C", "C"), (None, None), "<cell>", 2, 11, "density", count=3)
+    call = site_call(site, (), "<cell>")
+    d = derive(call.equation, call.names, call.output, ((4, 3), (4, 3)))
+    a = Analysis(call, d, "from the run", check_note="skipped (--no-check)")
+    said = html.meaning(a)
+    assert said.startswith("density(), line 2 | ") and "density(), line 2" in html.header(a)
+    assert html.meaning(analysis()).startswith("line 1 | ")
+    a = analysis()
+    graded = dataclasses.replace(a, expectations=(
+        judge(a.derivation, "dL_dA", "ik,jk->ij"), judge(a.derivation, "dL_dB", "ik,ji->jk"),
+        judge(a.derivation, "dL_dB", "?"), judge(a.derivation, "dL_dA", "i$k,jk->ij")))
+    said = html.meaning(graded)
+    assert [e.verdict for e in graded.expectations] == ["correct", "wrong", "blank", "invalid"]
+    assert "expect dL_dA = 'ik,jk->ij': right" in said
+    assert "expect dL_dB = 'ik,ji->jk': wrong" in said
+    assert "expect dL_dB = '?': unanswered" in said
+    assert "expect dL_dA = 'i$k,jk->ij': wrong" in said
+    for raw in ("correct", "blank", "invalid"):
+        assert raw not in said
