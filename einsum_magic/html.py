@@ -474,8 +474,10 @@ def check(a, live: bool = True) -> str:
     if r.backend == "numpy":       # NumPy's adjoint test stood in for JAX
         setting = [["checked with", "NumPy: exact adjoint test &lt;g, einsum(…, dX, …)&gt; = "
                     "&lt;dL_dX, dX&gt;, random dX and g"],
-                   ["JAX not available", escape(r.fallback) or "not asked for"],
+                   ["why not JAX", escape(r.fallback) or "not asked for"],
                    ["dtype", escape(r.dtype)], ["operands", operands]]
+        if live and r.fallback_detail:     # JAX's own words: versions, paths, devices
+            setting.insert(2, ["JAX said", f"<pre>{escape(r.fallback_detail)}</pre>"])
     else:
         setting = [["dtype", escape(r.dtype)], ["matmul precision", escape(r.precision)],
                    ["operands", operands]]
