@@ -167,12 +167,19 @@ def _table(head, rows) -> str:
 
 
 class CellBackwardDisplay:
-    """What the magic displays after the per-einsum displays: ``text/plain`` and ``text/html``."""
+    """What the magic displays after the per-einsum displays: ``text/plain`` and ``text/html``.
 
-    def __init__(self, backward):
+    ``view="text"`` leaves the HTML out, as it does for
+    :class:`~einsum_magic.widget.GradDisplay` (any other view keeps it).
+    """
+
+    def __init__(self, backward, view: str = "html"):
         self.backward = backward
+        self.view = view
 
     def _repr_mimebundle_(self, include=None, exclude=None):
+        if self.view == "text":
+            return {"text/plain": text(self.backward)}
         return {"text/plain": text(self.backward), "text/html": html(self.backward)}
 
     def __repr__(self) -> str:
