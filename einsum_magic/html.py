@@ -1,4 +1,4 @@
-"""HTML fragments of one analysed einsum: the widget's tabs and the static fallback page.
+"""The HTML display of one analysed einsum: the page (every bundle's ``text/html``) and its tabs.
 
 Every function here is a pure function of an :class:`~einsum_magic.analysis.Analysis`
 returning an HTML string. Styling is one scoped stylesheet (:func:`stylesheet`, every
