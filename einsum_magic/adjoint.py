@@ -27,7 +27,7 @@ where JAX is missing, fails to import or fails at run time.
 >>> r.passed, [g.target for g in r.grads], r.dtype
 (True, ['dL_dA', 'dL_dB'], 'float64')
 >>> r.summary
-'check: PASS, 2/2 gradients pass the adjoint test (float64); checked with NumPy (adjoint test), JAX not available: JAX is not installed'
+'check: PASS, 2/2 gradients pass the adjoint test (float64); checked with NumPy (adjoint test), JAX is not installed'
 """
 
 from __future__ import annotations

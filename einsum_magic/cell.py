@@ -380,8 +380,8 @@ def _unknown_einsum(tree: ast.AST, namespace: Mapping) -> str | None:
     if value is not None:
         owner = getattr(value, "__module__", None) or type(value).__module__
         name = getattr(value, "__qualname__", None) or type(value).__name__
-        if not any(owner == m or owner.startswith(m + ".") or owner.startswith(m.split(".")[0])
-                   for m in EINSUM_MODULES):
+        roots = {m.split(".")[0] for m in EINSUM_MODULES}      # torch.functional, einops.einops
+        if not any(owner == r or owner.startswith(r + ".") for r in roots):
             found = f"{owner}.{name}"
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

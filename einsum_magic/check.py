@@ -47,6 +47,7 @@ dtype, device), so a repeated check of a small einsum costs a few milliseconds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -145,6 +146,7 @@ class CheckReport:
     fallback: str = ""     # why JAX was not used, when NumPy's adjoint test checked instead
     stand_ins: str = ""    # why the user's arrays were replaced by random ones ('' if not)
     scaled: bool = False   # the operands were scaled by powers of two to fit the dtype
+    fallback_detail: str = ""  # JAX's own message (versions, paths, devices): live details only
 
     @property
     def summary(self) -> str:
@@ -162,7 +164,7 @@ class CheckReport:
             counted = f"{ok}/{n} gradient{'s' if n > 1 else ''} pass{'es' if n == 1 else ''} " \
                 "the adjoint test"
             how = "; checked with NumPy (adjoint test)" + (
-                f", JAX not available: {self.fallback}" if self.fallback else "")
+                f", {self.fallback}" if self.fallback else "")
         else:
             counted = f"{ok}/{n} gradient{'s' if n > 1 else ''} match{'es' if n == 1 else ''} jax.vjp"
             how = ""
@@ -220,7 +222,7 @@ def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotan
         if not fallback:
             raise
         _fallback_dtype(dtype)
-        return _adjoint(d, operands, options, _why_not(e, "importing JAX raised"))
+        return _adjoint(d, operands, options, *_why_not(e, "import raised"))
     if not isinstance(d, Derivation):
         raise EinsumError(f"check() takes a Derivation (from derive()), not {type(d).__name__}")
     dt = _resolve_dtype(jnp, dtype)
@@ -240,21 +242,39 @@ def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotan
     except Exception as e:       # e.g. jax_disable_jit, a device that fails: JAX, not the maths
         if not fallback:
             raise
-        return _adjoint(d, operands, options, _why_not(e, "JAX failed running the check"))
+        return _adjoint(d, operands, options, *_why_not(e, "run time"))
 
 
-def _adjoint(d, operands, options, why: str) -> CheckReport:
+def _adjoint(d, operands, options, why: str, detail: str) -> CheckReport:
     from .adjoint import check as adjoint_check
 
-    return adjoint_check(d, *operands, fallback=why, **options)
+    return dataclasses.replace(adjoint_check(d, *operands, fallback=why, **options),
+                               fallback_detail=detail)
 
 
-def _why_not(error: BaseException, what: str) -> str:
-    """Why JAX is not used, in one line: not installed, or what it raised."""
+def _why_not(error: BaseException, when: str) -> tuple[str, str]:
+    """Why JAX is not used: a fixed phrase with the exception's class, and JAX's own message.
+
+    Not installed, the phrase says how to install it (:data:`INSTALL`, the same everywhere).
+
+    The phrase goes into the summary (``text/plain``, which nbval compares), so it holds
+    nothing that varies by machine; the message (versions, paths, devices) goes to the
+    live check details only.
+
+    >>> _why_not(JaxNotInstalled(), "import raised")[0].startswith("JAX not available: not installed (")
+    True
+    >>> _why_not(RuntimeError("jaxlib 0.4.1 at /opt/x"), "import raised")
+    ('JAX not available: import raised RuntimeError', 'RuntimeError: jaxlib 0.4.1 at /opt/x')
+    >>> _why_not(ValueError("no device"), "run time")[0]
+    'JAX failed at run time: ValueError'
+    """
     if isinstance(error, JaxNotInstalled):
-        return f"JAX is not installed ({INSTALL})"
-    text = str(error).strip().splitlines()
-    return f"{what} {type(error).__name__}" + (f": {text[0]}" if text else "")
+        return f"JAX not available: not installed ({INSTALL})", str(error).strip()
+    name = type(error).__name__
+    detail = f"{name}: {str(error).strip()}" if str(error).strip() else name
+    if when == "run time":
+        return f"JAX failed at run time: {name}", detail
+    return f"JAX not available: {when} {name}", detail
 
 
 def _fallback_dtype(dtype) -> None:

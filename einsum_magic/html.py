@@ -1,4 +1,4 @@
-"""HTML fragments of one analysed einsum: the widget's tabs and the static fallback page.
+"""The HTML display of one analysed einsum: the page (every bundle's ``text/html``) and its tabs.
 
 Every function here is a pure function of an :class:`~einsum_magic.analysis.Analysis`
 returning an HTML string. Styling is one scoped stylesheet (:func:`stylesheet`, every
@@ -45,7 +45,7 @@ from . import colours as _colours, diagram as _diagram
 from .cost import cost as cost_report
 from .errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
-from .verdict import answer_hidden
+from .verdict import EXPECT_WORDS, answer_hidden
 
 __all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "diagram",
            "loops", "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page",
@@ -474,31 +474,35 @@ def check(a, live: bool = True) -> str:
     if r.backend == "numpy":       # NumPy's adjoint test stood in for JAX
         setting = [["checked with", "NumPy: exact adjoint test &lt;g, einsum(…, dX, …)&gt; = "
                     "&lt;dL_dX, dX&gt;, random dX and g"],
-                   ["JAX not available", escape(r.fallback) or "not asked for"],
+                   ["why not JAX", escape(r.fallback) or "not asked for"],
                    ["dtype", escape(r.dtype)], ["operands", operands]]
+        if live and r.fallback_detail:     # JAX's own words: versions, paths, devices
+            setting.insert(2, ["JAX said", f"<pre>{escape(r.fallback_detail)}</pre>"])
     else:
         setting = [["dtype", escape(r.dtype)], ["matmul precision", escape(r.precision)],
                    ["operands", operands]]
         if live:
             setting = [["device", escape(r.device)], ["backend", escape(r.backend)]] + setting
     parts.append(_table(["setting", "value"], setting))
+    hidden = answer_hidden(a)           # an open exercise: no derived einsum, live or not
+    derived = [('<span class="eg-muted">hidden</span>' if hidden else _code(g.equation))
+               for g in r.grads]
     if live and r.backend == "numpy":
         head = ["gradient", "derived einsum", "adjoint test: |left - right|",
                 "relative to the scale", "rtol", "result"]
-        rows = [[escape(g.target), _code(g.equation), _num(g.max_abs_error),
+        rows = [[escape(g.target), eq, _num(g.max_abs_error),
                  _num(g.max_rel_error), _num(g.rtol), _verdict(g.passed, g.message)]
-                for g in r.grads]
+                for g, eq in zip(r.grads, derived)]
     elif live:
         head = ["gradient", "derived einsum", "max abs error vs jax.vjp", "max rel error",
                 "vs NumPy float64", "rtol", "atol", "result"]
-        rows = [[escape(g.target), _code(g.equation), _num(g.max_abs_error),
+        rows = [[escape(g.target), eq, _num(g.max_abs_error),
                  _num(g.max_rel_error), _num(g.ref_abs_error), _num(g.rtol), _num(g.atol),
-                 _verdict(g.passed, g.message)] for g in r.grads]
+                 _verdict(g.passed, g.message)] for g, eq in zip(r.grads, derived)]
     else:
         head = ["gradient", "derived einsum", "rtol", "atol", "result"]
-        rows = [[escape(g.target), _code(g.equation) if not answer_hidden(a) else
-                 '<span class="eg-muted">hidden</span>', _num(g.rtol), _num(g.atol),
-                 _verdict(g.passed, "")] for g in r.grads]
+        rows = [[escape(g.target), eq, _num(g.rtol), _num(g.atol),
+                 _verdict(g.passed, "")] for g, eq in zip(r.grads, derived)]
     parts.append(_table(head, rows))
     if live and r.timings:
         parts.append('<div class="eg-muted">timings: ' + ", ".join(
@@ -607,13 +611,22 @@ def page(a, index: int | None = None, count: int = 1, tab: str | None = None,
     The header over the CSS-only :func:`tabs` (``tab`` open initially), with its
     stylesheet: no script, no network, deterministic (nbval compares it).
     """
-    said = meaning(a, index, count)       # nothing in it may end the comment early
-    for end, safe in (("<!--", "&lt;!--"), ("--!>", "-&#45;!>"), ("-->", "-&#45;>")):
-        said = said.replace(end, safe)
-    marker = f"<!-- einsum_grad meaning: {said} -->"
-    return wrap(marker + painted(a, header(a, index, count))
+    return wrap(meaning_comment(meaning(a, index, count)) + painted(a, header(a, index, count))
                 + tabs(a, tab, key=f"{key}\0{index}\0{count}"),
                 style=True)
+
+
+def meaning_comment(said: str) -> str:
+    """The comment that carries a display's meaning line, to which the sanitize file reduces it.
+
+    Nothing in the line may end the comment early:
+
+    >>> meaning_comment("a --> b <!-- c")
+    '<!-- einsum_grad meaning: a -&#45;> b &lt;!-- c -->'
+    """
+    for end, safe in (("<!--", "&lt;!--"), ("--!>", "-&#45;!>"), ("-->", "-&#45;>")):
+        said = said.replace(end, safe)
+    return f"<!-- einsum_grad meaning: {said} -->"
 
 
 def meaning(a, index: int | None = None, count: int = 1) -> str:
@@ -637,13 +650,15 @@ def meaning(a, index: int | None = None, count: int = 1) -> str:
     dL_dA = np.einsum('i,j->ij', dL_dB, np.ones(A.shape[1]))
     """
     d = a.derivation
-    where = "line " + str(a.call.line) if a.call.style != "equation" else "equation"
+    call = a.call                   # where the header says it is: a function's line, a library
+    where = call.where or (f"line {call.line}" if call.style != "equation" else "equation")
     if count > 1 and index is not None:
         where = f"einsum {index + 1} of {count}, {where}"
     shapes = ", ".join(f"{n} {shape_text(s)}"
                        for n, s in zip(d.names, d.shapes or (None,) * len(d.names)))
     parts = [where, check_line(a)]
-    parts += [f"expect {e.target} = {e.proposal!r}: {e.verdict}" for e in a.expectations]
+    parts += [f"expect {e.target} = {e.proposal!r}: {EXPECT_WORDS.get(e.verdict, e.verdict)}"
+              for e in a.expectations]
     parts += [forward_code(a), f"{shapes} -> {d.output} {shape_text(d.output_shape)}"]
     if answer_hidden(a):            # an open exercise: the answer stays out of the page
         parts.append("backward hidden until the proposal is right")

@@ -8,7 +8,8 @@ gradient's einsum, code and reading, the ``--expect`` verdicts, the cost line
 the shapes only) and the check's PASS/FAIL line
 (:attr:`CheckReport.summary <einsum_magic.check.CheckReport>`), and never an id, a
 timing, an error figure or a device name, so nbval can compare it. The exported code
-(:mod:`einsum_magic.export`) is the widget's alone: it is too long for a summary.
+(:mod:`einsum_magic.export`) is left to the HTML page's Export tab: it is too long for a
+summary.
 
 The code helpers :func:`forward_code` and :func:`grad_code` write the einsums in the
 style of the user's call (an einops pattern for ``einops.einsum``, else NumPy); the

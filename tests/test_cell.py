@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import numpy as np
 import opt_einsum
 import pytest
@@ -318,3 +320,24 @@ def test_which_one_line_cells_are_equations(source, namespace, expected):
 def test_syntax_errors_are_left_to_python():
     with pytest.raises(SyntaxError):
         find_calls("C = np.einsum('ij', A")
+
+
+def _function_of(module: str):
+    def einsum(*args):
+        return None
+
+    einsum.__module__ = module
+    return einsum
+
+
+@pytest.mark.parametrize("module, known", [
+    ("numpy", True), ("torch.functional", True), ("jax.numpy", True), ("jax._src.numpy", True),
+    ("einops.einops", True), ("opt_einsum.contract", True),
+    ("jaxtyping", False), ("torchvision.ops", False), ("numpy_foo", False), ("einopsx", False),
+])
+def test_a_bare_einsum_from_a_module_named_like_a_known_one_is_unknown(module, known):
+    from einsum_magic.cell import _unknown_einsum
+
+    found = _unknown_einsum(ast.parse("C = einsum('ij,jk->ik', A, B)"),
+                            {"einsum": _function_of(module)})
+    assert found == (None if known else f"{module}._function_of.<locals>.einsum")

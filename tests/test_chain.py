@@ -471,3 +471,14 @@ def test_a_builtin_called_on_an_array_is_no_input_of_the_cell(ip):
     assert "len" not in b.inputs and b.check.passed
     for name in ("data", "Xc", "cov"):
         ip.user_ns.pop(name, None)
+
+
+def test_the_display_honours_the_text_view_as_the_per_einsum_display_does():
+    from einsum_magic.chain import view
+
+    b = cell_backward("Z = X * 2", {"X": np.ones(3)}, check=False)
+    assert set(view.CellBackwardDisplay(b, view="text")._repr_mimebundle_()) == {"text/plain"}
+    for shown in ("html", "auto", "widget", "progress"):
+        bundle = view.CellBackwardDisplay(b, view=shown)._repr_mimebundle_()
+        assert bundle == {"text/plain": view.text(b), "text/html": view.html(b)}
+    assert set(view.CellBackwardDisplay(b)._repr_mimebundle_()) == {"text/plain", "text/html"}

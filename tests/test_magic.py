@@ -567,7 +567,7 @@ def test_without_jax_numpy_checks_and_says_how_to_install_jax(ip, monkeypatch):
     (bundle,) = cap.outputs
     assert bundle.data["text/plain"].splitlines()[-1] == (
         "check: PASS, 2/2 gradients pass the adjoint test (float64); checked with NumPy "
-        f"(adjoint test), JAX not available: JAX is not installed ({INSTALL})")
+        f"(adjoint test), JAX not available: not installed ({INSTALL})")
     assert "pip install jax" in bundle.data["text/html"]
     assert "checked with NumPy (adjoint test)" in bundle.data["text/html"]
     assert "dL_dA = np.einsum('ik,jk->ij', dL_dC, B)" in bundle.data["text/plain"]

@@ -151,3 +151,37 @@ def test_nbval_fails_another_meaning(executed, tmp_path, change):
     run = nbval(nb, tmp_path, sanitize.path())
     assert run.returncode != 0, run.stdout[-3000:]
     assert "mismatch 'text/html'" in run.stdout and "Cell outputs differ" in run.stdout
+
+
+# -- the Cell backward display ----------------------------------------------------------
+
+def chain_page():
+    import numpy as np
+    from einsum_magic.chain import cell_backward
+    from einsum_magic.chain import view
+
+    b = cell_backward("H = np.einsum('ij,jk->ik', X, W)\nZ = np.maximum(H, 0)",
+                      {"X": np.ones((2, 3)), "W": np.ones((3, 4))}, check=False)
+    return b, view.html(b)
+
+
+def test_a_chain_page_reduces_to_its_meaning_line():
+    from einsum_magic.chain import view
+
+    b, page = chain_page()
+    assert sanitized(page) == f"einsum_grad meaning: {view.meaning(b)}"
+    assert "dL_dX = np.einsum('ik,jk->ij', dL_dH, W) # (2, 3)" in view.meaning(b)
+    assert page.count("-->") == 1
+
+
+def test_a_chain_page_with_other_markup_and_the_same_meaning_compares_equal():
+    _, page = chain_page()
+    assert restyle(page) != page
+    assert sanitized(restyle(page)) == sanitized(page)
+
+
+def test_a_chain_page_with_another_backward_line_compares_unequal():
+    _, page = chain_page()
+    other = page.replace("'ik,jk->ij'", "'ik,jk->ji'")
+    assert other != page
+    assert sanitized(other) != sanitized(page)

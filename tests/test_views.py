@@ -327,6 +327,22 @@ def test_live_check_section_shows_device_errors_and_timings():
         assert shown in live
 
 
+@pytest.mark.parametrize("proposal", ["?", "ik,kj->ij"])      # open, wrong
+def test_live_check_details_hide_the_answer_of_an_open_exercise(proposal):
+    a = analysis()
+    a = dataclasses.replace(a, check=failing_report(a), check_note="",
+                            expectations=(judge(a.derivation, "dL_dA", proposal),))
+    for backend in ("gpu", "numpy"):
+        a = dataclasses.replace(a, check=dataclasses.replace(a.check, backend=backend))
+        for live in (True, False):
+            shown = visible(html.check(a, live=live))
+            assert "hidden" in shown
+            for g in a.derivation.grads:
+                assert g.equation not in shown, (backend, live, g.equation)
+    details = widget.live_check(a)
+    assert all(g.equation not in visible(details.value) for g in a.derivation.grads)
+
+
 def test_check_section_without_a_report():
     skipped = html.check(analysis())
     assert "check: skipped (--no-check)" in skipped
@@ -519,13 +535,42 @@ def test_check_section_of_the_numpy_adjoint_test_says_why_in_one_line():
     from einsum_magic import adjoint
 
     a = analysis()
-    why = "importing JAX raised RuntimeError: jaxlib mismatch"
-    a = dataclasses.replace(a, check=adjoint.check(a.derivation, fallback=why), check_note="")
+    why = "JAX not available: import raised RuntimeError"
+    said = "RuntimeError: jaxlib 0.4.1 mismatch at /opt/lib"
+    r = dataclasses.replace(adjoint.check(a.derivation, fallback=why), fallback_detail=said)
+    a = dataclasses.replace(a, check=r, check_note="")
     line = ("check: PASS, 2/2 gradients pass the adjoint test (float64); checked with NumPy "
-            f"(adjoint test), JAX not available: {why}")
+            f"(adjoint test), {why}")
     assert text.render(a).splitlines()[-1] == line
     static, live = html.check(a, live=False), html.check(a, live=True)
-    assert "checked with NumPy (adjoint test), JAX not available: " + why in visible(static)
+    assert "checked with NumPy (adjoint test), " + why in visible(static)
+    assert said in visible(live) and said not in static + text.render(a) + html.meaning(a)
     assert "Traceback" not in static + live and "jax.vjp" not in visible(live)
     assert "adjoint test: |left - right|" in visible(live)
     assert why in html.meaning(a)
+
+
+def test_the_meaning_line_says_where_as_the_header_does_and_grades_in_words():
+    from einsum_magic.capture import Site
+    from einsum_magic.sites import site_call
+
+    site = Site("numpy.einsum", "numpy", "pi,qi->pq", None, ((4, 3), (4, 3)), ("float64",) * 2,
+                (0, 0), ("C", "C"), (None, None), "<cell>", 2, 11, "density", count=3)
+    call = site_call(site, (), "<cell>")
+    d = derive(call.equation, call.names, call.output, ((4, 3), (4, 3)))
+    a = Analysis(call, d, "from the run", check_note="skipped (--no-check)")
+    said = html.meaning(a)
+    assert said.startswith("density(), line 2 | ") and "density(), line 2" in html.header(a)
+    assert html.meaning(analysis()).startswith("line 1 | ")
+    a = analysis()
+    graded = dataclasses.replace(a, expectations=(
+        judge(a.derivation, "dL_dA", "ik,jk->ij"), judge(a.derivation, "dL_dB", "ik,ji->jk"),
+        judge(a.derivation, "dL_dB", "?"), judge(a.derivation, "dL_dA", "i$k,jk->ij")))
+    said = html.meaning(graded)
+    assert [e.verdict for e in graded.expectations] == ["correct", "wrong", "blank", "invalid"]
+    assert "expect dL_dA = 'ik,jk->ij': right" in said
+    assert "expect dL_dB = 'ik,ji->jk': wrong" in said
+    assert "expect dL_dB = '?': unanswered" in said
+    assert "expect dL_dA = 'i$k,jk->ij': wrong" in said
+    for raw in ("correct", "blank", "invalid"):
+        assert raw not in said

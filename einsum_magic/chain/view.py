@@ -17,7 +17,7 @@ from html import escape
 
 from .forward import line
 
-__all__ = ["text", "html", "CellBackwardDisplay", "verdict"]
+__all__ = ["text", "html", "meaning", "CellBackwardDisplay", "verdict"]
 
 
 def verdict(b) -> str:
@@ -81,6 +81,26 @@ def text(b) -> str:
     return "\n".join(out)
 
 
+def meaning(b) -> str:
+    r"""The display in one deterministic line (the text view's lines joined with " | ").
+
+    The HTML carries it as ``<!-- einsum_grad meaning: … -->``, to which the nbval sanitize
+    file shipped with the package reduces the whole page, as it does the per-einsum page.
+
+    >>> import numpy as np
+    >>> from einsum_magic.chain import cell_backward
+    >>> b = cell_backward("Z = X * 2", {"X": np.ones(3)}, check=False)
+    >>> print(meaning(b).replace(" | ", "\n"))
+    cell backward: cell check: not run
+    inputs: X (3,); sinks: Z (3,), given dL_dZ
+    forward, as read:
+    line 1 Z = X * 2
+    backward (runnable NumPy, reads the forward values and dL_dZ):
+    line 1 dL_dX = dL_dZ * 2 # (3,)
+    """
+    return " | ".join(" ".join(s.split()) for s in text(b).splitlines() if s.strip())
+
+
 def _where(n: int) -> str:
     return f"line {n}" if n else "      "
 
@@ -92,7 +112,7 @@ def _anchor(b) -> str:
 
 def html(b) -> str:
     """The deterministic ``text/html`` of the display (styled like the per-einsum ones)."""
-    from ..html import highlight, stylesheet
+    from ..html import highlight, meaning_comment, stylesheet
 
     key = _anchor(b)
     inputs, sinks = _io(b)
@@ -133,7 +153,8 @@ def html(b) -> str:
         rows = [f"<tr><td><code>{escape(g.target)}</code></td><td>{escape(_shape(g.shape))}</td>"
                 f"<td>{_PASS if g.passed else _FAIL}</td></tr>" for g in b.check.gradients]
         parts.append(_table(("gradient", "shape", "vs jax.vjp"), rows))
-    return stylesheet() + f'<div class="einsum-grad">{"".join(parts)}</div>'
+    return (meaning_comment(meaning(b)) + stylesheet()
+            + f'<div class="einsum-grad">{"".join(parts)}</div>')
 
 
 _PASS = '<span class="eg-pass">pass</span>'
@@ -146,12 +167,19 @@ def _table(head, rows) -> str:
 
 
 class CellBackwardDisplay:
-    """What the magic displays after the per-einsum displays: ``text/plain`` and ``text/html``."""
+    """What the magic displays after the per-einsum displays: ``text/plain`` and ``text/html``.
 
-    def __init__(self, backward):
+    ``view="text"`` leaves the HTML out, as it does for
+    :class:`~einsum_magic.widget.GradDisplay` (any other view keeps it).
+    """
+
+    def __init__(self, backward, view: str = "html"):
         self.backward = backward
+        self.view = view
 
     def _repr_mimebundle_(self, include=None, exclude=None):
+        if self.view == "text":
+            return {"text/plain": text(self.backward)}
         return {"text/plain": text(self.backward), "text/html": html(self.backward)}
 
     def __repr__(self) -> str:
