@@ -550,7 +550,7 @@ class _Run:
 
             print(render_notes((note,)))
         if backward is not None and show:
-            display(CellBackwardDisplay(backward))
+            display(CellBackwardDisplay(backward, view=self._view()))
         elif backward is not None:
             print("einsum_grad: the cell's backward is shown once its exercise is solved")
         return backward
