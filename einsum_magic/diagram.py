@@ -90,6 +90,10 @@ class Diagram:
         return tuple(n for n in self.nodes if n.kind == kind)
 
 
+#: Presentation attributes of every stroked shape: the stylesheet overrides them, and where
+#: a sanitizer strips the stylesheet the lines and boxes still read (no black-filled nodes).
+_PLAIN = ' fill="none" stroke="currentColor"'
+
 def _sizes(d) -> dict:
     return d.sizes or {}
 
@@ -342,8 +346,9 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
                                                                                   e.letter)
             x1, y1 = bottom_x[e.letter], bottom_y
             path = _curve(x0, y0, x1, y1)
-            out.append(f'<path class="eg-edge eg-open {cls}" d="{path}"/>')
-            out.append(f'<circle class="eg-end {cls}" cx="{_fmt(x1)}" cy="{_fmt(y1)}" r="3"/>')
+            out.append(f'<path class="eg-edge eg-open {cls}"{_PLAIN} d="{path}"/>')
+            out.append(f'<circle class="eg-end {cls}"{_PLAIN} cx="{_fmt(x1)}" '
+                       f'cy="{_fmt(y1)}" r="3"/>')
             mid = (x1, y1 - 12)
         elif i in arcs:
             a, b = sorted(e.ends, key=lambda x: by_id[x].column)
@@ -351,7 +356,7 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
             h = arcs[i]
             path = (f"M{_fmt(x0)},{_fmt(y0)} C{_fmt(x0)},{_fmt(y0 - h * 1.33)} "
                     f"{_fmt(x1)},{_fmt(y1 - h * 1.33)} {_fmt(x1)},{_fmt(y1)}")
-            out.append(f'<path class="eg-edge {cls}" d="{path}"/>')
+            out.append(f'<path class="eg-edge {cls}"{_PLAIN} d="{path}"/>')
             mid = ((x0 + x1) / 2, y0 - h)
         else:
             a, b = e.ends
@@ -360,7 +365,8 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
             pb = pos[b]
             x0, y0 = port(a, pb[1], e.letter)
             x1, y1 = port(b, y0, e.letter) if by_id[b].kind not in ("dot", "copy", "cap") else pb
-            out.append(f'<path class="eg-edge {cls}" d="{_curve(x0, y0, x1, y1)}"/>')
+            out.append(f'<path class="eg-edge {cls}"{_PLAIN} '
+                       f'd="{_curve(x0, y0, x1, y1)}"/>')
             if by_id[b].kind == "cotangent":
                 mid = (x1, y1 - 12)
             elif by_id[b].kind == "copy":            # beside the copy tensor, outwards
@@ -398,13 +404,15 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
                        f'cy="{_fmt(y)}" r="6"/><text x="{_fmt(x)}" y="{_fmt(y - 10)}" '
                        f'text-anchor="middle" class="eg-small">eye</text></g>')
         elif n.kind == "cap":
-            out.append(f'<g class="eg-node eg-cap" data-node="{nid}"><path d="M{_fmt(x - 9)},'
-                       f'{_fmt(y)} H{_fmt(x + 9)}"/><text x="{_fmt(x)}" y="{_fmt(y - 6)}" '
+            out.append(f'<g class="eg-node eg-cap" data-node="{nid}"><path{_PLAIN} '
+                       f'd="M{_fmt(x - 9)},{_fmt(y)} H{_fmt(x + 9)}"/>'
+                       f'<text x="{_fmt(x)}" y="{_fmt(y - 6)}" '
                        f'text-anchor="middle" class="eg-small">{escape(n.label)}</text></g>')
         else:
             w = _width(n)
-            out.append(f'<g class="eg-node eg-{n.kind}" data-node="{nid}"><rect x="{_fmt(x - w / 2)}" '
-                       f'y="{_fmt(y - ROW_H / 2)}" width="{_fmt(w)}" height="{ROW_H}" rx="6"/>'
+            out.append(f'<g class="eg-node eg-{n.kind}" data-node="{nid}"><rect{_PLAIN} '
+                       f'x="{_fmt(x - w / 2)}" y="{_fmt(y - ROW_H / 2)}" width="{_fmt(w)}" '
+                       f'height="{ROW_H}" rx="6"/>'
                        f'<text x="{_fmt(x)}" y="{_fmt(y + 5)}" text-anchor="middle">'
                        f"{escape(n.label)}</text></g>")
     if cot is not None and not bottom:

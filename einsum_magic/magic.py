@@ -245,9 +245,8 @@ class _Run:
         calls, skipped = self._valid(calls)
         notes += skipped
         observing = code and not self.args.no_run and not self.product
-        derivations = [self._derive(c) for c in calls]
         if not observing:       # else the run decides which einsums there are (_observed)
-            targets = self._expect_targets(calls, derivations)
+            targets = self._expect_targets(calls, [self._derive(c) for c in calls])
             self._check_sizes(calls)
         if code and not self.args.no_run:
             from .check import MAX_ELEMENTS

@@ -347,3 +347,12 @@ def test_every_diagram_contracts_to_what_it_draws(case):
         picture = backward(d, k)
         got = _contract(picture, {**arrays, "cot": cotangent}, shapes)
         np.testing.assert_allclose(got, want, atol=1e-9, err_msg=f"{d.equation}: {picture.title}")
+
+
+def test_without_any_stylesheet_boxes_and_edges_are_outlines_not_black_shapes():
+    """A sanitizer may strip the <style>: the SVG's own attributes must still draw it readably."""
+    d = derive("ij,jk,k->i", shapes=((2, 3), (3, 4), (4,)))
+    root = ET.fromstring(svg(backward(d, 0)))
+    shapes = [e for e in root.iter() if e.tag in (f"{SVG}rect", f"{SVG}path")]
+    assert shapes and all(e.get("fill") == "none" and e.get("stroke") == "currentColor"
+                          for e in shapes)
