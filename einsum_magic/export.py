@@ -57,7 +57,7 @@ from .equation import spell_equation
 from .errors import EinsumError
 from .names import free_name
 
-__all__ = ["export", "compiled", "TARGETS"]
+__all__ = ["export", "compiled", "execute", "TARGETS"]
 
 #: The targets and the name of the callable :func:`compiled` returns for each.
 TARGETS = {"numpy": "backward", "jax": "einsum", "torch": "einsum"}
@@ -98,17 +98,22 @@ def compiled(d: Derivation, target: str, naive: bool = False):
     array([[1., 1., 1.],
            [2., 2., 2.]])
     """
-    source = export(d, target, naive)
-    return _run(source, target)
+    return execute(export(d, target, naive), TARGETS[target], f"export_{target}")
 
 
 @functools.lru_cache(maxsize=256)
-def _run(source: str, target: str):
-    filename = f"<einsum_magic export {target} #{len(linecache.cache)}>"
+def execute(source: str, entry: str, label: str):
+    """Run generated ``source`` in a fresh namespace and return its ``entry``.
+
+    The source is registered with :mod:`linecache` under a name made of ``label``, so a
+    traceback through the exported code shows its lines. Cached by source: the same text
+    is executed once.
+    """
+    filename = f"<einsum_magic {label} #{len(linecache.cache)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"__name__": f"einsum_magic_export_{target}"}
+    namespace = {"__name__": f"einsum_magic_{label}"}
     exec(builtins.compile(source, filename, "exec"), namespace)
-    return namespace[TARGETS[target]]
+    return namespace[entry]
 
 
 # -- writing the source ------------------------------------------------------------------

@@ -26,13 +26,12 @@ True
 
 from __future__ import annotations
 
-import functools
 import re
 
 from ..cost import plan
 from ..derivation import derive
 from ..errors import EinsumError
-from ..export import _lines
+from ..export import _lines, execute
 from .forward import line
 
 __all__ = ["export", "compiled", "TARGETS"]
@@ -66,19 +65,7 @@ def export(b, target: str) -> str:
 
 def compiled(b, target: str):
     """Execute :func:`export`'s source in a fresh namespace and return its entry point."""
-    return _entry(export(b, target), target)
-
-
-@functools.lru_cache(maxsize=64)
-def _entry(source: str, target: str):
-    import builtins
-    import linecache
-
-    filename = f"<einsum_magic cell export {target} #{len(linecache.cache)}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"__name__": f"einsum_magic_cell_export_{target}"}
-    exec(builtins.compile(source, filename, "exec"), namespace)
-    return namespace[TARGETS[target]]
+    return execute(export(b, target), TARGETS[target], f"cell_export_{target}")
 
 
 def _backward_lines(b, target: str) -> list[str]:
