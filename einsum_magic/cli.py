@@ -68,12 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     analysis = Analysis(call, d, sizes_from, check_note="not run (--check runs it)")
     if args.check:
-        from .check import JaxNotInstalled, check
+        from .check import check
 
-        try:
+        try:        # without JAX, check() falls back to NumPy's adjoint test
             analysis = replace(analysis, check=check(d, dtype=args.dtype))
-        except JaxNotInstalled as e:
-            analysis = replace(analysis, check_note=f"not run: {e}")
         except EinsumError as e:
             print(f"einsum-grad: {e}", file=sys.stderr)
             return 2
