@@ -4,7 +4,7 @@ Both run through ``shell.run_cell`` in one ``InteractiveShell``:
 
 * *plain*: the loop cell as it is;
 * *magic*: the same cell under ``%%einsum_grad --no-check`` (the capture of
-  :mod:`einsum_magic.capture` observes every call), minus the analysis of its one call
+  :mod:`einsum_magic.cell.capture` observes every call), minus the analysis of its one call
   site, which is measured as the magic's extra time on the same cell looping once.
 
 overhead = (magic(10^4) - (magic(1) - plain(1))) / plain(10^4) - 1; target <= 5 %.

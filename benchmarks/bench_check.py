@@ -16,7 +16,7 @@ import sys
 from common import fmt_ms, median_seconds
 
 from einsum_magic import derive
-from einsum_magic.check import check
+from einsum_magic.check.report import check
 
 CASES = [
     ("ij,jk->ik", ((2, 3), (3, 4))),
@@ -32,7 +32,7 @@ t0 = time.perf_counter()
 import jax
 t1 = time.perf_counter()
 from einsum_magic import derive
-from einsum_magic.check import check
+from einsum_magic.check.report import check
 report = check(derive(sys.argv[1], shapes=json.loads(sys.argv[2])))
 t2 = time.perf_counter()
 assert report.passed, report

@@ -13,8 +13,8 @@ import numpy as np
 from common import fmt_ms, median_seconds
 
 from einsum_magic import derive
-from einsum_magic.derivation import _derive
-from einsum_magic.reading import interpret
+from einsum_magic.core.derivation import _derive
+from einsum_magic.core.interpret import interpret
 
 CASES = [
     ("ij,jk->ik", None),

@@ -3,12 +3,12 @@
 For each cell of ``bench_magic`` and an 8-operand chain, cold (every cache cleared, as a new
 cell meets them), medians:
 
-* *diagrams*: :func:`einsum_magic.diagram.section`, the forward network and each gradient's
+* *diagrams*: :func:`einsum_magic.views.diagram.section`, the forward network and each gradient's
   beside it, as SVG (the Diagram tab's whole HTML);
-* *colours*: :func:`einsum_magic.colours.paint_html` over every other tab's HTML (what painting
+* *colours*: :func:`einsum_magic.views.colours.paint_html` over every other tab's HTML (what painting
   the letters costs on top of building those tabs);
 * *together*: the two, i.e. what this adds to the magic's render;
-* *page*: :func:`einsum_magic.html.page` cold (every tab, painted), for scale.
+* *page*: :func:`einsum_magic.views.html.page` cold (every tab, painted), for scale.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CELLS = [
 
 
 def _clear():
-    from einsum_magic import colours, diagram
+    from einsum_magic.views import colours, diagram
 
     for cached in (diagram._forward, diagram._backward, diagram._svg, colours._of):
         cached.cache_clear()
@@ -39,9 +39,10 @@ def _clear_all():
 
 
 def run() -> list[str]:
-    from einsum_magic import colours, derive, diagram, html
-    from einsum_magic.analysis import Analysis
-    from einsum_magic.cell import equation_call
+    from einsum_magic import derive
+    from einsum_magic.views import colours, diagram, html
+    from einsum_magic.cell.analysis import Analysis
+    from einsum_magic.cell.calls import equation_call
 
     rows = ["| einsum | diagrams, cold | Diagram tab ≤ 2 ms | colours, cold | together | page, cold |",
             "|---|---|---|---|---|---|"]

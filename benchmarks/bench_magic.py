@@ -25,8 +25,10 @@ CELLS = [
 
 
 def _clear_caches():
-    from einsum_magic import colours, cost, diagram, html, reading
-    from einsum_magic.derivation import _compile, _derive
+    from einsum_magic.views import colours, diagram, html
+    from einsum_magic.compute import cost
+    from einsum_magic.core import interpret as reading
+    from einsum_magic.core.derivation import _compile, _derive
 
     for cached in (_derive, _compile, html.highlight, html.highlight_module, reading.interpret,
                    cost._cost, cost._plan, diagram._forward, diagram._backward, diagram._svg,
@@ -35,10 +37,10 @@ def _clear_caches():
 
 
 def _analyse_and_render(source, shapes, cold=True):
-    from einsum_magic import html, text
-    from einsum_magic.analysis import Analysis
-    from einsum_magic.cell import find_calls
-    from einsum_magic.derivation import derive
+    from einsum_magic.views import html, text
+    from einsum_magic.cell.analysis import Analysis
+    from einsum_magic.cell.calls import find_calls
+    from einsum_magic.core.derivation import derive
 
     if cold:
         _clear_caches()
@@ -53,8 +55,8 @@ def run() -> list[str]:
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    from einsum_magic import html
-    from einsum_magic.cell import find_calls
+    from einsum_magic.views import html
+    from einsum_magic.cell.calls import find_calls
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "einsum_magic")

@@ -10,8 +10,8 @@ Importing this package imports neither JAX nor ipywidgets: the check and the
 widgets import them when first used.
 """
 
-from .check import CheckReport, check
-from .derivation import Derivation, Grad, derive
+from .check.report import CheckReport, check
+from .core.derivation import Derivation, Grad, derive
 from .errors import EinsumError
 
 __all__ = ["derive", "check", "Derivation", "Grad", "CheckReport", "EinsumError",

@@ -14,12 +14,12 @@ import argparse
 import sys
 from dataclasses import replace
 
-from .analysis import Analysis
-from .cell import equation_call
-from .derivation import derive
+from .cell.analysis import Analysis
+from .cell.calls import equation_call
+from .core.derivation import derive
 from .errors import EinsumError
-from .shapes import parse_sizes, shapes_from
-from .text import render
+from .core.shapes import parse_sizes, shapes_from
+from .views.text import render
 
 __all__ = ["main"]
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     analysis = Analysis(call, d, sizes_from, check_note="not run (--check runs it)")
     if args.check:
-        from .check import check
+        from .check.report import check
 
         try:        # without JAX, check() falls back to NumPy's adjoint test
             analysis = replace(analysis, check=check(d, dtype=args.dtype))

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .equation import ELLIPSIS, INDEX_ORDER, parse, spell
+from .core.equation import ELLIPSIS, INDEX_ORDER, parse, spell
 from .errors import EinsumError
 
 __all__ = ["Expectation", "judge", "BLANK", "over"]

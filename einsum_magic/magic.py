@@ -3,30 +3,30 @@
 This module only connects the others, in one direction:
 
 1. options (IPython's ``magic_arguments`` over the :class:`EinsumGradMagics` traits);
-2. :func:`einsum_magic.cell.find_calls` reads the einsum calls from the cell's source,
+2. :func:`einsum_magic.cell.calls.find_calls` reads the einsum calls from the cell's source,
    and each is derived without shapes *before anything runs*: a bad literal equation
    raises IPython's own ``UsageError`` (the class itself: IPython prints its one-line
    message, no traceback) and the cell's code is not run (a call inside a ``try`` block
    is left to the run);
-3. :func:`einsum_magic.execute.run_code` runs the code once, as IPython runs a cell
+3. :func:`einsum_magic.cell.run.run_code` runs the code once, as IPython runs a cell
    (its output, ``Out`` and top-level ``await`` as without the magic; the run hooks fire
-   once, for the cell), while :mod:`einsum_magic.capture` observes every einsum call
+   once, for the cell), while :mod:`einsum_magic.cell.capture` observes every einsum call
    that executes; if it raises, IPython shows that error, nothing is analysed, and the
    magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
-4. each call site that ran (:mod:`einsum_magic.sites`: names from the source where the
+4. each call site that ran (:mod:`einsum_magic.cell.sites`: names from the source where the
    site is in the cell) is derived with the shapes its first call received, its
    ``--expect`` proposals matched to the displays (``2:A=…`` counts them in execution
    order) and judged, and checked against JAX on the arrays it received.
    Where nothing ran (``--no-run``, an equation-only cell, the line magic) the source's
    calls are derived with the user's arrays where
-   :meth:`Call.lookups <einsum_magic.cell.Call.lookups>` allows it, ``--sizes`` and
+   :meth:`Call.lookups <einsum_magic.cell.calls.Call.lookups>` allows it, ``--sizes`` and
    distinct defaults;
-5. one :class:`~einsum_magic.widget.GradDisplay` per einsum is displayed, in order: the
-   HTML page everywhere, and under it, where :mod:`einsum_magic.frontend` expects a
-   working widget manager, an output of live widgets (:func:`einsum_magic.widget.live`);
+5. one :class:`~einsum_magic.views.widget.GradDisplay` per einsum is displayed, in order: the
+   HTML page everywhere, and under it, where :mod:`einsum_magic.views.frontend` expects a
+   working widget manager, an output of live widgets (:func:`einsum_magic.views.widget.live`);
 6. a cell of several steps also gets the backward of the whole cell
-   (:func:`einsum_magic.chain.result.for_cell`, shown by :mod:`einsum_magic.chain.view`),
-   and ``-o NAME`` stores everything (:class:`~einsum_magic.analysis.EinsumGradResult`).
+   (:func:`einsum_magic.chain.result.for_cell`, shown by :mod:`einsum_magic.views.chain`),
+   and ``-o NAME`` stores everything (:class:`~einsum_magic.cell.analysis.EinsumGradResult`).
 
 nbval compares the first display message of each output and ignores
 ``update_display_data``; it compares ``text/plain`` and ``text/html`` and skips the
@@ -45,7 +45,7 @@ nbval and nbmake, and the user sees one line,
 ``ExpectationFailed: --expect dL_dA = 'ik,jk->ji': wrong: the result must carry …``.
 
 Nothing is added to the user's namespace but what the cell's own code assigns and
-``-o NAME`` (an :class:`~einsum_magic.analysis.EinsumGradResult`).
+``-o NAME`` (an :class:`~einsum_magic.cell.analysis.EinsumGradResult`).
 """
 
 from __future__ import annotations
@@ -60,15 +60,15 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 from traitlets import Bool, CaselessStrEnum, Int, Unicode
 
-from . import cell as cells
-from .analysis import Analysis, EinsumGradResult
-from .derivation import derive
-from .equation import parse
+from .cell import calls as cells
+from .cell.analysis import Analysis, EinsumGradResult
+from .core.derivation import derive
+from .core.equation import parse
 from .errors import EinsumError
 from .expect import judge
-from .shapes import parse_sizes, shapes_from
-from .sliders import fixed_letters
-from .verdict import answer_hidden, verdict
+from .core.shapes import parse_sizes, shapes_from
+from .views.sliders import fixed_letters
+from .views.verdict import answer_hidden, verdict
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
            "load_ipython_extension"]
@@ -105,7 +105,7 @@ class EinsumGradMagics(Magics):
 
     ``%config EinsumGradMagics.check = False`` turns the JAX check off for the session;
     ``dtype``, ``seed`` and ``max_elements`` set the check's defaults; ``view`` picks the
-    display (:func:`einsum_magic.frontend.choose`).
+    display (:func:`einsum_magic.views.frontend.choose`).
     """
 
     check = Bool(True, help="Check the derived gradients against jax.vjp.").tag(config=True)
@@ -196,7 +196,7 @@ class EinsumGradMagics(Magics):
         return _Run(self, args, cell).run()
 
     async def run_async(self, line: str, cell: str):
-        """The cell magic for a cell with top-level ``await`` (see :mod:`einsum_magic.execute`)."""
+        """The cell magic for a cell with top-level ``await`` (see :mod:`einsum_magic.cell.run`)."""
         args = parse_argstring(self.einsum_grad, line)
         return await _Run(self, args, cell).run_async()
 
@@ -227,7 +227,7 @@ class _Run:
         if self.output and cell and self.output in _bound_by(magics.shell.transform_cell(cell)):
             raise UsageError(f"-o {self.output}: the cell assigns {self.output}, which the result "
                              "would overwrite: choose another name")
-        from .check import TOLERANCES
+        from .check.report import TOLERANCES
 
         if self.dtype not in TOLERANCES:
             where = "--dtype" if args.dtype else "EinsumGradMagics.dtype ="
@@ -249,8 +249,8 @@ class _Run:
             targets = self._expect_targets(calls, [self._derive(c) for c in calls])
             self._check_sizes(calls)
         if code and not self.args.no_run:
-            from .check import MAX_ELEMENTS
-            from .execute import run_code
+            from .check.report import MAX_ELEMENTS
+            from .cell.run import run_code
 
             ran = await run_code(self.shell, self.cell, self.magics.max_elements or MAX_ELEMENTS)
             if ran.error is not None:   # IPython has shown the error
@@ -264,7 +264,7 @@ class _Run:
             operands = [self._operands(a.call) for a in analyses]
         analyses = self._checked(analyses, operands)
         view = self._view()
-        from .widget import GradDisplay
+        from .views.widget import GradDisplay
 
         for k, a in enumerate(analyses):
             display(GradDisplay(a, k, len(analyses), tab=verdict(a).tab, view=view))
@@ -275,14 +275,14 @@ class _Run:
         if not analyses and not notes and code and backward is None:
             notes = ("no einsum call found in the cell",)
         if notes:
-            from .text import render_notes
+            from .views.text import render_notes
 
             print(render_notes(notes))
         if self.output:
             _store(self.ns, self.output, EinsumGradResult(tuple(analyses), tuple(notes), backward))
         wrong = [e for a in analyses for e in a.expectations if e.failed]
         if wrong:
-            from .text import expect_line
+            from .views.text import expect_line
 
             raise ExpectationFailed("; ".join(
                 "--" + expect_line(e, len(analyses)) for e in wrong))
@@ -312,7 +312,7 @@ class _Run:
 
     def _output_name(self, call) -> str:
         """The output's name for a call not assigned to a name: the next letter, unless taken."""
-        from .derivation import default_names
+        from .core.derivation import default_names
 
         name = default_names(len(call.names))[1]
         if name not in call.names and name not in self.ns:
@@ -324,7 +324,7 @@ class _Run:
 
     def _observed(self, ran, calls, notes, note_lines):
         """(analyses, operands, notes) of the call sites the run observed, in execution order."""
-        from .sites import site_call, site_source, sizes_note
+        from .cell.sites import site_call, site_source, sizes_note
 
         cells = dict(getattr(self.shell.compile, "_filename_map", {}))
         cap = self.magics.max_displays
@@ -504,7 +504,7 @@ class _Run:
             out = []
             for k, a in enumerate(analyses):
                 if progress is not None:
-                    from .html import progress as progress_html
+                    from .views.html import progress as progress_html
 
                     progress[0].value = progress_html(len(analyses), k)
                 out.append(self._check_one(a, operands[k]))
@@ -517,7 +517,7 @@ class _Run:
 
     def _check_one(self, a, operands):
         """``a`` with its check; ``operands`` None: the run's arrays were not kept (say so)."""
-        from .check import check
+        from .check.report import check
 
         try:
             report = check(a.derivation, *(operands or ()), seed=self.seed, dtype=self.dtype,
@@ -536,14 +536,14 @@ class _Run:
         give its answer away) says so in one line instead of displaying it.
         """
         from .chain.result import for_cell
-        from .chain.view import CellBackwardDisplay
+        from .views.chain import CellBackwardDisplay
 
         why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
         backward, note = for_cell(self.shell.transform_cell(self.cell), self.ns, ran=self.ran,
                                   sizes=self.sizes, check=self.check_on, seed=self.seed,
                                   skipped=why)
         if note:
-            from .text import render_notes
+            from .views.text import render_notes
 
             print(render_notes((note,)))
         if backward is not None and show:
@@ -555,13 +555,13 @@ class _Run:
     # -- 4. display -------------------------------------------------------------------
 
     def _view(self) -> str:
-        from .frontend import choose
+        from .views.frontend import choose
 
         return choose(self.magics.view, getattr(self.shell, "kernel", None) is not None)
 
     def _live(self, a) -> None:
         """Display the live widgets of ``a`` under its page (nbval compares nothing of them)."""
-        from .widget import live, live_bundle
+        from .views.widget import live, live_bundle
 
         widget = live(a)
         if widget is not None:
@@ -578,7 +578,7 @@ class _Run:
             display({"text/html": ""}, raw=True)
         if view not in ("widget", "progress"):
             return None
-        from .widget import WIDGET_MIME, progress_widget
+        from .views.widget import WIDGET_MIME, progress_widget
 
         widget = progress_widget(count)
         view = widget._repr_mimebundle_()[WIDGET_MIME]
@@ -709,7 +709,7 @@ def load_ipython_extension(ipython) -> None:
     ipython.configurables[:] = [c for c in ipython.configurables
                                 if type(c).__name__ != EinsumGradMagics.__name__]
     ipython.register_magics(EinsumGradMagics(shell=ipython))
-    from .execute import await_transform
+    from .cell.run import await_transform
 
     cleanup = ipython.input_transformers_cleanup
     cleanup[:] = [t for t in cleanup if not getattr(t, "einsum_magic", False)]

@@ -1,7 +1,7 @@
 """The nbval sanitize file shipped with the package, and where to find it.
 
 ``nbval_sanitize.cfg`` (package data) reduces the magic's HTML display to its meaning
-(:func:`einsum_magic.html.meaning`: verdicts, equations, shapes) and removes what varies
+(:func:`einsum_magic.views.html.meaning`: verdicts, equations, shapes) and removes what varies
 between machines (JAX's platform warnings, addresses, durations), so notebooks stored
 with one release's markup still pass nbval with the next. Its path, in one line::
 

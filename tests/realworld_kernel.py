@@ -3,7 +3,7 @@
 :func:`prepare` seeds the random generators and imports the array libraries so that
 every case runs the same way with and without the magic; :func:`truth_start` and
 :func:`truth_stop` record, with a wrapper of their own (independent of
-``einsum_magic.capture``), every outermost einsum call a plain run makes;
+``einsum_magic.cell.capture``), every outermost einsum call a plain run makes;
 :func:`report` prints one JSON line comparing the magic's run with the plain one.
 """
 

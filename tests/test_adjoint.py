@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from einsum_magic import adjoint, derive
-from einsum_magic.check import INSTALL, check
+from einsum_magic import derive
+from einsum_magic.check import adjoint
+from einsum_magic.check.report import INSTALL, check
 from reference import HARD_CASES, random_operands
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,14 +233,14 @@ def test_jax_that_fails_at_run_time(tmp_path):
 def test_what_jax_raised_goes_to_the_live_details_not_the_summary(monkeypatch):
     import importlib
 
-    from einsum_magic import html
-    from einsum_magic.analysis import Analysis
-    from einsum_magic.cell import equation_call
+    from einsum_magic.views import html
+    from einsum_magic.cell.analysis import Analysis
+    from einsum_magic.cell.calls import equation_call
 
     def broken():
         raise RuntimeError("jaxlib is version 0.4.1 at /opt/site-packages/jaxlib\nmore")
 
-    check_module = importlib.import_module("einsum_magic.check")
+    check_module = importlib.import_module("einsum_magic.check.report")
     monkeypatch.setattr(check_module, "_import_jax", broken)
     d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
     r = check_module.check(d)

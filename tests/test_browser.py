@@ -424,8 +424,8 @@ def _assert_no_widget_errors(page) -> None:
 def _static_analyses():
     """Displays of the hard shapes a reader meets: a matmul checked against JAX, a diagonal (eye)."""
     from einsum_magic import check, derive
-    from einsum_magic.analysis import Analysis
-    from einsum_magic.cell import find_calls
+    from einsum_magic.cell.analysis import Analysis
+    from einsum_magic.cell.calls import find_calls
 
     out = []
     for source, shapes in (("C = np.einsum('ij,jk->ik', A, B)", ((2, 3), (3, 4))),
@@ -439,7 +439,7 @@ def _static_analyses():
 @pytest.fixture(scope="module")
 def static_page(browser, tmp_path_factory):
     """Two displays on one static page, opened in Chromium with JavaScript disabled."""
-    from einsum_magic import html
+    from einsum_magic.views import html
 
     analyses = _static_analyses()
     body = "".join(html.page(a, k, len(analyses)) for k, a in enumerate(analyses))
@@ -532,7 +532,7 @@ def test_without_a_stylesheet_code_stays_monospace_and_every_panel_shows(browser
     """As sanitizers leave it (GitHub strips <style>): readable in order, code in a fixed font."""
     from playwright.sync_api import expect
 
-    from einsum_magic import html
+    from einsum_magic.views import html
 
     (a,) = _static_analyses()[:1]
     bare = re.sub(r"(?s)<style>.*?</style>", "", html.page(a))

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from einsum_magic.capture import Capture, original_of
+from einsum_magic.cell.capture import Capture, original_of
 
 ORIGINAL = np.einsum
 
@@ -163,7 +163,7 @@ def test_a_module_imported_during_the_capture_is_observed_then_restored():
         import sys
         import numpy as np
         assert "opt_einsum" not in sys.modules
-        from einsum_magic.capture import Capture
+        from einsum_magic.cell.capture import Capture
         with Capture({}) as r:
             import opt_einsum as oe
             inside = oe.contract

@@ -1,4 +1,4 @@
-"""The ast layer: which calls of a cell are einsums, and how each is read (einsum_magic.cell)."""
+"""The ast layer: which calls of a cell are einsums, and how each is read (einsum_magic.cell.calls)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import opt_einsum
 import pytest
 
 from einsum_magic import EinsumError, derive
-from einsum_magic.cell import Call, cell_equation, equation_call, find_calls
-from einsum_magic.shapes import shapes_for
+from einsum_magic.cell.calls import Call, cell_equation, equation_call, find_calls
+from einsum_magic.core.shapes import shapes_for
 
 
 def one(source: str, namespace=None) -> Call:
@@ -336,7 +336,7 @@ def _function_of(module: str):
     ("jaxtyping", False), ("torchvision.ops", False), ("numpy_foo", False), ("einopsx", False),
 ])
 def test_a_bare_einsum_from_a_module_named_like_a_known_one_is_unknown(module, known):
-    from einsum_magic.cell import _unknown_einsum
+    from einsum_magic.cell.calls import _unknown_einsum
 
     found = _unknown_einsum(ast.parse("C = einsum('ij,jk->ik', A, B)"),
                             {"einsum": _function_of(module)})

@@ -474,7 +474,7 @@ def test_a_builtin_called_on_an_array_is_no_input_of_the_cell(ip):
 
 
 def test_the_display_honours_the_text_view_as_the_per_einsum_display_does():
-    from einsum_magic.chain import view
+    from einsum_magic.views import chain as view
 
     b = cell_backward("Z = X * 2", {"X": np.ones(3)}, check=False)
     assert set(view.CellBackwardDisplay(b, view="text")._repr_mimebundle_()) == {"text/plain"}

@@ -12,7 +12,7 @@ from reference import HARD_CASES, random_operands
 
 import einsum_magic
 from einsum_magic import EinsumError, derive
-from einsum_magic.check import (
+from einsum_magic.check.report import (
     INSTALL,
     TOLERANCES,
     JaxNotInstalled,
@@ -271,7 +271,7 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 def test_importing_the_check_does_not_import_jax():
     code = ("import sys, einsum_magic\n"
-            "from einsum_magic.check import jax_available\n"
+            "from einsum_magic.check.report import jax_available\n"
             "assert 'jax' not in sys.modules, 'jax imported'\n"
             "assert jax_available()\n"
             "assert 'jax' not in sys.modules, 'jax imported by jax_available'\n")
@@ -279,15 +279,16 @@ def test_importing_the_check_does_not_import_jax():
 
 
 def test_the_package_check_works_after_the_submodule_is_imported():
-    """``einsum_magic.check`` stays the function when the submodule of that name is imported."""
+    """``einsum_magic.check`` stays the function when the subpackage of that name is imported."""
     code = ("import einsum_magic\n"
             "from einsum_magic import derive\n"
             "d = derive('ij->j', shapes=((2, 3),))\n"
             "assert einsum_magic.check(d).passed\n"
-            "import einsum_magic.check\n"
+            "import einsum_magic.check.report\n"
             "from einsum_magic import check\n"
             "assert einsum_magic.check(d).passed and check(d).passed\n"
             "import sys\n"
+            "assert sys.modules['einsum_magic.check.report'].check is check\n"
             "assert sys.modules['einsum_magic.check'].check is check\n")
     python(code)
 
@@ -297,7 +298,7 @@ def test_jax_start_up_warnings_are_kept_not_printed():
     code = ("import logging, sys\n"
             "from einsum_magic import check, derive\n"
             "import importlib\n"
-            "checking = importlib.import_module('einsum_magic.check')\n"
+            "checking = importlib.import_module('einsum_magic.check.report')\n"
             "real = checking._start_jax\n"
             "def start():\n"
             "    logging.getLogger('jax._src.xla_bridge').warning('An NVIDIA GPU may be present')\n"
@@ -411,7 +412,7 @@ def test_the_first_check_does_not_consume_numpys_global_random_state():
 _RECORD_PREALLOCATE = (
     "import os, sys, importlib\n"
     "from einsum_magic import check, derive\n"
-    "checking = importlib.import_module('einsum_magic.check')\n"
+    "checking = importlib.import_module('einsum_magic.check.report')\n"
     "real, seen = checking._start_jax, []\n"
     "def start():\n"
     "    seen.append(os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))\n"

@@ -9,7 +9,7 @@ import pytest
 
 from einsum_magic import EinsumError
 from einsum_magic.cli import main
-from einsum_magic.shapes import parse_sizes, shapes_for
+from einsum_magic.core.shapes import parse_sizes, shapes_for
 
 
 def test_prints_each_gradient(capsys):

@@ -8,8 +8,9 @@ from html import unescape
 
 import pytest
 
-from einsum_magic import derive, html
-from einsum_magic.colours import PALETTE, assign, css, for_relabelled, of, paint, paint_code, paint_html
+from einsum_magic import derive
+from einsum_magic.views import html
+from einsum_magic.views.colours import PALETTE, assign, css, for_relabelled, of, paint, paint_code, paint_html
 
 # JupyterLab's layout-color1/2 and cell editor backgrounds, light and dark themes.
 LIGHT = ("#ffffff", "#eeeeee", "#f7f7f7")

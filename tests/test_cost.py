@@ -8,7 +8,7 @@ import pytest
 from opt_einsum.helpers import flop_count
 
 from einsum_magic import EinsumError, derive
-from einsum_magic.cost import cost, plan, xla_vjp_flops
+from einsum_magic.compute.cost import cost, plan, xla_vjp_flops
 
 # The realistic suite of benchmarks/bench_flops.py at small sizes: (label, equation, names, shapes).
 SUITE = [
@@ -140,7 +140,7 @@ def test_unknown_implementation():
 def test_one_rule_for_forward_gradients_and_backward():
     """A contraction of two operands: 2 x the product of its letters' sizes, each gradient the
     same, the backward twice the forward."""
-    from einsum_magic.cost import lesson, tally
+    from einsum_magic.compute.cost import lesson, tally
 
     for equation, shapes in [("ij,jk->ik", ((2, 3), (3, 4))), ("bij,bjk->bik", ((5, 2, 3), (5, 3, 4))),
                              ("bhqd,bhkd->bhqk", ((2, 3, 8, 4), (2, 3, 6, 4)))]:
@@ -154,7 +154,7 @@ def test_one_rule_for_forward_gradients_and_backward():
 
 
 def test_data_movement_costs_nothing_and_is_named():
-    from einsum_magic.cost import MOVEMENT, tally
+    from einsum_magic.compute.cost import MOVEMENT, tally
 
     cases = {"ij->ji": ["transpose"], "ii->i": ["diagonal read", "diagonal write"],
              "ij->i": ["sum", "broadcast"]}
@@ -169,7 +169,7 @@ def test_data_movement_costs_nothing_and_is_named():
 @pytest.mark.parametrize("label, equation, names, shapes", SUITE, ids=SUITE_IDS)
 def test_the_tally_counts_the_plan_that_runs(label, equation, names, shapes):
     """The joint backward of the tally is the plan export writes, counted step by step."""
-    from einsum_magic.cost import tally
+    from einsum_magic.compute.cost import tally
 
     d = derive(equation, names=names, shapes=shapes)
     p = plan(d)

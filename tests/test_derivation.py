@@ -175,9 +175,9 @@ def test_derivation_is_immutable():
 
 
 def test_shapeless_ellipsis_says_it_assumes_no_size_1_broadcasting():
-    from einsum_magic import text
-    from einsum_magic.analysis import Analysis
-    from einsum_magic.cell import equation_call
+    from einsum_magic.views import text
+    from einsum_magic.cell.analysis import Analysis
+    from einsum_magic.cell.calls import equation_call
 
     say = "no size-1 broadcasting is assumed"
     d = derive("...ij,...jk->...ik")

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from einsum_magic import derive
-from einsum_magic.colours import of
-from einsum_magic.diagram import backward, forward, section, svg
+from einsum_magic.views.colours import of
+from einsum_magic.views.diagram import backward, forward, section, svg
 from test_properties import einsums, instance
 
 SVG = ""                      # inline SVG in HTML: no namespace (and no address) needed
@@ -235,7 +235,7 @@ def test_no_two_labels_or_nodes_overlap(eq, shapes):
 
 
 def test_same_bytes_after_every_cache_is_cleared():
-    from einsum_magic import colours, diagram as module
+    from einsum_magic.views import colours, diagram as module
 
     d = derive("bij,bjk->bik", shapes=((2, 3, 4), (2, 4, 5)))
     first = section(d)
@@ -267,9 +267,9 @@ def test_unbound_ellipsis_is_drawn_as_dots_in_a_neutral_colour():
 
 
 def test_einops_axes_label_the_edges_by_name():
-    from einsum_magic.analysis import Analysis
-    from einsum_magic.cell import find_calls
-    from einsum_magic.html import diagram as tab
+    from einsum_magic.cell.analysis import Analysis
+    from einsum_magic.cell.calls import find_calls
+    from einsum_magic.views.html import diagram as tab
 
     call = find_calls('Y = einops.einsum(x, w, "batch d, d out -> batch out")').calls[0]
     d = derive(call.equation, call.names, call.output, shapes=((8, 3), (3, 5)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from einsum_magic import EinsumError, derive
-from einsum_magic.equation import bind, parse
+from einsum_magic.core.equation import bind, parse
 
 
 def caret_at(error: EinsumError) -> int:

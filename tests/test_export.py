@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from einsum_magic import EinsumError, derive
-from einsum_magic.export import TARGETS, compiled, export
+from einsum_magic.compute.export import TARGETS, compiled, export
 from reference import assert_grads_equal, jax_vjp, random_operands
 
 # (equation, shapes, names): names given where one array is passed at several positions.

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from einsum_magic.frontend import VIEWS, choose, detect
+from einsum_magic.views.frontend import VIEWS, choose, detect
 
 LAB = {"JPY_PARENT_PID": "1", "JPY_SESSION_NAME": "/home/me/nb.ipynb"}
 COLAB = {**LAB, "COLAB_RELEASE_TAG": "release-colab_20240626-060133_RC00", "COLAB_GPU": "1"}

@@ -12,12 +12,12 @@ from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
-from einsum_magic import text
-from einsum_magic.analysis import EinsumGradResult
-from einsum_magic.check import INSTALL
+from einsum_magic.views import text
+from einsum_magic.cell.analysis import EinsumGradResult
+from einsum_magic.check.report import INSTALL
 from einsum_magic.magic import (CellCodeFailed, CheckFailed, EinsumGradMagics, ExpectationFailed,
                                 load_ipython_extension)
-from einsum_magic.widget import WIDGET_MIME
+from einsum_magic.views.widget import WIDGET_MIME
 
 PASS2 = "check: PASS, 2/2 gradients match jax.vjp (float32)"
 
@@ -578,7 +578,7 @@ def test_a_failed_check_fails_the_cell(ip, monkeypatch):
     import dataclasses
     import importlib
 
-    checking = importlib.import_module("einsum_magic.check")
+    checking = importlib.import_module("einsum_magic.check.report")
     real = checking.check
 
     def transposed(d, *operands, **options):
@@ -694,7 +694,7 @@ def test_view_text_shows_text_plain_alone(ip):
 # -- the cost line and the Cost and Export tabs (issue 7) ------------------------------
 
 def test_text_plain_holds_the_cost_line_before_the_check_line(ip):
-    from einsum_magic.cost import lesson
+    from einsum_magic.compute.cost import lesson
 
     result, cap = run(ip, "%%einsum_grad -o res\nC = np.einsum('ij,jk->ik', A, B)\n"
                           "D = np.einsum('ik,k->i', C, np.ones(4))")
@@ -734,7 +734,7 @@ def test_the_text_view_says_when_random_arrays_stood_in_for_the_users(ip):
 
 def test_a_torch_cell_on_complex_tensors_exports_pytorchs_convention(ip):
     torch = pytest.importorskip("torch")
-    from einsum_magic import html
+    from einsum_magic.views import html
 
     ip.run_cell("import torch\ng = torch.Generator().manual_seed(0)\n"
                 "X = torch.randn(2, 3, dtype=torch.complex128, generator=g)\n"

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from einsum_magic import html, sanitize
-from einsum_magic.analysis import Analysis
-from einsum_magic.cell import find_calls
+from einsum_magic import sanitize
+from einsum_magic.views import html
+from einsum_magic.cell.analysis import Analysis
+from einsum_magic.cell.calls import find_calls
 from einsum_magic import derive
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +159,7 @@ def test_nbval_fails_another_meaning(executed, tmp_path, change):
 def chain_page():
     import numpy as np
     from einsum_magic.chain import cell_backward
-    from einsum_magic.chain import view
+    from einsum_magic.views import chain as view
 
     b = cell_backward("H = np.einsum('ij,jk->ik', X, W)\nZ = np.maximum(H, 0)",
                       {"X": np.ones((2, 3)), "W": np.ones((3, 4))}, check=False)
@@ -166,7 +167,7 @@ def chain_page():
 
 
 def test_a_chain_page_reduces_to_its_meaning_line():
-    from einsum_magic.chain import view
+    from einsum_magic.views import chain as view
 
     b, page = chain_page()
     assert sanitized(page) == f"einsum_grad meaning: {view.meaning(b)}"

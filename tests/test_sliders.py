@@ -10,11 +10,11 @@ from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 from einsum_magic import derive
-from einsum_magic.analysis import Analysis
-from einsum_magic.cell import equation_call
-from einsum_magic.cost import cost
+from einsum_magic.cell.analysis import Analysis
+from einsum_magic.cell.calls import equation_call
+from einsum_magic.compute.cost import cost
 from einsum_magic.magic import load_ipython_extension
-from einsum_magic.sliders import free, resized, view, widget
+from einsum_magic.views.sliders import free, resized, view, widget
 
 
 def analysis(eq, shapes, fixed=()):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
-from einsum_magic import derive, teaching
-from einsum_magic.analysis import Analysis
-from einsum_magic.cell import equation_call
+from einsum_magic import derive
+from einsum_magic.views import teaching
+from einsum_magic.cell.analysis import Analysis
+from einsum_magic.cell.calls import equation_call
 from einsum_magic.expect import judge
-from einsum_magic.verdict import answer_hidden, verdict
+from einsum_magic.views.verdict import answer_hidden, verdict
 
 
 def analysis(equation="ij,jk->ik", shapes=((2, 3), (3, 4)), names=None, expects=(), note="skipped"):
@@ -107,7 +108,7 @@ def _without_reveals(page: str) -> str:
 
 
 def test_a_blank_page_asks_and_keeps_the_answer_behind_closed_folds():
-    from einsum_magic import html
+    from einsum_magic.views import html
 
     a = analysis(expects=[("dL_dA", "?")])
     page = html.page(a, tab=verdict(a).tab)
@@ -128,7 +129,7 @@ def test_a_blank_page_asks_and_keeps_the_answer_behind_closed_folds():
 
 
 def test_a_right_proposal_shows_the_answer_and_a_wrong_one_opens_the_exercise():
-    from einsum_magic import html
+    from einsum_magic.views import html
 
     right = analysis(expects=[("dL_dA", "xz,yz->xy")])
     page = html.page(right, tab=verdict(right).tab)
@@ -144,7 +145,7 @@ def test_a_failed_check_opens_the_check_tab():
     import dataclasses
     import sys
 
-    from einsum_magic import html
+    from einsum_magic.views import html
 
     sys.path.insert(0, "tests")
     from test_views import failing_report
@@ -156,7 +157,7 @@ def test_a_failed_check_opens_the_check_tab():
 
 
 def test_the_live_reveal_button_shows_the_answer_when_pressed():
-    from einsum_magic import widget
+    from einsum_magic.views import widget
 
     assert widget.live_reveal(analysis(expects=[("dL_dA", "ik,jk->ij")])) is None
     assert widget.live_reveal(analysis()) is None

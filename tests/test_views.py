@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from einsum_magic import derive
-from einsum_magic import html, text, widget
-from einsum_magic.analysis import Analysis
-from einsum_magic.cell import equation_call, find_calls
+from einsum_magic.views import html, text, widget
+from einsum_magic.cell.analysis import Analysis
+from einsum_magic.cell.calls import equation_call, find_calls
 from einsum_magic.expect import judge
-from einsum_magic.check import CheckReport, GradCheck, INSTALL, check
-from einsum_magic.cost import cost, lesson
-from einsum_magic.export import export
+from einsum_magic.check.report import CheckReport, GradCheck, INSTALL, check
+from einsum_magic.compute.cost import cost, lesson
+from einsum_magic.compute.export import export
 
 
 def visible(fragment: str) -> str:
@@ -152,7 +152,7 @@ def test_text_has_the_cost_line_just_before_the_check_line(source, shapes):
     assert lines[-1] == "check: skipped (--no-check)"
     assert sum(line.startswith("cost: ") for line in lines) == 1
     # deterministic: a fresh derivation, with the cost's caches cleared, gives the same text
-    from einsum_magic.cost import _cost, _plan, _tally
+    from einsum_magic.compute.cost import _cost, _plan, _tally
 
     _cost.cache_clear()
     _plan.cache_clear()
@@ -478,10 +478,11 @@ def test_exported_modules_are_highlighted_and_coloured():
 def test_cost_and_export_views_import_neither_jax_nor_torch():
     code = textwrap.dedent("""
         import sys
-        import einsum_magic.cost, einsum_magic.export
-        from einsum_magic import derive, html, text
-        from einsum_magic.analysis import Analysis
-        from einsum_magic.cell import equation_call
+        import einsum_magic.compute.cost, einsum_magic.compute.export
+        from einsum_magic import derive
+        from einsum_magic.views import html, text
+        from einsum_magic.cell.analysis import Analysis
+        from einsum_magic.cell.calls import equation_call
         d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
         a = Analysis(equation_call("ij,jk->ik"), d, "sizes", check_note="skipped")
         assert "cost: " in text.render(a) and ">Cost</h3>" in html.page(a)
@@ -532,7 +533,7 @@ def test_display_bundle(checked):
 
 
 def test_check_section_of_the_numpy_adjoint_test_says_why_in_one_line():
-    from einsum_magic import adjoint
+    from einsum_magic.check import adjoint
 
     a = analysis()
     why = "JAX not available: import raised RuntimeError"
@@ -551,8 +552,8 @@ def test_check_section_of_the_numpy_adjoint_test_says_why_in_one_line():
 
 
 def test_the_meaning_line_says_where_as_the_header_does_and_grades_in_words():
-    from einsum_magic.capture import Site
-    from einsum_magic.sites import site_call
+    from einsum_magic.cell.capture import Site
+    from einsum_magic.cell.sites import site_call
 
     site = Site("numpy.einsum", "numpy", "pi,qi->pq", None, ((4, 3), (4, 3)), ("float64",) * 2,
                 (0, 0), ("C", "C"), (None, None), "<cell>", 2, 11, "density", count=3)

@@ -9,7 +9,7 @@ The arrow this subpackage owns, one module per job:
 * :mod:`~einsum_magic.chain.check`: every input gradient against ``jax.vjp`` (float64);
 * :mod:`~einsum_magic.chain.export`: one NumPy / ``jax.custom_vjp`` / torch function;
 * :mod:`~einsum_magic.chain.result`: :class:`CellBackward` and :func:`cell_backward`;
-* :mod:`~einsum_magic.chain.view`: its text and HTML.
+* :mod:`~einsum_magic.views.chain`: its text and HTML.
 
 Importing it imports neither JAX nor ipywidgets.
 """

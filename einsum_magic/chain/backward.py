@@ -38,8 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..derivation import derive
-from ..names import free_name
+from ..core.derivation import derive
+from ..core.names import free_name
 from .forward import _atom
 from .program import Program, Step
 

@@ -5,7 +5,7 @@ jax.numpy (:func:`jax_source`: the same steps, ``jnp`` for ``np``; softmax's shi
 ``jax.lax.stop_gradient``), takes ``jax.vjp`` of it at the cell's arrays with seeded random
 cotangents (never all ones) inside a scoped ``jax.enable_x64(True)`` (JAX's global flags are
 never flipped), runs the backward program with NumPy on the same values, and compares every
-gradient element by element. JAX is imported on first use (:mod:`einsum_magic.check`'s
+gradient element by element. JAX is imported on first use (:mod:`einsum_magic.check.report`'s
 quiet import).
 """
 
@@ -77,7 +77,7 @@ def cotangents(backward, seed: int = 0) -> dict[str, np.ndarray]:
 
 def check_backward(backward, seed: int = 0) -> ChainCheck:
     """Check ``backward`` (a :class:`~einsum_magic.chain.result.CellBackward`) against jax.vjp."""
-    from ..check import _import_jax
+    from ..check.report import _import_jax
 
     jax, jnp = _import_jax()
     p = backward.program

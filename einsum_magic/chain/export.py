@@ -1,6 +1,6 @@
 """The backward of a whole cell as standalone source: NumPy, ``jax.custom_vjp`` or PyTorch.
 
-This module owns the chain's exported code, as :mod:`einsum_magic.export` does for one
+This module owns the chain's exported code, as :mod:`einsum_magic.compute.export` does for one
 einsum (whose helpers it reuses):
 
 * ``"numpy"``: ``backward(<cotangents>, <inputs>)`` recomputes the forward and returns the
@@ -11,7 +11,7 @@ einsum (whose helpers it reuses):
 * ``"torch"``: ``class Cell(torch.autograd.Function)`` and ``cell(<inputs>)``.
 
 The elementwise lines are the backward program's own. Each einsum's gradients are written as
-the single-einsum export writes them (:func:`einsum_magic.cost.plan`): contracted along the
+the single-einsum export writes them (:func:`einsum_magic.compute.cost.plan`): contracted along the
 forward's path read backwards, a sum's gradient as a broadcast rather than an einsum with
 ``ones``, so the export costs no more than autodiff.
 
@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import re
 
-from ..cost import plan
-from ..derivation import derive
+from ..compute.cost import plan
+from ..core.derivation import derive
 from ..errors import EinsumError
-from ..export import _lines, execute
+from ..compute.export import _lines, execute
 from .forward import line
 
 __all__ = ["export", "compiled", "TARGETS"]

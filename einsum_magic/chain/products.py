@@ -6,7 +6,7 @@ over axes gets the same per-einsum display as its einsum. :func:`single_product`
 cell (:mod:`~einsum_magic.chain.reading`), binds the product to the shapes of the arrays the
 user's namespace holds (:mod:`~einsum_magic.chain.forward`, where ``A @ B`` becomes
 ``'ij,jk->ik'`` for matrices and ``'...ij,...jk->...ik'`` for stacks) and returns a
-:class:`~einsum_magic.cell.Call` for the magic to derive, check and display like any other.
+:class:`~einsum_magic.cell.calls.Call` for the magic to derive, check and display like any other.
 
 >>> import numpy as np
 >>> call = single_product("C = A @ B", {"A": np.ones((2, 3)), "B": np.ones((3, 4))})
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..cell import Call
+from ..cell.calls import Call
 from .forward import bind
 from .reading import read
 

@@ -9,7 +9,7 @@ target) ends the reading there, with a note.
 What is read as a step (module ``np``/``numpy``, ``jnp``/``jax.numpy``, ``torch``, or any
 alias the cell imports or the user's namespace holds):
 
-* einsum calls, read by :func:`einsum_magic.cell.find_calls` (its conventions);
+* einsum calls, read by :func:`einsum_magic.cell.calls.find_calls` (its conventions);
 * products written without einsum: ``@``, ``matmul``, ``dot``, ``inner``, ``outer``,
   ``tensordot(axes=…)``, ``trace``, ``diagonal``, ``.T``, ``transpose``, ``swapaxes``,
   ``sum``/``mean`` over axes (binding turns each into the einsum it is);
@@ -40,8 +40,8 @@ import numbers
 import types
 from typing import Any, Mapping
 
-from ..cell import _dotted, find_calls
-from ..names import free_name
+from ..cell.calls import _dotted, find_calls
+from ..core.names import free_name
 from .program import Program, Step
 
 __all__ = ["read", "MODULES"]

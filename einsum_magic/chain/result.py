@@ -155,7 +155,7 @@ def cell_backward(source: str, inputs: Mapping[str, Any],
     if any(np.iscomplexobj(v) for v in values.values()):
         return dataclasses.replace(result, check_note="not run: complex values (the cell check "
                                                       "compares real gradients)")
-    from ..check import JaxNotInstalled, jax_available
+    from ..check.report import JaxNotInstalled, jax_available
     from .check import check_backward
 
     if not jax_available():
@@ -191,7 +191,7 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
     Input arrays come from ``namespace`` (read only); an input the cell rebinds is not read
     from it after the run (it holds the new value). An input with no array that
     only einsums read gets seeded random values of the shape ``sizes`` (``--sizes``) and the
-    defaults give (:func:`einsum_magic.shapes.shapes_from`); any other missing input leaves
+    defaults give (:func:`einsum_magic.core.shapes.shapes_from`); any other missing input leaves
     the cell without a backward, and the note says which. ``skipped``: why the check is off.
     """
     try:
@@ -261,7 +261,7 @@ def or_none(fn, *args):
 
 def _from_sizes(program: Program, missing, inputs, sizes, seed):
     """Arrays for missing inputs that einsums read, from ``--sizes`` and the defaults."""
-    from ..shapes import shapes_from
+    from ..core.shapes import shapes_from
 
     rng = np.random.default_rng(seed)
     made: dict[str, Any] = {}

@@ -7,7 +7,7 @@ and the cotangent plugged into the output's open edges.
 
 The model (:func:`forward`, :func:`backward`) is pure and immutable: a :class:`Diagram`
 of :class:`Node` and :class:`Edge` records built from a
-:class:`~einsum_magic.derivation.Derivation`.
+:class:`~einsum_magic.core.derivation.Derivation`.
 
 * an operand is a node of kind ``operand`` (id ``op<k>``: the same array passed twice
   is two nodes); in a gradient's diagram operand ``k`` becomes a ``slot`` of the same id;
@@ -22,7 +22,7 @@ of :class:`Node` and :class:`Edge` records built from a
 :func:`svg` draws a diagram as inline SVG (no JavaScript, fonts or network) with a
 deterministic layout: operands in a row, letters between them as arcs above, the
 output's open edges (or the cotangent that fills them) below, every letter's colour
-from :mod:`einsum_magic.colours` through CSS variables, so JupyterLab's light and dark
+from :mod:`einsum_magic.views.colours` through CSS variables, so JupyterLab's light and dark
 themes both read. The same diagram gives the same bytes.
 
 >>> from einsum_magic import derive
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from html import escape
 
 from . import colours as _colours
-from .equation import spell
+from ..core.equation import spell
 
 __all__ = ["Node", "Edge", "Diagram", "forward", "backward", "svg"]
 
@@ -483,7 +483,7 @@ CSS = """
 @functools.lru_cache(maxsize=1)
 def css() -> str:
     """The diagrams' CSS: layout, nodes, and per palette colour a stroke (``eg-s*``) and fill
-    (``eg-f*``) class; the colours themselves are :mod:`einsum_magic.colours`' variables."""
+    (``eg-f*``) class; the colours themselves are :mod:`einsum_magic.views.colours`' variables."""
     n = len(_colours.PALETTE)
     rules = [CSS.strip()]
     rules += [f".einsum-grad svg.eg-diagram .eg-s{k} {{ stroke: var(--eg-l{k}); }}" for k in range(n)]

@@ -1,7 +1,7 @@
 """The outcome of one analysed einsum, said first: the verdict line, its badge, the tab to open.
 
 This module owns what every view puts at the top of a display, as pure functions of an
-:class:`~einsum_magic.analysis.Analysis`:
+:class:`~einsum_magic.cell.analysis.Analysis`:
 
 * :func:`verdict` — a :class:`Verdict`: the one line (``expect dL_dA wrong · check PASS``),
   its state for a badge (``pass``, ``fail``, ``open`` for an unanswered exercise,
@@ -14,8 +14,8 @@ This module owns what every view puts at the top of a display, as pure functions
   learner gets it right or presses Reveal.
 
 >>> from einsum_magic import derive
->>> from einsum_magic.analysis import Analysis
->>> from einsum_magic.cell import equation_call
+>>> from einsum_magic.cell.analysis import Analysis
+>>> from einsum_magic.cell.calls import equation_call
 >>> from einsum_magic.expect import judge
 >>> d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
 >>> a = Analysis(equation_call("ij,jk->ik"), d, "defaults", check_note="skipped (--no-check)",

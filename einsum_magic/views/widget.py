@@ -2,12 +2,12 @@
 
 :class:`GradDisplay` is what the magic displays. Its ``_repr_mimebundle_`` returns
 
-* ``text/plain``: :func:`einsum_magic.text.render`, deterministic (nbval compares it);
-* ``text/html``: :func:`einsum_magic.html.page`, the whole display (tabs switched by CSS
+* ``text/plain``: :func:`einsum_magic.views.text.render`, deterministic (nbval compares it);
+* ``text/html``: :func:`einsum_magic.views.html.page`, the whole display (tabs switched by CSS
   alone), deterministic too, left out with ``view="text"``.
 
 Live ipywidgets add only what HTML cannot, in outputs of their own, and only in a
-frontend with a working widget manager (:mod:`einsum_magic.frontend` decides): the
+frontend with a working widget manager (:mod:`einsum_magic.views.frontend` decides): the
 progress line while the check runs (:func:`progress_widget`) and, after the page,
 :func:`live`: one widget per entry of :data:`LIVE` (a title and a function of the
 Analysis returning a widget, or ``None`` when it has nothing to add). The page is
@@ -74,7 +74,7 @@ def live_reveal(a):
 
 def live_sizes(a):
     """A slider per letter the arrays do not fix, over the shapes, FLOPs and forward diagram
-    at those sizes (:func:`einsum_magic.sliders.widget`); ``None`` when the arrays fix all."""
+    at those sizes (:func:`einsum_magic.views.sliders.widget`); ``None`` when the arrays fix all."""
     from .sliders import widget
 
     return widget(a)
@@ -133,7 +133,7 @@ class GradDisplay:
         return text.render(self.analysis, self.index, self.count)
 
     def html(self) -> str:
-        """The page (:func:`einsum_magic.html.page`), written once per display."""
+        """The page (:func:`einsum_magic.views.html.page`), written once per display."""
         if self._html is None:
             self._html = html.page(self.analysis, self.index, self.count, self.tab)
         return self._html

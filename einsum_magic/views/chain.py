@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from html import escape
 
-from .forward import line
+from ..chain.forward import line
 
 __all__ = ["text", "html", "meaning", "CellBackwardDisplay", "verdict"]
 
@@ -112,7 +112,7 @@ def _anchor(b) -> str:
 
 def html(b) -> str:
     """The deterministic ``text/html`` of the display (styled like the per-einsum ones)."""
-    from ..html import highlight, meaning_comment, stylesheet
+    from .html import highlight, meaning_comment, stylesheet
 
     key = _anchor(b)
     inputs, sinks = _io(b)
@@ -170,7 +170,7 @@ class CellBackwardDisplay:
     """What the magic displays after the per-einsum displays: ``text/plain`` and ``text/html``.
 
     ``view="text"`` leaves the HTML out, as it does for
-    :class:`~einsum_magic.widget.GradDisplay` (any other view keeps it).
+    :class:`~einsum_magic.views.widget.GradDisplay` (any other view keeps it).
     """
 
     def __init__(self, backward, view: str = "html"):

@@ -1,13 +1,13 @@
 """What a derivation costs: opt_einsum's paths, and the joint backward plan that export writes out.
 
-This module owns contraction order and FLOP counts for a :class:`~einsum_magic.derivation.Derivation`
+This module owns contraction order and FLOP counts for a :class:`~einsum_magic.core.derivation.Derivation`
 bound to shapes:
 
 * :func:`cost` returns a :class:`CostReport`: the forward einsum and each derived gradient einsum
   *as written* (aux tensors ``np.eye``/``np.ones`` counted as operands), each with opt_einsum's
   naive and optimised FLOPs, largest intermediate and pairwise steps
   (:func:`opt_einsum.contract_path`), plus the joint backward below.
-* :func:`plan` returns the :class:`Plan` that :mod:`einsum_magic.export` turns into source: the
+* :func:`plan` returns the :class:`Plan` that :mod:`einsum_magic.compute.export` turns into source: the
   forward contracted pairwise along opt_einsum's path, and the backward as that path read
   backwards, as reverse-mode autodiff does. Every gradient is its derived einsum, but contracted
   along the forward's path: the forward intermediates it needs are residuals, and the cotangent
@@ -48,9 +48,9 @@ from math import prod
 import opt_einsum
 from opt_einsum.helpers import flop_count
 
-from .derivation import Derivation
-from .equation import spell_equation
-from .errors import EinsumError
+from ..core.derivation import Derivation
+from ..core.equation import spell_equation
+from ..errors import EinsumError
 
 __all__ = ["cost", "plan", "tally", "lesson", "Tally", "Part", "MOVEMENT", "vjp_function", "xla_vjp_flops", "CostReport", "Contraction", "Plan", "Step"]
 

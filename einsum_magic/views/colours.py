@@ -1,7 +1,7 @@
 """One colour per letter: the palette, which letter gets which colour, and coloured HTML.
 
 Every view paints a letter of an einsum the same colour: in equation strings, in code,
-in loop bodies, in the Shapes table and in the diagrams (:mod:`einsum_magic.diagram`).
+in loop bodies, in the Shapes table and in the diagrams (:mod:`einsum_magic.views.diagram`).
 Colour is never the only cue: the letter stays as text inside its ``<span>``.
 
 * :data:`PALETTE` holds ten hues after Okabe & Ito's colour-blind-safe set, each with a
@@ -79,7 +79,7 @@ def assign(inputs: Iterable[str], output: str = "",
 
 
 def of(d) -> dict[str, int]:
-    """The colours of a :class:`~einsum_magic.derivation.Derivation`'s letters (cached per derivation).
+    """The colours of a :class:`~einsum_magic.core.derivation.Derivation`'s letters (cached per derivation).
 
     Forward letters in order of first appearance in its (bound) equation, then every
     gradient's fresh letters with the colour of the letter they repeat.

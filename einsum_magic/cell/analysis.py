@@ -1,6 +1,6 @@
 """What the magic found for each einsum of a cell: the records every view is drawn from.
 
-:class:`Analysis` holds one einsum's call (:class:`~einsum_magic.cell.Call`), its
+:class:`Analysis` holds one einsum's call (:class:`~einsum_magic.cell.calls.Call`), its
 derivation bound to shapes, the check's report and the ``--expect`` verdicts; the
 text, HTML and widget views are pure functions of it. :class:`EinsumGradResult` is
 what ``%%einsum_grad -o NAME`` stores.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cell import Call
+from .calls import Call
 
 __all__ = ["Analysis", "EinsumGradResult"]
 
@@ -20,14 +20,14 @@ __all__ = ["Analysis", "EinsumGradResult"]
 class Analysis:
     """One einsum of the cell, everything the views show: a pure record.
 
-    ``check`` is the :class:`~einsum_magic.check.CheckReport`, or ``None`` with
+    ``check`` is the :class:`~einsum_magic.check.report.CheckReport`, or ``None`` with
     ``check_note`` saying why (skipped, JAX not installed, the check's error).
     ``sizes_from`` says where the shapes came from; ``fixed`` holds the letters whose
     size the user's arrays fix (the others get a size slider in a live kernel).
     """
 
     call: Call
-    derivation: Any                   # einsum_magic.derivation.Derivation, bound to shapes
+    derivation: Any                   # einsum_magic.core.derivation.Derivation, bound to shapes
     sizes_from: str
     check: Any = None
     check_note: str = ""

@@ -1,6 +1,6 @@
 """The HTML display of one analysed einsum: the page (every bundle's ``text/html``) and its tabs.
 
-Every function here is a pure function of an :class:`~einsum_magic.analysis.Analysis`
+Every function here is a pure function of an :class:`~einsum_magic.cell.analysis.Analysis`
 returning an HTML string. Styling is one scoped stylesheet (:func:`stylesheet`, every
 rule under ``.einsum-grad``) written with JupyterLab's CSS variables
 (``var(--jp-ui-font-color1)``, ``var(--jp-layout-color1)``, ``var(--jp-border-color2)``,
@@ -8,8 +8,8 @@ rule under ``.einsum-grad``) written with JupyterLab's CSS variables
 plain fallbacks, so it reads in light and dark themes and outside JupyterLab. Code is
 tokenised by Pygments (:func:`highlight`, :func:`highlight_module` for whole exported
 modules) and coloured by that stylesheet. Each letter keeps one colour in every tab:
-:func:`painted` (:mod:`einsum_magic.colours`) paints every panel and the header; the
-Diagram tab is :mod:`einsum_magic.diagram`'s SVG.
+:func:`painted` (:mod:`einsum_magic.views.colours`) paints every panel and the header; the
+Diagram tab is :mod:`einsum_magic.views.diagram`'s SVG.
 
 :func:`page` is the whole display, the ``text/html`` of every display bundle: the
 header over one tab per entry of :data:`TABS` (a title and a function of the Analysis
@@ -25,8 +25,8 @@ shows those, in a live widget). Its Cost tab (:func:`cost`) holds FLOP counts, w
 depend on the shapes only.
 
 >>> from einsum_magic import derive
->>> from einsum_magic.analysis import Analysis
->>> from einsum_magic.cell import equation_call
+>>> from einsum_magic.cell.analysis import Analysis
+>>> from einsum_magic.cell.calls import equation_call
 >>> a = Analysis(equation_call("ij,jk->ik"), derive("ij,jk->ik", shapes=((2, 3), (3, 4))),
 ...              "defaults", check_note="skipped (--no-check)")
 >>> "var(--jp-border-color2" in page(a) and "dL_dC" in backward(a)
@@ -42,8 +42,8 @@ from html import escape
 
 from . import teaching
 from . import colours as _colours, diagram as _diagram
-from .cost import cost as cost_report
-from .errors import EinsumError
+from ..compute.cost import cost as cost_report
+from ..errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 from .verdict import EXPECT_WORDS, answer_hidden
 
@@ -265,7 +265,7 @@ def _code(text: str) -> str:
 
 
 def painted(a, fragment: str) -> str:
-    """``fragment`` of ``a``'s display with every letter in its colour (:mod:`einsum_magic.colours`)."""
+    """``fragment`` of ``a``'s display with every letter in its colour (:mod:`einsum_magic.views.colours`)."""
     d = a.derivation
     return _colours.paint_html(fragment, _colours.of(d), d.names + (d.output,))
 
@@ -302,7 +302,7 @@ def header(a, index: int | None = None, count: int = 1) -> str:
 
 def verdict(a) -> str:
     """The verdict badge at the right of the header's title (the check, ``--expect``):
-    :func:`einsum_magic.teaching.badge`."""
+    :func:`einsum_magic.views.teaching.badge`."""
     return " " + teaching.badge(a)
 
 
@@ -328,7 +328,7 @@ def backward(a) -> str:
 
 
 def diagram(a) -> str:
-    """Tensor networks: the forward, and each gradient's beside it (:mod:`einsum_magic.diagram`)."""
+    """Tensor networks: the forward, and each gradient's beside it (:mod:`einsum_magic.views.diagram`)."""
     call = a.call
     return _diagram.section(a.derivation, call.axes if call.style == "einops" else ())
 
@@ -372,7 +372,7 @@ def _count(n: int) -> str:
 
 
 def cost(a) -> str:
-    """The Cost tab: FLOPs by one rule in plain words (:func:`einsum_magic.teaching.cost`),
+    """The Cost tab: FLOPs by one rule in plain words (:func:`einsum_magic.views.teaching.cost`),
     with :func:`cost_details` folded in."""
     if a.derivation.shapes is None:
         return cost_details(a)
@@ -436,11 +436,11 @@ def _exports(d) -> tuple[tuple[str, str, str], ...]:
 
 
 def export(a) -> str:
-    """The backward as standalone source for NumPy, JAX and PyTorch (:mod:`einsum_magic.export`).
+    """The backward as standalone source for NumPy, JAX and PyTorch (:mod:`einsum_magic.compute.export`).
 
     Pure string generation: nothing here imports JAX or PyTorch.
     """
-    from .export import export as source
+    from ..compute.export import export as source
 
     d = a.derivation
     if d.shapes is None:
@@ -537,14 +537,14 @@ def check_static(a) -> str:
 
 
 def exercise(a) -> str | None:
-    """The Exercise tab (:func:`einsum_magic.teaching.exercise`); ``None``, no tab, without
+    """The Exercise tab (:func:`einsum_magic.views.teaching.exercise`); ``None``, no tab, without
     ``--expect``."""
     return teaching.exercise(a) if a.expectations else None
 
 
 #: The tabs of the page, in order: (title, function of the Analysis returning HTML, or
 #: ``None`` for no tab). While an exercise is open or wrong, what shows the derived answer
-#: sits behind a closed Reveal fold (:func:`einsum_magic.teaching.reveal`).
+#: sits behind a closed Reveal fold (:func:`einsum_magic.views.teaching.reveal`).
 #: Adding a tab is one function and one line here; the stylesheet switches up to
 #: :data:`MAX_TABS` of them.
 TABS = [
@@ -571,8 +571,8 @@ def tabs(a, tab: str | None = None, key: str = "") -> str:
     show is the same (pass a ``key`` to tell such twins apart).
 
     >>> from einsum_magic import derive
-    >>> from einsum_magic.analysis import Analysis
-    >>> from einsum_magic.cell import equation_call
+    >>> from einsum_magic.cell.analysis import Analysis
+    >>> from einsum_magic.cell.calls import equation_call
     >>> a = Analysis(equation_call("ij->"), derive("ij->", shapes=((2, 3),)), "defaults")
     >>> import re
     >>> re.findall(r' checked><label for="[\w-]+">(\w+)<', tabs(a, tab="Shapes"))
@@ -638,8 +638,8 @@ def meaning(a, index: int | None = None, count: int = 1) -> str:
     markup (styles, highlighting, tabs), which changes between releases.
 
     >>> from einsum_magic import derive
-    >>> from einsum_magic.analysis import Analysis
-    >>> from einsum_magic.cell import equation_call
+    >>> from einsum_magic.cell.analysis import Analysis
+    >>> from einsum_magic.cell.calls import equation_call
     >>> a = Analysis(equation_call("ij->i"), derive("ij->i", shapes=((2, 3),)), "defaults",
     ...              check_note="skipped (--no-check)")
     >>> print(meaning(a).replace(" | ", "\n"))

@@ -1,7 +1,7 @@
 """Write a derivation's backward as standalone source for NumPy, JAX or PyTorch, and run it.
 
-This module owns the exported code. :func:`export` turns the :class:`~einsum_magic.cost.Plan`
-of a :class:`~einsum_magic.derivation.Derivation` bound to shapes into Python source:
+This module owns the exported code. :func:`export` turns the :class:`~einsum_magic.compute.cost.Plan`
+of a :class:`~einsum_magic.core.derivation.Derivation` bound to shapes into Python source:
 
 * ``"numpy"``: ``backward(dL_dC, A, B) -> (dL_dA, dL_dB)``, one gradient per distinct operand
   name (the product rule already summed for an array passed twice). It gets only the operands,
@@ -22,7 +22,7 @@ diagonal step of a backward is linear in each of its inputs, so conjugating the 
 operands and intermediates conjugates every gradient's Jacobian and nothing else.
 
 The backward contracts every derived einsum along the forward's path read backwards, sharing
-intermediates (see :mod:`einsum_magic.cost`), so it costs what reverse-mode autodiff costs and
+intermediates (see :mod:`einsum_magic.compute.cost`), so it costs what reverse-mode autodiff costs and
 often less; ``naive=True`` writes instead one einsum per gradient, exactly as derived (``eye``
 and ``ones`` materialised), to show what the sharing buys.
 
@@ -52,10 +52,10 @@ import functools
 import linecache
 
 from .cost import Plan, Step, plan
-from .derivation import Derivation
-from .equation import spell_equation
-from .errors import EinsumError
-from .names import free_name
+from ..core.derivation import Derivation
+from ..core.equation import spell_equation
+from ..errors import EinsumError
+from ..core.names import free_name
 
 __all__ = ["export", "compiled", "execute", "TARGETS"]
 

@@ -8,7 +8,7 @@ nodes with the shell's interactivity, so that the last expression is displayed a
 stored in ``Out`` under the cell's own number. It does not call ``run_cell``: the
 ``pre_run_cell``/``post_run_cell`` hooks fire once, for the cell itself, and the
 history holds the cell once. The run happens inside a
-:class:`~einsum_magic.capture.Capture`, restored when it ends, also on an error or
+:class:`~einsum_magic.cell.capture.Capture`, restored when it ends, also on an error or
 an interrupt.
 
 Top-level ``await``: a cell magic is an ordinary call inside the cell, so it cannot

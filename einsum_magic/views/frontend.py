@@ -1,6 +1,6 @@
 """Which display a kernel's frontend gets: the HTML page, with or without live widgets, or text.
 
-Every display is the self-contained HTML page (:func:`einsum_magic.html.page`) with its
+Every display is the self-contained HTML page (:func:`einsum_magic.views.html.page`) with its
 deterministic ``text/plain``: it reads the same in every frontend and in nbconvert's
 HTML. Live ipywidgets are *added* only where a working widget manager is expected: a
 Jupyter kernel with ipywidgets, except in the frontends known not to render them well,
@@ -19,7 +19,7 @@ detected from the environment their kernels run in:
 The ``EinsumGradMagics.view`` setting (:data:`VIEWS`) chooses, ``auto`` by default:
 
 * ``widget``: the page, a progress line while the check runs (it leaves nothing
-  behind) and, under each page, the live widgets of :data:`einsum_magic.widget.LIVE`
+  behind) and, under each page, the live widgets of :data:`einsum_magic.views.widget.LIVE`
   (what ``auto`` gives where widgets work). A notebook saved without its widget state
   (JupyterLab's default) shows those as "model not found" until it is run again;
 * ``progress``: the page and the progress line only, nothing that needs a kernel later;

@@ -1,8 +1,8 @@
-"""From what ran to what is shown: each captured call site as a :class:`~einsum_magic.cell.Call`.
+"""From what ran to what is shown: each captured call site as a :class:`~einsum_magic.cell.calls.Call`.
 
 :func:`site_call` joins the two readings of a cell. A site
-(:class:`~einsum_magic.capture.Site`) in the cell's own code takes the
-:class:`~einsum_magic.cell.Call` the source reader found at the same line and column
+(:class:`~einsum_magic.cell.capture.Site`) in the cell's own code takes the
+:class:`~einsum_magic.cell.calls.Call` the source reader found at the same line and column
 (its operand names, legend and assigned output); a site elsewhere (a function
 defined in an earlier cell, a library) or one the reader skipped (an equation in a
 variable) is named from the run: each operand by the name its frame binds to it (a
@@ -14,7 +14,7 @@ for positions that really hold the same array.
 :func:`sizes_note` is the shapes line's "from the run" and what it adds for a site
 that ran more than once.
 
->>> from einsum_magic.capture import Site
+>>> from einsum_magic.cell.capture import Site
 >>> site = Site("numpy.einsum", "numpy", "pi,qi->pq", None, ((4, 3), (4, 3)), ("float64",) * 2,
 ...             (0, 0), ("C", "C"), (None, None), "<cell>", 2, 11, "density", count=3)
 >>> call = site_call(site, (), "<cell>")
@@ -31,7 +31,7 @@ import os
 import string
 import sys
 
-from .cell import INTERLEAVED_LETTERS, Call, _read_einops
+from .calls import INTERLEAVED_LETTERS, Call, _read_einops
 
 __all__ = ["site_call", "site_source", "site_equation", "sizes_note", "where"]
 
@@ -44,7 +44,7 @@ _SHORT = {"numpy.einsum": "np.einsum", "jax.numpy.einsum": "jnp.einsum",
 def site_equation(site) -> tuple[str, tuple, str, tuple]:
     """(equation in letters, einops axes, quote, spans) of what the site received.
 
-    >>> from einsum_magic.capture import Site
+    >>> from einsum_magic.cell.capture import Site
     >>> s = Site("numpy.einsum", "interleaved", None, ((0, 1), (1, 2), (0, 2)), ((2, 3), (3, 4)),
     ...          (), (0, 1), (None, None), (None, None), "f.py", 1, 0, "f")
     >>> site_equation(s)[0]
@@ -71,7 +71,7 @@ def where(site, cell_file: str, cells: dict | None = None) -> str:
 
     ``cells`` maps IPython's file names of earlier cells to their numbers.
 
-    >>> from einsum_magic.capture import Site
+    >>> from einsum_magic.cell.capture import Site
     >>> s = Site("numpy.einsum", "numpy", "ij->", None, ((2, 2),), ("float64",), (0,), ("A",),
     ...          (None,), "<cell>", 4, 4, "Head.__call__")
     >>> where(s, "<cell>")

@@ -1,22 +1,22 @@
 """The plain-text view of one analysed einsum: what terminals, nbconvert, GitHub and nbval see.
 
-:func:`render` is a pure function of an :class:`~einsum_magic.analysis.Analysis`. Its
-output is deterministic: it opens with the verdict line (:mod:`einsum_magic.verdict`),
+:func:`render` is a pure function of an :class:`~einsum_magic.cell.analysis.Analysis`. Its
+output is deterministic: it opens with the verdict line (:mod:`einsum_magic.views.verdict`),
 then holds the call, the forward einsum, the shapes, every
 gradient's einsum, code and reading, the ``--expect`` verdicts, the cost line
-(:func:`einsum_magic.cost.lesson`: FLOP counts, which depend on
+(:func:`einsum_magic.compute.cost.lesson`: FLOP counts, which depend on
 the shapes only) and the check's PASS/FAIL line
-(:attr:`CheckReport.summary <einsum_magic.check.CheckReport>`), and never an id, a
+(:attr:`CheckReport.summary <einsum_magic.check.report.CheckReport>`), and never an id, a
 timing, an error figure or a device name, so nbval can compare it. The exported code
-(:mod:`einsum_magic.export`) is left to the HTML page's Export tab: it is too long for a
+(:mod:`einsum_magic.compute.export`) is left to the HTML page's Export tab: it is too long for a
 summary.
 
 The code helpers :func:`forward_code` and :func:`grad_code` write the einsums in the
 style of the user's call (an einops pattern for ``einops.einsum``, else NumPy); the
 HTML and widget views use them too.
 
->>> from einsum_magic.analysis import Analysis
->>> from einsum_magic.cell import find_calls
+>>> from einsum_magic.cell.analysis import Analysis
+>>> from einsum_magic.cell.calls import find_calls
 >>> from einsum_magic import derive
 >>> call = find_calls("C = np.einsum('ij,jk->ik', A, B)").calls[0]
 >>> d = derive(call.equation, call.names, call.output, shapes=((2, 3), (3, 4)))
@@ -38,7 +38,7 @@ check: skipped (--no-check)
 
 from __future__ import annotations
 
-from .cost import lesson
+from ..compute.cost import lesson
 from .verdict import answer_hidden, expect_line, verdict
 
 __all__ = ["render", "render_notes", "forward_code", "grad_code", "cost_line", "check_line",
@@ -64,7 +64,7 @@ def grad_code(a, g) -> str:
 
     For ``einops.einsum`` calls the pattern is written back with the user's axis
     names (``einops.einsum(dL_dY, w, "batch out, d out -> batch d")``); other calls
-    get the NumPy code of :attr:`Grad.code <einsum_magic.derivation.Grad>`.
+    get the NumPy code of :attr:`Grad.code <einsum_magic.core.derivation.Grad>`.
     """
     call = a.call
     if call.style != "einops":
@@ -74,7 +74,7 @@ def grad_code(a, g) -> str:
 
 
 def cost_line(a) -> str | None:
-    """The cost's one deterministic line (:func:`einsum_magic.cost.lesson`), or ``None`` without
+    """The cost's one deterministic line (:func:`einsum_magic.compute.cost.lesson`), or ``None`` without
     shapes.
 
     The magic always binds its derivations to shapes; a shapeless one has no FLOP count.

@@ -22,7 +22,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .errors import EinsumError
+from ..errors import EinsumError
 
 __all__ = ["Equation", "Bound", "parse", "bind", "spell", "spell_equation", "fresh_letters",
            "axis_index", "check_shapes",

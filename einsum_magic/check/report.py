@@ -1,11 +1,11 @@
 """The inline check: every derived gradient against JAX's autodiff, on the default JAX device.
 
 This module owns the arrow ``Derivation → CheckReport`` of the data flow. For a
-:class:`~einsum_magic.derivation.Derivation` and the operands (the user's arrays, or
+:class:`~einsum_magic.core.derivation.Derivation` and the operands (the user's arrays, or
 seeded random ones with the derivation's sizes) it computes, on JAX's default device
 (a GPU when JAX has one) and under ``jax.default_matmul_precision("highest")``:
 
-- each derived gradient: :attr:`Grad.equation <einsum_magic.derivation.Grad>` evaluated
+- each derived gradient: :attr:`Grad.equation <einsum_magic.core.derivation.Grad>` evaluated
   with ``jnp.einsum`` over (cotangent, the other operands in order, the ``eye``/``ones``
   tensors of :attr:`Grad.aux`), exactly the einsum that :attr:`Grad.code` runs;
 - the same gradients by ``jax.vjp`` of the forward ``jnp.einsum``;
@@ -29,7 +29,7 @@ budget), the summary says so too.
 
 Where JAX is not installed, fails to import or fails running the check (a
 jaxlib mismatch, ``jax_disable_jit``), NumPy's exact adjoint test
-(:mod:`einsum_magic.adjoint`) checks instead, and the report says so in one line.
+(:mod:`einsum_magic.check.adjoint`) checks instead, and the report says so in one line.
 
 JAX is imported on first use, never when this module is imported. JAX's global
 configuration is never changed: float64 and complex128 run inside the scoped
@@ -60,8 +60,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .derivation import Derivation, Grad
-from .errors import EinsumError
+from ..core.derivation import Derivation, Grad
+from ..errors import EinsumError
 
 __all__ = ["check", "CheckReport", "GradCheck", "JaxNotInstalled", "jax_available",
            "MAX_ELEMENTS", "TOLERANCES", "PRECISION", "INSTALL"]
@@ -160,7 +160,7 @@ class CheckReport:
         'check: FAIL, 0/1 gradient matches jax.vjp (float32); wrong: dL_dA'
         """
         n, ok = len(self.grads), sum(g.passed for g in self.grads)
-        if self.backend == "numpy":      # NumPy's adjoint test (einsum_magic.adjoint)
+        if self.backend == "numpy":      # NumPy's adjoint test (einsum_magic.check.adjoint)
             counted = f"{ok}/{n} gradient{'s' if n > 1 else ''} pass{'es' if n == 1 else ''} " \
                 "the adjoint test"
             how = "; checked with NumPy (adjoint test)" + (
@@ -181,7 +181,7 @@ def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotan
     """Check every gradient of ``d`` against ``jax.vjp`` on JAX's default device.
 
     Where JAX is not installed, fails to import (any exception) or fails running the
-    check, NumPy's exact adjoint test checks instead (:func:`einsum_magic.adjoint.check`,
+    check, NumPy's exact adjoint test checks instead (:func:`einsum_magic.check.adjoint.check`,
     float64) and the report's ``fallback`` and summary say why, in one line.
 
     Parameters

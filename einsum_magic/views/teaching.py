@@ -1,9 +1,9 @@
 """HTML views that teach: the verdict badge, the exercise, the reveal, the swap in loop form, the cost.
 
-Pure functions of an :class:`~einsum_magic.analysis.Analysis` returning HTML fragments
-that :mod:`einsum_magic.html` places in the display (each is wired in with a line or two):
+Pure functions of an :class:`~einsum_magic.cell.analysis.Analysis` returning HTML fragments
+that :mod:`einsum_magic.views.html` places in the display (each is wired in with a line or two):
 
-* :func:`badge` — the verdict (:mod:`einsum_magic.verdict`) as a coloured badge for the
+* :func:`badge` — the verdict (:mod:`einsum_magic.views.verdict`) as a coloured badge for the
   header: ``expect dL_dA wrong · check PASS``;
 * :func:`exercise` — the Exercise tab: for each ``--expect``, the question (the backward of
   ``A`` over ``(dL_dC, B)``), the proposal's grade and every mistake found, in words;
@@ -12,15 +12,15 @@ that :mod:`einsum_magic.html` places in the display (each is wired in with a lin
 * :func:`swaps` — the forward loop body beside each gradient's, the two swapped terms
   marked: ``C[i, k] += A[i, j] * B[j, k]`` and ``dL_dA[i, j] += dL_dC[i, k] * B[j, k]``;
 * :func:`cost` — the Cost tab a learner can read: one FLOP count per einsum by one rule
-  (:func:`einsum_magic.cost.tally`), the rule in plain words, data movement by its name,
+  (:func:`einsum_magic.compute.cost.tally`), the rule in plain words, data movement by its name,
   and opt_einsum's path details folded away.
 
 Styles are :data:`CSS`, scoped under ``.einsum-grad`` like the rest of the stylesheet and
 written with JupyterLab's CSS variables, so they read in light and dark themes.
 
 >>> from einsum_magic import derive
->>> from einsum_magic.analysis import Analysis
->>> from einsum_magic.cell import equation_call
+>>> from einsum_magic.cell.analysis import Analysis
+>>> from einsum_magic.cell.calls import equation_call
 >>> from einsum_magic.expect import judge
 >>> d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
 >>> a = Analysis(equation_call("ij,jk->ik"), d, "defaults", check_note="skipped",
@@ -175,7 +175,7 @@ def cost(a, details: str = "") -> str:
     ``details`` (opt_einsum's figures and the joint plan's steps) is folded in a closed
     ``<details>`` at the end.
     """
-    from .cost import MOVEMENT, tally
+    from ..compute.cost import MOVEMENT, tally
 
     d = a.derivation
     if d.shapes is None:

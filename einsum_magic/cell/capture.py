@@ -1,7 +1,7 @@
 """Observing the run: every einsum call a cell executes, with what it really received.
 
 This module owns the second reading of a cell (the first, from the source, is
-:mod:`einsum_magic.cell`). While a :class:`Capture` is active, the einsum functions
+:mod:`einsum_magic.cell.calls`). While a :class:`Capture` is active, the einsum functions
 of numpy, jax.numpy, torch, opt_einsum (``contract``) and einops, in the modules
 already imported or imported while it is active, and every name of the user's
 namespace bound to one of them, are replaced by a thin wrapper that calls the

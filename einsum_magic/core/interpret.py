@@ -47,7 +47,7 @@ def interpret(inputs: Sequence[str], output: str, arguments: Sequence[str], aux,
               wrt: str) -> str | None:
     """A short NumPy expression equal to ``np.einsum(inputs->output, *arguments)``, or ``None``.
 
-    ``aux`` are the :class:`~einsum_magic.derivation.Aux` tensors at the end of
+    ``aux`` are the :class:`~einsum_magic.core.derivation.Aux` tensors at the end of
     ``inputs``/``arguments``; ``wrt`` names the operand whose shape the result has.
     Arguments must be hashable (tuples): readings are cached. A reading longer than
     :data:`MAX_READING` characters is not a short one: ``None``.

@@ -3,20 +3,20 @@
 The magic's shapes come from the user's arrays where the cell ran; the other letters get
 ``--sizes`` or small defaults. In a live kernel those letters are free to try: this module
 gives each an ``IntSlider`` and, when one moves, rebinds the derivation to the new sizes
-(:meth:`Derivation.bound_to <einsum_magic.derivation.Derivation.bound_to>`: no re-run of
+(:meth:`Derivation.bound_to <einsum_magic.core.derivation.Derivation.bound_to>`: no re-run of
 the cell, no check) and rewrites the shapes, the FLOPs and the diagram's size labels.
 
 * :func:`free` lists the letters that get a slider: every letter of the bound equation
   except those the user's arrays fix (:attr:`Analysis.fixed
-  <einsum_magic.analysis.Analysis.fixed>`) and size-1 broadcast axes;
+  <einsum_magic.cell.analysis.Analysis.fixed>`) and size-1 broadcast axes;
 * :func:`resized` is the analysis at new sizes (pure);
 * :func:`view` its HTML: the Shapes table, the cost line and the forward diagram (pure);
 * :func:`widget` the sliders over that HTML, or ``None`` when no letter is free.
   ipywidgets is imported there only.
 
 >>> from einsum_magic import derive
->>> from einsum_magic.analysis import Analysis
->>> from einsum_magic.cell import equation_call
+>>> from einsum_magic.cell.analysis import Analysis
+>>> from einsum_magic.cell.calls import equation_call
 >>> a = Analysis(equation_call("ij,jk->ik"), derive("ij,jk->ik", shapes=((2, 3), (3, 4))),
 ...              "defaults")
 >>> [x.letter for x in free(a)]
@@ -47,7 +47,7 @@ def fixed_letters(d, positions) -> tuple[str, ...]:
 
 
 def free(a) -> tuple:
-    """The :class:`~einsum_magic.derivation.Letter` records that get a slider, in order."""
+    """The :class:`~einsum_magic.core.derivation.Letter` records that get a slider, in order."""
     d = a.derivation
     if d.shapes is None:
         return ()
@@ -61,8 +61,8 @@ def resized(a, sizes: Mapping[str, int]):
     Only shapes change: the check's report stays the one of the sizes that were checked.
 
     >>> from einsum_magic import derive
-    >>> from einsum_magic.analysis import Analysis
-    >>> from einsum_magic.cell import equation_call
+    >>> from einsum_magic.cell.analysis import Analysis
+    >>> from einsum_magic.cell.calls import equation_call
     >>> a = Analysis(equation_call("ii->i"), derive("ii->i", shapes=((2, 2),)), "defaults")
     >>> resized(a, {"i": 5}).derivation.output_shape
     (5,)

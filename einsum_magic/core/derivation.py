@@ -1,6 +1,6 @@
 """Derive the backward einsum of every operand: the generalized swap trick.
 
-This module owns the middle of the data flow: an :class:`~einsum_magic.equation.Equation`
+This module owns the middle of the data flow: an :class:`~einsum_magic.core.equation.Equation`
 (optionally bound to shapes) becomes a :class:`Derivation` holding one :class:`Grad`
 per operand position. The rule, for the gradient of operand ``k``:
 
@@ -11,7 +11,7 @@ per operand position. The rule, for the gradient of operand ``k``:
 3. a letter of operand ``k`` that no input of the backward carries (it was summed
    inside operand ``k`` alone) is broadcast back by ``np.ones``;
 4. with shapes, ``...`` and size-1 broadcast axes are spelled with letters first
-   (:func:`einsum_magic.equation.bind`), so rules 1-3 cover them too.
+   (:func:`einsum_magic.core.equation.bind`), so rules 1-3 cover them too.
 
 >>> d = derive("ij,jk->ik")
 >>> [g.equation for g in d.grads]
@@ -30,10 +30,10 @@ from typing import Sequence
 
 from .equation import (ELLIPSIS, Bound, Equation, axis_index, bind, check_shapes, fresh_letters, parse,
                        spell, spell_equation)
-from .errors import EinsumError
+from ..errors import EinsumError
 from .loops import loop_source
 from .names import RESERVED, free_name
-from .reading import interpret, relabel
+from .interpret import interpret, relabel
 
 __all__ = ["derive", "Derivation", "Grad", "Aux", "Total", "Letter"]
 
@@ -189,14 +189,14 @@ class Derivation:
         return ns[d.output]
 
     def export(self, target: str) -> str:
-        """This backward as source for ``"numpy"``, ``"jax"`` or ``"torch"`` (:mod:`einsum_magic.export`)."""
-        from .export import export
+        """This backward as source for ``"numpy"``, ``"jax"`` or ``"torch"`` (:mod:`einsum_magic.compute.export`)."""
+        from ..compute.export import export
 
         return export(self, target)
 
     def compile(self, target: str):
-        """Run :meth:`export`'s source and return its callable (:func:`einsum_magic.export.compiled`)."""
-        from .export import compiled
+        """Run :meth:`export`'s source and return its callable (:func:`einsum_magic.compute.export.compiled`)."""
+        from ..compute.export import compiled
 
         return compiled(self, target)
 

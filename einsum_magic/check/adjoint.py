@@ -18,8 +18,8 @@ needs no JAX. Both sides are sums of products; their difference is compared with
 the same sum on absolute values (``sum(|g| * einsum(…, |dX|, …))``), which bounds every
 rounding error, within :data:`RTOL`.
 
-:func:`check` returns a :class:`~einsum_magic.check.CheckReport` like the JAX check,
-with ``fallback`` saying why JAX was not used. :func:`einsum_magic.check.check` calls it
+:func:`check` returns a :class:`~einsum_magic.check.report.CheckReport` like the JAX check,
+with ``fallback`` saying why JAX was not used. :func:`einsum_magic.check.report.check` calls it
 where JAX is missing, fails to import or fails at run time.
 
 >>> from einsum_magic import derive
@@ -36,8 +36,8 @@ import math
 
 import numpy as np
 
-from .derivation import Derivation, Grad
-from .errors import EinsumError
+from ..core.derivation import Derivation, Grad
+from ..errors import EinsumError
 
 __all__ = ["check", "derived", "adjoint_sides", "RTOL"]
 
@@ -48,7 +48,7 @@ RTOL = 1e-10
 def derived(d: Derivation, cotangent, operands) -> tuple:
     """Each gradient of ``d``: its einsum evaluated with NumPy over (cotangent, others, aux).
 
-    Exactly the einsum that :attr:`Grad.code <einsum_magic.derivation.Grad>` runs and the
+    Exactly the einsum that :attr:`Grad.code <einsum_magic.core.derivation.Grad>` runs and the
     JAX check evaluates, in the operands' dtype.
     """
     return tuple(_evaluate(g, cotangent, operands) for g in d.grads)
@@ -88,12 +88,12 @@ def check(d: Derivation, *operands, seed: int | None = 0, cotangent=None,
     """The adjoint test of every gradient of ``d``, in float64: a ``CheckReport``.
 
     ``operands``, ``seed``, ``cotangent`` and ``max_elements`` are as for
-    :func:`einsum_magic.check.check` (the user's arrays when small enough, else seeded
+    :func:`einsum_magic.check.report.check` (the user's arrays when small enough, else seeded
     random ones; a seeded random cotangent, never ones). ``fallback`` says why JAX was
     not used (the summary's end; none when empty). ``gradients`` (tests) replaces the derived
     gradients: a function of ``(cotangent, *operands)`` returning one array per position.
     """
-    from .check import MAX_ELEMENTS, CheckReport, GradCheck, _integer, _prepare
+    from .report import MAX_ELEMENTS, CheckReport, GradCheck, _integer, _prepare
 
     if not isinstance(d, Derivation):
         raise EinsumError(f"check() takes a Derivation (from derive()), not {type(d).__name__}")

@@ -4,7 +4,7 @@ This module owns the first arrow of the magic's data flow. :func:`find_calls` re
 the cell's source with :mod:`ast` (it never runs it) and returns one :class:`Call`
 per einsum call, in source order, plus a one-line note for each call it had to
 skip. What the magic then makes of each call is an
-:class:`~einsum_magic.analysis.Analysis`.
+:class:`~einsum_magic.cell.analysis.Analysis`.
 
 Which calls are einsums
 -----------------------
@@ -57,7 +57,7 @@ equation; ``pass``, ``sum`` and a defined ``x`` are Python).
 Which operands' arrays the magic may look up
 --------------------------------------------
 When the cell runs, the magic shows the arrays each call received (see
-:mod:`einsum_magic.capture`). Where nothing ran (``--no-run``) it reads sizes from
+:mod:`einsum_magic.cell.capture`). Where nothing ran (``--no-run``) it reads sizes from
 the user's namespace as it is. An operand's array is looked up (:meth:`Call.lookups`)
 only when all of these hold:
 
@@ -102,8 +102,8 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .equation import ELLIPSIS, INDEX_ORDER, parse, spell_equation
-from .errors import EinsumError
+from ..core.equation import ELLIPSIS, INDEX_ORDER, parse, spell_equation
+from ..errors import EinsumError
 
 __all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES",
            "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
@@ -778,7 +778,7 @@ def equation_call(equation: str) -> Call:
     >>> equation_call("ij,jk").names
     ('A', 'B')
     """
-    from .derivation import default_names
+    from ..core.derivation import default_names
 
     names, output = default_names(len(parse(equation).inputs))
     return Call(equation, names, names, output, "einsum", "equation", 1, equation)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 
 from .equation import ELLIPSIS, parse
-from .errors import EinsumError
+from ..errors import EinsumError
 
 __all__ = ["parse_sizes", "shapes_for", "shapes_from"]
 
