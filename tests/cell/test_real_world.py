@@ -27,7 +27,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-HERE = pathlib.Path(__file__).parent
+HERE = pathlib.Path(__file__).resolve().parents[1]      # tests/, where realworld_kernel.py lives
 HAVE = {m: importlib.util.find_spec(m) is not None for m in ("torch", "einops", "jax",
                                                            "opt_einsum")}
 

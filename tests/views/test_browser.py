@@ -45,7 +45,7 @@ import pytest
 
 from lab_server import KERNEL_DISPLAY_NAME, running_lab
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TUTORIAL = Path("notebooks/01_backprop_trick.ipynb")
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM = os.environ.get("EINSUM_MAGIC_CHROMIUM", "/usr/bin/chromium")

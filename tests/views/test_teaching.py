@@ -175,7 +175,7 @@ def test_the_exercise_notebook_ships_blanks_and_shows_no_answer():
     import json
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "notebooks"
+    folder = Path(__file__).resolve().parents[2] / "notebooks"
     exercises = json.loads((folder / "03_exercises.ipynb").read_text())
     solutions = json.loads((folder / "03_exercises_solutions.ipynb").read_text())
 

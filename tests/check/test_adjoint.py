@@ -18,7 +18,7 @@ from einsum_magic.check import adjoint
 from einsum_magic.check.report import INSTALL, check
 from reference import HARD_CASES, random_operands
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IDS = [eq or "empty" for eq, _ in HARD_CASES]
 
 
