@@ -1,60 +1,32 @@
-"""The ``%%einsum_grad`` magic: wires cell → derivation → check → views → display.
+"""The ``%%einsum_grad`` magic: IPython's side of the extension, and nothing else.
 
-This module only connects the others, in one direction:
+This module owns the arrow IPython → :mod:`einsum_magic.flow`: the
+:class:`EinsumGradMagics` class (its options, declared with ``magic_arguments``, and its
+session defaults, traits that ``%config EinsumGradMagics.…`` sets), and
+:func:`load_ipython_extension`. Each use reads its options into one
+:class:`~einsum_magic.options.Options` and hands the cell to :class:`einsum_magic.flow.Run`,
+which runs the magic step by step. Here, in one place, an
+:class:`~einsum_magic.errors.EinsumError` becomes IPython's own ``UsageError`` (the class
+itself: IPython prints its one-line message, no traceback).
 
-1. options (IPython's ``magic_arguments`` over the :class:`EinsumGradMagics` traits);
-2. :func:`einsum_magic.cell.calls.find_calls` reads the einsum calls from the cell's source,
-   and each is derived without shapes *before anything runs*: a bad literal equation
-   raises IPython's own ``UsageError`` (the class itself: IPython prints its one-line
-   message, no traceback) and the cell's code is not run (a call inside a ``try`` block
-   is left to the run);
-3. :func:`einsum_magic.cell.run.run_code` runs the code once, as IPython runs a cell
-   (its output, ``Out`` and top-level ``await`` as without the magic; the run hooks fire
-   once, for the cell), while :mod:`einsum_magic.cell.capture` observes every einsum call
-   that executes; if it raises, IPython shows that error, nothing is analysed, and the
-   magic raises :class:`CellCodeFailed` so that the cell fails as it would have;
-4. each call site that ran (:mod:`einsum_magic.cell.sites`: names from the source where the
-   site is in the cell) is derived with the shapes its first call received, its
-   ``--expect`` proposals matched to the displays (``2:A=…`` counts them in execution
-   order) and judged, and checked against JAX on the arrays it received.
-   Where nothing ran (``--no-run``, an equation-only cell, the line magic) the source's
-   calls are derived with the user's arrays where
-   :meth:`Call.lookups <einsum_magic.cell.calls.Call.lookups>` allows it, ``--sizes`` and
-   distinct defaults;
-5. one :class:`~einsum_magic.views.widget.GradDisplay` per einsum is displayed, in order: the
-   HTML page everywhere, and under it, where :mod:`einsum_magic.views.frontend` expects a
-   working widget manager, an output of live widgets (:func:`einsum_magic.views.widget.live`);
-6. a cell of several steps also gets the backward of the whole cell
-   (:func:`einsum_magic.chain.result.for_cell`, shown by :mod:`einsum_magic.views.chain`),
-   and ``-o NAME`` stores everything (:class:`~einsum_magic.cell.analysis.EinsumGradResult`).
-
-nbval compares the first display message of each output and ignores
-``update_display_data``; it compares ``text/plain`` and ``text/html`` and skips the
-widget-view MIME type. So every display is published once, after its check, with its
-outcome already in ``text/plain``. While the check runs, a live frontend shows a
-progress widget in an output whose compared data is ``{'text/html': ''}`` both when
-first displayed and after its update: it leaves no difference between runs. A kernel
-whose frontend gets no widgets (Colab, VS Code) publishes the same empty
-``{'text/html': ''}`` in that place, and the live widgets under each page carry
-nothing but the widget view: so what nbval compares does not depend on the frontend
-the notebook was saved from.
-
-A wrong ``--expect`` proposal raises :class:`ExpectationFailed` and a failed check
-:class:`CheckFailed` (both ``AssertionError``) after the displays: the cell fails for
-nbval and nbmake, and the user sees one line,
-``ExpectationFailed: --expect dL_dA = 'ik,jk->ji': wrong: the result must carry …``.
-
-Nothing is added to the user's namespace but what the cell's own code assigns and
-``-o NAME`` (an :class:`~einsum_magic.cell.analysis.EinsumGradResult`).
+A wrong ``--expect`` proposal fails the cell with one line,
+``ExpectationFailed: --expect dL_dA = 'ik,jk->ji': wrong: the result must carry …``, a
+failed check with ``CheckFailed: …``; an error of the cell's own code fails the cell
+with that error, as without the magic.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, CaselessStrEnum, Int, Unicode
 
-from .flow import CellCodeFailed, CheckFailed, ExpectationFailed, Run as _Run, sync as _sync
+from .errors import EinsumError
+from .flow import CellCodeFailed, CheckFailed, ExpectationFailed, Run
+from .options import read
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
            "load_ipython_extension"]
@@ -153,13 +125,24 @@ class EinsumGradMagics(Magics):
         Session defaults: ``%config EinsumGradMagics.check = False`` (also ``dtype``,
         ``seed``, ``max_elements``, ``view``).
         """
-        args = parse_argstring(self.einsum_grad, line)
-        return _Run(self, args, cell).run()
+        coroutine = self.run_async(line, cell)      # IPython's pseudo-sync runner
+        try:
+            coroutine.send(None)
+        except StopIteration as stop:
+            return stop.value
+        coroutine.close()
+        raise UsageError("this %%einsum_grad cell awaits: run it as a cell (IPython rewrites it "
+                         "to run on its event loop), not through run_cell_magic")
 
-    async def run_async(self, line: str, cell: str):
-        """The cell magic for a cell with top-level ``await`` (see :mod:`einsum_magic.cell.run`)."""
-        args = parse_argstring(self.einsum_grad, line)
-        return await _Run(self, args, cell).run_async()
+    async def run_async(self, line: str, cell: str | None = None):
+        """The magic; on IPython's event loop for a cell with top-level ``await``
+        (:func:`einsum_magic.cell.run.await_transform`)."""
+        try:
+            options = read(partial(parse_argstring, self.einsum_grad), line, self,
+                           self.shell.user_ns)
+            return await Run(self.shell, options, cell).run_async()
+        except EinsumError as e:            # the one place: IPython's own one-line error
+            raise UsageError(str(e)) from None
 
 
 def load_ipython_extension(ipython) -> None:

@@ -1,21 +1,111 @@
-"""The options of the ``%%einsum_grad`` magic (moved from magic.py)."""
+"""The magic's options, validated once: the arrow ``%%einsum_grad`` line → :class:`Options`.
+
+This module owns what the magic's line and its session configuration
+(``%config EinsumGradMagics.…``) say, checked before anything runs and held in one
+frozen :class:`Options`: the seed, the check's dtype, ``--sizes``, each ``--expect``,
+the ``-o`` name and the limits. Every mistake raises an
+:class:`~einsum_magic.errors.EinsumError` whose message is the one line the user sees
+(the magic turns it into IPython's ``UsageError``).
+
+>>> from types import SimpleNamespace as NS
+>>> config = NS(check=True, dtype="float32", seed=0, max_elements=None, max_displays=20,
+...             view="auto")
+>>> line = NS(equation=[], sizes="'i=2'", no_run=False, no_check=False, dtype=None, seed=3,
+...           expect=["2:A=?"], output="res")
+>>> o = options(line, config, {})
+>>> o.sizes, o.seed, o.expects, o.output, o.check
+({'i': 2}, 3, ((2, 'A', '?'),), 'res', True)
+>>> options(NS(**{**vars(line), "output": "len"}), config, {})
+Traceback (most recent call last):
+  ...
+einsum_magic.errors.EinsumError: -o len: len is a Python builtin, which the result would shadow: choose a free name
+"""
 
 from __future__ import annotations
 
 import builtins
 import keyword
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
-from IPython.core.error import UsageError
+from .cell.analysis import is_result
+from .core.shapes import parse_sizes
+from .errors import EinsumError
 
-from .cell.analysis import EinsumGradResult
-
-__all__ = ["unquoted", "output_name", "is_result", "bound_by", "parse_expect"]
+__all__ = ["Options", "options", "read", "unquoted", "output_name", "parse_expect"]
 
 
-def _unquoted(value: str | None) -> str | None:
+@dataclass(frozen=True)
+class Options:
+    """One use of the magic's options, validated (see the module docstring)."""
+
+    equation: str = ""                      # the line magic's equation, unquoted ('' if none)
+    sizes: Mapping[str, int] = field(default_factory=dict)
+    run: bool = True                        # False: --no-run
+    check: bool = True                      # whether the check runs
+    skipped: str = ""                       # why it does not: '--no-check' or the config
+    dtype: str = "float32"
+    seed: int = 0
+    expects: tuple[tuple[int | None, str, str], ...] = ()    # ([N], NAME, SPEC) per --expect
+    output: str | None = None               # -o NAME
+    max_elements: int | None = None         # the check's element budget per array
+    max_displays: int = 20
+    view: str = "auto"
+
+
+def read(parse: Callable, line: str, config, namespace: Mapping) -> Options:
+    """``parse(line)`` (IPython's ``parse_argstring``) validated into :class:`Options`.
+
+    ``config``: the magic's traits (``check``, ``dtype``, ``seed``, ``max_elements``,
+    ``max_displays``, ``view``); ``namespace``: the user's, read only.
+    """
+    try:
+        args = parse(line)
+    except Exception as e:  # noqa: BLE001 - IPython's UsageError, said as the others
+        raise EinsumError(str(e)) from None
+    return options(args, config, namespace)
+
+
+def options(args, config, namespace: Mapping) -> Options:
+    """The parsed line ``args`` and the session's ``config`` as :class:`Options`."""
+    seed = config.seed if args.seed is None else args.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        where = "--seed" if args.seed is not None else "EinsumGradMagics.seed ="
+        raise EinsumError(f"{where} {seed!r} is not a seed: give a non-negative integer")
+    for trait in ("max_elements", "max_displays"):
+        value = getattr(config, trait)
+        if value is not None and value < 1:
+            raise EinsumError(f"EinsumGradMagics.{trait} = {value} is not a limit: give a "
+                              "positive integer")
+    sizes = _said("--sizes", parse_sizes, unquoted(args.sizes))
+    expects = tuple(parse_expect(e) for e in args.expect)
+    output = output_name(unquoted(args.output), namespace)
+    dtype = unquoted(args.dtype) or config.dtype
+    from .check.report import TOLERANCES
+
+    if dtype not in TOLERANCES:
+        where = "--dtype" if args.dtype else "EinsumGradMagics.dtype ="
+        raise EinsumError(f"{where} {dtype!r} is not one the check supports: "
+                          + ", ".join(TOLERANCES))
+    equation = unquoted(" ".join(args.equation)) or ""
+    skipped = "--no-check" if args.no_check else "EinsumGradMagics.check = False"
+    return Options(equation, sizes, not args.no_run, config.check and not args.no_check,
+                   skipped, dtype, seed, expects, output, config.max_elements,
+                   config.max_displays, config.view)
+
+
+def _said(option: str, fn, text):
+    """``fn(text)``, its error prefixed as the magic says it (``einsum_grad: …``)."""
+    try:
+        return fn(text)
+    except EinsumError as e:
+        raise EinsumError(f"einsum_grad: {e}") from None
+
+
+def unquoted(value: str | None) -> str | None:
     """An option's value without the quotes around it (magic_arguments keeps them).
 
-    >>> _unquoted("'i=2'"), _unquoted('"res"'), _unquoted("res"), _unquoted(None)
+    >>> unquoted("'i=2'"), unquoted('"res"'), unquoted("res"), unquoted(None)
     ('i=2', 'res', 'res', None)
     """
     if value is not None and len(value) > 1 and value[0] in "'\"" and value[-1] == value[0]:
@@ -23,79 +113,43 @@ def _unquoted(value: str | None) -> str | None:
     return value
 
 
-def _output_name(name: str | None, ns: dict) -> str | None:
-    """The ``-o`` name, refused (``UsageError``) unless it is free or holds an earlier result.
+def output_name(name: str | None, namespace: Mapping) -> str | None:
+    """The ``-o`` name, refused (:class:`EinsumError`) unless free or holding an earlier result.
 
-    The magic never overwrites a user's variable, a module, a builtin or IPython's own names.
+    The magic never overwrites a user's variable, a module, a builtin or IPython's own
+    names. (A name the cell's code binds is refused once the cell is read, and again,
+    should the run have bound it where the source does not say, before storing.)
     """
     if name is None:
         return None
     if not name.isidentifier() or keyword.iskeyword(name):
-        raise UsageError(f"-o takes a variable name, not {name!r}")
-    if name in ns and not _is_result(ns[name]):
-        kind = type(ns[name]).__name__
-        raise UsageError(f"-o {name}: {name} already holds a value of type {kind}, which the "
-                         "result would overwrite: choose a free name")
-    if name not in ns and hasattr(builtins, name):
-        raise UsageError(f"-o {name}: {name} is a Python builtin, which the result would shadow: "
-                         "choose a free name")
+        raise EinsumError(f"-o takes a variable name, not {name!r}")
+    if name in namespace and not is_result(namespace[name]):
+        kind = type(namespace[name]).__name__
+        raise EinsumError(f"-o {name}: {name} already holds a value of type {kind}, which the "
+                          "result would overwrite: choose a free name")
+    if name not in namespace and hasattr(builtins, name):
+        raise EinsumError(f"-o {name}: {name} is a Python builtin, which the result would "
+                          "shadow: choose a free name")
     return name
 
 
-def _is_result(value) -> bool:
-    """Whether ``value`` is an earlier result of the magic (also from before a module reload)."""
-    kind, result = type(value), EinsumGradResult
-    return isinstance(value, result) or (kind.__name__, kind.__module__) == (result.__name__,
-                                                                            result.__module__)
-
-
-def _bound_by(source: str) -> set[str]:
-    r"""The names a cell's code binds at its top level or anywhere (``=``, ``for``, ``def``,
-    ``import``, …); empty when it does not parse (IPython reports that when it runs).
-
-    >>> sorted(_bound_by("C = f(A)\nfor i in x: pass\nimport numpy as np\ndef g(): y = 1"))
-    ['C', 'g', 'i', 'np', 'y']
-    """
-    import ast
-
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return names
-
-
-def _parse_expect(text: str) -> tuple[int | None, str, str]:
+def parse_expect(text: str) -> tuple[int | None, str, str]:
     """``[N:]NAME=SPEC`` → (N or None, NAME, SPEC); quotes around the whole or SPEC are dropped.
 
-    >>> _parse_expect("'2: A = ik, jk -> ij'")
+    >>> parse_expect("'2: A = ik, jk -> ij'")
     (2, 'A', 'ik, jk -> ij')
     """
-    value = _unquoted(text.strip()).strip()
+    value = unquoted(text.strip()).strip()
     head, eq, proposal = value.partition("=")
     number, colon, key = head.partition(":")
     if not colon:
         number, key = "", head
-    number, key, proposal = number.strip(), key.strip(), _unquoted(proposal.strip()).strip()
+    number, key, proposal = number.strip(), key.strip(), unquoted(proposal.strip()).strip()
     example = "e.g. A=ik,jk->ij, 2:A=ik,jk->ij for the second einsum, or A=? for an exercise"
     if not eq or not key.isidentifier() or keyword.iskeyword(key) or not proposal:
-        raise UsageError(f"--expect is written [N:]NAME=EINSUM, {example} (got {text!r})")
+        raise EinsumError(f"--expect is written [N:]NAME=EINSUM, {example} (got {text!r})")
     if colon and not (number.isdigit() and int(number) >= 1):
-        raise UsageError(f"--expect {text!r}: before ':' comes the einsum's number, 1 for the "
-                         f"first ({example})")
+        raise EinsumError(f"--expect {text!r}: before ':' comes the einsum's number, 1 for the "
+                          f"first ({example})")
     return (int(number) if colon else None), key, proposal
-
-
-unquoted = _unquoted
-output_name = _output_name
-is_result = _is_result
-bound_by = _bound_by
-parse_expect = _parse_expect

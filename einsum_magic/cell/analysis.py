@@ -13,7 +13,7 @@ from typing import Any
 
 from .calls import Call
 
-__all__ = ["Analysis", "EinsumGradResult"]
+__all__ = ["Analysis", "EinsumGradResult", "is_result"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,14 @@ class EinsumGradResult:
     def report(self):
         """The check report of the first einsum."""
         return self.analyses[0].check if self.analyses else None
+
+
+def is_result(value) -> bool:
+    """Whether ``value`` is an earlier :class:`EinsumGradResult` (also from before a module reload).
+
+    >>> is_result(EinsumGradResult(())), is_result(1)
+    (True, False)
+    """
+    kind, result = type(value), EinsumGradResult
+    return isinstance(value, result) or (kind.__name__, kind.__module__) == (result.__name__,
+                                                                            result.__module__)

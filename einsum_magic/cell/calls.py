@@ -277,6 +277,9 @@ class Found:
     calls: tuple[Call, ...]
     notes: tuple[str, ...]
     note_lines: tuple[int, ...] = ()  # the line each note is about
+    bound: frozenset[str] = frozenset()   # the names the cell's code binds in the user's
+    #                                   namespace (top level, ``global`` declarations)
+    tree: ast.Module | None = field(default=None, repr=False, compare=False)   # the parse
 
 
 def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> str | None:
@@ -327,7 +330,11 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
     """Every einsum call in ``source`` (Python), in source order; see the module docstring.
 
     ``namespace`` (read only) resolves aliases bound outside the cell. Raises
-    :class:`SyntaxError` when ``source`` is not Python.
+    :class:`SyntaxError` when ``source`` is not Python. The cell is parsed once, here:
+    :attr:`Found.tree` holds the parse for whoever reads the cell next.
+
+    >>> sorted(find_calls("C = np.einsum('ij->j', A)\\nif x:\\n    D = np.einsum('i->', C)").bound)
+    ['C', 'D']
     """
     tree = ast.parse(source)
     aliases = dict(DEFAULT_ALIASES)
@@ -361,7 +368,8 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
         call = _make_call(read, targets.get(id(node)), function, node.lineno, text, scopes, node)
         calls.append(dataclasses.replace(call, column=node.col_offset,
                                          guarded=id(node) in guarded))
-    return Found(tuple(calls), tuple(notes), tuple(lines))
+    bound = frozenset(set().union(*scopes.binds) | scopes.everywhere)
+    return Found(tuple(calls), tuple(notes), tuple(lines), bound, tree)
 
 
 _TRY = (ast.Try, ast.TryStar) if hasattr(ast, "TryStar") else (ast.Try,)
