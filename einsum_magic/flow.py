@@ -8,8 +8,9 @@ This module owns the order of the magic's steps; each step is another module's j
    and the cell's code is not run (a call inside a ``try`` block is left to the run);
 2. **run** the code once (:func:`einsum_magic.cell.run.run_code`), as IPython runs a cell,
    while :mod:`einsum_magic.cell.capture` observes every einsum call that executes. If it
-   raises, IPython shows that error, nothing is analysed, and :class:`CellCodeFailed`
-   fails the cell as it would have failed;
+   raises, IPython has shown the user's error: nothing is analysed, and the cell fails
+   with the user's exception (``sys.last_value``, ``%tb`` and ``%debug`` see the user's
+   error and frames, as without the magic);
 3. **join** each call site that ran (:mod:`einsum_magic.cell.sites`) with the source's
    call at its place, or, where
    nothing ran (``--no-run``, an equation-only cell, the line magic), take the source's
@@ -79,10 +80,11 @@ class CheckFailed(AssertionError):
 
 
 class CellCodeFailed(RuntimeError):
-    """The cell's own code raised (IPython showed it): the cell fails, nothing is analysed.
+    """The cell's own code raised (IPython showed it), outside a cell IPython runs.
 
-    Raised so that nbval, nbmake and ``nbconvert --execute`` see the cell fail, as they
-    would without the magic; it adds one line under IPython's own traceback.
+    Inside a cell, the cell fails with the user's own exception instead (see step 2);
+    this is raised only where no cell holds the magic (``shell.run_cell_magic`` called
+    directly), so that the caller still sees the failure.
     """
 
     def _render_traceback_(self):
@@ -118,9 +120,8 @@ class Run:
 
             ran = await run_code(self.shell, self.cell, o.max_elements or MAX_ELEMENTS,
                                  source=self.source)
-            if ran.error is not None:   # IPython has shown the error
-                raise CellCodeFailed(f"the cell's code raised {type(ran.error).__name__}, so "
-                                     "its einsums were not analysed")
+            if ran.error is not None:   # IPython has shown the user's error
+                return self._failed(ran.error)
             self.ran = True
         # 3-4. join what ran with the source, derive, grade
         if observing:
@@ -211,6 +212,24 @@ class Run:
         except EinsumError as e:
             where = "" if call.style == "equation" else f"line {call.line}, {call.source}: "
             raise EinsumError(f"einsum_grad: {where}{call.restate(e)}") from None
+
+    # -- 2. the user's error ------------------------------------------------------------
+
+    def _failed(self, error: BaseException):
+        """The cell fails with the user's own ``error``, which IPython has shown.
+
+        Raising anything here would make IPython show it too and point ``sys.last_value``,
+        ``%tb`` and ``%debug`` at the magic: the cell's result takes the user's error instead.
+        """
+        from .views.text import render_notes
+
+        print(render_notes((f"the cell's code raised {type(error).__name__}, so its einsums "
+                            "were not analysed",)))
+        outer = getattr(self.shell.displayhook, "exec_result", None)
+        if outer is None:               # not inside a cell IPython runs: tell the caller
+            raise CellCodeFailed(f"the cell's code raised {type(error).__name__}") from error
+        outer.error_in_exec = error
+        return None
 
     # -- 3-4. join, derive, grade -------------------------------------------------------
 

@@ -36,6 +36,79 @@ def shown(cap) -> list[str]:
     return [o.data["text/plain"] for o in cap.outputs if o.data.get("text/plain")]
 
 
+# -- 3. the user's error is the user's, for %tb, %debug and sys.last_* -------------------
+
+USER_ERROR = ("%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)\n"
+              "def f():\n    return 1 / 0\nZ = f()")
+
+
+def test_the_users_error_is_what_sys_last_and_tb_see(ip):
+    result, cap = run(ip, USER_ERROR)
+    error = result.error_in_exec
+    assert type(error) is ZeroDivisionError and not result.success     # the cell failed
+    assert sys.last_value is error and sys.last_type is ZeroDivisionError
+    frames = [frame.f_code for frame, _ in traceback.walk_tb(sys.last_traceback)]
+    assert not any("einsum_magic" in code.co_filename for code in frames)
+    assert frames[-1].co_name == "f"                       # where the user's code raised
+    assert "CellCodeFailed" not in cap.stdout
+    assert cap.stdout.splitlines()[-1] == ("einsum_grad: the cell's code raised "
+                                           "ZeroDivisionError, so its einsums were not analysed")
+    with capture_output() as tb:
+        ip.run_line_magic("tb", "")
+    assert "ZeroDivisionError" in tb.stdout and "1 / 0" in tb.stdout
+    assert "einsum_magic" not in tb.stdout and "CellCodeFailed" not in tb.stdout
+    assert "C" in ip.user_ns and "Z" not in ip.user_ns
+
+
+def test_the_debugger_opens_on_the_users_frame(ip):
+    run(ip, USER_ERROR)
+    seen = []
+
+    class Pdb:                      # stands for IPython's debugger: records what it opens on
+        botframe = None
+
+        def reset(self):
+            pass
+
+        def interaction(self, frame, exc):
+            seen.append(exc)
+
+    before = ip.InteractiveTB.pdb
+    ip.InteractiveTB.pdb = Pdb()
+    try:
+        ip.run_line_magic("debug", "")
+    finally:
+        ip.InteractiveTB.pdb = before
+    (exc,) = seen
+    assert type(exc) is ZeroDivisionError
+    codes = [frame.f_code for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    assert codes[-1].co_name == "f"
+    assert not any("einsum_magic" in c.co_filename for c in codes)
+
+
+def test_in_a_kernel_the_cell_fails_with_the_users_error(tmp_path):
+    """What nbval and nbclient see: an error reply naming the user's exception, as without
+    the magic, and the kernel's sys.last_value is the user's."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext einsum_magic\nimport numpy as np\n"
+                                          "A, B = np.ones((2, 3)), np.ones((3, 4))"),
+                nbformat.v4.new_code_cell(USER_ERROR),
+                nbformat.v4.new_code_cell("import sys\nprint(type(sys.last_value).__name__)")]
+    assert os.environ.get("PYTHONPATH")     # the kernel imports the package under test
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    errors = [o for o in nb.cells[1].outputs if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["ZeroDivisionError"]
+    assert not any("einsum_magic" in line for line in errors[0].traceback)
+    assert nb.cells[2].outputs[0].text.strip() == "ZeroDivisionError"
+
+
 # -- the options object and the one reader -----------------------------------------------
 
 def test_o_may_take_a_name_only_a_function_of_the_cell_binds(ip):
