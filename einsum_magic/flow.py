@@ -3,9 +3,11 @@
 This module owns the order of the magic's steps; each step is another module's job:
 
 1. **read** the cell once (:func:`einsum_magic.cell.calls.find_calls`: one parse of the
-   source gives the einsum calls, their names and the names the cell binds). Each call
-   is derived without shapes *before anything runs*: a bad literal equation is an error
-   and the cell's code is not run (a call inside a ``try`` block is left to the run);
+   source gives the einsum calls, their names and the names the cell binds). A call
+   certain to run (a top-level straight-line statement) is derived without shapes
+   *before anything runs*: a bad literal equation there is an error and the cell's code
+   is not run; any other call (in a function, a branch, a loop, a ``try``) is left to the
+   run: only a call the run reaches can fail the cell;
 2. **run** the code once (:func:`einsum_magic.cell.run.run_code`), as IPython runs a cell,
    while :mod:`einsum_magic.cell.capture` observes every einsum call that executes. If it
    raises, IPython has shown the user's error: nothing is analysed, and the cell fails
@@ -191,20 +193,23 @@ class Run:
             raise EinsumError(f"einsum_grad: {e}") from None
 
     def _valid(self, calls):
-        """(the calls whose equation derives, notes, their lines): a bad one in a ``try``
-        block is left to the run."""
-        out, notes = [], []
+        """(the calls whose equation derives, notes, their lines): a bad equation of a call
+        that is not certain to run is left to the run (noted unless it runs)."""
+        out, notes, lines = [], [], []
         for c in calls:
             try:
                 self._derive(c)
             except EinsumError as e:
-                if not c.guarded:
+                if c.certain and not c.guarded:
                     raise
-                notes.append(f"line {c.line}: {' '.join(c.source.split())}: inside a try "
-                             f"block, left to the run ({str(e).splitlines()[0]})")
+                why = ("inside a try block" if c.guarded else f"inside a {c.scope}"
+                       if c.scope != "cell" else "in a branch or loop")
+                notes.append(f"line {c.line}: {' '.join(c.source.split())}: {why}, left to "
+                             f"the run ({str(e).splitlines()[0]})")
+                lines.append(c.line)
                 continue
             out.append(c)
-        return out, tuple(notes), ()
+        return out, tuple(notes), tuple(lines)
 
     def _derive(self, call, shapes=None):
         try:

@@ -109,6 +109,36 @@ def test_in_a_kernel_the_cell_fails_with_the_users_error(tmp_path):
     assert nb.cells[2].outputs[0].text.strip() == "ZeroDivisionError"
 
 
+# -- 5. only a call the run reaches can fail the cell ------------------------------------
+
+@pytest.mark.parametrize("cell", [
+    "def maybe(flag):\n    if flag:\n        return np.einsum('ij,jk->ik', A)\n"
+    "C = np.einsum('ij,jk->ik', A, B)\nmaybe(False)",
+    "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ij,jk->ik', A) if False else A",
+    "C = np.einsum('ij,jk->ik', A, B)\nD = C.size > 0 or np.einsum('ij,jk->ik', A)",
+    "C = np.einsum('ij,jk->ik', A, B)\nfor _ in range(0):\n    np.einsum('ij,j1->i', A, B)",
+])
+def test_a_branch_that_never_runs_does_not_block_the_cell(ip, cell):
+    result, cap = run(ip, "%%einsum_grad --no-check\n" + cell)
+    assert result.success, cap.stdout
+    assert len(shown(cap)) == 1 and "C" in ip.user_ns
+    assert "left to the run" in cap.stdout
+
+
+def test_a_branch_the_run_reaches_fails_as_the_library_does(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check\n"
+                          "def maybe(flag):\n    if flag:\n"
+                          "        return np.einsum('ij,jk->ik', A)\nD = maybe(True)")
+    assert type(result.error_in_exec) is ValueError       # numpy's own error, from the run
+    assert "D" not in ip.user_ns and shown(cap) == []
+
+
+def test_a_bad_equation_certain_to_run_is_still_refused_before_the_run(ip):
+    result, _ = run(ip, "%%einsum_grad\nZ = 1\nC = np.einsum('ij,jk->ik', A)")
+    assert type(result.error_in_exec) is UsageError
+    assert "Z" not in ip.user_ns
+
+
 # -- the options object and the one reader -----------------------------------------------
 
 def test_o_may_take_a_name_only_a_function_of_the_cell_binds(ip):

@@ -154,6 +154,9 @@ class Call:
     guarded: bool = False             # inside a ``try`` block: a bad equation is left to the run
     where: str = ""                   # a call seen in the run outside the cell's top level:
     #                                   where it is ('density(), line 2', 'pkg/mod.py:12')
+    certain: bool = True              # certain to run when the cell runs (a top-level straight-
+    #                                   line statement): only then may a bad equation fail the
+    #                                   cell before the run; any other call is left to the run
 
     @property
     def legend(self) -> tuple[tuple[str, str], ...]:
@@ -333,8 +336,9 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
     :class:`SyntaxError` when ``source`` is not Python. The cell is parsed once, here:
     :attr:`Found.tree` holds the parse for whoever reads the cell next.
 
-    >>> sorted(find_calls("C = np.einsum('ij->j', A)\\nif x:\\n    D = np.einsum('i->', C)").bound)
-    ['C', 'D']
+    >>> found = find_calls("C = np.einsum('ij->j', A)\\nif x:\\n    D = np.einsum('i->', C)")
+    >>> [c.certain for c in found.calls], sorted(found.bound)
+    ([True, False], ['C', 'D'])
     """
     tree = ast.parse(source)
     aliases = dict(DEFAULT_ALIASES)
@@ -347,6 +351,7 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
     scopes = _Scopes(tree)
     guarded = {id(n) for t in ast.walk(tree) if isinstance(t, _TRY)
                for stmt in t.body for n in ast.walk(stmt)}
+    certain = _certain(tree)
     calls, notes, lines = [], [], []
     nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
                    key=lambda n: (n.lineno, n.col_offset))
@@ -367,9 +372,51 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
             continue
         call = _make_call(read, targets.get(id(node)), function, node.lineno, text, scopes, node)
         calls.append(dataclasses.replace(call, column=node.col_offset,
-                                         guarded=id(node) in guarded))
+                                         guarded=id(node) in guarded,
+                                         certain=id(node) in certain))
     bound = frozenset(set().union(*scopes.binds) | scopes.everywhere)
     return Found(tuple(calls), tuple(notes), tuple(lines), bound, tree)
+
+
+def _certain(tree: ast.Module) -> set[int]:
+    """``id`` of every call certain to run when the cell runs (unless an earlier one raises).
+
+    Those of the cell's straight-line statements (``with`` bodies too, and the test of an
+    ``if``/``while``, the iterable of a ``for``), outside a conditional expression's
+    branches, an ``and``/``or`` past its first operand, a lambda or a comprehension (but
+    its first iterable).
+    """
+    out: set[int] = set()
+
+    def expression(node: ast.AST) -> None:
+        if isinstance(node, ast.IfExp):
+            return expression(node.test)
+        if isinstance(node, ast.BoolOp):
+            return expression(node.values[0])
+        if isinstance(node, ast.Lambda):
+            return None
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            return expression(node.generators[0].iter)
+        if isinstance(node, ast.Call):
+            out.add(id(node))
+        for child in ast.iter_child_nodes(node):
+            expression(child)
+
+    def statements(body) -> None:
+        for stmt in body:
+            if isinstance(stmt, (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                expression(stmt)
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                for item in stmt.items:
+                    expression(item.context_expr)
+                statements(stmt.body)
+            elif isinstance(stmt, (ast.If, ast.While)):
+                expression(stmt.test)
+            elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+                expression(stmt.iter)
+
+    statements(tree.body)
+    return out
 
 
 _TRY = (ast.Try, ast.TryStar) if hasattr(ast, "TryStar") else (ast.Try,)
