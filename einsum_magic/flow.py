@@ -13,8 +13,8 @@ This module owns the order of the magic's steps; each step is another module's j
    raises, IPython has shown the user's error: nothing is analysed, and the cell fails
    with the user's exception (``sys.last_value``, ``%tb`` and ``%debug`` see the user's
    error and frames, as without the magic);
-3. **join** each call site that ran (:mod:`einsum_magic.cell.sites`) with the source's
-   call at its place, or, where
+3. **join** each call site that ran (:mod:`einsum_magic.cell.sites`; spellings of one
+   einsum at one place are one site) with the source's call at its place, or, where
    nothing ran (``--no-run``, an equation-only cell, the line magic), take the source's
    calls with the user's arrays where :meth:`Call.lookups
    <einsum_magic.cell.calls.Call.lookups>` allows it, ``--sizes`` and distinct defaults;
@@ -250,11 +250,11 @@ class Run:
 
     def _observed(self, ran, calls, notes, note_lines):
         """(analyses, operands, notes) of the call sites the run observed, in execution order."""
-        from .cell.sites import site_call, site_source, sizes_note
+        from .cell.sites import merged, site_call, site_source, sizes_note
 
         cells_ = dict(getattr(self.shell.compile, "_filename_map", {}))
         cap = self.options.max_displays
-        sites = ran.sites
+        sites = merged(ran.sites)
         analyses, operands, extra = [], [], []
         for site in sites[:cap]:
             try:

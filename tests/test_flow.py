@@ -139,6 +139,22 @@ def test_a_bad_equation_certain_to_run_is_still_refused_before_the_run(ip):
     assert "Z" not in ip.user_ns
 
 
+# -- 7. spellings of one einsum are one display ------------------------------------------
+
+def test_spellings_of_one_einsum_at_one_place_are_one_display(ip):
+    """The spacing loop of numpy's einsum tests, and the implicit form, at one call site."""
+    spaces = [" " * k for k in range(16)]
+    result, cap = run(ip, "%%einsum_grad --no-check -o res\n"
+                          f"spellings = [f'i{{sp}}j,jk->ik' for sp in {spaces!r}]\n"
+                          "for eq in spellings + ['ij,jk', 'i j , j k']:\n"
+                          "    C = np.einsum(eq, A, B)")
+    assert result.success, cap.stdout
+    (page,) = shown(cap)
+    assert "ran 18 times" in page
+    (a,) = ip.user_ns["res"].analyses
+    assert a.derivation.equation == "ij,jk->ik"
+
+
 # -- the options object and the one reader -----------------------------------------------
 
 def test_o_may_take_a_name_only_a_function_of_the_cell_binds(ip):
