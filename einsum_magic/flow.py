@@ -20,6 +20,8 @@ This module owns the order of the magic's steps; each step is another module's j
    <einsum_magic.cell.calls.Call.lookups>` allows it, ``--sizes`` and distinct defaults;
 4. **derive** each (:func:`einsum_magic.derive`) and grade its ``--expect`` proposals
    (:func:`einsum_magic.expect.judge`; ``2:A=…`` counts the displays in execution order);
+   while an exercise is open, every display of the cell that would give its answer away
+   is hidden too;
 5. **check** each against JAX (:func:`einsum_magic.check.report.check`) on the arrays it
    received, with a progress widget where a live frontend shows one;
 6. **display** one :class:`~einsum_magic.views.widget.GradDisplay` per einsum, in order
@@ -131,6 +133,7 @@ class Run:
         else:
             analyses = [self._analyse(c, targets.get(k, ()), k + 1) for k, c in enumerate(calls)]
             operands = [self._operands(a.call) for a in analyses]
+        analyses = _hide_answers(analyses)
         # 5. check; 6. display
         analyses = self._checked(analyses, operands)
         self._display(analyses)
@@ -506,6 +509,23 @@ class Run:
             failed.append(backward.check.summary)
         if failed:
             raise CheckFailed("; ".join(failed))
+
+
+def _hide_answers(analyses) -> list:
+    """Analyses whose display would answer an open exercise of another one, marked hidden.
+
+    A display answers an exercise when one of its gradients is the exercise's answer up
+    to a renaming of letters (``D = einsum('ij,jk->ik', E, F)`` beside ``--expect 1:A=?``).
+    """
+    answers = [(k, e.target, {g.relabelled for g in a.derivation.grads if g.target == e.target})
+               for k, a in enumerate(analyses) for e in a.expectations if not e.passed]
+    out = []
+    for k, a in enumerate(analyses):
+        relabelled = {g.relabelled for g in a.derivation.grads}
+        by = next((f"{target} of einsum {j + 1}" for j, target, answer in answers
+                   if j != k and answer & relabelled), "")
+        out.append(dataclasses.replace(a, hidden_by=by) if by and not a.hidden_by else a)
+    return out
 
 
 def _letter_keys(call) -> dict[str, str]:

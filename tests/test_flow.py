@@ -155,6 +155,32 @@ def test_spellings_of_one_einsum_at_one_place_are_one_display(ip):
     assert a.derivation.equation == "ij,jk->ik"
 
 
+# -- 8. an open exercise is not answered by its neighbour --------------------------------
+
+def test_an_open_exercise_hides_its_answer_in_every_display_of_the_cell(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check --expect 1:A=? -o res\n"
+                          "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ij,jk->ik', E, F)")
+    assert result.success
+    first, second = shown(cap)
+    for page in (first, second):
+        assert "hidden" in page and "dL_dE =" not in page and "dL_dA =" not in page
+    html = [o.data["text/html"] for o in cap.outputs if o.data.get("text/plain")]
+    assert "np.einsum(&#x27;ik,jk-&gt;ij&#x27;" not in html[1].split("eg-reveal")[0]
+    a, b = ip.user_ns["res"].analyses
+    assert b.hidden_by == "dL_dA of einsum 1" and not a.hidden_by
+    # solved: nothing is hidden any more
+    result, cap = run(ip, "%%einsum_grad --no-check --expect 1:A=ik,jk->ij\n"
+                          "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ij,jk->ik', E, F)")
+    assert result.success and "dL_dE = np.einsum('ik,jk->ij', dL_dD, F)" in shown(cap)[1]
+
+
+def test_an_exercise_leaves_an_einsum_that_does_not_answer_it_alone(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check --expect 1:A=?\n"
+                          "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ij->j', E)")
+    assert result.success
+    assert "dL_dE =" in shown(cap)[1]
+
+
 # -- the options object and the one reader -----------------------------------------------
 
 def test_o_may_take_a_name_only_a_function_of_the_cell_binds(ip):

@@ -24,6 +24,8 @@ class Analysis:
     ``check_note`` saying why (skipped, JAX not installed, the check's error).
     ``sizes_from`` says where the shapes came from; ``fixed`` holds the letters whose
     size the user's arrays fix (the others get a size slider in a live kernel).
+    ``hidden_by`` names an exercise of the same cell (``--expect 1:A=?``) whose answer this
+    display would give away: it stays hidden behind Reveal too.
     """
 
     call: Call
@@ -33,6 +35,7 @@ class Analysis:
     check_note: str = ""
     expectations: tuple = ()          # einsum_magic.expect.Expectation, one per --expect
     fixed: tuple[str, ...] = ()       # letters the user's arrays fix
+    hidden_by: str = ""               # an open exercise of the cell this display would answer
 
 
 @dataclass(frozen=True)
