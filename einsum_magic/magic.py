@@ -26,7 +26,7 @@ from traitlets import Bool, CaselessStrEnum, Int, Unicode
 
 from .errors import EinsumError
 from .flow import CellCodeFailed, CheckFailed, ExpectationFailed, Run
-from .options import read
+from .options import Once, read
 
 __all__ = ["EinsumGradMagics", "ExpectationFailed", "CheckFailed", "CellCodeFailed",
            "load_ipython_extension"]
@@ -61,19 +61,20 @@ class EinsumGradMagics(Magics):
     @magic_arguments()
     @argument("equation", nargs="*",
               help="line magic only: the equation, e.g. ij,jk->ik (quote it if it has spaces)")
-    @argument("--sizes", metavar="SIZES",
+    @argument("--sizes", metavar="SIZES", action=Once,
               help="sizes of letters the arrays do not fix, e.g. i=2,j=3 (einops axis names "
                    "too: batch=8)")
     @argument("--no-run", action="store_true",
               help="analyse the einsums without running the cell's code")
     @argument("--no-check", action="store_true", help="skip the check against jax.vjp")
-    @argument("--dtype", help="dtype of the check (default float32)")
-    @argument("--seed", type=int, help="seed of the check's random arrays (default 0)")
+    @argument("--dtype", action=Once, help="dtype of the check (default float32)")
+    @argument("--seed", type=int, action=Once,
+              help="seed of the check's random arrays (default 0)")
     @argument("--expect", action="append", default=[], metavar="NAME=SPEC",
               help="grade a proposed backward einsum for operand NAME (or gradient dL_dNAME), "
                    "e.g. A=ik,jk->ij; N:NAME=SPEC for the N-th einsum; NAME=? for an exercise; "
                    "repeatable; a wrong one makes the cell fail")
-    @argument("-o", "--output", metavar="NAME",
+    @argument("-o", "--output", metavar="NAME", action=Once,
               help="store the derivations and check reports in the variable NAME")
     @line_cell_magic
     def einsum_grad(self, line, cell=None):
@@ -139,7 +140,7 @@ class EinsumGradMagics(Magics):
         (:func:`einsum_magic.cell.run.await_transform`)."""
         try:
             options = read(partial(parse_argstring, self.einsum_grad), line, self,
-                           self.shell.user_ns)
+                           self.shell.user_ns, cell is not None)
             return await Run(self.shell, options, cell).run_async()
         except EinsumError as e:            # the one place: IPython's own one-line error
             raise UsageError(str(e)) from None

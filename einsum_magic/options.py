@@ -5,7 +5,9 @@ This module owns what the magic's line and its session configuration
 frozen :class:`Options`: the seed, the check's dtype, ``--sizes``, each ``--expect``,
 the ``-o`` name and the limits. Every mistake raises an
 :class:`~einsum_magic.errors.EinsumError` whose message is the one line the user sees
-(the magic turns it into IPython's ``UsageError``).
+(the magic turns it into IPython's ``UsageError``), in the user's words: an
+equation with spaces given unquoted to the line magic is told to be quoted, an option
+given twice is refused rather than silently the last one.
 
 >>> from types import SimpleNamespace as NS
 >>> config = NS(check=True, dtype="float32", seed=0, max_elements=None, max_displays=20,
@@ -23,6 +25,7 @@ einsum_magic.errors.EinsumError: -o len: len is a Python builtin, which the resu
 
 from __future__ import annotations
 
+import argparse
 import builtins
 import keyword
 from dataclasses import dataclass, field
@@ -32,7 +35,12 @@ from .cell.analysis import is_result
 from .core.shapes import parse_sizes
 from .errors import EinsumError
 
-__all__ = ["Options", "options", "read", "unquoted", "output_name", "parse_expect"]
+__all__ = ["Options", "options", "read", "Once", "unquoted", "output_name", "parse_expect",
+           "OPTIONS"]
+
+#: The magic's options as written on its line (an equation's tokens are anything else).
+OPTIONS = ("--sizes", "--no-run", "--no-check", "--dtype", "--seed", "--expect", "-o",
+           "--output")
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class Options:
     view: str = "auto"
 
 
-def read(parse: Callable, line: str, config, namespace: Mapping) -> Options:
+def read(parse: Callable, line: str, config, namespace: Mapping, cell_magic: bool) -> Options:
     """``parse(line)`` (IPython's ``parse_argstring``) validated into :class:`Options`.
 
     ``config``: the magic's traits (``check``, ``dtype``, ``seed``, ``max_elements``,
@@ -61,8 +69,8 @@ def read(parse: Callable, line: str, config, namespace: Mapping) -> Options:
     """
     try:
         args = parse(line)
-    except Exception as e:  # noqa: BLE001 - IPython's UsageError, said as the others
-        raise EinsumError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - IPython's UsageError: said again, in the user's words
+        raise EinsumError(_arguments(str(e), line, cell_magic)) from None
     return options(args, config, namespace)
 
 
@@ -100,6 +108,45 @@ def _said(option: str, fn, text):
         return fn(text)
     except EinsumError as e:
         raise EinsumError(f"einsum_grad: {e}") from None
+
+
+def _arguments(message: str, line: str, cell_magic: bool) -> str:
+    """argparse's ``message`` about ``line``, plus what to do where it reads an equation.
+
+    >>> print(_arguments("unrecognized arguments: -> i k", "i j, j k -> i k", False))
+    unrecognized arguments: -> i k: quote an equation that has spaces or starts with '-': %einsum_grad 'i j, j k -> i k'
+    >>> print(_arguments("unrecognized arguments: ->", "->", True))
+    unrecognized arguments: ->: %%einsum_grad takes no equation on its line: put it in the cell
+    """
+    if not message.startswith("unrecognized arguments") or "->" not in line:
+        return message
+    if cell_magic:
+        return f"{message}: %%einsum_grad takes no equation on its line: put it in the cell"
+    words = line.split()
+    cut = next((k for k, w in enumerate(words) if w.split("=")[0] in OPTIONS), len(words))
+    equation, rest = " ".join(words[:cut]), " ".join(words[cut:])
+    quoted = "'" + equation + "'" if "'" not in equation else '"' + equation + '"'
+    return (f"{message}: quote an equation that has spaces or starts with '-': "
+            f"%einsum_grad {quoted}{' ' + rest if rest else ''}")
+
+
+class Once(argparse.Action):
+    """An option that may be given once: ``-o r1 -o r2`` is refused, not the last one kept.
+
+    >>> parser = argparse.ArgumentParser(exit_on_error=False)
+    >>> _ = parser.add_argument("-o", action=Once)
+    >>> parser.parse_args(["-o", "r1", "-o", "r2"])
+    Traceback (most recent call last):
+      ...
+    argparse.ArgumentError: argument -o: given twice ('r1', then 'r2'): give it once
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        before = getattr(namespace, self.dest, None)
+        if before is not None:
+            raise argparse.ArgumentError(self, f"given twice ({before!r}, then {values!r}): "
+                                               "give it once")
+        setattr(namespace, self.dest, values)
 
 
 def unquoted(value: str | None) -> str | None:

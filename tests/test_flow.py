@@ -181,6 +181,63 @@ def test_an_exercise_leaves_an_einsum_that_does_not_answer_it_alone(ip):
     assert "dL_dE =" in shown(cap)[1]
 
 
+# -- 9. errors in the user's words -------------------------------------------------------
+
+@pytest.mark.parametrize("line, hint", [
+    ("%einsum_grad ->", "%einsum_grad '->'"),
+    ("%einsum_grad i j, j k -> i k", "%einsum_grad 'i j, j k -> i k'"),
+    ("%einsum_grad i j, j k -> i k --sizes i=2", "%einsum_grad 'i j, j k -> i k' --sizes i=2"),
+])
+def test_an_unquoted_equation_with_spaces_is_told_to_be_quoted(ip, line, hint):
+    result, _ = run(ip, line)
+    assert type(result.error_in_exec) is UsageError
+    message = str(result.error_in_exec)
+    assert "unrecognized arguments" in message and "quote an equation" in message
+    assert message.endswith(hint) and "\n" not in message
+    assert run(ip, hint.replace("%einsum_grad", "%einsum_grad --no-check", 1))[0].success
+
+
+def test_an_equation_on_the_cell_magics_line_is_told_to_go_in_the_cell(ip):
+    result, _ = run(ip, "%%einsum_grad i j -> j i\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert "put it in the cell" in str(result.error_in_exec)
+
+
+@pytest.mark.parametrize("cell", ["ij,jk->ik  # a matmul", "'ij,jk->ik'  # a matmul",
+                                  "# first a comment\nij,jk->ik # then one at the end"])
+def test_an_equation_cell_may_end_with_a_comment(ip, cell):
+    result, cap = run(ip, "%%einsum_grad --no-check -o res\n" + cell)
+    assert result.success, cap.stdout
+    assert ip.user_ns["res"].derivation.equation == "ij,jk->ik"
+
+
+@pytest.mark.parametrize("options, message", [
+    ("--sizes i=2,i=3", "einsum_grad: 'i' is given twice (i=2, then i=3): give each size once"),
+    ("-o r1 -o r2", "argument -o/--output: given twice ('r1', then 'r2'): give it once"),
+    ("--seed 1 --seed 2", "argument --seed: given twice (1, then 2): give it once"),
+    ("--dtype float32 --dtype float64", "argument --dtype: given twice"),
+])
+def test_an_option_given_twice_is_refused(ip, options, message):
+    result, _ = run(ip, f"%%einsum_grad {options}\nZ = 1\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec).splitlines()[0].startswith(message)
+    assert "Z" not in ip.user_ns and "r1" not in ip.user_ns and "r2" not in ip.user_ns
+
+
+def test_an_einops_pattern_in_an_equation_cell_points_at_einops(ip):
+    result, _ = run(ip, "%%einsum_grad\nbatch time d, d f -> batch time f")
+    assert type(result.error_in_exec) is UsageError
+    first, quoted, caret = str(result.error_in_exec).splitlines()
+    assert first == ("einsum_grad: 'batch' is an axis name, but an equation takes one letter "
+                     "per axis: write btd,df->btf, or keep the names inside "
+                     "einops.einsum(..., 'batch time d, d f -> batch time f')")
+    assert "appears twice" not in first
+    assert quoted == "    batch time d, d f -> batch time f" and caret == "    ^^^^^"
+    # one letter per axis, spaced: an equation as numpy reads it
+    result, cap = run(ip, "%%einsum_grad --no-check -o res\nb t d, d f -> b t f")
+    assert result.success and ip.user_ns["res"].derivation.equation == "btd,df->btf"
+
+
 # -- the options object and the one reader -----------------------------------------------
 
 def test_o_may_take_a_name_only_a_function_of_the_cell_binds(ip):

@@ -303,6 +303,8 @@ def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> st
     ('ij,jk->ik', 'ii', None)
     >>> cell_equation("ii"), cell_equation("pass"), cell_equation("x", {"x": 1})
     ('ii', None, None)
+    >>> cell_equation("ij,jk->ik  # a matmul"), cell_equation("'ij->' # a sum")
+    ('ij,jk->ik', 'ij->')
     """
     lines = [ln.strip() for ln in source.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
@@ -311,10 +313,12 @@ def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> st
     text = lines[0]
     if text[:1] in "'\"":
         try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+            node = ast.parse(text, mode="eval").body      # a trailing '# comment' is fine
+        except SyntaxError:
             return None
-        return value if isinstance(value, str) else None
+        return node.value if isinstance(node, ast.Constant) and isinstance(node.value,
+                                                                            str) else None
+    text = text.partition("#")[0].strip()           # 'ij,jk->ik  # matmul'
     if not _EQUATION.fullmatch(text):
         return None
     if "," in text or "->" in text or "..." in text:
@@ -832,8 +836,40 @@ def equation_call(equation: str) -> Call:
 
     >>> equation_call("ij,jk").names
     ('A', 'B')
+
+    An einops pattern (axis names of several letters, between spaces) is refused with
+    where to write it instead:
+
+    >>> try:
+    ...     equation_call("batch d, d out -> batch out")
+    ... except EinsumError as e:
+    ...     print(e)
+    'batch' is an axis name, but an equation takes one letter per axis: write bd,do->bo, or keep the names inside einops.einsum(..., 'batch d, d out -> batch out')
+        batch d, d out -> batch out
+        ^^^^^
     """
     from ..core.derivation import default_names
 
+    _letters_only(equation)
+
     names, output = default_names(len(parse(equation).inputs))
     return Call(equation, names, names, output, "einsum", "equation", 1, equation)
+
+
+def _letters_only(equation: str) -> None:
+    """Raise :class:`EinsumError` where ``equation`` holds an einops axis name (see above)."""
+    at = 0
+    for term in re.split(r"(,|->)", equation):
+        words = list(re.finditer(r"\S+", term))
+        long = [m for m in words if len(m.group()) > 1 and m.group() != "..."]
+        if len(words) > 1 and long:
+            word = long[0]
+            try:
+                letters = f"write {_read_einops(equation, ()).equation}, or "
+            except EinsumError:
+                letters = ""
+            raise EinsumError(f"{word.group()!r} is an axis name, but an equation takes one "
+                              f"letter per axis: {letters}keep the names inside "
+                              f"einops.einsum(..., {equation!r})", equation,
+                              at + word.start(), len(word.group()))
+        at += len(term)
