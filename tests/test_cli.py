@@ -62,3 +62,17 @@ def test_default_shapes_are_distinct():
     assert shapes_for("ij,jk->ik", parse_sizes("j=2")) == ((3, 2), (2, 4))
     with pytest.raises(EinsumError, match="not a letter of the equation"):
         shapes_for("ij", {"z": 2})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ij->", "--sizes", "i=2,i=3"], "einsum-grad: 'i' is given twice (i=2, then i=3): give "
+                                     "each size once"),
+    (["batch d, d out -> batch out"], "einsum-grad: 'batch' is an axis name, but an equation "
+                                      "takes one letter per axis: write bd,do->bo, or keep "
+                                      "the names inside einops.einsum(..., 'batch d, d out -> "
+                                      "batch out')"),
+])
+def test_a_size_given_twice_and_axis_names_are_refused_in_the_users_words(capsys, argv,
+                                                                          message):
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[0] == message

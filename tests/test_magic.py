@@ -15,7 +15,7 @@ from IPython.utils.capture import capture_output
 from einsum_magic.views import text
 from einsum_magic.cell.analysis import EinsumGradResult
 from einsum_magic.check.report import INSTALL
-from einsum_magic.magic import (CellCodeFailed, CheckFailed, EinsumGradMagics, ExpectationFailed,
+from einsum_magic.magic import (CheckFailed, EinsumGradMagics, ExpectationFailed,
                                 load_ipython_extension)
 from einsum_magic.views.widget import WIDGET_MIME
 
@@ -377,7 +377,7 @@ def test_the_users_error_stops_the_analysis(ip):
     assert "ZeroDivisionError" in cap.stdout
     assert cap.outputs == []
     assert "C" in ip.user_ns and "Z" not in ip.user_ns     # as IPython runs it
-    assert type(result.error_in_exec) is CellCodeFailed    # the cell fails, as it would have
+    assert type(result.error_in_exec) is ZeroDivisionError  # the cell fails, as it would have
     assert "einsum_grad: the cell's code raised ZeroDivisionError" in cap.stdout
 
 

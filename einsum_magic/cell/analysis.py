@@ -13,7 +13,7 @@ from typing import Any
 
 from .calls import Call
 
-__all__ = ["Analysis", "EinsumGradResult"]
+__all__ = ["Analysis", "EinsumGradResult", "is_result"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class Analysis:
     ``check_note`` saying why (skipped, JAX not installed, the check's error).
     ``sizes_from`` says where the shapes came from; ``fixed`` holds the letters whose
     size the user's arrays fix (the others get a size slider in a live kernel).
+    ``hidden_by`` names an exercise of the same cell (``--expect 1:A=?``) whose answer this
+    display would give away: it stays hidden behind Reveal too.
     """
 
     call: Call
@@ -33,6 +35,7 @@ class Analysis:
     check_note: str = ""
     expectations: tuple = ()          # einsum_magic.expect.Expectation, one per --expect
     fixed: tuple[str, ...] = ()       # letters the user's arrays fix
+    hidden_by: str = ""               # an open exercise of the cell this display would answer
 
 
 @dataclass(frozen=True)
@@ -65,3 +68,14 @@ class EinsumGradResult:
     def report(self):
         """The check report of the first einsum."""
         return self.analyses[0].check if self.analyses else None
+
+
+def is_result(value) -> bool:
+    """Whether ``value`` is an earlier :class:`EinsumGradResult` (also from before a module reload).
+
+    >>> is_result(EinsumGradResult(())), is_result(1)
+    (True, False)
+    """
+    kind, result = type(value), EinsumGradResult
+    return isinstance(value, result) or (kind.__name__, kind.__module__) == (result.__name__,
+                                                                            result.__module__)

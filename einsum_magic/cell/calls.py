@@ -154,6 +154,9 @@ class Call:
     guarded: bool = False             # inside a ``try`` block: a bad equation is left to the run
     where: str = ""                   # a call seen in the run outside the cell's top level:
     #                                   where it is ('density(), line 2', 'pkg/mod.py:12')
+    certain: bool = True              # certain to run when the cell runs (a top-level straight-
+    #                                   line statement): only then may a bad equation fail the
+    #                                   cell before the run; any other call is left to the run
 
     @property
     def legend(self) -> tuple[tuple[str, str], ...]:
@@ -277,6 +280,9 @@ class Found:
     calls: tuple[Call, ...]
     notes: tuple[str, ...]
     note_lines: tuple[int, ...] = ()  # the line each note is about
+    bound: frozenset[str] = frozenset()   # the names the cell's code binds in the user's
+    #                                   namespace (top level, ``global`` declarations)
+    tree: ast.Module | None = field(default=None, repr=False, compare=False)   # the parse
 
 
 def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> str | None:
@@ -297,6 +303,8 @@ def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> st
     ('ij,jk->ik', 'ii', None)
     >>> cell_equation("ii"), cell_equation("pass"), cell_equation("x", {"x": 1})
     ('ii', None, None)
+    >>> cell_equation("ij,jk->ik  # a matmul"), cell_equation("'ij->' # a sum")
+    ('ij,jk->ik', 'ij->')
     """
     lines = [ln.strip() for ln in source.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
@@ -305,10 +313,12 @@ def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> st
     text = lines[0]
     if text[:1] in "'\"":
         try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+            node = ast.parse(text, mode="eval").body      # a trailing '# comment' is fine
+        except SyntaxError:
             return None
-        return value if isinstance(value, str) else None
+        return node.value if isinstance(node, ast.Constant) and isinstance(node.value,
+                                                                            str) else None
+    text = text.partition("#")[0].strip()           # 'ij,jk->ik  # matmul'
     if not _EQUATION.fullmatch(text):
         return None
     if "," in text or "->" in text or "..." in text:
@@ -327,7 +337,12 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
     """Every einsum call in ``source`` (Python), in source order; see the module docstring.
 
     ``namespace`` (read only) resolves aliases bound outside the cell. Raises
-    :class:`SyntaxError` when ``source`` is not Python.
+    :class:`SyntaxError` when ``source`` is not Python. The cell is parsed once, here:
+    :attr:`Found.tree` holds the parse for whoever reads the cell next.
+
+    >>> found = find_calls("C = np.einsum('ij->j', A)\\nif x:\\n    D = np.einsum('i->', C)")
+    >>> [c.certain for c in found.calls], sorted(found.bound)
+    ([True, False], ['C', 'D'])
     """
     tree = ast.parse(source)
     aliases = dict(DEFAULT_ALIASES)
@@ -340,6 +355,7 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
     scopes = _Scopes(tree)
     guarded = {id(n) for t in ast.walk(tree) if isinstance(t, _TRY)
                for stmt in t.body for n in ast.walk(stmt)}
+    certain = _certain(tree)
     calls, notes, lines = [], [], []
     nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
                    key=lambda n: (n.lineno, n.col_offset))
@@ -360,8 +376,51 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
             continue
         call = _make_call(read, targets.get(id(node)), function, node.lineno, text, scopes, node)
         calls.append(dataclasses.replace(call, column=node.col_offset,
-                                         guarded=id(node) in guarded))
-    return Found(tuple(calls), tuple(notes), tuple(lines))
+                                         guarded=id(node) in guarded,
+                                         certain=id(node) in certain))
+    bound = frozenset(set().union(*scopes.binds) | scopes.everywhere)
+    return Found(tuple(calls), tuple(notes), tuple(lines), bound, tree)
+
+
+def _certain(tree: ast.Module) -> set[int]:
+    """``id`` of every call certain to run when the cell runs (unless an earlier one raises).
+
+    Those of the cell's straight-line statements (``with`` bodies too, and the test of an
+    ``if``/``while``, the iterable of a ``for``), outside a conditional expression's
+    branches, an ``and``/``or`` past its first operand, a lambda or a comprehension (but
+    its first iterable).
+    """
+    out: set[int] = set()
+
+    def expression(node: ast.AST) -> None:
+        if isinstance(node, ast.IfExp):
+            return expression(node.test)
+        if isinstance(node, ast.BoolOp):
+            return expression(node.values[0])
+        if isinstance(node, ast.Lambda):
+            return None
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            return expression(node.generators[0].iter)
+        if isinstance(node, ast.Call):
+            out.add(id(node))
+        for child in ast.iter_child_nodes(node):
+            expression(child)
+
+    def statements(body) -> None:
+        for stmt in body:
+            if isinstance(stmt, (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                expression(stmt)
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                for item in stmt.items:
+                    expression(item.context_expr)
+                statements(stmt.body)
+            elif isinstance(stmt, (ast.If, ast.While)):
+                expression(stmt.test)
+            elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+                expression(stmt.iter)
+
+    statements(tree.body)
+    return out
 
 
 _TRY = (ast.Try, ast.TryStar) if hasattr(ast, "TryStar") else (ast.Try,)
@@ -777,8 +836,40 @@ def equation_call(equation: str) -> Call:
 
     >>> equation_call("ij,jk").names
     ('A', 'B')
+
+    An einops pattern (axis names of several letters, between spaces) is refused with
+    where to write it instead:
+
+    >>> try:
+    ...     equation_call("batch d, d out -> batch out")
+    ... except EinsumError as e:
+    ...     print(e)
+    'batch' is an axis name, but an equation takes one letter per axis: write bd,do->bo, or keep the names inside einops.einsum(..., 'batch d, d out -> batch out')
+        batch d, d out -> batch out
+        ^^^^^
     """
     from ..core.derivation import default_names
 
+    _letters_only(equation)
+
     names, output = default_names(len(parse(equation).inputs))
     return Call(equation, names, names, output, "einsum", "equation", 1, equation)
+
+
+def _letters_only(equation: str) -> None:
+    """Raise :class:`EinsumError` where ``equation`` holds an einops axis name (see above)."""
+    at = 0
+    for term in re.split(r"(,|->)", equation):
+        words = list(re.finditer(r"\S+", term))
+        long = [m for m in words if len(m.group()) > 1 and m.group() != "..."]
+        if len(words) > 1 and long:
+            word = long[0]
+            try:
+                letters = f"write {_read_einops(equation, ()).equation}, or "
+            except EinsumError:
+                letters = ""
+            raise EinsumError(f"{word.group()!r} is an axis name, but an equation takes one "
+                              f"letter per axis: {letters}keep the names inside "
+                              f"einops.einsum(..., {equation!r})", equation,
+                              at + word.start(), len(word.group()))
+        at += len(term)

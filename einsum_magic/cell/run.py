@@ -38,11 +38,14 @@ class Ran:
     filename: str
 
 
-async def run_code(shell, body: str, budget: int) -> Ran:
-    """Run ``body`` in ``shell``'s namespace once, observing its einsum calls."""
+async def run_code(shell, body: str, budget: int, source: str | None = None) -> Ran:
+    """Run ``body`` in ``shell``'s namespace once, observing its einsum calls.
+
+    ``source``: ``body`` as ``shell.transform_cell`` gives it, when the caller has it.
+    """
     from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult
 
-    cell = shell.transform_cell(body)
+    cell = shell.transform_cell(body) if source is None else source
     result = ExecutionResult(ExecutionInfo(body, False, False, True, None,
                                            transformed_cell=cell))
     outer = getattr(shell.displayhook, "exec_result", None)

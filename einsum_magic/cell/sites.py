@@ -31,9 +31,11 @@ import os
 import string
 import sys
 
+from ..core.equation import parse
+from ..errors import EinsumError
 from .calls import INTERLEAVED_LETTERS, Call, _read_einops
 
-__all__ = ["site_call", "site_source", "site_equation", "sizes_note", "where"]
+__all__ = ["site_call", "site_source", "site_equation", "sizes_note", "where", "merged"]
 
 #: How a site's function is written in the code the display shows.
 _SHORT = {"numpy.einsum": "np.einsum", "jax.numpy.einsum": "jnp.einsum",
@@ -188,3 +190,39 @@ def sizes_note(site) -> str:
         text += "; traced by JAX (shapes only, the check uses random arrays)"
     return text
 
+
+
+def merged(sites) -> tuple:
+    """The sites, with those of one call place whose equations differ only in spelling as one.
+
+    A call in a loop over ``f'i{sp}j,jk->ik'`` runs one einsum spelled several ways
+    (whitespace, the implicit or explicit form): one site, its counts added, in the place
+    of the first. Shapes that differ between the spellings count as variants.
+
+    >>> from einsum_magic.cell.capture import Site
+    >>> def site(eq):
+    ...     return Site("numpy.einsum", "numpy", eq, None, ((2, 3), (3, 4)), ("float64",) * 2,
+    ...                 (0, 1), ("A", "B"), (None, None), "<cell>", 2, 4, "<module>")
+    >>> [(s.equation, s.count) for s in merged([site("ij,jk->ik"), site("i j, jk"),
+    ...                                          site("ij,jk->ki")])]
+    [('ij,jk->ik', 2), ('ij,jk->ki', 1)]
+    """
+    out: list = []
+    first: dict = {}
+    for s in sites:
+        try:
+            key = (s.filename, s.line, s.column, s.function, s.style,
+                   parse(site_equation(s)[0]).explicit)
+        except EinsumError:          # not read here: shown (or noted) on its own
+            out.append(s)
+            continue
+        k = first.get(key)
+        if k is None:
+            first[key] = len(out)
+            out.append(s)
+            continue
+        kept = out[k]
+        variants = kept.variants + (s.variants if s.shapes != kept.shapes else s.variants - 1)
+        out[k] = dataclasses.replace(kept, count=kept.count + s.count, variants=variants,
+                                     traced=kept.traced or s.traced)
+    return tuple(out)

@@ -29,6 +29,12 @@ def parse_sizes(text: str | None) -> dict[str, int]:
 
     >>> parse_sizes("i=2, j=3")
     {'i': 2, 'j': 3}
+    >>> parse_sizes("i=2,i=3")
+    Traceback (most recent call last):
+      ...
+    einsum_magic.errors.EinsumError: 'i' is given twice (i=2, then i=3): give each size once
+        i=2,i=3
+            ^^^
     """
     sizes: dict[str, int] = {}
     if not text:
@@ -40,6 +46,10 @@ def parse_sizes(text: str | None) -> dict[str, int]:
         if not eq or not key.isidentifier() or not value.strip().isdigit():
             raise EinsumError("sizes are written letter=size, separated by commas (i=2,j=3; "
                               "einops axis names too: batch=8)", text, at, max(1, len(item)))
+        if key in sizes:
+            raise EinsumError(f"{key!r} is given twice ({key}={sizes[key]}, then "
+                              f"{key}={int(value)}): give each size once", text,
+                              at + len(item) - len(item.lstrip()), len(item.strip()))
         sizes[key] = int(value)
         at += len(item) + 1
     return sizes

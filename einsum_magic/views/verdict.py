@@ -95,5 +95,6 @@ def expect_line(e, count: int = 1) -> str:
 
 
 def answer_hidden(a) -> bool:
-    """Whether the derived answer stays hidden: an exercise that is blank or not right yet."""
-    return any(not e.passed for e in a.expectations)
+    """Whether the derived answer stays hidden: an exercise that is blank or not right yet,
+    here or in another einsum of the cell whose answer this one would give away."""
+    return bool(a.hidden_by) or any(not e.passed for e in a.expectations)

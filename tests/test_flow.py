@@ -1,0 +1,267 @@
+"""One run of the magic (einsum_magic.flow) and its options, through a real InteractiveShell."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing import globalipapp
+from IPython.utils.capture import capture_output
+
+from einsum_magic.magic import load_ipython_extension
+
+
+@pytest.fixture
+def ip():
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    load_ipython_extension(shell)
+    shell.run_cell("import numpy as np\n"
+                   "A = np.arange(6.0).reshape(2, 3)\nB = np.arange(12.0).reshape(3, 4) - 5\n"
+                   "E, F = A + 1, B * 2")
+    yield shell
+    for name in ("C", "D", "Z", "maybe", "f", "r1", "r2", "res", "eq", "spellings"):
+        shell.user_ns.pop(name, None)
+
+
+def run(shell, source: str):
+    with capture_output() as cap:
+        result = shell.run_cell(source)
+    return result, cap
+
+
+def shown(cap) -> list[str]:
+    return [o.data["text/plain"] for o in cap.outputs if o.data.get("text/plain")]
+
+
+# -- 3. the user's error is the user's, for %tb, %debug and sys.last_* -------------------
+
+USER_ERROR = ("%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)\n"
+              "def f():\n    return 1 / 0\nZ = f()")
+
+
+def test_the_users_error_is_what_sys_last_and_tb_see(ip):
+    result, cap = run(ip, USER_ERROR)
+    error = result.error_in_exec
+    assert type(error) is ZeroDivisionError and not result.success     # the cell failed
+    assert sys.last_value is error and sys.last_type is ZeroDivisionError
+    frames = [frame.f_code for frame, _ in traceback.walk_tb(sys.last_traceback)]
+    assert not any("einsum_magic" in code.co_filename for code in frames)
+    assert frames[-1].co_name == "f"                       # where the user's code raised
+    assert "CellCodeFailed" not in cap.stdout
+    assert cap.stdout.splitlines()[-1] == ("einsum_grad: the cell's code raised "
+                                           "ZeroDivisionError, so its einsums were not analysed")
+    with capture_output() as tb:
+        ip.run_line_magic("tb", "")
+    assert "ZeroDivisionError" in tb.stdout and "1 / 0" in tb.stdout
+    assert "einsum_magic" not in tb.stdout and "CellCodeFailed" not in tb.stdout
+    assert "C" in ip.user_ns and "Z" not in ip.user_ns
+
+
+def test_the_debugger_opens_on_the_users_frame(ip):
+    run(ip, USER_ERROR)
+    seen = []
+
+    class Pdb:                      # stands for IPython's debugger: records what it opens on
+        botframe = None
+
+        def reset(self):
+            pass
+
+        def interaction(self, frame, exc):
+            seen.append(exc)
+
+    before = ip.InteractiveTB.pdb
+    ip.InteractiveTB.pdb = Pdb()
+    try:
+        ip.run_line_magic("debug", "")
+    finally:
+        ip.InteractiveTB.pdb = before
+    (exc,) = seen
+    assert type(exc) is ZeroDivisionError
+    codes = [frame.f_code for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    assert codes[-1].co_name == "f"
+    assert not any("einsum_magic" in c.co_filename for c in codes)
+
+
+def test_in_a_kernel_the_cell_fails_with_the_users_error(tmp_path):
+    """What nbval and nbclient see: an error reply naming the user's exception, as without
+    the magic, and the kernel's sys.last_value is the user's."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext einsum_magic\nimport numpy as np\n"
+                                          "A, B = np.ones((2, 3)), np.ones((3, 4))"),
+                nbformat.v4.new_code_cell(USER_ERROR),
+                nbformat.v4.new_code_cell("import sys\nprint(type(sys.last_value).__name__)")]
+    assert os.environ.get("PYTHONPATH")     # the kernel imports the package under test
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    errors = [o for o in nb.cells[1].outputs if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["ZeroDivisionError"]
+    assert not any("einsum_magic" in line for line in errors[0].traceback)
+    assert nb.cells[2].outputs[0].text.strip() == "ZeroDivisionError"
+
+
+# -- 5. only a call the run reaches can fail the cell ------------------------------------
+
+@pytest.mark.parametrize("cell", [
+    "def maybe(flag):\n    if flag:\n        return np.einsum('ij,jk->ik', A)\n"
+    "C = np.einsum('ij,jk->ik', A, B)\nmaybe(False)",
+    "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ij,jk->ik', A) if False else A",
+    "C = np.einsum('ij,jk->ik', A, B)\nD = C.size > 0 or np.einsum('ij,jk->ik', A)",
+    "C = np.einsum('ij,jk->ik', A, B)\nfor _ in range(0):\n    np.einsum('ij,j1->i', A, B)",
+])
+def test_a_branch_that_never_runs_does_not_block_the_cell(ip, cell):
+    result, cap = run(ip, "%%einsum_grad --no-check\n" + cell)
+    assert result.success, cap.stdout
+    assert len(shown(cap)) == 1 and "C" in ip.user_ns
+    assert "left to the run" in cap.stdout
+
+
+def test_a_branch_the_run_reaches_fails_as_the_library_does(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check\n"
+                          "def maybe(flag):\n    if flag:\n"
+                          "        return np.einsum('ij,jk->ik', A)\nD = maybe(True)")
+    assert type(result.error_in_exec) is ValueError       # numpy's own error, from the run
+    assert "D" not in ip.user_ns and shown(cap) == []
+
+
+def test_a_bad_equation_certain_to_run_is_still_refused_before_the_run(ip):
+    result, _ = run(ip, "%%einsum_grad\nZ = 1\nC = np.einsum('ij,jk->ik', A)")
+    assert type(result.error_in_exec) is UsageError
+    assert "Z" not in ip.user_ns
+
+
+# -- 7. spellings of one einsum are one display ------------------------------------------
+
+def test_spellings_of_one_einsum_at_one_place_are_one_display(ip):
+    """The spacing loop of numpy's einsum tests, and the implicit form, at one call site."""
+    spaces = [" " * k for k in range(16)]
+    result, cap = run(ip, "%%einsum_grad --no-check -o res\n"
+                          f"spellings = [f'i{{sp}}j,jk->ik' for sp in {spaces!r}]\n"
+                          "for eq in spellings + ['ij,jk', 'i j , j k']:\n"
+                          "    C = np.einsum(eq, A, B)")
+    assert result.success, cap.stdout
+    (page,) = shown(cap)
+    assert "ran 18 times" in page
+    (a,) = ip.user_ns["res"].analyses
+    assert a.derivation.equation == "ij,jk->ik"
+
+
+# -- 8. an open exercise is not answered by its neighbour --------------------------------
+
+def test_an_open_exercise_hides_its_answer_in_every_display_of_the_cell(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check --expect 1:A=? -o res\n"
+                          "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ij,jk->ik', E, F)")
+    assert result.success
+    first, second = shown(cap)
+    for page in (first, second):
+        assert "hidden" in page and "dL_dE =" not in page and "dL_dA =" not in page
+    html = [o.data["text/html"] for o in cap.outputs if o.data.get("text/plain")]
+    assert "np.einsum(&#x27;ik,jk-&gt;ij&#x27;" not in html[1].split("eg-reveal")[0]
+    a, b = ip.user_ns["res"].analyses
+    assert b.hidden_by == "dL_dA of einsum 1" and not a.hidden_by
+    # solved: nothing is hidden any more
+    result, cap = run(ip, "%%einsum_grad --no-check --expect 1:A=ik,jk->ij\n"
+                          "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ij,jk->ik', E, F)")
+    assert result.success and "dL_dE = np.einsum('ik,jk->ij', dL_dD, F)" in shown(cap)[1]
+
+
+def test_an_exercise_leaves_an_einsum_that_does_not_answer_it_alone(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check --expect 1:A=?\n"
+                          "C = np.einsum('ij,jk->ik', A, B)\nD = np.einsum('ij->j', E)")
+    assert result.success
+    assert "dL_dE =" in shown(cap)[1]
+
+
+# -- 9. errors in the user's words -------------------------------------------------------
+
+@pytest.mark.parametrize("line, hint", [
+    ("%einsum_grad ->", "%einsum_grad '->'"),
+    ("%einsum_grad i j, j k -> i k", "%einsum_grad 'i j, j k -> i k'"),
+    ("%einsum_grad i j, j k -> i k --sizes i=2", "%einsum_grad 'i j, j k -> i k' --sizes i=2"),
+])
+def test_an_unquoted_equation_with_spaces_is_told_to_be_quoted(ip, line, hint):
+    result, _ = run(ip, line)
+    assert type(result.error_in_exec) is UsageError
+    message = str(result.error_in_exec)
+    assert "unrecognized arguments" in message and "quote an equation" in message
+    assert message.endswith(hint) and "\n" not in message
+    assert run(ip, hint.replace("%einsum_grad", "%einsum_grad --no-check", 1))[0].success
+
+
+def test_an_equation_on_the_cell_magics_line_is_told_to_go_in_the_cell(ip):
+    result, _ = run(ip, "%%einsum_grad i j -> j i\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert "put it in the cell" in str(result.error_in_exec)
+
+
+@pytest.mark.parametrize("cell", ["ij,jk->ik  # a matmul", "'ij,jk->ik'  # a matmul",
+                                  "# first a comment\nij,jk->ik # then one at the end"])
+def test_an_equation_cell_may_end_with_a_comment(ip, cell):
+    result, cap = run(ip, "%%einsum_grad --no-check -o res\n" + cell)
+    assert result.success, cap.stdout
+    assert ip.user_ns["res"].derivation.equation == "ij,jk->ik"
+
+
+@pytest.mark.parametrize("options, message", [
+    ("--sizes i=2,i=3", "einsum_grad: 'i' is given twice (i=2, then i=3): give each size once"),
+    ("-o r1 -o r2", "argument -o/--output: given twice ('r1', then 'r2'): give it once"),
+    ("--seed 1 --seed 2", "argument --seed: given twice (1, then 2): give it once"),
+    ("--dtype float32 --dtype float64", "argument --dtype: given twice"),
+])
+def test_an_option_given_twice_is_refused(ip, options, message):
+    result, _ = run(ip, f"%%einsum_grad {options}\nZ = 1\nC = np.einsum('ij,jk->ik', A, B)")
+    assert type(result.error_in_exec) is UsageError
+    assert str(result.error_in_exec).splitlines()[0].startswith(message)
+    assert "Z" not in ip.user_ns and "r1" not in ip.user_ns and "r2" not in ip.user_ns
+
+
+def test_an_einops_pattern_in_an_equation_cell_points_at_einops(ip):
+    result, _ = run(ip, "%%einsum_grad\nbatch time d, d f -> batch time f")
+    assert type(result.error_in_exec) is UsageError
+    first, quoted, caret = str(result.error_in_exec).splitlines()
+    assert first == ("einsum_grad: 'batch' is an axis name, but an equation takes one letter "
+                     "per axis: write btd,df->btf, or keep the names inside "
+                     "einops.einsum(..., 'batch time d, d f -> batch time f')")
+    assert "appears twice" not in first
+    assert quoted == "    batch time d, d f -> batch time f" and caret == "    ^^^^^"
+    # one letter per axis, spaced: an equation as numpy reads it
+    result, cap = run(ip, "%%einsum_grad --no-check -o res\nb t d, d f -> b t f")
+    assert result.success and ip.user_ns["res"].derivation.equation == "btd,df->btf"
+
+
+# -- the options object and the one reader -----------------------------------------------
+
+def test_o_may_take_a_name_only_a_function_of_the_cell_binds(ip):
+    """One binding analysis (the source reader's): a function's local is not the user's."""
+    result, _ = run(ip, "%%einsum_grad --no-check -o res\n"
+                        "def f(X):\n    res = 1\n    return np.einsum('ij->j', X)\nD = f(A)")
+    assert result.success, result.error_in_exec
+    assert type(ip.user_ns["res"]).__name__ == "EinsumGradResult"
+
+
+def test_the_cell_is_parsed_once(ip, monkeypatch):
+    import ast
+
+    parsed = []
+    real = ast.parse
+
+    def counting(source, *args, **kwargs):
+        callers = [frame.filename for frame in traceback.extract_stack()]
+        if ("np.einsum('ij,jk->ik', A, B)" in str(source)
+                and not any("einsum_magic/chain/" in f for f in callers)):
+            parsed.append(callers[-2])     # the chain (the cell's backward) reads on its own
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", counting)
+    result, _ = run(ip, "%%einsum_grad --no-check -o res\nC = np.einsum('ij,jk->ik', A, B)")
+    assert result.success
+    assert len(parsed) == 1
