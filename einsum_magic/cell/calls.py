@@ -103,6 +103,7 @@ from typing import Any, Mapping
 
 from ..core.einops import INTERLEAVED_LETTERS, Read, read_einops, read_interleaved
 from ..core.equation import ELLIPSIS, parse, spell_equation
+from ..core.names import free_name
 from ..errors import EinsumError
 
 __all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES",
@@ -603,16 +604,10 @@ def _make_call(read: Read, assigned, function, line, text, scopes: _Scopes, node
         if p:
             names.append(expr)
             continue
-        name = f"op{k + 1}"
-        while name in taken:
-            name += "_"
-        taken.add(name)
-        names.append(name)
+        names.append(free_name(f"op{k + 1}", taken))
     output = assigned
     if output is not None and output in names:      # A = np.einsum('ij->ji', A)
-        output += "_out"
-        while output in names:
-            output += "_"
+        output = free_name(output + "_out", set(names))
     scope, statement = scopes.where[id(node)]
     after, before = scopes.bound(statement, (n for n, p in zip(names, plain) if p))
     return Call(read.equation, tuple(names), operands, output, function, read.style, line, text,

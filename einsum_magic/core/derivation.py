@@ -283,9 +283,7 @@ def derive(equation: str, names: Sequence[str] | None = None, output: str | None
         if isinstance(names, str):
             names = (names,)
         names = tuple(names)
-        default_out = default_names(count)[1]
-        while default_out in names:
-            default_out += "_"
+        default_out = free_name(default_names(count)[1], set(names))
     output = default_out if output is None else output
     _check_names(eq, names, output)
     if shapes is not None:
