@@ -30,7 +30,7 @@ import opt_einsum
 
 from ..core.derivation import Derivation
 from ..core.equation import spell_equation
-from .plan import Plan, plan, require_shapes
+from .plan import Plan, flops_of, plan, require_shapes
 
 __all__ = ["cost", "tally", "lesson", "Tally", "Part", "MOVEMENT", "CostReport", "Contraction"]
 
@@ -58,24 +58,14 @@ class CostReport:
     grads: tuple[Contraction, ...]
     plan: Plan
 
-    @property
-    def backward(self) -> int:
-        """FLOPs of the joint backward (:attr:`plan`): every gradient, intermediates shared."""
-        return self.plan.backward_flops
-
-    @property
-    def separate_backward(self) -> int:
-        """FLOPs of the gradients one einsum each, each along its own optimised path."""
-        return sum(g.flops for g in self.grads)
-
-    @property
-    def naive_backward(self) -> int:
-        """FLOPs of the gradients one einsum each, without a path (one loop nest each)."""
-        return sum(g.naive_flops for g in self.grads)
-
-    @property
-    def largest_intermediate(self) -> int:
-        return self.plan.largest_intermediate
+    backward = property(lambda self: self.plan.backward_flops, doc="FLOPs of the joint backward "
+                        "(:attr:`plan`): every gradient, intermediates shared.")
+    separate_backward = property(lambda self: flops_of(self.grads), doc="FLOPs of the gradients "
+                                 "one einsum each, each along its own optimised path.")
+    naive_backward = property(lambda self: sum(g.naive_flops for g in self.grads), doc="FLOPs of "
+                              "the gradients one einsum each, without a path (one loop nest each).")
+    largest_intermediate = property(lambda self: self.plan.largest_intermediate,
+                                    doc="Elements of the plan's largest tensor.")
 
     @property
     def summary(self) -> str:

@@ -40,7 +40,7 @@ from ..core.derivation import Derivation
 from ..core.equation import spell_equation
 from ..errors import EinsumError
 
-__all__ = ["plan", "Plan", "PlanStep", "require_shapes"]
+__all__ = ["plan", "Plan", "PlanStep", "flops_of", "require_shapes"]
 
 
 @dataclass(frozen=True)
@@ -90,23 +90,21 @@ class Plan:
     recompute: tuple[PlanStep, ...]
     gradients: tuple[str, ...]
 
-    @property
-    def forward_flops(self) -> int:
-        return sum(s.flops for s in self.forward)
-
-    @property
-    def backward_flops(self) -> int:
-        return sum(s.flops for s in self.backward)
-
-    @property
-    def recompute_flops(self) -> int:
-        return sum(s.flops for s in self.recompute)
+    forward_flops = property(lambda self: flops_of(self.forward), doc="FLOPs of the forward steps.")
+    backward_flops = property(lambda self: flops_of(self.backward), doc="FLOPs of the backward.")
+    recompute_flops = property(lambda self: flops_of(self.recompute),
+                               doc="FLOPs of the forward steps the NumPy export runs again.")
 
     @property
     def largest_intermediate(self) -> int:
         """Elements of the largest tensor a step creates (results and gradients included)."""
         return max((prod(s.shape) for s in self.forward + self.backward), default=0)
 
+
+
+def flops_of(steps) -> int:
+    """The FLOPs of ``steps`` together: anything with a ``flops`` (plan steps, contractions)."""
+    return sum(s.flops for s in steps)
 
 
 def require_shapes(d: Derivation, what: str) -> None:
