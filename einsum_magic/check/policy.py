@@ -89,13 +89,14 @@ def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotan
     """
     options = dict(seed=seed, cotangent=cotangent, max_elements=max_elements)
 
+    def with_jax(modules) -> CheckReport:
+        return _on_jax(modules, d, operands, options, dtype)
+
     def numpy_test(why: str) -> CheckReport:
         check_dtype(dtype)
         return adjoint.check(d, *operands, fallback=why, **options)
 
-    return with_fallback(on_jax.import_jax, lambda modules: _on_jax(modules, d, operands, options,
-                                                                    dtype),
-                         numpy_test, enabled=fallback)
+    return with_fallback(on_jax.import_jax, with_jax, numpy_test, enabled=fallback)
 
 
 def _on_jax(modules, d, operands, options: dict, dtype) -> CheckReport:
@@ -112,10 +113,8 @@ def _on_jax(modules, d, operands, options: dict, dtype) -> CheckReport:
     ran = on_jax.run(jax, d, inputs)
     dtype = inputs.dtype
     cot, ops = inputs.cotangent, inputs.operands
-    grads = []
-    for g, problem, got, want in zip(d.grads, ran.problems, ran.got, ran.want):
-        grads.append(_judge(g, problem, got, want, cot, ops, dtype))
-    grads = tuple(grads)
+    grads = tuple(_judge(g, problem, got, want, cot, ops, dtype)
+                  for g, problem, got, want in zip(d.grads, ran.problems, ran.got, ran.want))
     return CheckReport(
         passed=bool(grads) and all(g.passed for g in grads), grads=grads, device=ran.device,
         backend=ran.backend, dtype=dtype, precision=on_jax.PRECISION,
