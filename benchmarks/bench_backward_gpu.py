@@ -24,7 +24,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_flops import derivations  # noqa: E402
-from einsum_magic.compute.cost import vjp_function  # noqa: E402
+from xla_flops import vjp_function  # noqa: E402
 
 
 def _call(fn, args) -> float:

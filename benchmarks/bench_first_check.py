@@ -3,7 +3,7 @@
 Each run is a fresh Python process with an IPython shell (the text view, as in a terminal
 or under nbval): ``%load_ext einsum_magic``, then one ``%%einsum_grad`` cell timed five
 times. The first run pays what a session pays once: importing and starting JAX (timed
-apart, around ``einsum_magic.check.report._start_jax``), compiling the check's functions (the
+apart, around ``einsum_magic.check.jax._start_jax``), compiling the check's functions (the
 report's ``compile_ms``) and the first import of the views; the warm time is the median
 of the later runs. Target: first - warm <= 0.5 s on the 2-core CPU of RESULTS.md.
 """
@@ -34,7 +34,7 @@ t = time.perf_counter()
 ip.run_line_magic("load_ext", "einsum_magic")
 load = time.perf_counter() - t
 import importlib
-checking = importlib.import_module("einsum_magic.check.report")
+checking = importlib.import_module("einsum_magic.check.jax")
 start = []
 real = checking._start_jax
 def timed_start():

@@ -13,7 +13,8 @@ from __future__ import annotations
 import jax
 
 from einsum_magic import derive
-from einsum_magic.compute.cost import cost, xla_vjp_flops
+from einsum_magic.compute.cost import cost
+from xla_flops import xla_vjp_flops
 from einsum_magic.core.equation import parse
 
 #: (label, equation, names or None, letter sizes or explicit shapes) at realistic sizes.

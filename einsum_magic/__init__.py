@@ -11,6 +11,7 @@ widgets import them when first used.
 """
 
 from .check.report import CheckReport, check
+from .compute import export as _export  # noqa: F401  (gives Derivation.export / .compile their writer)
 from .core.derivation import Derivation, Grad, derive
 from .errors import EinsumError
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .core.equation import ELLIPSIS, INDEX_ORDER, parse, spell
+from .core.evaluate import random_array
 from .errors import EinsumError
 
 __all__ = ["Expectation", "judge", "BLANK", "over"]
@@ -512,7 +513,7 @@ def _same_values(derivation, grad, inputs, output, seed) -> bool:
         elif name in same:
             arrays.append(same[name])
         else:
-            same[name] = rng.standard_normal(stand_in)
+            same[name] = random_array(rng, stand_in)
             arrays.append(same[name])
     want = np.einsum(grad.equation, *arrays, optimize=True)
     letters = {}

@@ -97,12 +97,13 @@ import builtins
 import dataclasses
 import keyword
 import re
-import string
 import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..core.equation import ELLIPSIS, INDEX_ORDER, parse, spell_equation
+from ..core.einops import INTERLEAVED_LETTERS, Read, read_einops, read_interleaved
+from ..core.equation import ELLIPSIS, parse, spell_equation
+from ..core.names import free_name
 from ..errors import EinsumError
 
 __all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES",
@@ -118,10 +119,6 @@ DEFAULT_ALIASES = {
     "np": "numpy", "numpy": "numpy", "jnp": "jax.numpy", "jax.numpy": "jax.numpy",
     "torch": "torch", "oe": "opt_einsum", "opt_einsum": "opt_einsum", "einops": "einops",
 }
-#: The letter numpy gives integer ``k`` of the interleaved form: ``INTERLEAVED_LETTERS[k]``
-#: (numpy's ``einsum_symbols``: 0-25 → A-Z, 26-51 → a-z).
-INTERLEAVED_LETTERS = string.ascii_uppercase + string.ascii_lowercase
-
 _NOTE_WIDTH = 60
 #: Scopes other than the cell's top level, by the node that opens them.
 _SCOPES = {ast.FunctionDef: "function", ast.AsyncFunctionDef: "function", ast.Lambda: "lambda",
@@ -621,18 +618,6 @@ def _split_scope(node: ast.AST) -> tuple[list, list]:
 
 # -- reading one call ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Read:
-    """What one call's arguments say: its equation in letters and how to quote it."""
-
-    equation: str
-    operands: list
-    style: str
-    axes: tuple = ()
-    quote: str = ""
-    spans: tuple = ()
-
-
 def _what(node: ast.AST) -> str:
     if isinstance(node, ast.JoinedStr):
         return "an f-string"
@@ -641,7 +626,7 @@ def _what(node: ast.AST) -> str:
     return "an expression"
 
 
-def _read_call(node: ast.Call, module: str, function: str) -> _Read | str:
+def _read_call(node: ast.Call, module: str, function: str) -> Read | str:
     """What the call says, or a string saying why the call is skipped."""
     args = node.args
     if any(isinstance(a, ast.Starred) for a in args):
@@ -655,13 +640,13 @@ def _read_call(node: ast.Call, module: str, function: str) -> _Read | str:
             operands = list(operands[0].elts)          # torch.einsum('ij,jk', [A, B])
         if any(isinstance(a, ast.Starred) for a in operands):
             return "operands unpacked with '*' cannot be read from the source"
-        return _Read(first.value, operands, "numpy")
+        return Read(first.value, operands, "numpy")
     if module == "einops" or (module == "" and _is_str(last) and len(args) > 1):
         if _is_str(last):
-            return _read_einops(last.value, args[:-1])
+            return read_einops(last.value, args[:-1])
         return f"the pattern is {_what(last)}, not a string literal"
     if len(args) > 1 and isinstance(args[1], (ast.List, ast.Tuple)):
-        return _read_interleaved(args, function)
+        return read_interleaved(args, function)
     return f"the equation is {_what(first)}, not a string literal"
 
 
@@ -669,137 +654,7 @@ def _is_str(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
 
-def _read_interleaved(args, function: str) -> _Read | str:
-    """``f(A, [0, 1], B, [1, 2], [0, 2])`` → equation 'AB,BC->AC', quoted as the call."""
-    pairs = list(zip(args[0::2], args[1::2]))
-    out_list = args[-1] if len(args) % 2 else None
-    quote = f"{function}("
-    whole = f"{quote}{', '.join(ast.unparse(a) for a in args)})"     # for an error's caret
-    equation, spans, last = "", [], (0, 0)
-    for k, (operand, sub) in enumerate(pairs):
-        quote += (", " if k else "") + ast.unparse(operand) + ", "
-        read = _sublist(sub, len(quote), whole)
-        if read is None:
-            return "the interleaved subscripts are not lists of integer literals"
-        text, subs, places = read
-        if k:
-            equation += ","                      # a separator points at the list before it
-            spans.append(last)
-        last = (len(quote), len(quote) + len(text))
-        quote += text
-        equation += subs
-        spans += places
-    if out_list is not None:
-        quote += ", "
-        read = _sublist(out_list, len(quote), whole)
-        if read is None:
-            return "the interleaved output is not a list of integer literals"
-        text, subs, places = read
-        whole = (len(quote), len(quote) + len(text))
-        quote += text
-        equation += "->" + subs
-        spans += [whole, whole, *places]
-    return _Read(equation, [op for op, _ in pairs], "interleaved", (), quote + ")", tuple(spans))
-
-
-def _sublist(node: ast.AST, at: int, call: str = ""):
-    """``[0, 1, Ellipsis]`` → (its text, 'AB...', the span of each letter in the text + ``at``).
-
-    Integers become letters as numpy maps them (0-25 → A-Z, 26-51 → a-z); None when
-    ``node`` is not a list (or tuple) of integers and ``Ellipsis``. An integer outside
-    0..51 raises :class:`EinsumError` with a caret under it in ``call`` (numpy would
-    refuse it when the call runs):
-
-    >>> try:
-    ...     _sublist(ast.parse("[0, 52]").body[0].value, 13, "np.einsum(A, [0, 52])")
-    ... except EinsumError as e:
-    ...     print(e)
-    the interleaved subscript 52 is out of numpy's range 0..51 (0-25 stand for A-Z, 26-51 for a-z)
-        np.einsum(A, [0, 52])
-                         ^^
-    """
-    if not isinstance(node, (ast.List, ast.Tuple)):
-        return None
-    bracket = "[]" if isinstance(node, ast.List) else "()"
-    text, subs, places = bracket[0], "", []
-    for j, e in enumerate(node.elts):
-        value = e.value if isinstance(e, ast.Constant) else (
-            Ellipsis if isinstance(e, ast.Name) and e.id == "Ellipsis" else None)
-        if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub) \
-                and isinstance(e.operand, ast.Constant) and type(e.operand.value) is int:
-            value = -e.operand.value                    # -1 is a unary minus in the AST
-        written = ast.unparse(e)
-        text += ", " if j else ""
-        span = (at + len(text), at + len(text) + len(written))
-        text += written
-        integer = isinstance(value, int) and not isinstance(value, bool)
-        if value is Ellipsis:
-            subs += "..."
-            places += [span] * 3
-        elif integer and 0 <= value < 52:
-            subs += INTERLEAVED_LETTERS[value]
-            places.append(span)
-        elif integer and call:
-            raise EinsumError(f"the interleaved subscript {value} is out of numpy's range 0..51 "
-                              "(0-25 stand for A-Z, 26-51 for a-z)", call, span[0], len(written))
-        else:
-            return None
-    if isinstance(node, ast.Tuple) and len(node.elts) == 1:
-        text += ","
-    return text + bracket[1], subs, places
-
-
-def _read_einops(pattern: str, operands) -> _Read:
-    """An einops pattern → its equation in letters, axes, and the pattern as the quote."""
-    left, arrow, right = pattern.partition("->")
-    if not arrow:
-        raise EinsumError("an einops pattern needs '->' (einops.einsum has no implicit mode)",
-                          pattern)
-    terms, commas, at = [], [], 0          # terms: [(word, where in the pattern), …]
-    for piece in left.split(","):
-        terms.append([(m.group(), at + m.start()) for m in re.finditer(r"\S+", piece)])
-        at += len(piece)
-        commas.append(at)
-        at += 1
-    arrow_at = len(left)
-    terms.append([(m.group(), arrow_at + 2 + m.start()) for m in re.finditer(r"\S+", right)])
-    names = []
-    for term in terms:
-        for word, where in term:
-            if word != "..." and not word.isidentifier():
-                raise EinsumError(f"{word!r} is not an axis name (use identifiers or '...')",
-                                  pattern, where, len(word))
-            if word != "..." and word not in names:
-                names.append(word)
-    letter: dict[str, str] = {n: n for n in names if len(n) == 1 and n in string.ascii_letters}
-    used = set(letter.values())
-    for n in names:
-        if n in letter:
-            continue
-        c = n[0] if n[0] in string.ascii_letters and n[0] not in used else next(
-            (x for x in INDEX_ORDER + string.ascii_letters if x not in used), None)
-        if c is None:
-            raise EinsumError("the pattern has more axis names than einsum has letters", pattern)
-        letter[n] = c
-        used.add(c)
-
-    equation, spans = "", []
-    for k, term in enumerate(terms):
-        if k == len(terms) - 1:
-            equation += "->"
-            spans += [(arrow_at, arrow_at + 2)] * 2
-        elif k:
-            equation += ","
-            spans.append((commas[k - 1], commas[k - 1] + 1))
-        for word, where in term:
-            subs = "..." if word == "..." else letter[word]
-            equation += subs
-            spans += [(where, where + len(word))] * len(subs)
-    axes = tuple((letter[n], n) for n in names)
-    return _Read(equation, list(operands), "einops", axes, pattern, tuple(spans))
-
-
-def _make_call(read: _Read, assigned, function, line, text, scopes: _Scopes, node) -> Call:
+def _make_call(read: Read, assigned, function, line, text, scopes: _Scopes, node) -> Call:
     operands = tuple(ast.unparse(n) for n in read.operands)
     plain = [isinstance(n, ast.Name) and n.id != "np" for n in read.operands]
     taken = {e for e, p in zip(operands, plain) if p}
@@ -808,16 +663,10 @@ def _make_call(read: _Read, assigned, function, line, text, scopes: _Scopes, nod
         if p:
             names.append(expr)
             continue
-        name = f"op{k + 1}"
-        while name in taken:
-            name += "_"
-        taken.add(name)
-        names.append(name)
+        names.append(free_name(f"op{k + 1}", taken))
     output = assigned
     if output is not None and output in names:      # A = np.einsum('ij->ji', A)
-        output += "_out"
-        while output in names:
-            output += "_"
+        output = free_name(output + "_out", set(names))
     scope, statement = scopes.where[id(node)]
     after, before = scopes.bound(statement, (n for n, p in zip(names, plain) if p))
     return Call(read.equation, tuple(names), operands, output, function, read.style, line, text,
@@ -865,7 +714,7 @@ def _letters_only(equation: str) -> None:
         if len(words) > 1 and long:
             word = long[0]
             try:
-                letters = f"write {_read_einops(equation, ()).equation}, or "
+                letters = f"write {read_einops(equation, ()).equation}, or "
             except EinsumError:
                 letters = ""
             raise EinsumError(f"{word.group()!r} is an axis name, but an equation takes one "

@@ -33,7 +33,8 @@ import sys
 
 from ..core.equation import parse
 from ..errors import EinsumError
-from .calls import INTERLEAVED_LETTERS, Call, _read_einops
+from ..core.einops import INTERLEAVED_LETTERS, read_einops as _read_einops
+from .calls import Call
 
 __all__ = ["site_call", "site_source", "site_equation", "sizes_note", "where", "merged"]
 

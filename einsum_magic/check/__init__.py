@@ -1,8 +1,11 @@
 """The check: derived gradients against JAX's autodiff, or NumPy's exact adjoint test without JAX.
 
-:mod:`.report` (the :class:`CheckReport` and the JAX check) and :mod:`.adjoint` (the fallback).
-``einsum_magic.check`` the attribute is the function :func:`check`; this subpackage is
-``sys.modules['einsum_magic.check']``, and re-exports it so both spell the same thing.
+One module per concern, in import order: :mod:`.records` (:class:`CheckReport`, :class:`GradCheck`,
+the tolerances), :mod:`.inputs` (which arrays are checked), :mod:`.jax` (``jax.vjp`` on the default
+device), :mod:`.adjoint` (NumPy's adjoint test), :mod:`.policy` (which check runs, the fallback,
+the comparison) and :mod:`.report` (all of it in one import). ``einsum_magic.check`` the attribute
+is the function :func:`check`; this subpackage is ``sys.modules['einsum_magic.check']``, and
+re-exports it so both spell the same thing.
 """
 from .report import CheckReport, check
 

@@ -18,8 +18,8 @@ needs no JAX. Both sides are sums of products; their difference is compared with
 the same sum on absolute values (``sum(|g| * einsum(…, |dX|, …))``), which bounds every
 rounding error, within :data:`RTOL`.
 
-:func:`check` returns a :class:`~einsum_magic.check.report.CheckReport` like the JAX check,
-with ``fallback`` saying why JAX was not used. :func:`einsum_magic.check.report.check` calls it
+:func:`check` returns a :class:`~einsum_magic.check.records.CheckReport` like the JAX check,
+with ``fallback`` saying why JAX was not used. :func:`einsum_magic.check.policy.check` falls back to it
 where JAX is missing, fails to import or fails at run time.
 
 >>> from einsum_magic import derive
@@ -36,29 +36,16 @@ import math
 
 import numpy as np
 
-from ..core.derivation import Derivation, Grad
+from ..core.derivation import Derivation
+from ..core.evaluate import derived, evaluate, random_array
 from ..errors import EinsumError
+from .inputs import MAX_ELEMENTS, integer, prepare
+from .records import CheckReport, GradCheck
 
 __all__ = ["check", "derived", "adjoint_sides", "RTOL"]
 
 #: Tolerance of the float64 test, relative to the sum on absolute values.
 RTOL = 1e-10
-
-
-def derived(d: Derivation, cotangent, operands) -> tuple:
-    """Each gradient of ``d``: its einsum evaluated with NumPy over (cotangent, others, aux).
-
-    Exactly the einsum that :attr:`Grad.code <einsum_magic.core.derivation.Grad>` runs and the
-    JAX check evaluates, in the operands' dtype.
-    """
-    return tuple(_evaluate(g, cotangent, operands) for g in d.grads)
-
-
-def _evaluate(g: Grad, cotangent, operands):
-    others = [x for m, x in enumerate(operands) if m != g.position]
-    shape = np.shape(operands[g.position])
-    aux = [np.eye(shape[a.axis]) if a.kind == "eye" else np.ones(shape[a.axis]) for a in g.aux]
-    return np.einsum(g.equation, cotangent, *others, *aux, optimize=True)
 
 
 def adjoint_sides(equation: str, operands, position: int, gradient, cotangent, direction):
@@ -87,21 +74,22 @@ def check(d: Derivation, *operands, seed: int | None = 0, cotangent=None,
           max_elements: int | None = None, fallback: str = "", gradients=None):
     """The adjoint test of every gradient of ``d``, in float64: a ``CheckReport``.
 
+    (:func:`derived`, the derived gradients evaluated with NumPy, is
+    :func:`einsum_magic.core.evaluate.derived`.)
+
     ``operands``, ``seed``, ``cotangent`` and ``max_elements`` are as for
     :func:`einsum_magic.check.report.check` (the user's arrays when small enough, else seeded
     random ones; a seeded random cotangent, never ones). ``fallback`` says why JAX was
     not used (the summary's end; none when empty). ``gradients`` (tests) replaces the derived
     gradients: a function of ``(cotangent, *operands)`` returning one array per position.
     """
-    from .report import MAX_ELEMENTS, CheckReport, GradCheck, _integer, _prepare
-
     if not isinstance(d, Derivation):
         raise EinsumError(f"check() takes a Derivation (from derive()), not {type(d).__name__}")
     if seed is not None:
-        seed = _integer(seed, 0, "seed must be a non-negative integer or None")
-    budget = _integer(MAX_ELEMENTS if max_elements is None else max_elements, 1,
+        seed = integer(seed, 0, "seed must be a non-negative integer or None")
+    budget = integer(MAX_ELEMENTS if max_elements is None else max_elements, 1,
                       "max_elements must be a positive integer")
-    d, inputs = _prepare(d, operands, seed, "float64", cotangent, budget)
+    d, inputs = prepare(d, operands, seed, "float64", cotangent, budget)
     ops, cot = inputs.operands, inputs.cotangent
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     notes = tuple(n for n in inputs.notes if not n.startswith("complex numbers follow"))
@@ -117,7 +105,7 @@ def check(d: Derivation, *operands, seed: int | None = 0, cotangent=None,
             grad = given[g.position]
         else:
             try:
-                grad = _evaluate(g, cot, ops)
+                grad = evaluate(g, cot, ops)
             except ValueError as e:      # a broken derivation: report, don't raise
                 grad, problem = None, str(e).strip().splitlines()[0]
         if problem is not None:
@@ -130,7 +118,7 @@ def check(d: Derivation, *operands, seed: int | None = 0, cotangent=None,
             grads.append(GradCheck(g.target, g.wrt, g.equation, False, math.nan, math.nan,
                                    math.nan, RTOL, 0.0, message))
             continue
-        direction = _random(rng, shape, inputs.dtype)
+        direction = random_array(rng, shape, inputs.dtype)
         lhs, rhs, scale = adjoint_sides(d.equation, ops, g.position, grad, cot, direction)
         err = float(abs(lhs - rhs))
         rel = 0.0 if err == 0 else (err / scale if scale > 0 else math.inf)
@@ -145,13 +133,6 @@ def check(d: Derivation, *operands, seed: int | None = 0, cotangent=None,
                        device="numpy", backend="numpy", dtype=inputs.dtype,
                        precision="float64", user_arrays=inputs.user_arrays, notes=notes,
                        timings={}, fallback=fallback)
-
-
-def _random(rng, shape, dtype: str) -> np.ndarray:
-    x = rng.standard_normal(shape)
-    if dtype == "complex128":
-        x = x + 1j * rng.standard_normal(shape)
-    return np.asarray(x)
 
 
 def _show(x) -> str:

@@ -1,5 +1,7 @@
 """What a derivation costs and how it runs elsewhere: contraction plans, FLOPs, exported source.
 
-:mod:`.cost` (opt_einsum's paths, the joint backward plan, the learner's tally) and
-:mod:`.export` (the backward as NumPy, ``jax.custom_vjp`` or ``torch.autograd.Function`` source).
+:mod:`.plan` (the joint forward and backward along opt_einsum's path), :mod:`.cost` (opt_einsum's
+report, the learner's tally) and :mod:`.export` (the backward as NumPy, ``jax.custom_vjp`` or
+``torch.autograd.Function`` source, and :func:`~.export.export` / :func:`~.export.compiled`, the
+implementations of ``Derivation.export`` / ``.compile``).
 """

@@ -1,6 +1,6 @@
 """Write a derivation's backward as standalone source for NumPy, JAX or PyTorch, and run it.
 
-This module owns the exported code. :func:`export` turns the :class:`~einsum_magic.compute.cost.Plan`
+This module owns the exported code. :func:`export` turns the :class:`~einsum_magic.compute.plan.Plan`
 of a :class:`~einsum_magic.core.derivation.Derivation` bound to shapes into Python source:
 
 * ``"numpy"``: ``backward(dL_dC, A, B) -> (dL_dA, dL_dB)``, one gradient per distinct operand
@@ -22,7 +22,7 @@ diagonal step of a backward is linear in each of its inputs, so conjugating the 
 operands and intermediates conjugates every gradient's Jacobian and nothing else.
 
 The backward contracts every derived einsum along the forward's path read backwards, sharing
-intermediates (see :mod:`einsum_magic.compute.cost`), so it costs what reverse-mode autodiff costs and
+intermediates (see :mod:`einsum_magic.compute.plan`), so it costs what reverse-mode autodiff costs and
 often less; ``naive=True`` writes instead one einsum per gradient, exactly as derived (``eye``
 and ``ones`` materialised), to show what the sharing buys.
 
@@ -51,11 +51,11 @@ import builtins
 import functools
 import linecache
 
-from .cost import Plan, Step, plan
-from ..core.derivation import Derivation
+from ..core.derivation import Derivation, register_export
 from ..core.equation import spell_equation
-from ..errors import EinsumError
 from ..core.names import free_name
+from ..errors import EinsumError
+from .plan import Plan, PlanStep, plan
 
 __all__ = ["export", "compiled", "execute", "TARGETS"]
 
@@ -114,6 +114,10 @@ def execute(source: str, entry: str, label: str):
     namespace = {"__name__": f"einsum_magic_{label}"}
     exec(builtins.compile(source, filename, "exec"), namespace)
     return namespace[entry]
+
+
+#: ``Derivation.export`` / ``.compile`` are these two (core imports nothing above it).
+register_export(export, compiled)
 
 
 # -- writing the source ------------------------------------------------------------------
@@ -205,7 +209,7 @@ def _naive_line(d: Derivation, g, target: str) -> str:
     return f"{g.target} = {m}.einsum({g.equation!r}, {', '.join(args)}{extra})"
 
 
-def _lines(steps: tuple[Step, ...], target: str, d: Derivation) -> list[str]:
+def _lines(steps: tuple[PlanStep, ...], target: str, d: Derivation) -> list[str]:
     taken = set(d.names) | {d.output, d.cotangent} | {s.target for s in steps}
     out: list[str] = []
     for s in steps:
@@ -213,7 +217,7 @@ def _lines(steps: tuple[Step, ...], target: str, d: Derivation) -> list[str]:
     return out
 
 
-def _step_lines(s: Step, target: str, taken: set, sizes: dict) -> list[str]:
+def _step_lines(s: PlanStep, target: str, taken: set, sizes: dict) -> list[str]:
     m = _MODULE[target]
     t, args = s.target, ", ".join(s.inputs)
     if s.kind == "einsum":
@@ -258,7 +262,7 @@ def _index_lines(letters: str, names: dict, sizes: dict, target: str, like: str)
     return lines
 
 
-def _broadcast(s: Step, target: str, sizes: dict) -> str:
+def _broadcast(s: PlanStep, target: str, sizes: dict) -> str:
     """The backward of a sum inside one operand: the gradient broadcast back (no FLOPs)."""
     m = _MODULE[target]
     (g,), (have,), want = s.inputs, s.subscripts, s.output

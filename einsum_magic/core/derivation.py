@@ -35,7 +35,7 @@ from .loops import loop_source
 from .names import RESERVED, free_name
 from .interpret import interpret, relabel
 
-__all__ = ["derive", "Derivation", "Grad", "Aux", "Total", "Letter"]
+__all__ = ["derive", "Derivation", "Grad", "Aux", "Total", "Letter", "register_export"]
 
 
 @dataclass(frozen=True)
@@ -189,19 +189,43 @@ class Derivation:
         return ns[d.output]
 
     def export(self, target: str) -> str:
-        """This backward as source for ``"numpy"``, ``"jax"`` or ``"torch"`` (:mod:`einsum_magic.compute.export`)."""
-        from ..compute.export import export
+        """This backward as source for ``"numpy"``, ``"jax"`` or ``"torch"``.
 
-        return export(self, target)
+        Written by :func:`einsum_magic.compute.export.export`, which registers itself here
+        (:func:`register_export`) when ``einsum_magic`` is imported: core imports nothing above it.
+        """
+        return _writer("export")(self, target)
 
     def compile(self, target: str):
-        """Run :meth:`export`'s source and return its callable (:func:`einsum_magic.compute.export.compiled`)."""
-        from ..compute.export import compiled
+        """Run :meth:`export`'s source and return its callable.
 
-        return compiled(self, target)
+        Run by :func:`einsum_magic.compute.export.compiled` (registered as for :meth:`export`).
+        """
+        return _writer("compiled")(self, target)
 
     def _compiled(self, what: str) -> tuple:
         return _compile(self, what)
+
+
+#: ``export`` and ``compiled``, functions of ``(derivation, target)``: what
+#: :meth:`Derivation.export` and :meth:`Derivation.compile` call, given by :func:`register_export`.
+_WRITERS: dict = {}
+
+
+def register_export(export, compiled) -> None:
+    """Make :meth:`Derivation.export` / :meth:`Derivation.compile` call ``export`` / ``compiled``.
+
+    :mod:`einsum_magic.compute.export` registers its writer when it is imported, and the package
+    imports it, so the methods always have one; the arrow stays compute → core (this module
+    never imports compute, not even inside a function).
+    """
+    _WRITERS.update(export=export, compiled=compiled)
+
+
+def _writer(which: str):
+    if which not in _WRITERS:       # only without the package's __init__ (never in practice)
+        raise RuntimeError("no export writer: import einsum_magic.compute.export first")
+    return _WRITERS[which]
 
 
 @functools.lru_cache(maxsize=512)
@@ -259,9 +283,7 @@ def derive(equation: str, names: Sequence[str] | None = None, output: str | None
         if isinstance(names, str):
             names = (names,)
         names = tuple(names)
-        default_out = default_names(count)[1]
-        while default_out in names:
-            default_out += "_"
+        default_out = free_name(default_names(count)[1], set(names))
     output = default_out if output is None else output
     _check_names(eq, names, output)
     if shapes is not None:

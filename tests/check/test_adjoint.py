@@ -241,7 +241,7 @@ def test_what_jax_raised_goes_to_the_live_details_not_the_summary(monkeypatch):
         raise RuntimeError("jaxlib is version 0.4.1 at /opt/site-packages/jaxlib\nmore")
 
     check_module = importlib.import_module("einsum_magic.check.report")
-    monkeypatch.setattr(check_module, "_import_jax", broken)
+    monkeypatch.setattr(importlib.import_module("einsum_magic.check.jax"), "import_jax", broken)
     d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
     r = check_module.check(d)
     assert r.backend == "numpy" and r.fallback == "JAX not available: import raised RuntimeError"

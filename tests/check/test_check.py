@@ -12,12 +12,12 @@ from reference import HARD_CASES, random_operands
 
 import einsum_magic
 from einsum_magic import EinsumError, derive
+from einsum_magic.check.inputs import prepare
+from einsum_magic.check.jax import _compiled
 from einsum_magic.check.report import (
     INSTALL,
     TOLERANCES,
     JaxNotInstalled,
-    _compiled,
-    _prepare,
     check,
     jax_available,
 )
@@ -180,7 +180,7 @@ def test_clamping_keeps_an_array_passed_twice_one_array():
     d = derive("ij,ji->", names=("A", "A"), shapes=((30, 30), (30, 30)))
     report = check(d, max_elements=100)
     assert report.passed and "i 30→" in report.notes[0]
-    clamped, inputs = _prepare(d, (), 0, "float32", None, 100)
+    clamped, inputs = prepare(d, (), 0, "float32", None, 100)
     assert inputs.operands[0] is inputs.operands[1]
     assert inputs.operands[0].size <= 100
 
@@ -192,9 +192,9 @@ def test_the_output_counts_against_the_budget():
 
 def test_the_default_cotangent_is_seeded_random_never_ones():
     d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
-    _, one = _prepare(d, (), 0, "float32", None, 10**6)
-    _, same = _prepare(d, (), 0, "float32", None, 10**6)
-    _, other = _prepare(d, (), 1, "float32", None, 10**6)
+    _, one = prepare(d, (), 0, "float32", None, 10**6)
+    _, same = prepare(d, (), 0, "float32", None, 10**6)
+    _, other = prepare(d, (), 1, "float32", None, 10**6)
     assert one.cotangent.shape == (2, 4) and one.cotangent.dtype == np.float32
     assert not np.allclose(one.cotangent, 1.0)
     np.testing.assert_array_equal(one.cotangent, same.cotangent)
@@ -298,7 +298,7 @@ def test_jax_start_up_warnings_are_kept_not_printed():
     code = ("import logging, sys\n"
             "from einsum_magic import check, derive\n"
             "import importlib\n"
-            "checking = importlib.import_module('einsum_magic.check.report')\n"
+            "checking = importlib.import_module('einsum_magic.check.jax')\n"
             "real = checking._start_jax\n"
             "def start():\n"
             "    logging.getLogger('jax._src.xla_bridge').warning('An NVIDIA GPU may be present')\n"
@@ -412,7 +412,7 @@ def test_the_first_check_does_not_consume_numpys_global_random_state():
 _RECORD_PREALLOCATE = (
     "import os, sys, importlib\n"
     "from einsum_magic import check, derive\n"
-    "checking = importlib.import_module('einsum_magic.check.report')\n"
+    "checking = importlib.import_module('einsum_magic.check.jax')\n"
     "real, seen = checking._start_jax, []\n"
     "def start():\n"
     "    seen.append(os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE'))\n"

@@ -8,7 +8,9 @@ import pytest
 from opt_einsum.helpers import flop_count
 
 from einsum_magic import EinsumError, derive
-from einsum_magic.compute.cost import cost, plan, xla_vjp_flops
+from einsum_magic.compute.cost import cost
+from einsum_magic.compute.plan import plan
+from xla_flops import xla_vjp_flops  # benchmarks/xla_flops.py: a measurement, on pytest's pythonpath
 
 # The realistic suite of benchmarks/bench_flops.py at small sizes: (label, equation, names, shapes).
 SUITE = [

@@ -152,7 +152,8 @@ def test_text_has_the_cost_line_just_before_the_check_line(source, shapes):
     assert lines[-1] == "check: skipped (--no-check)"
     assert sum(line.startswith("cost: ") for line in lines) == 1
     # deterministic: a fresh derivation, with the cost's caches cleared, gives the same text
-    from einsum_magic.compute.cost import _cost, _plan, _tally
+    from einsum_magic.compute.cost import _cost, _tally
+    from einsum_magic.compute.plan import _plan
 
     _cost.cache_clear()
     _plan.cache_clear()
