@@ -1,0 +1,112 @@
+"""How heavy a display is: bytes of each display's MIME bundle, and what the HTML is made of.
+
+Each cell below runs under ``%%einsum_grad`` (checked, as a user runs it) in an
+``InteractiveShell``; every display it publishes is captured as the bundle its
+``_repr_mimebundle_`` returns (:class:`einsum_magic.views.widget.GradDisplay`, whose
+``text/html`` is :func:`einsum_magic.views.html.page`, and the cell backward's
+:class:`einsum_magic.views.chain.CellBackwardDisplay`). Per display:
+
+* *text/html*, *text/plain*: UTF-8 bytes, what a notebook stores per run;
+* *stylesheet*: bytes of its ``<style>`` element(s), and their share of the HTML;
+* *SVG*: bytes of its ``<svg>`` elements (the Diagram tab), and their share;
+* *spans*: how many ``<span>`` elements, and *style=*: how many inline style attributes.
+
+``BEFORE`` holds the same figures measured on commit de36e4c (the page before it was made
+lighter), so the table shows both; ``after`` is measured when this runs.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: (title, cell source under the magic, the arrays the cell reads: name -> shape)
+CELLS = [
+    ("matmul", "%%einsum_grad\nC = np.einsum('ij,jk->ik', A, B)", {"A": (2, 3), "B": (3, 4)}),
+    ("trace `ii->`", "%%einsum_grad\nt = np.einsum('ii->', M)", {"M": (3, 3)}),
+    ("row sums `ij->i`", "%%einsum_grad\nr = np.einsum('ij->i', A)", {"A": (2, 3)}),
+    ("4-operand chain", "%%einsum_grad\nE = np.einsum('ab,bc,cd,de->ae', P, Q, R, S)",
+     {"P": (2, 3), "Q": (3, 4), "R": (4, 5), "S": (5, 6)}),
+    ("open exercise `--expect A=?`", "%%einsum_grad --expect A=?\nC = np.einsum('ij,jk->ik', A, B)",
+     {"A": (2, 3), "B": (3, 4)}),
+    ("2-step NumPy cell", "%%einsum_grad\nH = np.einsum('ij,jk->ik', X, W)\nZ = np.maximum(H, 0)",
+     {"X": (4, 3), "W": (3, 5)}),
+]
+
+#: Measured on commit de36e4c: title -> list of (text/html, text/plain, stylesheet, SVG, spans,
+#: style=) per display of the cell, in order.
+BEFORE = {
+    "matmul": [(53704, 571, 12826, 7009, 844, 0)],
+    "trace `ii->`": [(40172, 540, 12826, 2625, 550, 0)],
+    "row sums `ij->i`": [(38129, 559, 12826, 3328, 462, 0)],
+    "4-operand chain": [(109781, 1051, 12826, 19820, 2205, 0)],
+    "open exercise `--expect A=?`": [(53667, 531, 12826, 7009, 810, 0)],
+    "2-step NumPy cell": [(53730, 575, 12826, 7009, 844, 0), (16745, 454, 12826, 0, 58, 0)],
+}
+
+
+def measure(bundle: dict) -> tuple[int, int, int, int, int, int]:
+    """(text/html, text/plain, stylesheet, SVG bytes, spans, style= attributes) of one bundle."""
+    page = bundle.get("text/html", "")
+    size = lambda s: len(s.encode("utf-8"))      # noqa: E731
+    style = sum(size(s) for s in re.findall(r"(?s)<style>.*?</style>", page))
+    svg = sum(size(s) for s in re.findall(r"(?s)<svg\b.*?</svg>", page))
+    return (size(page), size(bundle.get("text/plain", "")), style, svg,
+            len(re.findall(r"<span\b", page)), len(re.findall(r"\sstyle=", page)))
+
+
+def bundles() -> list[tuple[str, list[dict]]]:
+    """Each cell of :data:`CELLS` and the bundles of the displays it published."""
+    import numpy as np
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "einsum_magic")
+    shell.run_cell("import numpy as np")
+    rng = np.random.default_rng(0)
+    out = []
+    for title, cell, arrays in CELLS:
+        shell.user_ns.update({n: rng.standard_normal(s) for n, s in arrays.items()})
+        with capture_output() as captured:
+            result = shell.run_cell(cell)
+        assert result.success, result.error_in_exec
+        out.append((title, [o.data for o in captured.outputs]))
+    return out
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1000:.1f} KB"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{_kb(part)} ({100 * part / whole:.0f} %)" if whole else "-"
+
+
+def _row(figures) -> str:
+    html, plain, style, svg, spans, styles = figures
+    return f"{_kb(html)} | {plain:,} B | {_share(style, html)} | {_share(svg, html)} | {spans} | {styles}"
+
+
+def run() -> list[str]:
+    rows = ["Bytes of UTF-8 per display; KB = 1000 bytes. *before*: commit de36e4c; *after*: "
+            "this tree.", "",
+            "| cell | display | when | text/html | text/plain | stylesheet | SVG | `<span>`s | "
+            "`style=` |", "|---|---|---|---|---|---|---|---|---|"]
+    for title, published in bundles():
+        for k, bundle in enumerate(published):
+            kind = ("cell backward" if bundle.get("text/plain", "").startswith("cell backward")
+                    else f"einsum {k + 1}")
+            before = BEFORE.get(title, [])
+            if k < len(before):
+                rows.append(f"| {title} | {kind} | before | {_row(before[k])} |")
+            rows.append(f"| {title} | {kind} | after | {_row(measure(bundle))} |")
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--raw" in sys.argv:                      # the figures as a BEFORE literal
+        print({title: [measure(b) for b in published] for title, published in bundles()})
+    else:
+        print("\n".join(run()))
