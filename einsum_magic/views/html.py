@@ -461,7 +461,7 @@ def shapes(a) -> str:
 
 
 def _count(n: int) -> str:
-    return f'<span class="eg-num">{n:,}</span>'
+    return f"{n:,}"             # digits and commas never break a line: no nowrap span needed
 
 
 def cost(a) -> str:
