@@ -143,13 +143,21 @@ def stylesheet(page: str | None = None) -> str:
     """
     if page is None:
         return _stylesheet(None, None, MAX_TABS)
-    classes = frozenset(c for attr in _CLASS.findall(page) for c in attr.split())
-    tags = frozenset(t.lower() for t in _TAG.findall(page))
+    attrs = {part.split('"', 1)[0] for part in page.split(' class="')[1:]}
+    classes = frozenset(c for attr in attrs for c in attr.split())
+    # an element a selector names is in the page if its tag opens there (a longer tag
+    # that starts alike only keeps a rule in: never one too few)
+    tags = frozenset(t for t in _selector_tags() if f"<{t}" in page)
     return _stylesheet(classes, tags, page.count('type="radio"'))
 
 
-_CLASS = re.compile(r'\bclass="([^"]*)"')
-_TAG = re.compile(r"<([A-Za-z][\w-]*)")
+@functools.lru_cache(maxsize=1)
+def _selector_tags() -> frozenset:
+    """Every element name a selector of the full stylesheet needs."""
+    css = _stylesheet(None, None, MAX_TABS).removeprefix("<style>")
+    return frozenset(t for block in css.split("}") if "{" in block
+                     for sel in block.split("{")[0].split(",") for t in _needs(sel)[1])
+
 #: What a selector needs: its classes and elements, outside :is()/:not()/:has() (which
 #: test the page's surroundings: a theme, a frontend).
 _SELECTOR_CLASS = re.compile(r"\.([\w-]+)")
