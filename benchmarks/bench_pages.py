@@ -124,6 +124,24 @@ def bundles() -> list[tuple[str, list[dict]]]:
     return out
 
 
+def composition(page: str) -> str:
+    """Where a page's bytes go: visible text, span tags (letters among them), stylesheet, SVG, rest."""
+    from html import unescape
+
+    size = lambda s: len(s.encode("utf-8"))      # noqa: E731
+    style = sum(size(s) for s in re.findall(r"(?s)<style>.*?</style>", page))
+    svg = sum(size(s) for s in re.findall(r"(?s)<svg\b.*?</svg>", page))
+    rest = re.sub(r"(?s)<style>.*?</style>|<svg\b.*?</svg>", "", page)
+    spans = re.findall(r'<span class="([^"]+)">', rest)
+    tags = sum(len(f'<span class="{c}"></span>') for c in spans)
+    letters = sum(len(f'<span class="{c}"></span>') for c in spans if re.fullmatch(r"eg-l\d", c))
+    text = size(unescape(re.sub(r"<[^>]+>", "", rest)))
+    other = size(page) - style - svg - tags - text
+    return (f"{_kb(size(page))}: visible text {_kb(text)}, span tags {_kb(tags)} ({len(spans)} "
+            f"spans; {_kb(letters)} of them one per painted letter), stylesheet {_kb(style)}, "
+            f"SVG {_kb(svg)}, other markup {_kb(other)}")
+
+
 def _kb(n: int) -> str:
     return f"{n / 1000:.1f} KB"
 
@@ -142,7 +160,8 @@ def run() -> list[str]:
             "this tree.", "",
             "| cell | display | when | text/html | text/plain | stylesheet | SVG | `<span>`s | "
             "`style=` |", "|---|---|---|---|---|---|---|---|---|"]
-    for title, published in bundles():
+    pages = bundles()
+    for title, published in pages:
         for k, bundle in enumerate(published):
             kind = ("cell backward" if bundle.get("text/plain", "").startswith("cell backward")
                     else f"einsum {k + 1}")
@@ -150,6 +169,8 @@ def run() -> list[str]:
             if k < len(before):
                 rows.append(f"| {title} | {kind} | before | {_row(before[k])} |")
             rows.append(f"| {title} | {kind} | after | {_row(measure(bundle))} |")
+    matmul = pages[0][1][0]["text/html"]
+    rows += ["", f"Where a matmul's page goes now: {composition(matmul)}."]
     return rows + notebook_rows()
 
 
