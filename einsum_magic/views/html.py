@@ -2,7 +2,8 @@
 
 Every function here is a pure function of an :class:`~einsum_magic.cell.analysis.Analysis`
 returning an HTML string. Styling is one scoped stylesheet (:func:`stylesheet`, every
-rule under ``.einsum-grad``) written with JupyterLab's CSS variables
+rule under ``.einsum-grad``; each page carries the rules it uses, written compactly, as
+every run of a cell stores its pages in the notebook) written with JupyterLab's CSS variables
 (``var(--jp-ui-font-color1)``, ``var(--jp-layout-color1)``, ``var(--jp-border-color2)``,
 ``var(--jp-code-font-family)``, the ``--jp-mirror-editor-*`` token colours, …) with
 plain fallbacks, so it reads in light and dark themes and outside JupyterLab. Code is
@@ -163,11 +164,14 @@ def _selector_tags() -> frozenset:
 _SELECTOR_CLASS = re.compile(r"\.([\w-]+)")
 _SELECTOR_TAG = re.compile(r"(?:^|[\s>+~])([a-z][\w-]*)")
 _PAREN = re.compile(r"\([^()]*(?:\([^()]*\)[^()]*)*\)")
+#: Classes set on the display from outside the page: the scope, and eg-dark (dark variants
+#: on request, where a frontend's theme says nothing).
+_OUTSIDE = frozenset({"einsum-grad", "eg-dark"})
 
 
 def _needs(selector: str) -> tuple[frozenset, frozenset]:
     plain = _PAREN.sub("", selector)
-    return (frozenset(_SELECTOR_CLASS.findall(plain)) - {"einsum-grad"},
+    return (frozenset(_SELECTOR_CLASS.findall(plain)) - _OUTSIDE,
             frozenset(_SELECTOR_TAG.findall(plain)))
 
 
