@@ -153,8 +153,8 @@ def html(b) -> str:
         rows = [f"<tr><td><code>{escape(g.target)}</code></td><td>{escape(_shape(g.shape))}</td>"
                 f"<td>{_PASS if g.passed else _FAIL}</td></tr>" for g in b.check.gradients]
         parts.append(_table(("gradient", "shape", "vs jax.vjp"), rows))
-    return (meaning_comment(meaning(b)) + stylesheet()
-            + f'<div class="einsum-grad">{"".join(parts)}</div>')
+    body = f'<div class="einsum-grad">{"".join(parts)}</div>'
+    return meaning_comment(meaning(b)) + stylesheet(body) + body
 
 
 _PASS = '<span class="eg-pass">pass</span>'

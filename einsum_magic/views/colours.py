@@ -117,17 +117,28 @@ def class_of(letter: str, colours: Mapping[str, int]) -> str:
     return "" if k is None else f"eg-l{k}"
 
 
-@functools.lru_cache(maxsize=1)
-def css() -> str:
-    """CSS rules: the palette as ``--eg-l*`` properties (light, then dark) and the ``eg-l*`` classes."""
-    light = " ".join(f"--eg-l{k}: {c};" for k, (_, c, _) in enumerate(PALETTE))
-    dark = " ".join(f"--eg-l{k}: {c};" for k, (_, _, c) in enumerate(PALETTE))
+@functools.lru_cache(maxsize=64)
+def css(letters: tuple | None = None) -> str:
+    """CSS rules: the palette as ``--eg-l*`` properties (light, then dark) and the ``eg-l*`` classes.
+
+    ``letters``: the palette indices a page paints (default: all of them); the others are
+    left out.
+
+    >>> print(css((1,)))
+    .einsum-grad { --eg-l1: #B84A00; }
+    .einsum-grad:is([data-jp-theme-light="false"] *), .einsum-grad:is(.vscode-dark *), .einsum-grad.eg-dark { --eg-l1: #FF9155; }
+    .einsum-grad .eg-l1 { color: var(--eg-l1); }
+    """
+    ks = range(len(PALETTE)) if letters is None else letters
+    if not ks:
+        return ""
+    light = " ".join(f"--eg-l{k}: {PALETTE[k][1]};" for k in ks)
+    dark = " ".join(f"--eg-l{k}: {PALETTE[k][2]};" for k in ks)
     rules = [f".einsum-grad {{ {light} }}",
              '.einsum-grad:is([data-jp-theme-light="false"] *), .einsum-grad:is(.vscode-dark *), '
              f".einsum-grad.eg-dark {{ {dark} }}"]
-    # also inside code, over the Pygments token colours (a loop index is a name token)
-    rules += [f".einsum-grad .eg-l{k}, .einsum-grad .eg-code .eg-l{k} {{ color: var(--eg-l{k}); }}"
-              for k in range(len(PALETTE))]
+    # a painted letter is a span of its own (inside a string token too): its colour wins
+    rules += [f".einsum-grad .eg-l{k} {{ color: var(--eg-l{k}); }}" for k in ks]
     return "\n".join(rules)
 
 
@@ -150,27 +161,28 @@ def _table(colours: tuple) -> dict:
 
 #: A Pygments name token of one letter, and a string token (the HTML Pygments writes).
 _NAME = re.compile(r'<span class="n">([A-Za-z])</span>')
-_STRING = re.compile(r'(<span class="s[12]?">)([^<]*)(</span>)')
+_STRING = re.compile(r'(<span class="s">)([^<]*)(</span>)')
 _ENTITY = re.compile(r"(&#?\w+;)")
 
 
 def paint_code(highlighted: str, colours: Mapping[str, int], names: Iterable[str] = ()) -> str:
     """Pygments HTML of generated code with its letters painted.
 
-    A one-letter name (a loop index) gets its letter's colour unless it is one of
-    ``names`` (an array called like a letter); inside a string token that reads as an
-    einsum equation (letters, ``,``, ``->``, ``.`` and spaces only) every letter does.
+    A one-letter name (a loop index, ``<span class="n">``) gets its letter's colour unless
+    it is one of ``names`` (an array called like a letter: plain text then); inside a string
+    token that reads as an einsum equation (letters, ``,``, ``->``, ``.`` and spaces only)
+    every letter does.
 
-    >>> paint_code('<span class="n">i</span> <span class="s1">&#39;ij-&gt;i&#39;</span>', {"i": 0})
-    '<span class="n eg-l0">i</span> <span class="s1">&#39;<span class="eg-l0">i</span>j-&gt;<span \
-class="eg-l0">i</span>&#39;</span>'
+    >>> paint_code('<span class="n">i</span> <span class="s">"ij-&gt;i"</span>', {"i": 0})
+    '<span class="eg-l0">i</span> <span class="s">"<span class="eg-l0">i</span>j-&gt;<span \
+class="eg-l0">i</span>"</span>'
     """
     names = set(names)
 
     def name(m):
         c = m.group(1)
         k = colours.get(c)
-        return m.group(0) if k is None or c in names else f'<span class="n eg-l{k}">{c}</span>'
+        return c if k is None or c in names else f'<span class="eg-l{k}">{c}</span>'
 
     def string(m):
         body = m.group(2)

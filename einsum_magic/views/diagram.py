@@ -92,7 +92,9 @@ class Diagram:
 
 #: Presentation attributes of every stroked shape: the stylesheet overrides them, and where
 #: a sanitizer strips the stylesheet the lines and boxes still read (no black-filled nodes).
+#: The edges share them through the group that holds them all (:data:`_EDGES`).
 _PLAIN = ' fill="none" stroke="currentColor"'
+_EDGES = f'<g class="eg-edges"{_PLAIN}>'
 
 def _sizes(d) -> dict:
     return d.sizes or {}
@@ -311,10 +313,11 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
             y = row_y + DOWN * 0.45 if level == "down" else row_y - ROW_H / 2 - 34 - 24 * (rank % 3)
             pos[n.id] = (x + shift, y)
 
+    # labels centre on their point unless they say otherwise; the <title> names the picture
     out = [f'<svg class="eg-diagram" width="{_fmt(width)}" '
            f'height="{_fmt(height)}" viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" '
-           f'aria-label="{escape(diagram.title)}: {escape(diagram.equation)}">',
-           f"<title>{escape(diagram.title)}: {escape(diagram.equation)}</title>"]
+           'text-anchor="middle">',
+           f"<title>{escape(diagram.title)}: {escape(diagram.equation)}</title>", _EDGES]
     labels = []
     labelled: set = set()
     side: dict = {}
@@ -346,9 +349,8 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
                                                                                   e.letter)
             x1, y1 = bottom_x[e.letter], bottom_y
             path = _curve(x0, y0, x1, y1)
-            out.append(f'<path class="eg-edge eg-open {cls}"{_PLAIN} d="{path}"/>')
-            out.append(f'<circle class="eg-end {cls}"{_PLAIN} cx="{_fmt(x1)}" '
-                       f'cy="{_fmt(y1)}" r="3"/>')
+            out.append(f'<path class="eg-edge eg-open {cls}" d="{path}"/>')
+            out.append(f'<circle class="eg-end {cls}" cx="{_fmt(x1)}" cy="{_fmt(y1)}" r="3"/>')
             mid = (x1, y1 - 12)
         elif i in arcs:
             a, b = sorted(e.ends, key=lambda x: by_id[x].column)
@@ -356,7 +358,7 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
             h = arcs[i]
             path = (f"M{_fmt(x0)},{_fmt(y0)} C{_fmt(x0)},{_fmt(y0 - h * 1.33)} "
                     f"{_fmt(x1)},{_fmt(y1 - h * 1.33)} {_fmt(x1)},{_fmt(y1)}")
-            out.append(f'<path class="eg-edge {cls}"{_PLAIN} d="{path}"/>')
+            out.append(f'<path class="eg-edge {cls}" d="{path}"/>')
             mid = ((x0 + x1) / 2, y0 - h)
         else:
             a, b = e.ends
@@ -365,8 +367,7 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
             pb = pos[b]
             x0, y0 = port(a, pb[1], e.letter)
             x1, y1 = port(b, y0, e.letter) if by_id[b].kind not in ("dot", "copy", "cap") else pb
-            out.append(f'<path class="eg-edge {cls}"{_PLAIN} '
-                       f'd="{_curve(x0, y0, x1, y1)}"/>')
+            out.append(f'<path class="eg-edge {cls}" d="{_curve(x0, y0, x1, y1)}"/>')
             if by_id[b].kind == "cotangent":
                 mid = (x1, y1 - 12)
             elif by_id[b].kind == "copy":            # beside the copy tensor, outwards
@@ -389,9 +390,12 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
                 side[e.letter] = "start"
             size = "" if e.size is None else f"={e.size}"
             tcls = _colours.class_of(e.letter, colours)
+            anchor = side.get(e.letter, "middle")
+            anchor = "" if anchor == "middle" else f' text-anchor="{anchor}"'
             labels.append(f'<text class="eg-edge-label {tcls}" x="{_fmt(mid[0])}" '
-                          f'y="{_fmt(mid[1] - 3)}" text-anchor="{side.get(e.letter, "middle")}">{escape(names.get(e.letter, spell(e.letter)))}'
+                          f'y="{_fmt(mid[1] - 3)}"{anchor}>{escape(names.get(e.letter, spell(e.letter)))}'
                           f'<tspan class="eg-size">{escape(size)}</tspan></text>')
+    out.append("</g>")
     for n in diagram.nodes:
         x, y = pos[n.id]
         nid = escape(n.id)
@@ -402,26 +406,25 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
         elif n.kind == "copy":
             out.append(f'<g class="eg-node eg-copy" data-node="{nid}"><circle cx="{_fmt(x)}" '
                        f'cy="{_fmt(y)}" r="6"/><text x="{_fmt(x)}" y="{_fmt(y - 10)}" '
-                       f'text-anchor="middle" class="eg-small">eye</text></g>')
+                       'class="eg-small">eye</text></g>')
         elif n.kind == "cap":
             out.append(f'<g class="eg-node eg-cap" data-node="{nid}"><path{_PLAIN} '
                        f'd="M{_fmt(x - 9)},{_fmt(y)} H{_fmt(x + 9)}"/>'
                        f'<text x="{_fmt(x)}" y="{_fmt(y - 6)}" '
-                       f'text-anchor="middle" class="eg-small">{escape(n.label)}</text></g>')
+                       f'class="eg-small">{escape(n.label)}</text></g>')
         else:
             w = _width(n)
             out.append(f'<g class="eg-node eg-{n.kind}" data-node="{nid}"><rect{_PLAIN} '
                        f'x="{_fmt(x - w / 2)}" y="{_fmt(y - ROW_H / 2)}" width="{_fmt(w)}" '
                        f'height="{ROW_H}" rx="6"/>'
-                       f'<text x="{_fmt(x)}" y="{_fmt(y + 5)}" text-anchor="middle">'
-                       f"{escape(n.label)}</text></g>")
+                       f'<text x="{_fmt(x)}" y="{_fmt(y + 5)}">{escape(n.label)}</text></g>')
     if cot is not None and not bottom:
         out.append(f'<text class="eg-small eg-caption" x="{_fmt(centre)}" '
-                   f'y="{_fmt(bottom_y + ROW_H + 12)}" text-anchor="middle">0-d: scales every term'
+                   f'y="{_fmt(bottom_y + ROW_H + 12)}">0-d: scales every term'
                    "</text>")
     if cot is None and bottom:
-        out.append(f'<text class="eg-small eg-caption" x="{_fmt(below)}" y="{_fmt(bottom_y + 18)}" '
-                   f'text-anchor="middle">open: {escape(diagram.title.split()[-1])}'
+        out.append(f'<text class="eg-small eg-caption" x="{_fmt(below)}" y="{_fmt(bottom_y + 18)}">'
+                   f'open: {escape(diagram.title.split()[-1])}'
                    f"[{escape(','.join(names.get(c, spell(c)) for c in bottom))}]</text>")
     out += labels
     out.append("</svg>")
@@ -480,16 +483,16 @@ CSS = """
 """
 
 
-@functools.lru_cache(maxsize=1)
-def css() -> str:
+@functools.lru_cache(maxsize=64)
+def css(letters: tuple | None = None) -> str:
     """The diagrams' CSS: layout, nodes, and per palette colour a stroke (``eg-s*``) and fill
-    (``eg-f*``) class; the colours themselves are :mod:`einsum_magic.views.colours`' variables."""
-    n = len(_colours.PALETTE)
+    (``eg-f*``) class; the colours themselves are :mod:`einsum_magic.views.colours`' variables.
+    ``letters``: the palette indices a page paints (default: all)."""
+    ks = range(len(_colours.PALETTE)) if letters is None else letters
     rules = [CSS.strip()]
-    rules += [f".einsum-grad svg.eg-diagram .eg-s{k} {{ stroke: var(--eg-l{k}); }}" for k in range(n)]
-    rules += [f".einsum-grad svg.eg-diagram .eg-f{k} {{ fill: var(--eg-l{k}); }}" for k in range(n)]
-    rules += [f".einsum-grad svg.eg-diagram text.eg-l{k} {{ fill: var(--eg-l{k}); }}"
-              for k in range(n)]
+    rules += [f".einsum-grad svg.eg-diagram .eg-s{k} {{ stroke: var(--eg-l{k}); }}" for k in ks]
+    rules += [f".einsum-grad svg.eg-diagram .eg-f{k} {{ fill: var(--eg-l{k}); }}" for k in ks]
+    rules += [f".einsum-grad svg.eg-diagram text.eg-l{k} {{ fill: var(--eg-l{k}); }}" for k in ks]
     return "\n".join(rules)
 
 

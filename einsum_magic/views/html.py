@@ -2,7 +2,8 @@
 
 Every function here is a pure function of an :class:`~einsum_magic.cell.analysis.Analysis`
 returning an HTML string. Styling is one scoped stylesheet (:func:`stylesheet`, every
-rule under ``.einsum-grad``) written with JupyterLab's CSS variables
+rule under ``.einsum-grad``; each page carries the rules it uses, written compactly, as
+every run of a cell stores its pages in the notebook) written with JupyterLab's CSS variables
 (``var(--jp-ui-font-color1)``, ``var(--jp-layout-color1)``, ``var(--jp-border-color2)``,
 ``var(--jp-code-font-family)``, the ``--jp-mirror-editor-*`` token colours, …) with
 plain fallbacks, so it reads in light and dark themes and outside JupyterLab. Code is
@@ -38,6 +39,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import re
 from html import escape
 
 from . import teaching
@@ -51,21 +53,33 @@ __all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "
            "loops", "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page",
            "meaning", "progress", "wrap", "painted"]
 
-#: Pygments token type → JupyterLab editor colour variable (and a light-theme fallback).
+#: Pygments token type → its short class (Pygments' own), the JupyterLab editor colour variable,
+#: a light-theme fallback and a font. A token takes the most specific entry that holds it
+#: (``Keyword.Constant`` is ``k``, ``Operator.Word`` is ``ow``); a token of none (plain names,
+#: spaces) is plain text, with no span.
 _TOKEN_COLOURS = (
-    ("Keyword", "keyword", "#008000", "bold"),
-    ("Operator.Word", "keyword", "#aa22ff", "bold"),
-    ("Name.Builtin", "builtin", "#008000", ""),
-    ("Name.Function", "def", "#0000ff", ""),
-    ("Name.Class", "def", "#0000ff", "bold"),
-    ("Name.Attribute", "property", "#7d9029", ""),
-    ("Name.Decorator", "meta", "#aa22ff", ""),
-    ("String", "string", "#ba2121", ""),
-    ("Number", "number", "#008800", ""),
-    ("Comment", "comment", "#408080", "italic"),
-    ("Operator", "operator", "#aa22ff", ""),
-    ("Punctuation", "punctuation", "inherit", ""),
+    ("Keyword", "k", "keyword", "#008000", "bold"),
+    ("Operator.Word", "ow", "keyword", "#aa22ff", "bold"),
+    ("Name.Builtin", "nb", "builtin", "#008000", ""),
+    ("Name.Function", "nf", "def", "#0000ff", ""),
+    ("Name.Class", "nc", "def", "#0000ff", "bold"),
+    ("Name.Attribute", "na", "property", "#7d9029", ""),
+    ("Name.Decorator", "nd", "meta", "#aa22ff", ""),
+    ("String", "s", "string", "#ba2121", ""),
+    ("Number", "m", "number", "#008800", ""),
+    ("Comment", "c", "comment", "#408080", "italic"),
+    ("Operator", "o", "operator", "#aa22ff", ""),
+    ("Punctuation", "p", "punctuation", "inherit", ""),
 )
+
+#: Custom properties the rules below share: JupyterLab's variable with a plain fallback,
+#: written once (the fallbacks are never CSS-wide keywords, which a custom property would
+#: take as its own).
+_SHARED = """
+.einsum-grad { --eg-bd: var(--jp-border-color2, rgba(127, 127, 127, 0.35));
+  --eg-bg2: var(--jp-layout-color2, rgba(127, 127, 127, 0.14));
+  --eg-fg2: var(--jp-ui-font-color2, color-mix(in srgb, currentColor 70%, transparent)); }
+"""
 
 _BASE_CSS = """
 .einsum-grad { font-family: var(--jp-ui-font-family, sans-serif);
@@ -73,25 +87,21 @@ _BASE_CSS = """
   background: var(--jp-layout-color1, transparent); line-height: 1.4; margin-bottom: 10px; }
 .einsum-grad .eg-title { font-weight: bold; margin: 2px 0; }
 .einsum-grad h3 { font-size: var(--jp-content-font-size3, 1.25em); margin: 14px 0 4px 0;
-  color: var(--jp-ui-font-color1, inherit);
-  border-bottom: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35)); }
+  color: var(--jp-ui-font-color1, inherit); border-bottom: 1px solid var(--eg-bd); }
 .einsum-grad h4 { font-size: var(--jp-content-font-size2, 1.1em); margin: 10px 0 4px 0;
   color: var(--jp-ui-font-color1, inherit); }
 .einsum-grad code, .einsum-grad pre { font-family: var(--jp-code-font-family, monospace);
   font-size: var(--jp-code-font-size, 13px); }
-.einsum-grad code { background: var(--jp-layout-color2, rgba(127, 127, 127, 0.14)); padding: 0 3px;
-  border-radius: 2px; }
+.einsum-grad code { background: var(--eg-bg2); padding: 0 3px; border-radius: 2px; }
 .einsum-grad pre.eg-code { background: var(--jp-cell-editor-background, rgba(127, 127, 127, 0.08));
-  color: var(--jp-content-font-color1, inherit);
-  border: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35)); border-radius: 2px;
+  color: var(--jp-content-font-color1, inherit); border: 1px solid var(--eg-bd); border-radius: 2px;
   padding: 4px 8px; margin: 3px 0; white-space: pre; overflow-x: auto; }
 .einsum-grad table.eg-table { border-collapse: collapse; margin: 4px 0; }
-.einsum-grad table.eg-table th, .einsum-grad table.eg-table td {
-  border: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35));
+.einsum-grad table.eg-table th, .einsum-grad table.eg-table td { border: 1px solid var(--eg-bd);
   padding: 2px 8px; text-align: left; vertical-align: top; }
-.einsum-grad table.eg-table th { background: var(--jp-layout-color2, rgba(127, 127, 127, 0.14)); font-weight: 600; }
+.einsum-grad table.eg-table th { background: var(--eg-bg2); font-weight: 600; }
 .einsum-grad .eg-num { white-space: nowrap; }
-.einsum-grad .eg-muted { color: var(--jp-ui-font-color2, color-mix(in srgb, currentColor 70%, transparent)); }
+.einsum-grad .eg-muted { color: var(--eg-fg2); }
 .einsum-grad .eg-pass { color: var(--jp-success-color1, #388e3c); font-weight: bold; }
 .einsum-grad .eg-fail { color: var(--jp-error-color1, #d32f2f); font-weight: bold; }
 .einsum-grad .eg-warn { color: var(--jp-warn-color1, #f57c00); font-weight: bold; }
@@ -101,16 +111,15 @@ _BASE_CSS = """
 .einsum-grad .eg-tabs > input { position: absolute; opacity: 0; width: 1px; height: 1px;
   margin: 0; pointer-events: none; }
 .einsum-grad .eg-tabs > label { display: inline-block; padding: 3px 12px; margin: 0 2px -1px 0;
-  cursor: pointer; user-select: none; color: var(--jp-ui-font-color2, color-mix(in srgb, currentColor 70%, transparent));
-  background: var(--jp-layout-color2, rgba(127, 127, 127, 0.14));
-  border: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35)); border-radius: 3px 3px 0 0; }
+  cursor: pointer; user-select: none; color: var(--eg-fg2); background: var(--eg-bg2);
+  border: 1px solid var(--eg-bd); border-radius: 3px 3px 0 0; }
 .einsum-grad .eg-tabs > input:checked + label { color: var(--jp-ui-font-color1, inherit);
   background: var(--jp-layout-color1, transparent); font-weight: 600;
   border-bottom-color: var(--jp-layout-color1, transparent); }
 .einsum-grad .eg-tabs > input:focus-visible + label {
   outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: -2px; }
 .einsum-grad .eg-tabs > .eg-panel { display: none; max-height: 30em; overflow: auto;
-  padding: 2px 8px 6px 8px; border: 1px solid var(--jp-border-color2, rgba(127, 127, 127, 0.35)); }
+  padding: 2px 8px 6px 8px; border: 1px solid var(--eg-bd); }
 .einsum-grad .eg-tabs > .eg-panel > h3.eg-panel-title { display: none; }
 .einsum-grad .eg-tabs:not(:has(> input)) > .eg-panel { display: block; }
 .einsum-grad .eg-tabs:not(:has(> input)) > .eg-panel > h3.eg-panel-title { display: block; }
@@ -120,35 +129,96 @@ _BASE_CSS = """
 MAX_TABS = 16
 
 
-@functools.lru_cache(maxsize=1)
-def stylesheet() -> str:
-    """The scoped ``<style>`` element: layout and Pygments token colours, in --jp- variables."""
-    from pygments.token import STANDARD_TYPES, string_to_tokentype
+def stylesheet(page: str | None = None) -> str:
+    """The scoped ``<style>`` element: layout, token and letter colours, in --jp- variables.
 
-    rules = [_BASE_CSS.strip(), teaching.CSS.strip()]
+    With ``page`` (the HTML it will style), only the rules that page needs: a selector
+    whose classes or elements the page does not hold is left out, and so is the colour of
+    a letter it does not paint; the tabs switch up to the page's count. Written compactly:
+    every page carries its own stylesheet (an output must read alone: cleared neighbours,
+    nbviewer, GitHub), so what it does not need is weight in every notebook.
+
+    >>> css = stylesheet('<div class="einsum-grad"><code>x</code></div>')
+    >>> ".einsum-grad code{" in css and "eg-tabs" not in css and "eg-l0" not in css
+    True
+    """
+    if page is None:
+        return _stylesheet(None, None, MAX_TABS)
+    attrs = {part.split('"', 1)[0] for part in page.split(' class="')[1:]}
+    classes = frozenset(c for attr in attrs for c in attr.split())
+    # an element a selector names is in the page if its tag opens there (a longer tag
+    # that starts alike only keeps a rule in: never one too few)
+    tags = frozenset(t for t in _selector_tags() if f"<{t}" in page)
+    return _stylesheet(classes, tags, page.count('type="radio"'))
+
+
+@functools.lru_cache(maxsize=1)
+def _selector_tags() -> frozenset:
+    """Every element name a selector of the full stylesheet needs."""
+    css = _stylesheet(None, None, MAX_TABS).removeprefix("<style>")
+    return frozenset(t for block in css.split("}") if "{" in block
+                     for sel in block.split("{")[0].split(",") for t in _needs(sel)[1])
+
+#: What a selector needs: its classes and elements, outside :is()/:not()/:has() (which
+#: test the page's surroundings: a theme, a frontend).
+_SELECTOR_CLASS = re.compile(r"\.([\w-]+)")
+_SELECTOR_TAG = re.compile(r"(?:^|[\s>+~])([a-z][\w-]*)")
+_PAREN = re.compile(r"\([^()]*(?:\([^()]*\)[^()]*)*\)")
+#: Classes set on the display from outside the page: the scope, and eg-dark (dark variants
+#: on request, where a frontend's theme says nothing).
+_OUTSIDE = frozenset({"einsum-grad", "eg-dark"})
+
+
+def _needs(selector: str) -> tuple[frozenset, frozenset]:
+    plain = _PAREN.sub("", selector)
+    return (frozenset(_SELECTOR_CLASS.findall(plain)) - _OUTSIDE,
+            frozenset(_SELECTOR_TAG.findall(plain)))
+
+
+@functools.lru_cache(maxsize=256)
+def _stylesheet(classes: frozenset | None, tags: frozenset | None, count: int) -> str:
+    letters = None if classes is None else tuple(sorted(
+        {int(c[4:]) for c in classes if re.fullmatch(r"eg-[lsf]\d+", c)}))
     # the panel of the k-th radio shows while that radio is checked: CSS alone, no script
-    rules.append(",\n".join(f".einsum-grad .eg-tabs > input:nth-of-type({k}):checked ~ "
-                            f"div.eg-panel:nth-of-type({k})" for k in range(1, MAX_TABS + 1))
-                 + " { display: block; }")
-    roots = [string_to_tokentype(name) for name, *_ in _TOKEN_COLOURS]
-    for root, (name, var, fallback, font) in zip(roots, _TOKEN_COLOURS):
-        # each token class goes to the most specific entry that holds it
-        classes = sorted(c for t, c in STANDARD_TYPES.items()
-                         if c and t in root and max((r for r in roots if t in r), key=len) is root)
-        selector = ", ".join(f".einsum-grad .eg-code .{c}" for c in classes)
+    switch = (",\n".join(f".einsum-grad .eg-tabs > input:nth-of-type({k}):checked ~ "
+                         f"div.eg-panel:nth-of-type({k})" for k in range(1, count + 1))
+              + " { display: block; }") if count else ""
+    rules = "\n".join([_SHARED, _BASE_CSS, teaching.CSS, switch, _token_css(),
+                       _colours.css(letters), _diagram.css(letters)])
+    out = []
+    for block in rules.split("}"):
+        if "{" not in block:
+            continue
+        head, body = block.split("{", 1)
+        selectors = [" ".join(sel.split()) for sel in head.split(",")]
+        if classes is not None:
+            selectors = [sel for sel in selectors if _needed(_needs(sel), classes, tags)]
+        body = "".join(f"{p.strip()}:{' '.join(v.split())};" for p, v in
+                       (d.split(":", 1) for d in body.split(";") if d.strip()))
+        if selectors and body:
+            out.append(",".join(re.sub(r"\s*([>+~])\s*", r"\1", sel) for sel in selectors)
+                       + "{" + body.rstrip(";") + "}")
+    return "<style>" + "\n".join(out) + "</style>"
+
+
+def _needed(need, classes, tags) -> bool:
+    return need[0] <= classes and need[1] <= tags
+
+
+@functools.lru_cache(maxsize=1)
+def _token_css() -> str:
+    rules = []
+    for _, cls, var, fallback, font in _TOKEN_COLOURS:
         weight = {"bold": "font-weight: bold; ", "italic": "font-style: italic; "}.get(font, "")
-        rules.append(f"{selector} {{ color: var(--jp-mirror-editor-{var}-color, {fallback}); "
-                     f"{weight}}}")
-    rules += [_colours.css(), _diagram.css()]   # one colour per letter; the diagrams
-    return "<style>\n" + "\n".join(rules) + "\n</style>"
+        rules.append(f".einsum-grad .eg-code .{cls} {{ color: var(--jp-mirror-editor-{var}-color, "
+                     f"{fallback}); {weight}}}")
+    return "\n".join(rules)
 
 
 @functools.lru_cache(maxsize=2048)
 def highlight(code: str) -> str:
     """``code`` as a ``<pre class="eg-code">`` block of Pygments token spans (cached)."""
-    from pygments import highlight as _highlight
-
-    body = _highlight(code, _lexer(), _formatter()).rstrip("\n")
+    body = tokens_html(_lexer().get_tokens(code)).rstrip("\n")
     return f'<pre class="eg-code">{body}</pre>'
 
 
@@ -161,17 +231,51 @@ def highlight_module(code: str) -> str:
     modules yields the same HTML as Pygments' ``PythonLexer`` (the tests compare the
     two) about 10x faster: every page holds its Export, so every display pays for it.
     """
-    from pygments import highlight as _highlight
-
-    body = _highlight(code, _module_lexer(), _formatter()).rstrip("\n")
+    body = tokens_html(_module_lexer().get_tokens(code)).rstrip("\n")
     return f'<pre class="eg-code">{body}</pre>'
 
 
 @functools.lru_cache(maxsize=None)
-def _formatter():
-    from pygments.formatters import HtmlFormatter
+def _token_class(ttype) -> str:
+    """The short class of a Pygments token type (:data:`_TOKEN_COLOURS`), ``""`` for none."""
+    from pygments.token import string_to_tokentype
 
-    return HtmlFormatter(nowrap=True)
+    held = [(string_to_tokentype(name), cls) for name, cls, *_ in _TOKEN_COLOURS]
+    held = [(root, cls) for root, cls in held if ttype in root]
+    return max(held, key=lambda h: len(h[0]))[1] if held else ""
+
+
+def tokens_html(tokens) -> str:
+    """Pygments ``(type, text)`` tokens as HTML: a span per run of one colour class.
+
+    A token of no colour is plain text, except a one-letter name (``<span class="n">``,
+    which :func:`painted` colours as a loop index); a run of tokens of one class is one
+    span, spaces between them included; only ``&``, ``<`` and ``>`` are escaped.
+
+    >>> from pygments.token import Name, Operator, Punctuation, Text
+    >>> tokens_html([(Name, "x"), (Text, " "), (Operator, "="), (Text, " "), (Name, "f"),
+    ...              (Punctuation, "("), (Name, "ab"), (Punctuation, ")"), (Text, " "),
+    ...              (Punctuation, "[")])
+    '<span class="n">x</span> <span class="o">=</span> <span class="n">f</span><span \
+class="p">(</span>ab<span class="p">) [</span>'
+    """
+    from pygments.token import Name
+
+    runs: list = []                              # [class, text], merged as they come
+    for ttype, value in tokens:
+        cls = _token_class(ttype)
+        if not cls and ttype in Name and len(value) == 1 and value.isascii() and value.isalpha():
+            cls = "n"
+        if runs and cls != "n" and runs[-1][0] == cls:
+            runs[-1][1] += value
+        elif (len(runs) > 1 and cls and cls != "n" and runs[-2][0] == cls
+              and not runs[-1][0] and runs[-1][1].isspace()):
+            space = runs.pop()[1]                # spaces between two runs of one class
+            runs[-1][1] += space + value
+        else:
+            runs.append([cls, value])
+    return "".join(f'<span class="{cls}">{escape(text, quote=False)}</span>' if cls
+                   else escape(text, quote=False) for cls, text in runs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -256,8 +360,9 @@ def _module_lexer():
 
 
 def wrap(body: str, style: bool = False) -> str:
-    """``body`` inside the ``.einsum-grad`` scope (with the stylesheet when ``style``)."""
-    return (stylesheet() if style else "") + f'<div class="einsum-grad">{body}</div>'
+    """``body`` inside the ``.einsum-grad`` scope (with the stylesheet it needs when ``style``)."""
+    inner = f'<div class="einsum-grad">{body}</div>'
+    return (stylesheet(inner) if style else "") + inner
 
 
 def _code(text: str) -> str:
@@ -368,7 +473,7 @@ def shapes(a) -> str:
 
 
 def _count(n: int) -> str:
-    return f'<span class="eg-num">{n:,}</span>'
+    return f"{n:,}"             # digits and commas never break a line: no nowrap span needed
 
 
 def cost(a) -> str:

@@ -202,7 +202,7 @@ def cost(a, details: str = "") -> str:
                 steps.append(f"{eq}{escape(_WORK[p.kind])}: "
                              f'<span class="eg-eq">{escape(p.formula)}</span>')
         rows.append(f"<tr><td>{escape(label)}</td><td>" + "<br>".join(steps)
-                    + f'</td><td><span class="eg-num">{t.flops:,}</span></td></tr>')
+                    + f"</td><td>{t.flops:,}</td></tr>")
     parts.append('<table class="eg-table"><tr><th>einsum</th><th>steps, counted</th>'
                  "<th>FLOPs</th></tr>" + "".join(rows) + "</table>")
     if forward.flops:

@@ -191,11 +191,13 @@ def test_section_shows_forward_beside_every_backward():
 def _label_boxes(s: str):
     """(x0, y0, x1, y1) of every edge label: 7.5 px a character, 12 px high, as drawn."""
     boxes = []
-    for t in ET.fromstring(s).iter(f"{SVG}text"):
+    root = ET.fromstring(s)
+    for t in root.iter(f"{SVG}text"):
         if "eg-edge-label" not in t.get("class", ""):
             continue
         x, y, width = float(t.get("x")), float(t.get("y")), 7.5 * len("".join(t.itertext()))
-        x0 = {"start": x, "middle": x - width / 2, "end": x - width}[t.get("text-anchor")]
+        anchor = t.get("text-anchor") or root.get("text-anchor")     # as inherited from the <svg>
+        x0 = {"start": x, "middle": x - width / 2, "end": x - width}[anchor]
         boxes.append((x0, y - 11, x0 + width, y + 1, t.text))
     return boxes
 
@@ -353,6 +355,16 @@ def test_without_any_stylesheet_boxes_and_edges_are_outlines_not_black_shapes():
     """A sanitizer may strip the <style>: the SVG's own attributes must still draw it readably."""
     d = derive("ij,jk,k->i", shapes=((2, 3), (3, 4), (4,)))
     root = ET.fromstring(svg(backward(d, 0)))
+    parent = {child: e for e in root.iter() for child in e}
+
+    def attribute(e, name):              # a presentation attribute, as SVG inherits it
+        while e is not None and e.get(name) is None:
+            e = parent.get(e)
+        return None if e is None else e.get(name)
+
     shapes = [e for e in root.iter() if e.tag in (f"{SVG}rect", f"{SVG}path")]
-    assert shapes and all(e.get("fill") == "none" and e.get("stroke") == "currentColor"
-                          for e in shapes)
+    assert len(shapes) > 5 and all(attribute(e, "fill") == "none"
+                                   and attribute(e, "stroke") == "currentColor" for e in shapes)
+    texts = list(root.iter(f"{SVG}text"))   # text is never drawn as outlines
+    assert texts and all(attribute(t, "fill") is None and attribute(t, "stroke") is None
+                         for t in texts)
