@@ -107,13 +107,13 @@ def test_arrays_over_the_budget_are_not_kept():
     assert [s.arrays[0] is None for s in sites(r)] == [True, False]
 
 
-def test_other_threads_are_not_recorded():
+def test_other_threads_are_recorded_and_said_to_be_other_threads():
     with Capture({}) as r:
         t = threading.Thread(target=np.einsum, args=("i->", np.ones(3)))
         t.start()
         t.join()
         np.einsum("i,i->", np.ones(3), np.ones(3))
-    assert [s.equation for s in sites(r)] == ["i,i->"]
+    assert [(s.equation, s.thread) for s in sites(r)] == [("i->", True), ("i,i->", False)]
 
 
 def test_a_wrapper_that_outlives_the_capture_just_calls_the_original():
