@@ -76,7 +76,7 @@ _VARIANTS = 8
 #: The einsum observed through a torch function mode (torch.einsum).
 _TORCH = next(f for f in FUNCTIONS if f.observed == "torch_function")
 #: torch's own modules between a ``torch.einsum`` call and the torch function mode.
-_TORCH_DISPATCH = frozenset({"torch.overrides", "torch.functional", __name__})
+_TORCH_DISPATCH = frozenset({"torch.overrides", "torch.functional"})
 
 _get_ident = threading.get_ident
 _getframe = sys._getframe

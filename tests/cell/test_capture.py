@@ -174,3 +174,28 @@ def test_a_module_imported_during_the_capture_is_observed_then_restored():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["['opt_einsum.contract']", "True", "opt_einsum.contract"]
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_in_nested_captures_only_the_innermost_records(library):
+    """A second %%einsum_grad at the top of a cell: the outer one must not see the inner's calls."""
+    if library == "torch":
+        torch = pytest.importorskip("torch")
+        call = lambda: torch.einsum("ij,jk->ik", torch.ones(2, 3), torch.ones(3, 4))  # noqa: E731
+    else:
+        call = lambda: np.einsum("ij,jk->ik", np.ones((2, 3)), np.ones((3, 4)))  # noqa: E731
+    with Capture({}) as outer:
+        with Capture({}) as inner:
+            call()
+    assert [s.count for s in sites(inner)] == [1] and sites(outer) == ()
+
+
+def test_the_packages_own_calls_are_never_recorded():
+    from einsum_magic import check, derive
+
+    A, B = np.ones((2, 3)), np.ones((3, 4))
+    with Capture({}) as r:
+        d = derive("ij,jk->ik", shapes=(A.shape, B.shape))
+        d.vjp(np.ones((2, 4)), A, B)          # numpy einsums inside einsum_magic.core
+        check(d, A, B)                        # and the check's own
+    assert sites(r) == ()
