@@ -253,7 +253,7 @@ class Run:
 
     def _observed(self, ran, calls, notes, note_lines):
         """(analyses, operands, notes) of the call sites the run observed, in execution order."""
-        from .cell.sites import merged, site_call, site_source, sizes_note
+        from .cell.sites import merged, site_call, site_source, sizes_note, unseen
 
         cells_ = dict(getattr(self.shell.compile, "_filename_map", {}))
         cap = self.options.max_displays
@@ -287,8 +287,8 @@ class Run:
         lines = {site.line for site in sites if site.filename == ran.filename}
         kept = [n for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
                 if line is None or line not in lines]
-        kept += [f"line {c.line}: {' '.join(c.source.split())}: did not run (or raised); "
-                 "not analysed" for c in calls if id(c) not in seen]
+        kept += [f"line {c.line}: {' '.join(c.source.split())}: {unseen(c)}"
+                 for c in calls if id(c) not in seen]
         self._check_sizes([*calls, *(a.call for a in analyses)])
         targets = self._expect_targets([a.call for a in analyses],
                                        [a.derivation for a in analyses])

@@ -16,7 +16,8 @@ A call counts when the called function is
 * a bare name the cell imports from one of those modules
   (``from opt_einsum import contract``, ``from numpy import einsum as es``).
 
-The aliases known without looking are ``np``, ``numpy``, ``jnp``, ``jax.numpy``,
+The modules and aliases come from the one table of :mod:`einsum_magic.cell.modules`:
+the aliases known without looking are ``np``, ``numpy``, ``jnp``, ``jax.numpy``,
 ``torch``, ``oe``, ``opt_einsum`` and ``einops``; ``import numpy as xp`` in the cell,
 and any name of ``namespace`` (the user's, read only) bound to one of those modules
 or functions, add theirs.
@@ -105,20 +106,12 @@ from ..core.einops import INTERLEAVED_LETTERS, Read, read_einops, read_interleav
 from ..core.equation import ELLIPSIS, parse, spell_equation
 from ..core.names import free_name
 from ..errors import EinsumError
+from .modules import ALIASES as DEFAULT_ALIASES
+from .modules import EINSUM_MODULES
 
 __all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES",
            "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
 
-#: Modules whose function of that name is an einsum: module → function name.
-EINSUM_MODULES = {
-    "numpy": "einsum", "jax.numpy": "einsum", "torch": "einsum", "einops": "einsum",
-    "cupy": "einsum", "tensorflow": "einsum", "opt_einsum": "contract",
-}
-#: Aliases recognised without an import in the cell.
-DEFAULT_ALIASES = {
-    "np": "numpy", "numpy": "numpy", "jnp": "jax.numpy", "jax.numpy": "jax.numpy",
-    "torch": "torch", "oe": "opt_einsum", "opt_einsum": "opt_einsum", "einops": "einops",
-}
 _NOTE_WIDTH = 60
 #: Scopes other than the cell's top level, by the node that opens them.
 _SCOPES = {ast.FunctionDef: "function", ast.AsyncFunctionDef: "function", ast.Lambda: "lambda",
@@ -154,6 +147,8 @@ class Call:
     certain: bool = True              # certain to run when the cell runs (a top-level straight-
     #                                   line statement): only then may a bad equation fail the
     #                                   cell before the run; any other call is left to the run
+    module: str = field(default="", compare=False)   # the einsum's module ('torch'), '' if
+    #                                   unknown (a bare ``einsum``)
 
     @property
     def legend(self) -> tuple[tuple[str, str], ...]:
@@ -373,7 +368,7 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
             continue
         call = _make_call(read, targets.get(id(node)), function, node.lineno, text, scopes, node)
         calls.append(dataclasses.replace(call, column=node.col_offset,
-                                         guarded=id(node) in guarded,
+                                         guarded=id(node) in guarded, module=module,
                                          certain=id(node) in certain))
     bound = frozenset(set().union(*scopes.binds) | scopes.everywhere)
     return Found(tuple(calls), tuple(notes), tuple(lines), bound, tree)

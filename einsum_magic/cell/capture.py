@@ -1,31 +1,46 @@
 """Observing the run: every einsum call a cell executes, with what it really received.
 
 This module owns the second reading of a cell (the first, from the source, is
-:mod:`einsum_magic.cell.calls`). While a :class:`Capture` is active, the einsum functions
-of numpy, jax.numpy, torch, opt_einsum (``contract``) and einops, in the modules
-already imported or imported while it is active, and every name of the user's
-namespace bound to one of them, are replaced by a thin wrapper that calls the
-original and records the call. On exit (also on an error or ``KeyboardInterrupt``)
-everything is restored exactly: a module attribute or a name is put back only while
-it still holds the wrapper, so a name the cell itself rebinds is never clobbered,
-and a name the cell bound to a wrapper (``es = np.einsum``) gets the original.
+:mod:`einsum_magic.cell.calls`). Which functions are einsums comes from the one table,
+:mod:`einsum_magic.cell.modules`. While a :class:`Capture` is active:
 
-The wrapper passes the call through untouched: same arguments, same result, same
-exception (its frame is hidden from IPython's tracebacks). A wrapper that outlives
-the capture (a ``functools.partial`` made in the cell) just calls the original.
-Only the outermost einsum of a call is recorded (a depth counter: opt_einsum or
-einops calling numpy inside is one call), only on the thread that runs the cell, and
-only once the call returned (a call that raised is the user's business).
+* numpy's, jax.numpy's, opt_einsum's (``contract``) and einops' einsum, in the modules
+  already imported or imported while it is active, and every name of the user's
+  namespace bound to one of them, are replaced by one stand-in per function (a
+  ``functools.partial`` subclass, see :class:`_Einsum`) whose ``func`` is this capture's
+  observer. On exit (also on an error or ``KeyboardInterrupt``) the attributes and names
+  are put back (only where they still hold the stand-in, so a name the cell rebinds is
+  never clobbered, and a name the cell bound to it gets the original), and the stand-in's
+  ``func`` becomes the original again: a stand-in that outlives the cell (in a
+  ``functools.partial``, a list, a module that did ``from numpy import einsum``) calls
+  straight through, pickles as the original (by name), and ``inspect.signature``,
+  ``help`` and ``jax.jit`` see the original through ``__wrapped__``.
+* ``torch.einsum`` is not replaced: a ``torch.overrides.TorchFunctionMode`` observes it
+  on the capture's thread, so TorchScript (which ignores the mode) runs as without the
+  magic, and code that ``torch.compile`` traces is recorded once, at the user's line,
+  through Dynamo's ``comptime`` (shapes only), while its graph stays whole.
 
-Calls are grouped by *site* (the calling frame's code and line, and the equation):
-:meth:`Recorder.sites` gives one :class:`Site` per site in the order they first ran,
-with how often each ran and how many different shape signatures it saw. The first
-call of a site is the one shown: its equation as received (a string, the interleaved
-sublists, an einops pattern), operand shapes and dtypes, which positions hold the
-same object, the local (preferably parameter) names bound to the operands in the
-calling frame, and copies of its arrays (NumPy) when each has at most ``budget``
+The observer passes the call through untouched: same arguments, same result, same
+exception (its frame is hidden from IPython's tracebacks); a call that raised is not
+recorded. Calls from other threads are recorded too (:attr:`Site.thread` says so; torch's
+mode holds on the capture's thread only). Never recorded: an inner call of an observed
+einsum (opt_einsum or einops calling numpy's or torch's: the outer call is the one seen),
+and this package's own calls (walking out from the call, a frame of ``einsum_magic`` is
+met before the frame that entered the capture: a second ``%%einsum_grad`` at the top of
+a cell runs its check while the first one observes).
+
+Calls are grouped by *site* (the calling frame's code and instruction, and the
+equation): :meth:`Recorder.sites` gives one :class:`Site` per site in the order they
+first ran, with how often each ran and how many different shape signatures it saw. The
+first call of a site is the one shown: its equation as received (a string, the
+interleaved sublists, an einops pattern), operand shapes and dtypes, which positions
+hold the same object, the local (preferably parameter) names bound to the operands in
+the calling frame, and copies of its arrays (NumPy) when each has at most ``budget``
 elements (and their total stays under four budgets), since the cell may mutate them
-later. JAX tracers (under ``jit``/``vmap``) give shapes and dtypes only.
+later. JAX tracers (under ``jit``/``vmap``) and Dynamo's fake tensors give shapes and
+dtypes only. A later call of a known site costs a dict lookup by instruction, an
+identity test of the equation and operands, and a shape comparison when the operands
+are new objects (``benchmarks/bench_capture.py``).
 
 >>> import numpy as np
 >>> before = np.einsum
@@ -44,6 +59,7 @@ from __future__ import annotations
 import builtins
 import functools
 import operator
+import pkgutil
 import sys
 import threading
 from dataclasses import dataclass
@@ -51,76 +67,59 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Capture", "Recorder", "Site", "TARGETS", "original_of"]
+from .modules import FUNCTIONS, OBSERVED, PACKAGE, internal
 
-#: The observed functions: (module, attribute, how the equation is passed).
-TARGETS = (
-    ("numpy", "einsum", "numpy"),
-    ("jax.numpy", "einsum", "numpy"),
-    ("torch", "einsum", "numpy"),
-    ("opt_einsum", "contract", "numpy"),
-    ("einops", "einsum", "einops"),
-)
-#: Observed functions whose implementation calls no observed function (numpy's einsum calls
-#: its C core and tensordot), so their wrapper need not mark the depth: a tight loop's speed.
-_LEAVES = {"numpy.einsum"}
+__all__ = ["Capture", "Recorder", "Site", "original_of"]
+
 #: Distinct shape signatures remembered per site (beyond it, only counted).
 _VARIANTS = 8
+#: The einsum observed through a torch function mode (torch.einsum).
+_TORCH = next(f for f in FUNCTIONS if f.observed == "torch_function")
+#: torch's own modules between a ``torch.einsum`` call and the torch function mode.
+_TORCH_DISPATCH = frozenset({"torch.overrides", "torch.functional"})
 
-
-_active: list = [None]              # the active Recorder (it records its own thread only)
 _get_ident = threading.get_ident
 _getframe = sys._getframe
 _shape_of = operator.attrgetter("shape")
-_WRAPPERS: dict[Any, Any] = {}      # original function -> its wrapper (one per original)
-_ORIGINALS: dict[int, Any] = {}     # id(wrapper) -> original
+_WRAPPERS: dict[Any, "_Einsum"] = {}    # original function -> its wrapper (one per original)
+
+
+class _Einsum(functools.partial):
+    """The stand-in for one einsum function: ``np.einsum`` while a cell runs.
+
+    A ``functools.partial`` with no arguments of its own: calling it calls its
+    ``func``, which is the original itself except while a :class:`Capture` is active,
+    when it is that capture's observer. So a wrapper that outlives the cell (in a
+    ``functools.partial``, a list, a module that did ``from numpy import einsum``)
+    costs one C-level call afterwards. It pickles as the original does, by name
+    (``pkgutil.resolve_name('numpy:einsum')``), and ``__wrapped__`` lets
+    ``inspect.signature`` and ``help`` read the original's.
+    """
+
+    def __reduce__(self):
+        return pkgutil.resolve_name, (self.__dict__["_einsum_magic_name"],)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def _switch(self, func) -> None:
+        """Make calls go to ``func`` (the original, or a capture's observer)."""
+        self.__setstate__((func, (), None, self.__dict__))
+
+
+def _wrapper(original, module: str, attribute: str) -> _Einsum:
+    wrapper = _WRAPPERS.get(original)
+    if wrapper is None:
+        wrapper = _Einsum(original)
+        functools.update_wrapper(wrapper, original)     # __wrapped__, __doc__, __name__, …
+        wrapper.__dict__["_einsum_magic_name"] = f"{module}:{attribute}"
+        _WRAPPERS[original] = wrapper
+    return wrapper
 
 
 def original_of(f):
     """The original einsum behind a wrapper of this module, else ``f`` itself."""
-    return _ORIGINALS.get(id(f), f)
-
-
-def _wrapper(original, function: str, style: str):
-    wrapper = _WRAPPERS.get(original)
-    if wrapper is not None:
-        return wrapper
-    leaf = function in _LEAVES
-
-    def einsum(*args, **kwargs):
-        __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
-        recorder = _active[0]
-        if recorder is None or recorder.depth or recorder.thread != _get_ident():
-            return original(*args, **kwargs)
-        if leaf:                            # calls no observed function: no depth to keep
-            result = original(*args, **kwargs)
-        else:
-            recorder.depth = 1
-            try:
-                result = original(*args, **kwargs)
-            finally:
-                recorder.depth = 0
-        frame = _getframe(1)
-        site = recorder.fast.get((id(frame.f_code), frame.f_lasti))
-        if site is not None and args[0] is site.equation:     # the same call again
-            try:                            # unrolled for one and two operands: the speed
-                n = len(args)               # of a tight loop (benchmarks/bench_capture.py)
-                shapes = ((args[1].shape, args[2].shape) if n == 3 else (args[1].shape,)
-                          if n == 2 else tuple(map(_shape_of, args[1:])))
-            except AttributeError:
-                shapes = None
-            site.count += 1
-            if shapes != site.shapes:
-                site.vary(shapes)
-            return result
-        recorder.observe(function, style, args, frame)
-        return result
-
-    functools.update_wrapper(einsum, original)
-    del einsum.__wrapped__                  # inspect.signature reads the original's anyway
-    _WRAPPERS[original] = einsum
-    _ORIGINALS[id(einsum)] = original
-    return einsum
+    return f.__wrapped__ if isinstance(f, _Einsum) else f
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,8 @@ class Site:
     calling frame binds to operand ``k`` (a parameter first), else ``None``.
     ``arrays`` the copies (``None`` where not kept: over the budget, a tracer, not
     numeric). ``count`` is how often the site ran, ``variants`` how many different
-    shape signatures it saw (counted up to a few).
+    shape signatures it saw (counted up to a few), ``thread`` whether its first call
+    came from another thread than the one that entered the capture.
     """
 
     function: str
@@ -154,20 +154,27 @@ class Site:
     traced: bool = False
     count: int = 1
     variants: int = 1
+    thread: bool = False              # first ran in another thread than the capture's
 
 
 class _Open:
-    """A site while the capture runs (mutable: its count and shape variants grow)."""
+    """A site while the capture runs (mutable: its count and shape variants grow).
 
-    __slots__ = ("site", "shapes", "count", "seen", "code", "equation")
+    ``skip``: a site whose calls are never recorded (an inner call of opt_einsum or
+    einops, or this package's own), remembered so that its later calls cost a lookup.
+    """
 
-    def __init__(self, site: Site, raw_shapes, code, equation):
+    __slots__ = ("site", "shapes", "count", "seen", "code", "equation", "skip", "last")
+
+    def __init__(self, site: Site | None, raw_shapes, code, equation, skip: bool = False):
         self.site = site
+        self.last = ()                      # the arguments of the latest call (fast path only)
         self.code = code                    # keeps id(code) in the site's key valid
         self.equation = equation            # the string of a numpy-style call (fast path)
         self.shapes = raw_shapes
         self.count = 1
         self.seen = [raw_shapes]
+        self.skip = skip
 
     def vary(self, shapes) -> None:
         if len(self.seen) < _VARIANTS and shapes not in self.seen:
@@ -175,20 +182,96 @@ class _Open:
 
 
 class Recorder:
-    """The einsum calls of one capture, grouped by site (see the module docstring)."""
+    """The einsum calls of one capture, grouped by site (see the module docstring).
 
-    def __init__(self, budget: int = 1_000_000):
+    ``boundary``: the frame that runs the observed code (the one that entered the
+    capture); walking out from a call, meeting a frame of this package before it
+    means the package itself made the call, which is never recorded.
+    """
+
+    def __init__(self, budget: int = 1_000_000, boundary=None):
         self.budget = budget
         self.kept = 0                       # elements copied so far
-        self.thread = threading.get_ident()
-        self.depth = 0                      # >0 while an observed einsum runs
+        self.thread = _get_ident()
+        self.boundary = boundary
         self._open: dict = {}               # (id(code), instruction, equation) -> _Open
-        self.fast: dict = {}                # (id(code), instruction) -> its first string site
+        self._skips: dict = {}              # (id(code), instruction) -> (code, never recorded?)
+        self.fast: dict = {}                # instruction -> the latest string site there
         self._tracer = None
 
-    def observe(self, function: str, style: str, args: tuple, frame) -> None:
+    def observer(self, original, function: str, style: str, depth: int = 1):
+        """The function that stands for ``original`` while this recorder is active.
+
+        It calls the original first (same arguments, result and exception), then
+        records the call. A site seen before costs one dict lookup by the calling
+        instruction, an identity test of the equation and a comparison of the shapes.
+        ``depth``: how far out the calling frame is (the torch function mode: further out;
+        frames of torch's dispatch are skipped in any case).
+        """
+        fast = self.fast
+        observe = self.observe
+        getframe = _getframe
+
+        def einsum(*args, **kwargs):
+            __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
+            result = original(*args, **kwargs)
+            frame = getframe(depth)
+            if depth > 1:
+                while frame is not None and frame.f_globals.get("__name__") in _TORCH_DISPATCH:
+                    frame = frame.f_back
+                if frame is None:
+                    return result
+            site = fast.get(frame.f_lasti)
+            if site is not None and site.code is frame.f_code:
+                if args[0] is site.equation:    # the same call again: the speed of a loop
+                    site.count += 1             # (benchmarks/bench_capture.py)
+                    last = site.last
+                    n = len(args)
+                    if n == len(last):          # the same operands as last time: same shapes
+                        if n == 3:
+                            if args[2] is last[2] and args[1] is last[1]:
+                                return result
+                        elif n == 2 and args[1] is last[1]:
+                            return result
+                    site.last = args
+                    try:
+                        shapes = ((args[1].shape, args[2].shape) if n == 3 else
+                                  (args[1].shape,) if n == 2 else tuple(map(_shape_of, args[1:])))
+                    except AttributeError:
+                        shapes = None
+                    if shapes != site.shapes:
+                        site.vary(shapes)
+                    return result
+                if site.skip:
+                    return result
+            observe(function, style, args, frame)
+            return result
+
+        return einsum
+
+    def _skipped(self, frame) -> bool:
+        """Whether a call from ``frame`` is never recorded: an inner call, or the package's own."""
+        if frame is not self.boundary and internal(frame.f_globals.get("__name__")):
+            return True
+        f = frame
+        while f is not None:
+            if f is self.boundary:
+                return False
+            if f.f_globals.get("__name__", "").partition(".")[0] == PACKAGE:
+                return True
+            f = f.f_back
+        return False
+
+    def observe(self, function: str, style: str, args: tuple, frame, traced: bool = False) -> None:
         """Record one outermost call (never raises: observing must not fail the cell)."""
         try:
+            where = (id(frame.f_code), frame.f_lasti)
+            known = self._skips.get(where)
+            if known is None or known[0] is not frame.f_code:
+                known = self._skips[where] = (frame.f_code, self._skipped(frame))
+            if known[1]:
+                self.fast[frame.f_lasti] = _Open(None, None, frame.f_code, None, skip=True)
+                return
             first = args[0]
             if style == "numpy" and first.__class__ is str:
                 key = (id(frame.f_code), frame.f_lasti, first)
@@ -207,18 +290,28 @@ class Recorder:
                 shapes = tuple([getattr(x, "shape", None) for x in operands])
             open_ = self._open.get(key)
             if open_ is not None:
+                if open_.equation is not None:
+                    self.fast[frame.f_lasti] = open_
                 open_.count += 1
                 if shapes != open_.shapes:
                     open_.vary(shapes)
                 return
             simple = style == "numpy" and first.__class__ is str and len(args) - 1 == len(operands)
-            open_ = _Open(self._first(function, style, args, operands, frame), shapes,
+            open_ = _Open(self._first(function, style, args, operands, frame, traced), shapes,
                           frame.f_code, first if simple else None)
             self._open[key] = open_
             if simple:
-                self.fast.setdefault(key[:2], open_)
+                open_.last = args
+                self.fast[frame.f_lasti] = open_
         except Exception:               # noqa: BLE001 (a record lost, never the user's call)
             return
+
+    def close(self) -> None:
+        """Stop holding the latest arguments of each site (the capture ended)."""
+        self.fast.clear()
+        self.boundary = None
+        for open_ in self._open.values():
+            open_.last = ()
 
     def sites(self) -> tuple[Site, ...]:
         """One :class:`Site` per call site, in the order the sites first ran."""
@@ -229,7 +322,7 @@ class Recorder:
 
     # -- the first call of a site --------------------------------------------------
 
-    def _first(self, function, style, args, operands, frame) -> Site:
+    def _first(self, function, style, args, operands, frame, traced=False) -> Site:
         equation, sublists = None, None
         if style == "einops":
             equation = args[-1]
@@ -241,7 +334,7 @@ class Recorder:
             out = _sublist(args[-1]) if len(args) % 2 else None
             sublists = (*subs[:len(operands)], out)
         tracer = self._tracer_class()
-        traced = tracer is not None and any(isinstance(x, tracer) for x in operands)
+        traced = traced or (tracer is not None and any(isinstance(x, tracer) for x in operands))
         shapes = tuple(_shape(x) for x in operands)
         dtypes = tuple(_dtype(x) for x in operands)
         ids = [id(x) for x in operands]
@@ -252,7 +345,8 @@ class Recorder:
         line, column = _position(frame)
         return Site(function, style, equation, sublists, shapes, dtypes, same,
                     _frame_names(frame, operands), arrays, code.co_filename, line, column,
-                    getattr(code, "co_qualname", code.co_name), traced)
+                    getattr(code, "co_qualname", code.co_name), traced,
+                    thread=_get_ident() != self.thread)
 
     def _tracer_class(self):
         if self._tracer is None and sys.modules.get("jax") is not None:
@@ -290,6 +384,8 @@ class Recorder:
 
 def _position(frame) -> tuple[int, int]:
     """(line, column) where the frame's current call expression starts."""
+    if frame.__class__ is _TracedFrame:
+        return frame.position
     try:
         line, _, column, _ = list(frame.f_code.co_positions())[frame.f_lasti // 2]
         if line is not None:
@@ -340,6 +436,98 @@ def _frame_names(frame, operands) -> tuple:
     return tuple(names)
 
 
+_active: list = []                  # the recorders of the captures now active, innermost last
+_torch_mode_class = None            # built on first use (torch is imported lazily)
+
+
+def _torch_mode(observers: tuple, traced):
+    """A ``TorchFunctionMode`` sending ``torch.functional.einsum`` and the C einsum it calls to
+    ``observers`` (a pair, in that order); ``traced``: the comptime callback under Dynamo."""
+    global _torch_mode_class
+    if _torch_mode_class is None:
+        import torch
+        from torch.overrides import TorchFunctionMode
+
+        is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+        python_einsum, c_einsum = torch.functional.einsum, torch._C._VariableFunctions.einsum
+        disabled = torch._C.DisableTorchFunction
+
+        class _Observing(TorchFunctionMode):
+            """Observes ``torch.einsum``; every other function passes through untouched."""
+
+            def __init__(self, observers, traced):
+                super().__init__()
+                self.observe_python, self.observe_c = observers
+                self.traced = traced            # the comptime callback recording a traced call
+                self.comptime = None            # torch._dynamo's comptime, once imported
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                __tracebackhide__ = True        # noqa: F841
+                if kwargs is None:
+                    kwargs = {}
+                if func is not python_einsum and func is not c_einsum:
+                    return func(*args, **kwargs)
+                if is_compiling():              # Dynamo traces this mode into its graph:
+                    if self.comptime is not None:
+                        self.comptime(self.traced)  # recorded once, where Dynamo traces it
+                    with disabled():            # the compiled code runs unobserved
+                        return func(*args, **kwargs)
+                if func is python_einsum:
+                    return self.observe_python(*args, **kwargs)
+                return self.observe_c(*args, **kwargs)
+
+        _torch_mode_class = _Observing
+    return _torch_mode_class(observers, traced)
+
+
+@dataclass
+class _TracedFrame:
+    """What a call traced by ``torch.compile`` (Dynamo) knows of its frame."""
+
+    f_code: Any
+    f_lasti: int
+    f_globals: dict
+    position: tuple[int, int]
+    f_locals: dict
+    f_back: Any = None
+
+
+def _traced_call(ctx, recorder: Recorder) -> None:
+    """Record the einsum Dynamo is tracing (a ``comptime`` callback; never raises).
+
+    The call is placed at the user's frame Dynamo traces (not Dynamo's own code),
+    with the fake tensors' shapes; no arrays are kept.
+    """
+    try:
+        tx = ctx._i_will_not_complain_if_bc_breaks_InstructionTranslator()
+        args = ctx.get_local("args")._i_will_not_complain_if_bc_breaks_VariableTracker()
+        items = list(args.items)
+        equation = items[0].as_python_constant()
+        from torch._dynamo.comptime import ComptimeVar
+
+        variables = [u for v in items[1:] for u in (v.items if hasattr(v, "items") else [v])]
+        operands = [ComptimeVar(v).as_fake() for v in variables]   # torch.einsum(eq, [x, y]) too
+        user = tx.parent
+        while user is not None and user.f_globals.get("__name__") in _TORCH_DISPATCH:
+            user = user.parent
+        if user is None or not isinstance(equation, str) or any(
+                type(n) is not int for x in operands for n in x.shape):
+            return                      # symbolic sizes: reading them would add guards
+        inst = user.current_instruction
+        summary = user.frame_summary()
+        positions = getattr(inst, "positions", None)
+        line = getattr(positions, "lineno", None) or summary.lineno
+        column = getattr(positions, "col_offset", None)
+        frame = _TracedFrame(user.f_code, inst.offset or 0, user.f_globals,
+                             (line, -1 if column is None else column),
+                             {k: operands[variables.index(v)]
+                              for k, v in user.symbolic_locals.items()
+                              if any(v is u for u in variables)})
+        recorder.observe(_TORCH.name, _TORCH.style, (equation, *operands), frame, traced=True)
+    except Exception:                   # noqa: BLE001 (a Dynamo without these internals)
+        return
+
+
 class Capture:
     """A context manager observing einsum calls; ``as`` gives its :class:`Recorder`.
 
@@ -350,26 +538,30 @@ class Capture:
 
     def __init__(self, namespace: dict, budget: int = 1_000_000):
         self.namespace = namespace
-        self.recorder = Recorder(budget)
+        self.budget = budget
+        self.recorder: Recorder | None = None
         self._patched: list = []            # (module, attribute, original, wrapper)
+        self._switched: dict = {}           # wrapper -> the function it called before
         self._waiting: tuple[str, ...] = ()   # targets not imported (or importing) yet
-        self._previous = None
+        self._pending = False               # one of them is importing right now
+        self._modules = 0                   # len(sys.modules) when the hook last looked
+        self._torch = None                  # the torch function mode, once entered
         self._import = None
         self._hook = None
 
     def __enter__(self) -> Recorder:
-        self._previous = _active[0]
+        self.recorder = Recorder(self.budget, _getframe(1))
+        _active.append(self.recorder)
         try:
             self._patch_modules()
-            originals = {id(o): o for _, _, o, _ in self._patched}
-            originals.update((id(o), o) for o in _WRAPPERS)
+            wrappers = {id(w.__wrapped__): w for w in _WRAPPERS.values()}
             for name, value in list(self.namespace.items()):
-                if id(value) in originals and originals[id(value)] is value:
-                    self.namespace[name] = _WRAPPERS[value]
+                wrapper = wrappers.get(id(value))
+                if wrapper is not None and wrapper.__wrapped__ is value:
+                    self.namespace[name] = wrapper
             self._import = builtins.__import__
             self._hook = self._importing      # one bound method, to compare by identity
             builtins.__import__ = self._hook
-            _active[0] = self.recorder
         except BaseException:
             self._restore()
             raise
@@ -380,47 +572,106 @@ class Capture:
         return False
 
     def _restore(self) -> None:
-        _active[0] = self._previous
         if self._import is not None and builtins.__import__ is self._hook:
             builtins.__import__ = self._import
+        if self._torch is not None:
+            try:
+                self._torch.__exit__(None, None, None)
+            except Exception:               # noqa: BLE001 (the cell left the mode stack odd)
+                pass
+            self._torch = None
         for module, attribute, original, wrapper in reversed(self._patched):
             if module.__dict__.get(attribute) is wrapper:
                 setattr(module, attribute, original)
         self._patched = []
-        if self._previous is not None:   # an outer capture still observes
+        for wrapper, previous in reversed(self._switched.items()):
+            wrapper._switch(previous)
+        self._switched = {}
+        if self.recorder in _active:
+            _active.remove(self.recorder)
+        if self.recorder is not None:
+            self.recorder.close()           # no frame or array kept alive after the run
+        if _active:                         # an outer capture still observes
             return
         for name, value in list(self.namespace.items()):
-            if callable(value) and id(value) in _ORIGINALS and _WRAPPERS.get(
-                    _ORIGINALS[id(value)]) is value:
-                self.namespace[name] = _ORIGINALS[id(value)]
+            if value.__class__ is _Einsum and _WRAPPERS.get(value.__wrapped__) is value:
+                self.namespace[name] = value.__wrapped__
 
     def _importing(self, *args, **kwargs):
         module = self._import(*args, **kwargs)
-        if any(name in sys.modules for name in self._waiting):
-            try:
-                self._patch_modules()
-            except Exception:               # noqa: BLE001 (observing must not fail an import)
-                pass
+        # cheap when nothing new was imported: torch.einsum runs two import statements a call
+        if self._waiting and (self._pending or len(sys.modules) != self._modules):
+            self._modules = len(sys.modules)
+            if any(name in sys.modules for name in self._waiting):
+                try:
+                    self._patch_modules()
+                except Exception:           # noqa: BLE001 (observing must not fail an import)
+                    pass
         return module
+
+    def _observe(self, wrapper: _Einsum, function) -> None:
+        if wrapper not in self._switched:
+            self._switched[wrapper] = wrapper.func
+            wrapper._switch(self.recorder.observer(wrapper.__wrapped__, function.name,
+                                                   function.style))
 
     def _patch_modules(self) -> None:
         done = {(m.__name__, a) for m, a, _, _ in self._patched}
         waiting = []
-        for name, attribute, style in TARGETS:
+        pending = False                     # a waiting module is importing right now
+        for function in OBSERVED:
+            name, attribute = function.module, function.attribute
             module = sys.modules.get(name)
             if (name, attribute) in done:
                 continue
-            if module is None:
+            if module is None or getattr(getattr(module, "__spec__", None), "_initializing",
+                                         False):   # not imported, or still importing: later
                 waiting.append(name)
-                continue
-            spec = getattr(module, "__spec__", None)
-            if getattr(spec, "_initializing", False):   # still importing: patch it later
-                waiting.append(name)
+                pending = pending or module is not None
                 continue
             original = module.__dict__.get(attribute)
-            if original is None or not callable(original) or id(original) in _ORIGINALS:
+            if original is None or not callable(original):
                 continue
-            wrapper = _wrapper(original, f"{name}.{attribute}", style)
+            if original.__class__ is _Einsum:      # an outer capture's: observe it here
+                self._observe(original, function)
+                continue
+            wrapper = _wrapper(original, name, attribute)
+            self._observe(wrapper, function)
             setattr(module, attribute, wrapper)
             self._patched.append((module, attribute, original, wrapper))
-        self._waiting = tuple(waiting)
+        if self._torch is None:
+            if self._enter_torch() is None:
+                waiting.append("torch")
+        if self._torch is not None and self._torch.comptime is None:
+            self._comptime()
+            if self._torch.comptime is None:
+                waiting.append("torch._dynamo.comptime")
+        torch = sys.modules.get("torch")
+        pending = pending or (self._torch is None and torch is not None)   # torch importing
+        self._waiting, self._pending = tuple(waiting), pending
+
+    def _enter_torch(self):
+        """Enter the torch function mode (on the capture's thread, once torch is imported)."""
+        torch = sys.modules.get("torch")
+        if (torch is None or _get_ident() != self.recorder.thread
+                or getattr(getattr(torch, "__spec__", None), "_initializing", False)):
+            return None
+        functional = sys.modules.get("torch.functional")
+        if functional is None:
+            return None
+        observers = tuple(   # their callers: 4 frames out (through torch.overrides), or 2
+            self.recorder.observer(original, _TORCH.name, _TORCH.style, depth=depth)
+            for original, depth in ((functional.einsum, 4),
+                                    (torch._C._VariableFunctions.einsum, 2)))
+        recorder = self.recorder
+        mode = _torch_mode(observers, lambda ctx: _traced_call(ctx, recorder))
+        mode.__enter__()
+        self._torch = mode
+        self._comptime()
+        return mode
+
+    def _comptime(self) -> None:
+        """Give the torch mode Dynamo's ``comptime`` once Dynamo is imported."""
+        comptime = sys.modules.get("torch._dynamo.comptime")
+        if self._torch is not None and self._torch.comptime is None and comptime is not None:
+            self._torch.comptime = comptime.comptime

@@ -31,17 +31,14 @@ import os
 import string
 import sys
 
+from ..core.einops import INTERLEAVED_LETTERS, read_einops
 from ..core.equation import parse
 from ..errors import EinsumError
-from ..core.einops import INTERLEAVED_LETTERS, read_einops as _read_einops
 from .calls import Call
+from .modules import by_module, by_name
 
-__all__ = ["site_call", "site_source", "site_equation", "sizes_note", "where", "merged"]
-
-#: How a site's function is written in the code the display shows.
-_SHORT = {"numpy.einsum": "np.einsum", "jax.numpy.einsum": "jnp.einsum",
-          "torch.einsum": "torch.einsum", "opt_einsum.contract": "oe.contract",
-          "einops.einsum": "einops.einsum"}
+__all__ = ["site_call", "site_source", "site_equation", "sizes_note", "where", "merged",
+           "unseen"]
 
 
 def site_equation(site) -> tuple[str, tuple, str, tuple]:
@@ -54,7 +51,7 @@ def site_equation(site) -> tuple[str, tuple, str, tuple]:
     'AB,BC->AC'
     """
     if site.style == "einops":
-        read = _read_einops(site.equation, ())
+        read = read_einops(site.equation, ())
         return read.equation, read.axes, read.quote, read.spans
     if site.style == "interleaved":
         *inputs, output = site.sublists
@@ -109,7 +106,8 @@ def site_call(site, calls, cell_file: str, cells: dict | None = None) -> Call:
         names = _by_identity(match.names, site.same)
         return dataclasses.replace(match, names=names, where=here)
     names = _fill(site.names, site.same, "op" if site.filename == cell_file else "")
-    function = _SHORT.get(site.function, site.function)
+    known = by_name(site.function)
+    function = known.short if known is not None else site.function
     if site.style == "einops":
         source = f"{function}({', '.join(names)}, {site.equation!r})"
     elif site.style == "interleaved":
@@ -180,15 +178,25 @@ def _fill(names, same, prefix: str = "") -> tuple[str, ...]:
 
 
 def sizes_note(site) -> str:
-    """'from the run', and how often the site ran, whether its shapes varied, tracing."""
+    """'from the run', and how often the site ran, whether its shapes varied, tracing, threads.
+
+    >>> from einsum_magic.cell.capture import Site
+    >>> sizes_note(Site("numpy.einsum", "numpy", "i->", None, ((3,),), ("float64",), (0,),
+    ...                 (None,), (None,), "<cell>", 1, 0, "work", thread=True))
+    'from the run, in another thread'
+    """
     text = "from the run"
+    if site.thread:
+        text += ", in another thread"
     if site.count > 1:
         text += f"; ran {site.count} times"
         if site.variants > 1:
             more = "+" if site.variants >= 8 else ""
             text += f" with {site.variants}{more} different shapes, showing the first call's"
     if site.traced:
-        text += "; traced by JAX (shapes only, the check uses random arrays)"
+        known = by_name(site.function)
+        tracer = "torch.compile" if known and known.observed == "torch_function" else "JAX"
+        text += f"; traced by {tracer} (shapes only, the check uses random arrays)"
     return text
 
 
@@ -227,3 +235,24 @@ def merged(sites) -> tuple:
         out[k] = dataclasses.replace(kept, count=kept.count + s.count, variants=variants,
                                      traced=kept.traced or s.traced)
     return tuple(out)
+
+
+def unseen(call) -> str:
+    """What the note says of a call in the cell's source that the run never showed.
+
+    NumPy, JAX, opt_einsum and einops calls are observed on every thread, so such a
+    call did not run (or raised). ``torch.einsum`` is observed through a torch
+    function mode, which holds on the cell's own thread, outside TorchScript and
+    outside code that ``torch.compile`` compiled: the note says so.
+
+    >>> from einsum_magic.cell.calls import find_calls
+    >>> unseen(find_calls("np.einsum('ij->j', A)").calls[0])
+    'did not run (or raised); not analysed'
+    >>> print(unseen(find_calls("import torch\\ntorch.einsum('ij->j', A)").calls[0]))
+    not seen running: it did not run (or raised), or ran where torch.einsum is not observed (TorchScript, torch.compile, another thread); not analysed
+    """
+    known = by_module(call.module)
+    if known is not None and known.observed == "torch_function":
+        return ("not seen running: it did not run (or raised), or ran where torch.einsum is not "
+                "observed (TorchScript, torch.compile, another thread); not analysed")
+    return "did not run (or raised); not analysed"

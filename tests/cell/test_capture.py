@@ -107,13 +107,13 @@ def test_arrays_over_the_budget_are_not_kept():
     assert [s.arrays[0] is None for s in sites(r)] == [True, False]
 
 
-def test_other_threads_are_not_recorded():
+def test_other_threads_are_recorded_and_said_to_be_other_threads():
     with Capture({}) as r:
         t = threading.Thread(target=np.einsum, args=("i->", np.ones(3)))
         t.start()
         t.join()
         np.einsum("i,i->", np.ones(3), np.ones(3))
-    assert [s.equation for s in sites(r)] == ["i,i->"]
+    assert [(s.equation, s.thread) for s in sites(r)] == [("i->", True), ("i,i->", False)]
 
 
 def test_a_wrapper_that_outlives_the_capture_just_calls_the_original():
@@ -174,3 +174,28 @@ def test_a_module_imported_during_the_capture_is_observed_then_restored():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["['opt_einsum.contract']", "True", "opt_einsum.contract"]
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_in_nested_captures_only_the_innermost_records(library):
+    """A second %%einsum_grad at the top of a cell: the outer one must not see the inner's calls."""
+    if library == "torch":
+        torch = pytest.importorskip("torch")
+        call = lambda: torch.einsum("ij,jk->ik", torch.ones(2, 3), torch.ones(3, 4))  # noqa: E731
+    else:
+        call = lambda: np.einsum("ij,jk->ik", np.ones((2, 3)), np.ones((3, 4)))  # noqa: E731
+    with Capture({}) as outer:
+        with Capture({}) as inner:
+            call()
+    assert [s.count for s in sites(inner)] == [1] and sites(outer) == ()
+
+
+def test_the_packages_own_calls_are_never_recorded():
+    from einsum_magic import check, derive
+
+    A, B = np.ones((2, 3)), np.ones((3, 4))
+    with Capture({}) as r:
+        d = derive("ij,jk->ik", shapes=(A.shape, B.shape))
+        d.vjp(np.ones((2, 4)), A, B)          # numpy einsums inside einsum_magic.core
+        check(d, A, B)                        # and the check's own
+    assert sites(r) == ()

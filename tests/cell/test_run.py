@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
@@ -227,3 +229,117 @@ def test_an_einsum_in_library_code_says_where_and_uses_the_parameter_names(ip, t
     assert shapes(out) == "shapes:  query (2, 4), key (3, 4) -> C (2, 3)  (from the run)"
     ip.user_ns.pop("scores", None)
     ip.user_ns.pop("S", None)
+
+
+# -- observing leaves no trace (compiled code, escaped wrappers, threads, the package itself) --
+
+def test_a_torchscript_function_runs_under_the_magic_as_without_it(ip):
+    """torch.jit.script resolved torch.einsum to the observing wrapper: NotSupportedError."""
+    torch = pytest.importorskip("torch")
+    cell = ("import torch\n@torch.jit.script\ndef f(a, b):\n"
+            "    return torch.einsum('ij,jk->ik', a, b)\nT = f(torch.ones(2, 3), torch.ones(3, 4))")
+    result, cap = run(ip, "%%einsum_grad --no-check\n" + cell)
+    assert result.success, cap.stdout
+    assert torch.equal(ip.user_ns["T"], torch.full((2, 4), 3.0))
+    assert "did not run (or raised); not analysed" not in cap.stdout   # it ran, as TorchScript
+    assert "ran where torch.einsum is not observed (TorchScript" in cap.stdout
+    for name in ("f", "T", "torch"):
+        ip.user_ns.pop(name, None)
+
+
+def test_torch_compile_is_shown_at_the_cells_own_line(ip):
+    """It was shown at run_node() in torch/_dynamo/utils.py, and the cell's line 'did not run'."""
+    torch = pytest.importorskip("torch")
+    result, cap = run(ip, "%%einsum_grad --no-check\nimport torch\ndef g(x, y):\n"
+                          "    return torch.einsum('ij,jk->ik', x, y) * 2\ncg = torch.compile(g)\n"
+                          "T = cg(torch.ones(2, 3), torch.ones(3, 4))\n"
+                          "T = T + cg(torch.ones(2, 3), torch.ones(3, 4))")
+    assert result.success, cap.stdout
+    assert torch.equal(ip.user_ns["T"], torch.full((2, 4), 12.0))
+    (out,) = shown(cap)
+    assert out.splitlines()[1] == "einsum_grad: torch.einsum('ij,jk->ik', x, y)  (g(), line 3)"
+    assert shapes(out).startswith("shapes:  x (2, 3), y (3, 4) -> C (2, 4)  (from the run; "
+                                  "traced by torch.compile")
+    assert "_dynamo" not in cap.stdout and "did not run" not in cap.stdout
+    for name in ("g", "cg", "T", "torch"):
+        ip.user_ns.pop(name, None)
+
+
+def test_inside_the_cell_the_einsum_functions_look_like_the_originals(ip):
+    """inspect.signature(np.einsum) was (*args, **kwargs) inside the cell; jax.jit still traces."""
+    import inspect
+
+    jnp = pytest.importorskip("jax.numpy")
+    oe = pytest.importorskip("opt_einsum")
+    originals = {"np": np.einsum, "jnp": jnp.einsum, "oe": oe.contract}
+    result, cap = run(ip, "%%einsum_grad --no-check\nimport inspect, jax, jax.numpy as jnp, "
+                          "opt_einsum as oe\nsigs = {k: str(inspect.signature(f)) for k, f in "
+                          "[('np', np.einsum), ('jnp', jnp.einsum), ('oe', oe.contract)]}\n"
+                          "wrapped = np.einsum is not inspect.unwrap(np.einsum)\n"
+                          "f = jax.jit(lambda x: jnp.einsum('ij,kj->ik', x, x))\nG = f(A)")
+    assert result.success, cap.stdout
+    assert ip.user_ns["wrapped"]                                  # observed while it ran
+    assert ip.user_ns["sigs"] == {k: str(inspect.signature(f)) for k, f in originals.items()}
+    np.testing.assert_allclose(np.asarray(ip.user_ns["G"]), np.einsum("ij,kj->ik", *[
+        ip.user_ns["A"]] * 2), rtol=1e-6)
+    assert "'ij,kj->ik'" in shown(cap)[0].splitlines()[1]
+    for name in ("sigs", "wrapped", "f", "G", "jax", "jnp", "oe", "inspect"):
+        ip.user_ns.pop(name, None)
+
+
+def test_an_einsum_that_escapes_the_cell_pickles_as_the_original_and_calls_through(ip, tmp_path,
+                                                                                 monkeypatch):
+    """pickle.dumps(functools.partial(np.einsum, …)) made in the cell raised PicklingError."""
+    import pickle
+
+    from einsum_magic.cell.capture import original_of
+
+    (tmp_path / "escaping_mod.py").write_text("from numpy import einsum\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result, cap = run(ip, "%%einsum_grad --no-check\nimport functools, escaping_mod\n"
+                          "p = functools.partial(np.einsum, 'ij,kj->ik')\nkept = [np.einsum]\n"
+                          "C = p(A, A)")
+    assert result.success, cap.stdout
+    p, kept, mod = ip.user_ns["p"], ip.user_ns["kept"], sys.modules["escaping_mod"]
+    escaped = [p.func, kept[0], mod.einsum]
+    assert all(f is not np.einsum for f in escaped)        # they did escape the cell
+    assert pickle.loads(pickle.dumps(p)).func is np.einsum
+    assert pickle.loads(pickle.dumps(kept)) == [np.einsum]
+    for f in escaped:                                      # each now calls numpy straight through
+        assert pickle.loads(pickle.dumps(f)) is np.einsum
+        assert original_of(f) is np.einsum and f.func is np.einsum
+    A = ip.user_ns["A"]
+    np.testing.assert_array_equal(p(A, A), A @ A.T)
+    np.testing.assert_array_equal(mod.einsum("ij->j", A), A.sum(0))
+    for name in ("p", "kept", "functools", "escaping_mod"):
+        ip.user_ns.pop(name, None)
+    sys.modules.pop("escaping_mod", None)
+
+
+@pytest.mark.parametrize("spawn", [
+    "from concurrent.futures import ThreadPoolExecutor\nwith ThreadPoolExecutor(2) as pool:\n"
+    "    outs = list(pool.map(work, [A, A]))",
+    "import threading\nt = threading.Thread(target=work, args=(A,))\nt.start()\nt.join()"])
+def test_einsums_in_other_threads_are_shown_and_said_to_be_from_another_thread(ip, spawn):
+    """They were missed, and the note said the call 'did not run'."""
+    result, cap = run(ip, "%%einsum_grad --no-check\ndef work(x):\n"
+                          "    return np.einsum('ij,kj->ik', x, x)\n" + spawn)
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert out.splitlines()[1] == "einsum_grad: np.einsum('ij,kj->ik', x, x)  (work(), line 2)"
+    assert shapes(out).startswith("shapes:  x (2, 3), x (2, 3) -> C (2, 2)  (from the run, in "
+                                  "another thread")
+    assert "did not run" not in cap.stdout
+    for name in ("work", "pool", "outs", "t", "threading", "ThreadPoolExecutor"):
+        ip.user_ns.pop(name, None)
+
+
+def test_the_magic_written_twice_never_shows_its_own_einsums(ip):
+    """The outer magic observed the inner one's check (_numpy_einsum() in einsum_magic/…)."""
+    result, cap = run(ip, "%%einsum_grad\n%%einsum_grad\nC = np.einsum('ij,kj->ik', A, A)")
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert out.splitlines()[1] == "einsum_grad: np.einsum('ij,kj->ik', A, A)  (line 1)"
+    assert out.splitlines()[0] == "check PASS"
+    assert "einsum_magic" not in cap.stdout + "".join(
+        o.data.get("text/plain", "") for o in cap.outputs)
