@@ -25,7 +25,7 @@ This module only connects the others, in one direction:
    HTML page everywhere, and under it, where :mod:`einsum_magic.views.frontend` expects a
    working widget manager, an output of live widgets (:func:`einsum_magic.views.widget.live`);
 6. a cell of several steps also gets the backward of the whole cell
-   (:func:`einsum_magic.chain.result.for_cell`, shown by :mod:`einsum_magic.views.chain`),
+   (:func:`einsum_magic.chain.text.result.for_cell`, shown by :mod:`einsum_magic.views.chain`),
    and ``-o NAME`` stores everything (:class:`~einsum_magic.cell.analysis.EinsumGradResult`).
 
 nbval compares the first display message of each output and ignores
@@ -393,8 +393,8 @@ class _Run:
         except EinsumError as e:
             raise UsageError(f"einsum_grad: {e}") from None
         if not found.calls:            # C = A @ B alone: displayed as the einsum it is
-            from .chain.products import single_product
-            from .chain.result import or_none
+            from .chain.text.products import single_product
+            from .chain.text.result import or_none
 
             product = or_none(single_product, source, self.ns)
             if product is not None:
@@ -535,7 +535,7 @@ class _Run:
         ``show=False`` (an exercise of the cell is open or wrong: the cell's backward would
         give its answer away) says so in one line instead of displaying it.
         """
-        from .chain.result import for_cell
+        from .chain.text.result import for_cell
         from .views.chain import CellBackwardDisplay
 
         why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"

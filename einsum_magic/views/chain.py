@@ -1,6 +1,6 @@
 """The "Cell backward" display: a cell's backward program as text and as HTML.
 
-This module owns how a :class:`~einsum_magic.chain.result.CellBackward` is shown. Both views
+This module owns how a :class:`~einsum_magic.chain.text.result.CellBackward` is shown. Both views
 are pure functions of it and deterministic (no ids from memory, timings, devices or error
 figures), so nbval can compare them: :func:`text` is the ``text/plain`` (verdict first, the
 inputs and sinks with their shapes, the forward program as read, the backward program with
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from html import escape
 
-from ..chain.forward import line
+from ..chain.text.forward import line
 
 __all__ = ["text", "html", "meaning", "CellBackwardDisplay", "verdict"]
 

@@ -40,7 +40,7 @@ class CellBackward:
     ``code``: runnable NumPy that, executed with the forward values (:attr:`values`, or
     :attr:`forward_code` run first) and ``dL_d<sink>`` for each sink, assigns ``dL_d<input>``
     for each input (and for each ``stop`` step's result). ``check`` is the
-    :class:`~einsum_magic.chain.check.ChainCheck` (``None`` with ``check_note`` saying why).
+    :class:`~einsum_magic.chain.text.check.ChainCheck` (``None`` with ``check_note`` saying why).
     """
 
     program: Program                  # bound: products as einsums, shapes known
@@ -107,7 +107,7 @@ class CellBackward:
 
     def export(self, target: str) -> str:
         """The cell's forward and backward as one NumPy function, ``jax.custom_vjp`` or
-        ``torch.autograd.Function`` (:mod:`einsum_magic.chain.export`)."""
+        ``torch.autograd.Function`` (:mod:`einsum_magic.chain.text.export`)."""
         from .export import export
 
         return export(self, target)
@@ -135,7 +135,7 @@ def cell_backward(source: str, inputs: Mapping[str, Any],
     the arrays of the names the cell reads from outside (the namespace itself will do).
     ``known``: the values the run gave the cell's ``stop`` steps (the results of what is
     not differentiated), used as they are. Raises
-    :class:`~einsum_magic.chain.forward.BindError` when an input is missing or the forward
+    :class:`~einsum_magic.chain.text.forward.BindError` when an input is missing or the forward
     fails on these arrays.
     """
     namespace = dict(namespace if namespace is not None else inputs)
@@ -151,11 +151,11 @@ def cell_backward(source: str, inputs: Mapping[str, Any],
     if size > max_elements:
         return dataclasses.replace(result, check_note=(
             f"not run: the cell's values hold {size} elements, over the check's budget of "
-            f"{max_elements} (run einsum_magic.chain.check.check_backward(b) to check anyway)"))
+            f"{max_elements} (run einsum_magic.chain.text.check.check_backward(b) to check anyway)"))
     if any(np.iscomplexobj(v) for v in values.values()):
         return dataclasses.replace(result, check_note="not run: complex values (the cell check "
                                                       "compares real gradients)")
-    from ..check.report import JaxNotInstalled, jax_available
+    from ...check.report import JaxNotInstalled, jax_available
     from .check import check_backward
 
     if not jax_available():
@@ -186,7 +186,7 @@ def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Map
     A cell gets a backward when it has at least two steps, or a product written without
     einsum (constants, steps that are not differentiated and transposes do not count: an
     einsum of ``A.T`` is one einsum), except a cell that is one product alone
-    (:func:`~einsum_magic.chain.products.single_product`: its einsum's display says it all).
+    (:func:`~einsum_magic.chain.text.products.single_product`: its einsum's display says it all).
 
     Input arrays come from ``namespace`` (read only); an input the cell rebinds is not read
     from it after the run (it holds the new value). An input with no array that
@@ -261,7 +261,7 @@ def or_none(fn, *args):
 
 def _from_sizes(program: Program, missing, inputs, sizes, seed):
     """Arrays for missing inputs that einsums read, from ``--sizes`` and the defaults."""
-    from ..core.shapes import shapes_from
+    from ...core.shapes import shapes_from
 
     rng = np.random.default_rng(seed)
     made: dict[str, Any] = {}

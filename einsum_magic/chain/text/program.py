@@ -7,7 +7,7 @@ last one keeping the plain name (``P = np.exp(S); P = P / P.sum(…)`` reads as 
 value's name or a constant's source text (``np.sqrt(K.shape[-1])``, ``2``), which is never
 differentiated.
 
-Kinds after binding (:func:`einsum_magic.chain.forward.bind`): ``einsum`` (param: the
+Kinds after binding (:func:`einsum_magic.chain.text.forward.bind`): ``einsum`` (param: the
 equation), ``add sub mul div``, ``neg``, ``pow`` (param: the exponent's text), ``exp log
 tanh sin cos sqrt abs``, ``relu``, ``max`` (param: ``(axes, keepdims, stop)``; ``stop``:
 softmax's shift, no gradient), ``reshape`` (param: the new shape), ``const`` (param: the
