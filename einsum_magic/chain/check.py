@@ -1,0 +1,319 @@
+"""The check of a cell's backward: the framework's own autodiff of a replay of the record.
+
+This module owns the cell backward's reference. Never the package's own reading of the
+cell, never a second run of it:
+
+1. **Replay**: every recorded node upstream of a sink is called again, ``node.func`` on
+   float64 copies of the leaves (integer and boolean values as they were), in the run's
+   order; an in-place node works on a copy of its target.
+2. **Fidelity gate**: every floating value the replay recomputes must equal the run's
+   (relative to its magnitude: 1e-9 for a float64 run, 1e-3 for float32), and every other
+   value exactly; else the check names the first operation it could not reproduce (a
+   random draw inside a call, say) and compares nothing.
+3. **Reference**: torch's autograd of the same replay (``torch.autograd.grad``, float64),
+   with a seeded random cotangent for each sink that is not a scalar and 1 for a scalar
+   sink. Every derived gradient is compared, intermediates too: a zero tensor is added to
+   each recomputed intermediate, and its gradient is that intermediate's. (Autograd rather
+   than ``torch.func.vjp``: a replayed in-place write of a traced value into a constant
+   tensor is refused by ``torch.func``, and is ordinary for autograd.)
+4. The backward lines run with NumPy on the replay's float64 values and the same
+   cotangents; each gradient passes when ``max|ours - reference| <= RTOL * max|reference|``.
+5. Where the cell called ``loss.backward()`` itself, the ``.grad`` torch left on each array
+   it reset in the cell (``p.grad = None``, ``zero_grad()``) or retained
+   (``t.retain_grad()``) is compared with the derived gradient at the run's values, at
+   the run's dtype's tolerance.
+
+Over the budget (:data:`CHECK_ELEMENTS`) nothing is recomputed and the check says so.
+Opaque nodes make the verdict PARTIAL: the gradients that cross them are listed as not
+derived, never counted as passing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .record import Recording, Ref, map_refs
+
+__all__ = ["CellCheck", "GradientRow", "check_program", "RTOL", "CHECK_ELEMENTS"]
+
+#: Tolerance of the float64 comparison, relative to the reference's largest magnitude.
+RTOL = 1e-8
+
+#: Absolute floor of every comparison, relative to the cell's largest reference gradient.
+FLOOR = 1e-12
+
+#: The check's budget: elements of every value the replay recomputes, all together.
+CHECK_ELEMENTS = 4_000_000
+
+#: Fidelity tolerance per dtype of the run (relative to the value's largest magnitude).
+FIDELITY = {"float64": 1e-9, "complex128": 1e-9, "float32": 1e-3, "complex64": 1e-3}
+
+
+@dataclass(frozen=True)
+class GradientRow:
+    """One gradient: its name, shape, largest error, scale, and verdict.
+
+    ``against``: ``"autograd"`` (the replay's reference) or ``".grad"`` (what the cell's
+    own ``backward()`` left); ``status``: ``pass``, ``fail`` or ``not derived``.
+    """
+
+    name: str
+    gradient: str
+    shape: tuple
+    max_abs_error: float
+    scale: float
+    status: str
+    against: str = "autograd"
+    crosses: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass(frozen=True)
+class CellCheck:
+    """The verdict on a cell's backward: PASS, FAIL, PARTIAL or UNCHECKED, with its rows."""
+
+    status: str
+    rows: tuple[GradientRow, ...]
+    reason: str = ""
+    seed: int = 0
+    framework: str = "torch"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+    @property
+    def gradients(self) -> tuple[GradientRow, ...]:
+        return self.rows
+
+    @property
+    def summary(self) -> str:
+        """One deterministic line.
+
+        >>> CellCheck("PASS", (GradientRow("W", "dL_dW", (2,), 0.0, 1.0, "pass"),)).summary
+        'cell check: PASS, 1/1 gradient matches torch autograd of the replayed run (float64)'
+        """
+        if self.status == "UNCHECKED":
+            return f"cell check: not run: {self.reason}"
+        ref = [r for r in self.rows if r.against == "autograd" and r.status != "not derived"]
+        ok = sum(r.passed for r in ref)
+        n = len(ref)
+        counted = (f"{ok}/{n} gradient{'s' if n != 1 else ''} match{'es' if n == 1 else ''} "
+                   f"{self.framework} autograd of the replayed run (float64)")
+        own = [r for r in self.rows if r.against == ".grad"]
+        if own:
+            counted += f"; {sum(r.passed for r in own)}/{len(own)} match the cell's own .grad"
+        wrong = [r.name for r in self.rows if r.status == "fail"]
+        parts = [f"cell check: {self.status}"]
+        if self.status == "PARTIAL":
+            parts.append(self.reason)
+        parts.append(counted)
+        text = ", ".join(parts[:2]) + ("; " if self.status == "PARTIAL" else ", ") + parts[-1] \
+            if len(parts) == 3 else ", ".join(parts)
+        if wrong:
+            text += f"; wrong: {', '.join(dict.fromkeys(wrong))}"
+        return text
+
+
+def _close(got, want, rtol, atol=0.0) -> tuple[float, float, bool]:
+    got = np.asarray(got, dtype=np.float64) if not np.iscomplexobj(got) else np.asarray(got)
+    want = np.asarray(want)
+    if got.shape != want.shape:
+        return float("inf"), 0.0, False
+    if want.size == 0:
+        return 0.0, 0.0, True
+    err = float(np.max(np.abs(got - want)))
+    scale = float(np.max(np.abs(want)))
+    ok = bool(np.all(np.isfinite(got))) and err <= rtol * scale + atol
+    return err, scale, ok
+
+
+def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> CellCheck:
+    """Check ``backward`` (a :class:`~einsum_magic.chain.result.CellBackward`), see the doc."""
+    rec: Recording = backward.recording
+    prog = backward.program
+    if any(rec.info[v].framework != "torch" for v in rec.info):
+        return CellCheck("UNCHECKED", (), "the check replays torch records only so far", seed)
+    import torch
+
+    needed = _ancestors(rec, prog.sinks)
+    size = sum(int(np.prod(rec.info[o].shape)) for n in needed for o in rec.nodes[n].outs)
+    if size > budget:
+        return CellCheck("UNCHECKED", (), f"the replay would recompute {size} elements, over "
+                         f"the check's budget of {budget}", seed)
+    leaves = sorted({r for n in needed for r in rec.nodes[n].refs
+                     if rec.info[r].producer is None})
+    base = {v: _float64(rec.values[v]) for v in leaves}
+    with torch.no_grad():
+        env, bad = _replay(rec, needed, dict(base), check=True)
+    if bad:
+        return CellCheck("UNCHECKED", (), bad, seed)
+    rng = np.random.default_rng(seed)
+    cots = {}
+    for s in prog.sinks:
+        shape = rec.info[s].shape
+        cots[s] = np.float64(1.0) if not shape else rng.standard_normal(shape)
+    derived = [v for v in prog.derived if rec.info[v].floating]
+    inputs = [v for v in derived if rec.info[v].producer is None]
+    inner = [v for v in derived if rec.info[v].producer is not None]
+    primals = {v: base[v].detach().clone().requires_grad_(True) for v in inputs}
+    bumps = {v: torch.zeros(rec.info[v].shape, dtype=torch.float64, requires_grad=True)
+             for v in inner}
+    with torch.enable_grad():
+        start = dict(base)
+        start.update(primals)
+        out, _ = _replay(rec, needed, start, bumps=bumps)
+        sinks = [out[s] for s in prog.sinks]
+        wrt = [primals[v] for v in inputs] + [bumps[v] for v in inner]
+        grads = torch.autograd.grad(sinks, wrt, [torch.as_tensor(cots[s]) for s in prog.sinks],
+                                    allow_unused=True)
+    want = {}
+    for v, gr in zip(inputs + inner, grads):
+        want[v] = np.zeros(rec.info[v].shape) if gr is None else gr.detach().numpy()
+    values = {v: (env[v].detach().numpy() if isinstance(env[v], torch.Tensor) else env[v])
+              for v in prog.reads if v in env}
+    values.update({v: base[v].detach().numpy() for v in prog.reads if v not in env
+                   and v in base})
+    got = backward.execute(values, {s: cots[s] for s in prog.sinks})
+    rows = []
+    names = backward.names
+    # a gradient that is zero in exact arithmetic (b1 under batch norm) is rounding noise:
+    # measured against the largest gradient of the cell, not its own zero
+    floor = FLOOR * max([float(np.max(np.abs(w))) for w in want.values() if np.size(w)] or [0])
+    for v in inputs + inner:
+        err, scale, ok = _close(got[v], want[v], RTOL, floor)
+        rows.append(GradientRow(names.name[v], prog.grad_names[v], rec.info[v].shape, err,
+                                scale, "pass" if ok else "fail"))
+    rows += _own_grads(backward, floor / RTOL)
+    for v, cut in prog.not_derived.items():
+        if v in prog.inputs or v in names.user:
+            rows.append(GradientRow(names.name[v], prog.grad_names[v], rec.info[v].shape,
+                                    0.0, 0.0, "not derived",
+                                    crosses="; ".join(o.words() for o in cut)))
+    status = "FAIL" if any(r.status == "fail" for r in rows) else (
+        "PARTIAL" if prog.opaque else "PASS")
+    reason = ""
+    if prog.opaque:
+        reason = "not derived across " + "; ".join(o.words() for o in prog.opaque)
+    return CellCheck(status, tuple(rows), reason, seed)
+
+
+def _own_grads(backward, floor: float) -> list[GradientRow]:
+    """Rows comparing the derived gradients with the ``.grad`` of the cell's own backward."""
+    rec = backward.recording
+    if len(rec.backwarded) != 1 or backward.program.sinks != tuple(rec.backwarded):
+        return []
+    sink = rec.backwarded[0]
+    if rec.info[sink].shape:
+        return []
+    ours = backward.gradients_by_id({sink: 1.0})
+    rows = []
+    for v, g in ours.items():
+        obj = rec.values.get(v)
+        if obj is None or rec.current(obj) != v or v in rec.snapshots:
+            continue
+        if id(obj) not in rec.grad_reset and not getattr(obj, "retains_grad", False):
+            continue
+        own = getattr(obj, "grad", None)
+        if own is None:
+            continue
+        tol = FIDELITY.get(rec.info[v].dtype, 1e-3)
+        err, scale, ok = _close(g, own.detach().double().cpu().numpy(), tol, tol * floor)
+        rows.append(GradientRow(backward.names.name[v], backward.program.grad_names[v],
+                                rec.info[v].shape, err, scale, "pass" if ok else "fail",
+                                ".grad"))
+    return rows
+
+
+def _float64(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        if t.is_floating_point():
+            return t.to(torch.float64).clone()
+        if t.is_complex():
+            return t.to(torch.complex128).clone()
+        return t.clone()
+    return value
+
+
+def _ancestors(rec: Recording, sinks) -> list[int]:
+    """Indices of the nodes the sinks depend on, in order."""
+    want = set(sinks)
+    out = []
+    for n in reversed(rec.nodes):
+        if any(o in want for o in n.outs):
+            out.append(n.index)
+            want.update(n.refs)
+    return out[::-1]
+
+
+def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=None):
+    """Call every needed node again over ``env``; with ``check``, the fidelity gate."""
+    import torch
+
+    for i in needed:
+        node = rec.nodes[i]
+        target = node.refs[0] if node.inplace and node.refs else None
+        copy = env[target].clone() if target is not None else None
+
+        def value(r: Ref):
+            return copy if r.id == target else env[r.id]
+
+        args = map_refs(node.args, value)
+        kwargs = map_refs(dict(node.kwargs), value)
+        result = node.func(*args, **kwargs)
+        outs = []
+        _flat(result, outs)
+        if target is not None and not outs:
+            outs = [copy]
+        if len(outs) != len(node.outs):
+            return env, f"the replay of {node.op} ({node.at()}) gave {len(outs)} results, " \
+                        f"the run {len(node.outs)}"
+        for o, t in zip(node.outs, outs):
+            if check:
+                bad = _differs(rec, o, t)
+                if bad:
+                    return env, (f"the replay could not reproduce `{node.op}` ({node.at()}): "
+                                 f"{bad}")
+            if bumps and o in bumps:
+                t = t + bumps[o]
+            env[o] = t
+    return env, ""
+
+
+def _flat(result, out: list) -> None:
+    import torch
+
+    if isinstance(result, torch.Tensor):
+        out.append(result)
+    elif isinstance(result, (tuple, list)):
+        for r in result:
+            _flat(r, out)
+
+
+def _differs(rec: Recording, v: int, replayed) -> str:
+    """Why the replayed value differs from the run's (``''`` when it does not)."""
+    run = rec.values.get(v)
+    info = rec.info[v]
+    a = replayed.detach().cpu()
+    b = run.detach().cpu()
+    if tuple(a.shape) != tuple(b.shape):
+        return f"shape {tuple(a.shape)}, the run's {tuple(b.shape)}"
+    if not info.floating:
+        return "" if bool((a == b).all()) else "its values differ from the run's"
+    if a.numel() == 0:
+        return ""
+    a64, b64 = a.double(), b.double()
+    scale = float(b64.abs().max())
+    err = float((a64 - b64).abs().max())
+    tol = FIDELITY.get(info.dtype, 5e-2)
+    if not err <= tol * max(scale, 1e-30):
+        return f"differs from the run's value by {err:.3g} (scale {scale:.3g})"
+    return ""

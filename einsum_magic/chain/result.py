@@ -1,0 +1,252 @@
+"""The backward of a whole cell: :class:`CellBackward`, built from the record of its run.
+
+This module owns the chain's public record (what ``-o NAME`` stores as ``NAME.backward``)
+and the one function the magic calls, :func:`for_cell`: record → names → program → check.
+
+* :attr:`CellBackward.code`: runnable NumPy, pasted after the cell it runs in the user's
+  namespace: a preamble binds the forward values it reads (``W1_np = W1.detach().numpy()``,
+  temporaries recomputed) and the cotangents (1 for a scalar sink, ones otherwise), then
+  one line per gradient term.
+* :meth:`CellBackward.gradients` → ``{name: array}`` for every input and named
+  intermediate; :meth:`CellBackward.grad_of` → the gradient of one array, tensor or
+  parameter object; :meth:`CellBackward.run` → ``{dL_d<name>: array}``. These execute
+  the same lines, bound to the run's recorded values (references, not copies).
+* :attr:`CellBackward.check`: a :class:`~einsum_magic.chain.check.CellCheck`, or ``None``
+  with :attr:`CellBackward.check_note` saying why.
+
+A run that recorded nothing (a NumPy cell, until the NumPy recorder lands) goes to
+:func:`numpy_text_backward`, the retiring reading of the cell's text
+(:mod:`einsum_magic.chain.text`): the one place it is still reachable from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .names import READERS, Names, names_for
+from .program import Program, build
+from .record import Recording
+
+__all__ = ["CellBackward", "for_cell", "from_recording", "numpy_text_backward"]
+
+
+@dataclass(frozen=True)
+class CellBackward:
+    """The backward program of a cell's recorded run (see the module doc)."""
+
+    recording: Recording = dataclasses.field(repr=False, compare=False)
+    names: Names = dataclasses.field(repr=False, compare=False)
+    program: Program
+    check: Any = None
+    check_note: str = ""
+    notes: tuple[str, ...] = ()
+
+    # -- what it reads and gives -------------------------------------------------------
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The leaves differentiated (the cell's parameters and inputs), by name."""
+        return tuple(self.names.name[v] for v in self.program.inputs)
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        """The values the backward starts from (each takes ``dL_d<sink>``)."""
+        return tuple(self.names.name[v] for v in self.program.sinks)
+
+    @property
+    def intermediates(self) -> tuple[str, ...]:
+        """Named values the cell computed whose gradient the backward derives."""
+        return tuple(self.names.name[v] for v in self.program.derived
+                     if v in self.names.user and v not in self.program.inputs)
+
+    @property
+    def not_derived(self) -> dict[str, str]:
+        """Name → what it crosses, for inputs and named values whose gradient is not derived."""
+        return {self.names.name[v]: "; ".join(o.words() for o in cut)
+                for v, cut in self.program.not_derived.items()
+                if v in self.program.inputs or v in self.names.user}
+
+    @property
+    def lines(self):
+        return self.program.lines
+
+    def _id(self, name: str) -> int:
+        for v, n in self.names.name.items():
+            if n == name:
+                return v
+        raise KeyError(f"{name!r} is no value of the cell's backward (inputs: "
+                       f"{', '.join(self.inputs)})")
+
+    def gradient(self, value: str) -> str:
+        """The name :attr:`code` assigns the gradient of ``value`` to (``dL_d<value>``)."""
+        return self.program.grad_names[self._id(value)]
+
+    def cotangent(self, sink: str) -> str:
+        """The name :attr:`code` reads the cotangent of ``sink`` from."""
+        return self.program.grad_names[self._id(sink)]
+
+    # -- the code ---------------------------------------------------------------------
+
+    def _default_cotangents(self) -> list[str]:
+        out = []
+        for s in self.program.sinks:
+            name = self.program.grad_names[s]
+            if self.recording.info[s].shape:
+                out.append(f"{name} = np.ones({tuple(self.recording.info[s].shape)})  "
+                           "# the cotangent of a non-scalar sink: put yours")
+            else:
+                out.append(f"{name} = 1.0")
+        return out
+
+    @property
+    def code(self) -> str:
+        """Preamble, cotangents and backward lines: runs pasted after the cell."""
+        head = list(self.program.preamble)
+        missing = [self.names.name[v] for v in self.program.unavailable]
+        if missing:
+            head.insert(0, f"# not in the namespace any more (b.run() binds the run's values):"
+                           f" {', '.join(missing)}")
+        return "\n".join(head + self._default_cotangents() + [self.program.code])
+
+    # -- running it -------------------------------------------------------------------
+
+    def _values(self) -> dict[int, Any]:
+        rec = self.recording
+        return {v: READERS.get(rec.info[v].framework, ("", np.asarray))[1](rec.values[v])
+                for v in self.program.reads}
+
+    def execute(self, values: Mapping[int, Any], cotangents: Mapping[int, Any]) -> dict:
+        """Run the backward lines with forward ``values`` and ``cotangents`` (both by id).
+
+        Returns value id → gradient for every derived value.
+        """
+        ns: dict[str, Any] = {"np": np}
+        for v, x in values.items():
+            ns[self.program.read_names[v]] = x
+        for s, c in cotangents.items():
+            ns[self.program.grad_names[s]] = c
+        exec(compile(self.program.code, "<einsum_magic cell backward>", "exec"), ns)
+        return {v: ns[self.program.grad_names[v]] for v in self.program.derived
+                if self.program.grad_names[v] in ns}
+
+    def _cotangents(self, cotangents) -> dict[int, Any]:
+        given = dict(cotangents or {})
+        out = {}
+        for s in self.program.sinks:
+            name, grad = self.names.name[s], self.program.grad_names[s]
+            if grad in given:
+                out[s] = given[grad]
+            elif name in given:
+                out[s] = given[name]
+            elif not self.recording.info[s].shape:
+                out[s] = 1.0
+            else:
+                raise ValueError(f"give the cotangent of every sink that is not a scalar: "
+                                 f"missing {grad}")
+        return out
+
+    def gradients_by_id(self, cotangents=None) -> dict[int, Any]:
+        """Value id → gradient (the run's values; scalar sinks default to cotangent 1)."""
+        cots = self._cotangents({self.program.grad_names[k] if isinstance(k, int) else k: c
+                                 for k, c in dict(cotangents or {}).items()})
+        return self.execute(self._values(), cots)
+
+    def run(self, cotangents: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``dL_d<name>`` → gradient for every derived value, at the run's values."""
+        got = self.gradients_by_id(cotangents)
+        return {self.program.grad_names[v]: g for v, g in got.items()}
+
+    def gradients(self, cotangents: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``{name: gradient}`` for every input and named intermediate that is derived."""
+        got = self.gradients_by_id(cotangents)
+        keep = set(self.program.inputs) | set(self.names.user)
+        return {self.names.name[v]: g for v, g in got.items() if v in keep}
+
+    def grad_of(self, obj, cotangents: Mapping[str, Any] | None = None):
+        """The gradient of the array, tensor or parameter ``obj`` (its last version)."""
+        v = self.recording.current(obj)
+        if v is None:
+            raise KeyError("that object is no value the cell's run recorded")
+        if v in self.program.not_derived:
+            crosses = "; ".join(o.words() for o in self.program.not_derived[v])
+            raise KeyError(f"the gradient of {self.names.name[v]} is not derived (crosses "
+                           f"{crosses})")
+        got = self.gradients_by_id(cotangents)
+        if v not in got:
+            raise KeyError(f"{self.names.name[v]} does not reach a sink of the cell")
+        return got[v]
+
+    def export(self, target: str = "numpy") -> str:
+        """The backward as one NumPy function's source (``target='numpy'``)."""
+        if target != "numpy":
+            from ..errors import EinsumError
+
+            raise EinsumError(f"export({target!r}) of a recorded cell backward is not written "
+                              "yet: export('numpy') is")
+        reads = [self.program.read_names[v] for v in self.program.reads]
+        cots = [self.program.grad_names[s] for s in self.program.sinks]
+        body = ["    " + line for line in self.program.code.splitlines()]
+        derived = ", ".join(f"{self.names.name[v]!r}: {self.program.grad_names[v]}"
+                            for v in self.program.derived)
+        return "\n".join([f"def cell_backward({', '.join(cots + reads)}):", *body,
+                          f"    return {{{derived}}}"]) + "\n"
+
+
+def from_recording(rec: Recording, namespace: dict, source: str | None = None, *,
+                   check: bool = True, seed: int = 0, skipped: str = "") -> CellBackward:
+    """Name, derive and check the backward of a recorded run."""
+    names = names_for(rec, namespace, source)
+    program = build(rec, names)
+    notes = []
+    if program.opaque:
+        notes.append("not derived across " + "; ".join(f"{o.words()} ({o.why})"
+                                                       for o in program.opaque))
+    result = CellBackward(rec, names, program, notes=tuple(notes))
+    if not check:
+        return dataclasses.replace(result, check_note=f"skipped ({skipped})" if skipped
+                                   else "not run")
+    from .check import check_program
+
+    try:
+        report = check_program(result, seed)
+    except Exception as e:  # noqa: BLE001 - the check failing is said, never raised
+        return dataclasses.replace(result, check_note=f"could not run: {type(e).__name__}: "
+                                   f"{str(e).splitlines()[0] if str(e) else ''}")
+    return dataclasses.replace(result, check=report)
+
+
+def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *, ran: bool,
+             sizes=None, check: bool = True, seed: int = 0, skipped: str = ""):
+    """The magic's entry: ``(backward or None, a note or '')`` for a cell and its record.
+
+    A record with nodes gives a :class:`CellBackward`; a record that stopped gives its one
+    line; a run that recorded nothing goes to :func:`numpy_text_backward`.
+    """
+    if rec is not None and rec.stopped:
+        return None, f"cell backward: not recorded: {rec.stopped}"
+    if rec is not None and rec.nodes:
+        if len(rec.nodes) == 1 and rec.nodes[0].op == "torch.einsum":
+            return None, ""                       # one einsum: its own display says it all
+        try:
+            return from_recording(rec, dict(namespace), source, check=check, seed=seed,
+                                  skipped=skipped), ""
+        except Exception as e:  # noqa: BLE001 - never fail the user's cell over its backward
+            return None, f"cell backward: not derived: {type(e).__name__}: {e}"
+    return numpy_text_backward(source, namespace, ran=ran, sizes=sizes, check=check,
+                               seed=seed, skipped=skipped)
+
+
+def numpy_text_backward(source, namespace, *, ran, sizes=None, check=True, seed=0,
+                        skipped=""):
+    """The retiring reading of a NumPy cell's text (:mod:`einsum_magic.chain.text`).
+
+    Reached only for runs that recorded nothing; the NumPy recorder replaces it.
+    """
+    from .text.result import for_cell as text_for_cell
+
+    return text_for_cell(source, namespace, ran=ran, sizes=sizes, check=check, seed=seed,
+                         skipped=skipped)
