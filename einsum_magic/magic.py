@@ -25,7 +25,8 @@ This module only connects the others, in one direction:
    HTML page everywhere, and under it, where :mod:`einsum_magic.views.frontend` expects a
    working widget manager, an output of live widgets (:func:`einsum_magic.views.widget.live`);
 6. a cell of several steps also gets the backward of the whole cell
-   (:func:`einsum_magic.chain.text.result.for_cell`, shown by :mod:`einsum_magic.views.chain`),
+   (:func:`einsum_magic.chain.result.for_cell`, from the record of the run that
+   :func:`einsum_magic.chain.record.recording` keeps; shown by :mod:`einsum_magic.views.chain`),
    and ``-o NAME`` stores everything (:class:`~einsum_magic.cell.analysis.EinsumGradResult`).
 
 nbval compares the first display message of each output and ignores
@@ -234,6 +235,7 @@ class _Run:
             raise UsageError(f"{where} {self.dtype!r} is not one the check supports: "
                              + ", ".join(TOLERANCES))
         self.ran = False                 # whether the cell's code ran (set by run())
+        self.recording = None            # the record of the run (chain.record)
         self.product = False             # the cell is one product written without einsum
 
     def run(self):
@@ -252,7 +254,11 @@ class _Run:
             from .check.report import MAX_ELEMENTS
             from .cell.run import run_code
 
-            ran = await run_code(self.shell, self.cell, self.magics.max_elements or MAX_ELEMENTS)
+            from .chain.record import recording
+
+            with recording(self.ns) as self.recording:     # the cell backward's record
+                ran = await run_code(self.shell, self.cell,
+                                     self.magics.max_elements or MAX_ELEMENTS)
             if ran.error is not None:   # IPython has shown the error
                 raise CellCodeFailed(f"the cell's code raised {type(ran.error).__name__}, so "
                                      "its einsums were not analysed")
@@ -289,7 +295,7 @@ class _Run:
         failed = [(f"einsum {k + 1} ({a.call.where or f'line {a.call.line}'}): "
                    if len(analyses) > 1 else "") + a.check.summary
                   for k, a in enumerate(analyses) if a.check is not None and not a.check.passed]
-        if backward is not None and backward.check is not None and not backward.check.passed:
+        if backward is not None and backward.check is not None and backward.check.failed:
             failed.append(backward.check.summary)
         if failed:
             raise CheckFailed("; ".join(failed))
@@ -535,13 +541,13 @@ class _Run:
         ``show=False`` (an exercise of the cell is open or wrong: the cell's backward would
         give its answer away) says so in one line instead of displaying it.
         """
-        from .chain.text.result import for_cell
+        from .chain.result import for_cell
         from .views.chain import CellBackwardDisplay
 
         why = "--no-check" if self.args.no_check else "EinsumGradMagics.check = False"
-        backward, note = for_cell(self.shell.transform_cell(self.cell), self.ns, ran=self.ran,
-                                  sizes=self.sizes, check=self.check_on, seed=self.seed,
-                                  skipped=why)
+        backward, note = for_cell(self.recording, self.shell.transform_cell(self.cell), self.ns,
+                                  ran=self.ran, sizes=self.sizes, check=self.check_on,
+                                  seed=self.seed, skipped=why)
         if note:
             from .views.text import render_notes
 

@@ -88,6 +88,11 @@ class CellCheck:
         return self.status == "PASS"
 
     @property
+    def failed(self) -> bool:
+        """Whether a derived gradient disagrees (the magic fails the cell; PARTIAL does not)."""
+        return self.status == "FAIL"
+
+    @property
     def gradients(self) -> tuple[GradientRow, ...]:
         return self.rows
 
@@ -149,7 +154,7 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
     leaves = sorted({r for n in needed for r in rec.nodes[n].refs
                      if rec.info[r].producer is None})
     base = {v: _float64(rec.values[v]) for v in leaves}
-    with torch.no_grad():
+    with torch.random.fork_rng(devices=[]), torch.no_grad():   # the user's RNG untouched
         env, bad = _replay(rec, needed, dict(base), check=True)
     if bad:
         return CellCheck("UNCHECKED", (), bad, seed)
@@ -164,14 +169,16 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
     primals = {v: base[v].detach().clone().requires_grad_(True) for v in inputs}
     bumps = {v: torch.zeros(rec.info[v].shape, dtype=torch.float64, requires_grad=True)
              for v in inner}
-    with torch.enable_grad():
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         start = dict(base)
         start.update(primals)
         out, _ = _replay(rec, needed, start, bumps=bumps)
-        sinks = [out[s] for s in prog.sinks]
-        wrt = [primals[v] for v in inputs] + [bumps[v] for v in inner]
-        grads = torch.autograd.grad(sinks, wrt, [torch.as_tensor(cots[s]) for s in prog.sinks],
-                                    allow_unused=True)
+        live = [s for s in prog.sinks if out[s].requires_grad]   # a sink past an opaque
+        wrt = [primals[v] for v in inputs] + [bumps[v] for v in inner]    # step is not
+        grads = (torch.autograd.grad([out[s] for s in live], wrt,
+                                     [torch.as_tensor(cots[s]) for s in live],
+                                     allow_unused=True)
+                 if live and wrt else [None] * len(wrt))
     want = {}
     for v, gr in zip(inputs + inner, grads):
         want[v] = np.zeros(rec.info[v].shape) if gr is None else gr.detach().numpy()
@@ -300,6 +307,8 @@ def _flat(result, out: list) -> None:
 
 def _differs(rec: Recording, v: int, replayed) -> str:
     """Why the replayed value differs from the run's (``''`` when it does not)."""
+    import torch
+
     run = rec.values.get(v)
     info = rec.info[v]
     a = replayed.detach().cpu()
@@ -310,9 +319,16 @@ def _differs(rec: Recording, v: int, replayed) -> str:
         return "" if bool((a == b).all()) else "its values differ from the run's"
     if a.numel() == 0:
         return ""
-    a64, b64 = a.double(), b.double()
-    scale = float(b64.abs().max())
-    err = float((a64 - b64).abs().max())
+    a64, b64 = a.to(torch.complex128 if a.is_complex() else torch.float64), \
+        b.to(torch.complex128 if b.is_complex() else torch.float64)
+    same = (a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))     # inf, -inf, nan alike
+    finite = torch.isfinite(b64)
+    if bool((~same & ~(finite & torch.isfinite(a64))).any()):
+        return "its infinities or NaNs differ from the run's"
+    if not bool(finite.any()):
+        return ""
+    scale = float(b64[finite].abs().max())
+    err = float((a64 - b64)[finite].abs().max())
     tol = FIDELITY.get(info.dtype, 5e-2)
     if not err <= tol * max(scale, 1e-30):
         return f"differs from the run's value by {err:.3g} (scale {scale:.3g})"

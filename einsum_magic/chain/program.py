@@ -4,8 +4,8 @@ This module owns the arrow *a :class:`~einsum_magic.chain.record.Recording` + it
 :class:`~einsum_magic.chain.names.Names` → a :class:`Program`*. The contract:
 
 * **Sinks** are the values the cell differentiated itself (``loss.backward()``) and the
-  floating results no later node read that the user named (if none is named: every such
-  result). Each gets a given cotangent ``dL_d<sink>``.
+  floating results of calls that are not in place, that no later node read and that the
+  user named (if none is named: every such result). Each gets a given cotangent ``dL_d<sink>``.
 * **Inputs** are the floating leaves that are not constants and reach a sink.
 * Nodes are visited in reverse; a node whose results carry a cotangent contributes, by its
   rule (:mod:`~einsum_magic.chain.rules`), one term to each input's gradient. A value read
@@ -157,7 +157,7 @@ class _Builder:
 def _sinks(rec: Recording, names: Names, consumed: set) -> tuple[int, ...]:
     out = [v for v in rec.backwarded if v in rec.info]
     free = [o for n in rec.nodes for o in n.outs
-            if o not in consumed and rec.info[o].floating]
+            if o not in consumed and rec.info[o].floating and not n.inplace]
     named = [v for v in free if v in names.user]
     for v in named or free:
         if v not in out:
@@ -191,7 +191,7 @@ def build(rec: Recording, names: Names) -> Program:
     lines: list[BackLine] = []
     opaque: dict[int, Opaque] = {}
     for n in reversed(rec.nodes):
-        outs = [o for o in n.outs if o in b.have]
+        outs = [o for o in n.outs if o in b.have or o in crosses]
         if not outs:
             continue
         needed = [r for r in dict.fromkeys(n.refs) if r in active and r in upstream]
@@ -240,6 +240,9 @@ def build(rec: Recording, names: Names) -> Program:
     not_derived = {}
     for v, cut in crosses.items():
         not_derived[v] = tuple(opaque[i] for i in sorted(cut))
+    # terms of a gradient that is not whole (x * y before x's path through an opaque
+    # step) are never shown as if they were
+    lines = [x for x in lines if x.target not in not_derived]
     inputs = tuple(v for v in rec.leaves if v in active and v in upstream)
     derived = tuple(v for v in b.have if v not in not_derived and v not in sinks)
     for v in inputs:

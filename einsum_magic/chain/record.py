@@ -307,27 +307,33 @@ def cell_line(namespace: dict, depth: int = 2) -> tuple[int, str]:
 
     The cell's top level is the frame that runs with the user's namespace as its globals
     and ``<module>`` as its code; the innermost frame with those globals but another code
-    name is the user's function (``''`` at the top level).
+    name is the user's function (``''`` at the top level). A function the cell itself
+    defines gives the line in its body; one defined elsewhere, the cell's line that called it.
     """
     frame = sys._getframe(depth)
-    where = ""
+    inner = None
     while frame is not None:
         if frame.f_globals is namespace:
-            name = frame.f_code.co_name
-            if name == "<module>":
-                return frame.f_lineno, where
-            if not where:
-                where = name
+            if frame.f_code.co_name == "<module>":
+                if inner is None:
+                    return frame.f_lineno, ""
+                if inner.f_code.co_filename == frame.f_code.co_filename:
+                    return inner.f_lineno, inner.f_code.co_name
+                return frame.f_lineno, inner.f_code.co_name
+            if inner is None:
+                inner = frame
         frame = frame.f_back
-    return 0, where
+    return 0, inner.f_code.co_name if inner is not None else ""
 
 
 @contextlib.contextmanager
-def recording(namespace: dict | None = None, budget: int = BUDGET):
+def recording(namespace: dict | None = None, budget: int | None = None):
     """Record the run inside the block with every framework's recorder that is imported.
 
     Yields the :class:`Recording`. A framework that is not imported yet is not imported
-    here (``torch`` only when ``sys.modules`` has it). Whatever a recorder installs is
+    here (``torch`` only when ``sys.modules`` has it). ``budget``: bytes, :data:`BUDGET`
+    (read when the block starts, so ``einsum_magic.chain.record.BUDGET = …`` sets it) by
+    default. Whatever a recorder installs is
     removed when the block ends, also on an error or an interrupt.
 
     >>> with recording({}) as rec:
@@ -335,7 +341,7 @@ def recording(namespace: dict | None = None, budget: int = BUDGET):
     >>> rec.nodes, rec.stopped
     ([], '')
     """
-    rec = Recording(budget, namespace)
+    rec = Recording(BUDGET if budget is None else budget, namespace)
     with contextlib.ExitStack() as stack:
         if "torch" in sys.modules:
             from .recorders.torch import TorchRecorder

@@ -78,6 +78,8 @@ def op_name(func) -> str:
     >>> import torch.nn.functional as F
     >>> op_name(F.linear), op_name(F.cross_entropy), op_name(torch.einsum)
     ('torch.nn.functional.linear', 'torch.nn.functional.cross_entropy', 'torch.einsum')
+    >>> op_name(torch.linalg.eigh)
+    'torch.linalg.eigh'
     """
     try:
         return _NAMES[func]
@@ -97,6 +99,9 @@ def op_name(func) -> str:
         out = f"torch.{name}"
     elif module in ("torch._C._nn", "torch.nn.functional"):
         out = f"torch.nn.functional.{name}"
+    elif module.startswith("torch._C._"):             # torch.linalg.eigh, torch.fft.fft, …
+        sub = module[len("torch._C._"):]
+        out = f"torch.{sub}.{name[len(sub) + 1:] if name.startswith(sub + '_') else name}"
     elif module.startswith("torch.nn.init"):
         out = f"torch.nn.init.{name}"
     else:

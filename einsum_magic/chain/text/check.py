@@ -44,6 +44,11 @@ class ChainCheck:
     seed: int = 0
 
     @property
+    def failed(self) -> bool:
+        """Whether a gradient disagrees (the magic fails the cell)."""
+        return not self.passed
+
+    @property
     def summary(self) -> str:
         """One deterministic line.
 
