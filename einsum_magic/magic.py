@@ -256,7 +256,7 @@ class _Run:
 
             from .chain.record import recording
 
-            with recording(self.ns) as self.recording:     # the cell backward's record
+            with recording(self.ns, source=self.cell) as self.recording:   # cell backward
                 ran = await run_code(self.shell, self.cell,
                                      self.magics.max_elements or MAX_ELEMENTS)
             if ran.error is not None:   # IPython has shown the error

@@ -90,11 +90,13 @@ class Node:
     line: int = 0
     where: str = ""
     inplace: bool = False
+    #: the ids this node read, in the order they appear (repeats kept: ``x * x``)
+    refs: tuple[int, ...] = None
 
-    @property
-    def refs(self) -> tuple[int, ...]:
-        """The ids this node read, in the order they appear (repeats kept: ``x * x``)."""
-        return tuple(r.id for r in _walk((self.args, self.kwargs)) if isinstance(r, Ref))
+    def __post_init__(self):
+        if self.refs is None:
+            object.__setattr__(self, "refs", tuple(
+                r.id for r in _walk((self.args, self.kwargs)) if isinstance(r, Ref)))
 
     def kw(self) -> dict:
         """The keyword arguments as a dict."""
@@ -171,6 +173,7 @@ class Recording:
         self._current: dict[int, int] = {}     # id(obj) → id of its current version
         self._read: set[int] = set()           # ids a node read or produced
         self._memory: dict = {}                 # memory key → ids recorded with it
+        self._bytes: dict[int, int] = {}
         self._next = 1
 
     # -- reading -------------------------------------------------------------------------
@@ -222,23 +225,25 @@ class Recording:
             self._new(a, framework, None, describe, constant=constant, why=why)
 
     def record(self, framework: str, op: str, func, args, kwargs, outs, describe, *,
-               inplace: bool = False, line: int = 0, where: str = "") -> Node | None:
+               inplace: bool = False, line: int = 0, where: str = "",
+               refs: tuple[int, ...] | None = None) -> Node | None:
         """Append one node; ``args``/``kwargs`` already hold :class:`Ref` s (:meth:`refs_of`).
 
         ``outs``: the array results, flattened; ``describe(a)`` → (shape, dtype, floating,
-        nbytes). Returns the node, or None once the record has stopped.
+        nbytes, memory key); ``refs``: the ids in ``args``/``kwargs`` in order, where the
+        recorder knows them already. Returns the node, or None once the record has stopped.
         """
         if self.stopped:
             return None
         index = len(self.nodes)
-        ids = tuple(self._new(a, framework, index, describe) for a in outs)
-        node = Node(index, framework, op, func, tuple(args), tuple(sorted(kwargs.items())),
-                    ids, line, where, inplace)
+        ids = tuple([self._new(a, framework, index, describe) for a in outs])
+        node = Node(index, framework, op, func, tuple(args), tuple(kwargs.items()),
+                    ids, line, where, inplace, refs)
         self.nodes.append(node)
         self._read.update(node.refs)
         self._read.update(ids)
-        for a in outs:
-            self.held += describe(a)[3]
+        for v in ids:
+            self.held += self._bytes[v]
         if self.held > self.budget:
             self.stop(f"the run's values exceeded the record's budget of {_mb(self.budget)} "
                       f"at {node.at()} ({op})")
@@ -280,8 +285,9 @@ class Recording:
     def _new(self, a, framework, producer, describe, constant=False, why="") -> int:
         v = self._next
         self._next += 1
-        shape, dtype, floating, _nb, *memory = (describe(a) if describe is not None
-                                                else (None, "", False, 0))
+        shape, dtype, floating, nbytes, *memory = (describe(a) if describe is not None
+                                                   else (None, "", False, 0))
+        self._bytes[v] = nbytes
         self.values[v] = a
         self.info[v] = ValueInfo(framework, tuple(shape) if shape is not None else (),
                                  str(dtype), bool(floating), producer, constant, why)
@@ -327,11 +333,13 @@ def cell_line(namespace: dict, depth: int = 2) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def recording(namespace: dict | None = None, budget: int | None = None):
+def recording(namespace: dict | None = None, budget: int | None = None,
+              source: str | None = None):
     """Record the run inside the block with every framework's recorder that is imported.
 
     Yields the :class:`Recording`. A framework that is not imported yet is not imported
-    here (``torch`` only when ``sys.modules`` has it). ``budget``: bytes, :data:`BUDGET`
+    here (``torch`` only when ``sys.modules`` has it, or when ``source``, the cell, names
+    ``torch``: then it is imported first, as the cell would). ``budget``: bytes, :data:`BUDGET`
     (read when the block starts, so ``einsum_magic.chain.record.BUDGET = …`` sets it) by
     default. Whatever a recorder installs is
     removed when the block ends, also on an error or an interrupt.
@@ -343,8 +351,39 @@ def recording(namespace: dict | None = None, budget: int | None = None):
     """
     rec = Recording(BUDGET if budget is None else budget, namespace)
     with contextlib.ExitStack() as stack:
+        if "torch" not in sys.modules and source and _names_torch(source):
+            _import("torch")              # the cell imports it itself: record it from the start
         if "torch" in sys.modules:
             from .recorders.torch import TorchRecorder
 
             stack.enter_context(TorchRecorder(rec))
         yield rec
+
+
+def _names_torch(source: str) -> bool:
+    """Whether the cell's code names torch (``import torch``, ``from torch import nn``).
+
+    >>> _names_torch("import torch.nn as nn"), _names_torch("x = np.ones(3)  # torch later")
+    (True, False)
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch"
+                                                for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+            return True
+    return False
+
+
+def _import(name: str) -> None:
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(name) is not None:
+        importlib.import_module(name)

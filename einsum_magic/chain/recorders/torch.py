@@ -127,9 +127,12 @@ def describe(t):
 def _tensors(obj, out: list) -> list:
     if isinstance(obj, torch.Tensor):
         out.append(obj)
-    elif isinstance(obj, (tuple, list)):
+    elif type(obj) in (tuple, list) or isinstance(obj, tuple):
         for o in obj:
-            _tensors(o, out)
+            if isinstance(o, torch.Tensor):
+                out.append(o)
+            elif isinstance(o, (tuple, list, dict)):
+                _tensors(o, out)
     elif isinstance(obj, dict):
         for o in obj.values():
             _tensors(o, out)
@@ -209,17 +212,20 @@ class TorchRecorder(TorchFunctionMode):
             rec.leaf(outs, "torch", describe, constant=not keep, why=why)
             return
         line, where = cell_line(rec.namespace, 1)
-        conv_args = _refs(rec, args)
-        conv_kwargs = {k: _refs(rec, v) for k, v in kwargs.items()}
+        ids: list[int] = []
+        conv_args = _refs(rec, args, ids)
+        conv_kwargs = {k: _refs(rec, v, ids) for k, v in kwargs.items()} if kwargs else {}
         rec.record("torch", op, func, conv_args, conv_kwargs, outs, describe, inplace=inplace,
-                   line=line, where=where)
+                   line=line, where=where, refs=tuple(ids))
 
 
-def _refs(rec: Recording, obj):
+def _refs(rec: Recording, obj, ids: list):
     if isinstance(obj, torch.Tensor):
-        return rec.refs_of([obj], "torch", describe)[0]
-    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
-        return tuple(_refs(rec, o) for o in obj)
-    if isinstance(obj, list):
-        return [_refs(rec, o) for o in obj]
+        ref = rec.refs_of([obj], "torch", describe)[0]
+        ids.append(ref.id)
+        return ref
+    if type(obj) is tuple:
+        return tuple([_refs(rec, o, ids) for o in obj])
+    if type(obj) is list:
+        return [_refs(rec, o, ids) for o in obj]
     return obj
