@@ -284,6 +284,8 @@ def _preamble(rec: Recording, names: Names, b: _Builder) -> tuple[tuple[str, ...
         if call is None:
             return None
         name = names.ident[v]
+        if name in rec.namespace or v in names.user:    # an older version of a user's name:
+            name = b.fresh(f"{name}_t")                   # never rebind theirs
         k = node.outs.index(v)
         out.append(f"{name} = {call}" + (f"[{k}]" if len(node.outs) > 1 else ""))
         torch_names[v] = name

@@ -393,6 +393,13 @@ def test_nanogpt_attention_batched_products_and_versions(ip):
     got = b.gradients({"y_1": cot})
     for name in "qkv":
         close(got[name], ns[name].grad.numpy(), name)
+    att = ip.user_ns["att"]
+    ip.push({"cot": cot})
+    result, cap = run(ip, b.code.replace("dL_dy_1 = np.ones((2, 5, 8))", "dL_dy_1 = cot"))
+    assert result.success, cap.stdout
+    assert ip.user_ns["att"] is att                       # the preamble rebinds no name of yours
+    for name in "qkv":
+        close(ip.user_ns[f"dL_d{name}"], ns[name].grad.numpy(), name)
 
 
 ELEMENTWISE_CELL = """a = torch.cat([x, x * 2], dim=1).unsqueeze(0).squeeze(0)

@@ -9,16 +9,17 @@ while its handler runs): ``F.cross_entropy`` is one node, not its parts.
 
 What becomes what:
 
-* a call with a floating tensor among its inputs and a floating tensor among its results,
-  grad mode on, is a node (``op``: ``torch.Tensor.matmul``, ``torch.tanh``,
-  ``torch.nn.functional.cross_entropy``, ``torch.Tensor.T``);
+* a call with a tensor among its inputs, grad mode on, is a node (``op``:
+  ``torch.Tensor.matmul``, ``torch.tanh``, ``torch.nn.functional.cross_entropy``,
+  ``torch.Tensor.T``); one with no floating result (``mask == 0``, ``Xtr[ix]``) is never
+  differentiated, but kept so that the backward can recompute it and the check replay it;
 * a call that returns one of its inputs itself (``.float()`` of a float32 tensor,
   ``.contiguous()``, ``requires_grad_``) changes nothing: the identity is kept;
 * an in-place call (a name ending in ``_``, ``__setitem__``, ``__iadd__`` …, ``out=``) is a
   node whose target gets a new version; before it runs, every recorded value sharing the
   target's memory that a node used is copied (:meth:`Recording.before_inplace`);
-* results of calls under ``torch.no_grad`` (grad mode off), of ``detach`` and of calls
-  with non-floating results (comparisons, ``argmax``) are constant leaves; results of
+* results of calls under ``torch.no_grad`` (grad mode off) and of ``detach``,
+  ``zeros_like`` and the like are constant leaves; results of
   calls without tensor inputs (``torch.randn``, ``torch.tensor``) are leaves: the run's
   draws, never drawn again;
 * ``repr``, ``item``, ``tolist``, ``numpy``, ``backward`` and the like are not recorded;
@@ -199,13 +200,11 @@ class TorchRecorder(TorchFunctionMode):
         ins = _tensors(args, []) + _tensors(kwargs, [])
         if not inplace and any(o is i for o in outs for i in ins):
             return                               # returns its input: identity kept
-        floating_in = any(t.is_floating_point() or t.is_complex() for t in ins)
-        floating_out = any(t.is_floating_point() or t.is_complex() for t in outs)
         grad = torch.is_grad_enabled()
         if not ins:                              # torch.randn, torch.tensor: the run's
             rec.leaf(outs, "torch", describe)
             return
-        if not (grad and floating_in and floating_out) or op in CONSTANT:
+        if not grad or op in CONSTANT:
             why = op if op in CONSTANT else ("torch.no_grad" if not grad else "")
             # a tensor changed in place under no_grad (an optimizer step) stays a leaf
             keep = inplace and not grad and op not in CONSTANT
