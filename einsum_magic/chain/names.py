@@ -8,8 +8,10 @@ namespace after the run → a name for every value*. By identity, never by readi
   namespace by its path: ``model[0].weight``, ``wte.weight``;
 * a name the cell binds more than once gets versions in the order of the run: ``att``,
   ``att_1``, ``att_2`` (the first assignment keeps the plain name); an array changed in
-  place (``x += 1``, ``W[:] = 0``) gets one version per change the same way. The cell's
-  source is used here only for this: which top-level line assigns which name;
+  place (``x += 1``, ``W[:] = 0``) gets one version per change the same way; a local of
+  a function the cell defines gets its local name, one version per call (``f.h`` where
+  the namespace holds another ``h``). The cell's source is used here only for this:
+  which line assigns which name;
 * any other value is a temporary named for what made it: ``matmul``, ``getitem_1``.
 
 :attr:`Names.ident` is the name as an identifier (``model_0_weight``): the backward code
@@ -84,7 +86,11 @@ class Names:
 
 
 def _assignments(source: str | None) -> dict[int, str]:
-    """Top-level line → the one name a simple assignment there binds."""
+    """Line → the one name a simple assignment there binds (in the cell's functions too).
+
+    >>> _assignments("def f(x):\\n    h = x @ W\\n    return h\\ny = f(x)")
+    {2: 'h', 4: 'y'}
+    """
     if not source:
         return {}
     try:
@@ -92,14 +98,14 @@ def _assignments(source: str | None) -> dict[int, str]:
     except SyntaxError:
         return {}
     out = {}
-    for node in tree.body:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
                 node.targets[0], ast.Name):
             out[node.lineno] = node.targets[0].id
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and isinstance(
                 node.target, ast.Name):
             out[node.lineno] = node.target.id
-    return out
+    return dict(sorted(out.items()))
 
 
 def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Names:
@@ -134,14 +140,28 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
             bound[versions[-1]] = path
             chains.setdefault(path, []).extend(versions)
     lines = _assignments(source)
-    last_at: dict[int, int] = {}
+    # the value a line assigns: the last floating result of each run of nodes on that line
+    # (a line inside a function runs once per call: each call's value is one version)
+    assigned: list[tuple[str, str, int]] = []
+    previous = None
     for node in rec.nodes:
-        if node.line in lines and not node.where and node.outs:
-            floating = [o for o in node.outs if rec.info[o].floating]
-            if floating:
-                last_at[node.line] = floating[0]
-    for line, v in last_at.items():
-        chains.setdefault(lines[line], []).append(v)
+        floating = [o for o in node.outs if rec.info[o].floating]
+        if node.line not in lines:
+            previous = None
+            continue
+        if not floating:                    # a mask on the way: the same run goes on
+            continue
+        key = (node.line, node.where)
+        item = (lines[node.line], node.where, floating[0])
+        if key == previous:
+            assigned[-1] = item
+        else:
+            assigned.append(item)
+        previous = key
+    for name, where, v in assigned:
+        if where and name in namespace and rec.current(namespace[name]) is None:
+            name = f"{where}.{name}"        # a local named like one of the user's values
+        chains.setdefault(name, []).append(v)
     name: dict[int, str] = {}
     taken = {k for k in namespace if not k.startswith("_")} | set(dir(builtins))
     for path, ids in chains.items():

@@ -356,6 +356,15 @@ def test_a_forward_written_as_a_function(ip):
     (torch.sigmoid(h) * torch.relu(h)).pow(2).mean().backward()
     close(b.gradients()["W"], W.grad.numpy(), "W")
     assert any(bl.line == 2 for bl in b.lines)          # lines of the function's body
+    assert "h" in b.intermediates                        # the function's local, by its name
+    close(b.gradients()["h"], h.grad.numpy() if h.grad is not None else
+          _grad_of_h(ip.user_ns["x"], ip.user_ns["W"]), "h")
+
+
+def _grad_of_h(x, W):
+    h = (x @ W).requires_grad_(True)
+    (torch.sigmoid(h) * torch.relu(h)).pow(2).mean().backward()
+    return h.grad.numpy()
 
 
 # nanoGPT's causal self-attention: karpathy/nanoGPT, model.py (CausalSelfAttention.forward,
