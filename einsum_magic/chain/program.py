@@ -82,6 +82,7 @@ class Program:
     grad_names: dict = field(default_factory=dict)
     preamble: tuple[str, ...] = ()
     unavailable: tuple[int, ...] = ()
+    zeros: tuple[int, ...] = ()          # inputs no rule differentiates: gradient 0
 
     @property
     def code(self) -> str:
@@ -245,18 +246,21 @@ def build(rec: Recording, names: Names) -> Program:
     lines = [x for x in lines if x.target not in not_derived]
     inputs = tuple(v for v in rec.leaves if v in active and v in upstream)
     derived = tuple(v for v in b.have if v not in not_derived and v not in sinks)
+    zeros = []
     for v in inputs:
         if v not in b.have and v not in not_derived:     # reaches a sink only through
             lines.append(BackLine(f"{b.grad_names[v]} = np.zeros_like({b.read(v)})",
-                                  0, None, v, "no path"))  # non-floating steps
-            derived += (v,)
+                                  0, None, v, "no path"))  # steps that do not differentiate
+            derived += (v,)                                # it (batch_norm's running_mean)
+            zeros.append(v)
     code = "\n".join(x.code for x in lines)
     b.reads = [v for v in b.reads if re.search(rf"\b{b.read_names[v]}\b", code)]
     b.read_names = {v: b.read_names[v] for v in b.reads}
     preamble, unavailable = _preamble(rec, names, b)
     return Program(tuple(lines), sinks, inputs, derived, not_derived,
                    tuple(opaque[i] for i in sorted(opaque)), tuple(b.reads),
-                   dict(b.read_names), dict(b.grad_names), preamble, unavailable)
+                   dict(b.read_names), dict(b.grad_names), preamble, unavailable,
+                   tuple(zeros))
 
 
 def _preamble(rec: Recording, names: Names, b: _Builder) -> tuple[tuple[str, ...], tuple]:

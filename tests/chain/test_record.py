@@ -357,8 +357,7 @@ def test_a_forward_written_as_a_function(ip):
     close(b.gradients()["W"], W.grad.numpy(), "W")
     assert any(bl.line == 2 for bl in b.lines)          # lines of the function's body
     assert "h" in b.intermediates                        # the function's local, by its name
-    close(b.gradients()["h"], h.grad.numpy() if h.grad is not None else
-          _grad_of_h(ip.user_ns["x"], ip.user_ns["W"]), "h")
+    close(b.gradients()["h"], _grad_of_h(ip.user_ns["x"], ip.user_ns["W"]), "h")
 
 
 def _grad_of_h(x, W):
@@ -433,3 +432,28 @@ def test_elementwise_reductions_and_shape_ops_match_autograd(ip):
     exec(ELEMENTWISE_CELL, ns)
     ns["loss"].backward()
     close(b.gradients()["x"], x.grad.numpy(), "x")
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_in_training_and_in_eval_mode(ip, training):
+    ip.run_cell("torch.manual_seed(4)\n"
+                "net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8),\n"
+                "                          torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()\n"
+                "net[1].running_var.uniform_(0.5, 2.0)\n"
+                f"net.train({training})\n"
+                "x = torch.randn(6, 5, dtype=torch.float64)\ny = torch.tensor([0, 2, 1, 1, 0, 2])")
+    net = ip.user_ns["net"]
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    cell = "loss = F.cross_entropy(net(x), y)"
+    result, cap = run(ip, "%%einsum_grad -o r\n" + cell)
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    assert b.check.status == "PASS", b.check.summary
+    after = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(state)                       # the same step again, under autograd
+    net.zero_grad()
+    F.cross_entropy(net(ip.user_ns["x"]), ip.user_ns["y"]).backward()
+    for key, value in net.state_dict().items():      # running statistics moved once
+        assert torch.equal(value, after[key]), key
+    for name, p in net.named_parameters():
+        close(b.grad_of(p), p.grad.numpy(), name)

@@ -816,3 +816,42 @@ def _layer_norm(node, ctx):
         red = f".sum(axis={lead[0] if len(lead) == 1 else lead})" if lead else ""
         backs.append(Back(b, f"{_p(g)}{red}", view=not lead))
     return backs
+
+
+@rule("torch.nn.functional.batch_norm")
+def _batch_norm(node, ctx):
+    x = node.args[0]
+    rm, rv = _arg(node, 1, "running_mean"), _arg(node, 2, "running_var")
+    w, b = _arg(node, 3, "weight"), _arg(node, 4, "bias")
+    training = _arg(node, 5, "training", False)
+    eps = _arg(node, 7, "eps", 1e-5)
+    shape = ctx.shape(x)
+    nd = len(shape)
+    if nd < 2:
+        raise NoRule("batch_norm of fewer than 2 dimensions")
+    axes = (0,) + tuple(range(2, nd))
+    ax = axes[0] if len(axes) == 1 else axes
+    bshape = (1, shape[1]) + (1,) * (nd - 2)
+    xs, g = _p(ctx.x(x)), ctx.g(0)
+    inv, xhat, gh = ctx.tmp("inv_std"), ctx.tmp("xhat"), ctx.tmp("dxhat")
+    scale = f"{ctx.x(w)}.reshape({bshape})" if isinstance(w, Ref) else None
+    batch = training or rm is None or rv is None
+    if batch:             # the batch's own statistics (biased variance), as torch's forward
+        setup = [f"{inv} = 1 / np.sqrt({xs}.var(axis={ax}, keepdims=True) + {eps!r})",
+                 f"{xhat} = ({xs} - {xs}.mean(axis={ax}, keepdims=True)) * {inv}",
+                 f"{gh} = {g} * {scale}" if scale else f"{gh} = {g}"]
+        dx = (f"{inv} * ({gh} - {gh}.mean(axis={ax}, keepdims=True) - {xhat} * "
+              f"({gh} * {xhat}).mean(axis={ax}, keepdims=True))")
+        words = "batch_norm (training): its closed form"
+    else:                 # running statistics: a linear map of x
+        setup = [f"{inv} = 1 / np.sqrt({ctx.x(rv)}.reshape({bshape}) + {eps!r})",
+                 f"{xhat} = ({xs} - {ctx.x(rm)}.reshape({bshape})) * {inv}",
+                 f"{gh} = {g} * {scale}" if scale else f"{gh} = {g}"]
+        dx = f"{gh} * {inv}"
+        words = "batch_norm (running statistics): a scaling of x"
+    backs = [Back(x, dx, tuple(setup), rule=words)]
+    if isinstance(w, Ref):
+        backs.append(Back(w, f"({g} * {xhat}).sum(axis={ax})"))
+    if isinstance(b, Ref):
+        backs.append(Back(b, f"{_p(g)}.sum(axis={ax})"))
+    return backs
