@@ -155,7 +155,9 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
                      if rec.info[r].producer is None})
     base = {v: _float64(rec.values[v]) for v in leaves}
     with torch.random.fork_rng(devices=[]), torch.no_grad():   # the user's RNG untouched
-        env, bad = _replay(rec, needed, dict(base), check=True)
+        env, bad = _replay(rec, [rec.nodes[i] for i in needed], dict(base), check=True)
+        if not bad and prog.parts:               # the values of decompositions' parts
+            env, bad = _replay(rec, list(prog.parts), env, check=True)
     if bad:
         return CellCheck("UNCHECKED", (), bad, seed)
     rng = np.random.default_rng(seed)
@@ -165,14 +167,15 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
         cots[s] = np.float64(1.0) if not shape else rng.standard_normal(shape)
     derived = [v for v in prog.derived if rec.info[v].floating]
     inputs = [v for v in derived if rec.info[v].producer is None and v not in prog.zeros]
-    inner = [v for v in derived if rec.info[v].producer is not None]
+    recorded = {o for n in rec.nodes for o in n.outs}     # (parts of decompositions: only
+    inner = [v for v in derived if v in recorded]           # through what they make up)
     primals = {v: base[v].detach().clone().requires_grad_(True) for v in inputs}
     bumps = {v: torch.zeros(rec.info[v].shape, dtype=torch.float64, requires_grad=True)
              for v in inner}
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         start = dict(base)
         start.update(primals)
-        out, _ = _replay(rec, needed, start, bumps=bumps)
+        out, _ = _replay(rec, [rec.nodes[i] for i in needed], start, bumps=bumps)
         live = [s for s in prog.sinks if out[s].requires_grad]   # a sink past an opaque
         wrt = [primals[v] for v in inputs] + [bumps[v] for v in inner]    # step is not
         grads = (torch.autograd.grad([out[s] for s in live], wrt,
@@ -262,11 +265,10 @@ def _ancestors(rec: Recording, sinks) -> list[int]:
 
 
 def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=None):
-    """Call every needed node again over ``env``; with ``check``, the fidelity gate."""
+    """Call every node of ``needed`` again over ``env``; with ``check``, the fidelity gate."""
     import torch
 
-    for i in needed:
-        node = rec.nodes[i]
+    for node in needed:
         target = node.refs[0] if node.inplace and node.refs else None
         copy = env[target].clone() if target is not None else None
 

@@ -10,6 +10,9 @@ This module owns the arrow *a :class:`~einsum_magic.chain.record.Recording` + it
 * Nodes are visited in reverse; a node whose results carry a cotangent contributes, by its
   rule (:mod:`~einsum_magic.chain.rules`), one term to each input's gradient. A value read
   by several nodes gets its first term assigned and the others added with ``+=``.
+* A node without a rule is replaced by its framework's own decomposition where there is
+  one whose parts all have rules (torch: ``torch._decomp`` down to prims, e.g.
+  ``F.softplus`` → ``exp``, ``log1p``, ``where``).
 * A node without a rule (or whose rule refuses it) is **opaque**: every value whose path
   to a sink crosses it is *not derived* (:attr:`Program.not_derived` names the opaque
   node(s)); its gradient is never shown as if it were whole. The others are still derived.
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 
 from .names import READERS, Names
 from .record import Node, Recording, Ref, map_refs
-from .rules import Back, Context, NoRule, rule_for
+from .rules import Context, NoRule, as_ruled, rule_for
 
 __all__ = ["BackLine", "Program", "build", "Opaque"]
 
@@ -83,6 +86,7 @@ class Program:
     preamble: tuple[str, ...] = ()
     unavailable: tuple[int, ...] = ()
     zeros: tuple[int, ...] = ()          # inputs no rule differentiates: gradient 0
+    parts: tuple[Node, ...] = ()         # nodes of decompositions (their values are read)
 
     @property
     def code(self) -> str:
@@ -166,6 +170,34 @@ def _sinks(rec: Recording, names: Names, consumed: set) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _decompose(rec: Recording, node: Node):
+    """The framework's own decomposition of a node without a rule, or None."""
+    if node.framework == "torch":
+        from .recorders.torch import decompose
+
+        return decompose(rec, node)
+    return None
+
+
+def _expanded(rec: Recording, upstream: set) -> tuple[list[Node], dict]:
+    """The nodes, each one without a rule on a path to a sink replaced by its parts.
+
+    Returns (nodes, part → the node it is a part of).
+    """
+    out: list[Node] = []
+    whole: dict = {}
+    for n in rec.nodes:
+        if rule_for(n) is None and any(o in upstream for o in n.outs):
+            parts = _decompose(rec, n)
+            if parts:
+                for p in parts:
+                    whole[id(p)] = n
+                out.extend(parts)
+                continue
+        out.append(n)
+    return out, whole
+
+
 def build(rec: Recording, names: Names) -> Program:
     """The backward program of ``rec`` (see the module doc)."""
     b = _Builder(rec, names)
@@ -181,8 +213,21 @@ def build(rec: Recording, names: Names) -> Program:
     for n in reversed(rec.nodes):
         if any(o in upstream for o in n.outs):
             upstream.update(r for r in n.refs if r in active)
+    nodes, whole = _expanded(rec, upstream)
+    for v in rec.info:                           # the parts' values: temporaries named
+        if v not in names.ident:                 # for the call they are part of
+            base = names.ident[rec.nodes[rec.info[v].producer].outs[0]] \
+                if rec.info[v].producer is not None else "part"
+            names.name[v] = names.ident[v] = b.fresh(f"{base}_part")
+            b.grad_names[v] = b._free(f"dL_d{names.ident[v]}")
+    for n in nodes:                              # the parts' values
+        if id(n) in whole and any(r in active for r in n.refs):
+            active.update(o for o in n.outs if rec.info[o].floating)
+    for n in reversed(nodes):
+        if id(n) in whole and any(o in upstream for o in n.outs):
+            upstream.update(r for r in n.refs if r in active)
     uses: dict[int, int] = {}
-    for n in rec.nodes:
+    for n in nodes:
         if any(o in upstream for o in n.outs):
             for r in n.refs:
                 uses[r] = uses.get(r, 0) + 1
@@ -191,7 +236,7 @@ def build(rec: Recording, names: Names) -> Program:
     crosses: dict[int, set] = {}
     lines: list[BackLine] = []
     opaque: dict[int, Opaque] = {}
-    for n in reversed(rec.nodes):
+    for n in reversed(nodes):
         outs = [o for o in n.outs if o in b.have or o in crosses]
         if not outs:
             continue
@@ -205,14 +250,18 @@ def build(rec: Recording, names: Names) -> Program:
             why = "no rule"
             if fn is not None:
                 try:
-                    backs = fn(n, _Ctx(b, n))
+                    ruled = as_ruled(n)
+                    backs = fn(ruled, _Ctx(b, ruled))
                 except NoRule as e:
                     why = f"no rule for {e}"
                 except Exception as e:  # noqa: BLE001 - a rule failing is an opaque node
                     why = f"its rule failed: {type(e).__name__}: {e}"
             if backs is None:
-                opaque[n.index] = Opaque(n.index, n.op, n.line, n.where, why)
-                cut = {n.index}
+                at = whole.get(id(n), n)
+                if at is not n:
+                    why = f"its decomposition: {why} ({n.op.replace('torch.ops.', '')})"
+                opaque[at.index] = Opaque(at.index, at.op, at.line, at.where, why)
+                cut = {at.index}
         if cut:
             for r in needed:
                 crosses.setdefault(r, set()).update(cut)
@@ -256,14 +305,17 @@ def build(rec: Recording, names: Names) -> Program:
     code = "\n".join(x.code for x in lines)
     b.reads = [v for v in b.reads if re.search(rf"\b{b.read_names[v]}\b", code)]
     b.read_names = {v: b.read_names[v] for v in b.reads}
-    preamble, unavailable = _preamble(rec, names, b)
+    made = {o: n for n in nodes for o in n.outs}
+    made.update({o: n for n in rec.nodes for o in n.outs})     # a whole call reads best
+    preamble, unavailable = _preamble(rec, names, b, made)
     return Program(tuple(lines), sinks, inputs, derived, not_derived,
                    tuple(opaque[i] for i in sorted(opaque)), tuple(b.reads),
                    dict(b.read_names), dict(b.grad_names), preamble, unavailable,
-                   tuple(zeros))
+                   tuple(zeros), tuple(n for n in nodes if id(n) in whole))
 
 
-def _preamble(rec: Recording, names: Names, b: _Builder) -> tuple[tuple[str, ...], tuple]:
+def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
+              ) -> tuple[tuple[str, ...], tuple]:
     """Lines binding every read value from the namespace, recomputing temporaries."""
     out: list[str] = []
     unavailable: list[int] = []
@@ -272,10 +324,9 @@ def _preamble(rec: Recording, names: Names, b: _Builder) -> tuple[tuple[str, ...
     def framework_side(v: int, depth=0) -> str | None:
         if v in torch_names:
             return torch_names[v]
-        p = rec.info[v].producer
-        if p is None or depth > 50:
+        node = made.get(v)
+        if node is None or depth > 50:
             return None
-        node = rec.nodes[p]
         if node.inplace:
             return None
         args = {}

@@ -457,3 +457,23 @@ def test_batch_norm_in_training_and_in_eval_mode(ip, training):
         assert torch.equal(value, after[key]), key
     for name, p in net.named_parameters():
         close(b.grad_of(p), p.grad.numpy(), name)
+
+
+def test_a_call_without_a_rule_is_derived_through_torchs_own_decomposition(ip):
+    ip.run_cell("torch.manual_seed(5)\nx = torch.randn(4, 6, dtype=torch.float64)\n"
+                "W = torch.randn(6, 6, dtype=torch.float64)")
+    cell = ("h = F.softplus(x @ W)\nz = F.leaky_relu(h - 1.0, 0.1)\n"
+            "loss = F.normalize(z, dim=1).sum()")
+    assert not any(op in RULES for op in ("torch.nn.functional.softplus",
+                                          "torch.nn.functional.leaky_relu"))
+    result, cap = run(ip, "%%einsum_grad -o r\n" + cell)
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    assert b.check.status == "PASS", b.check.summary
+    assert not b.program.opaque
+    W = ip.user_ns["W"].clone().requires_grad_(True)
+    F.normalize(F.leaky_relu(F.softplus(ip.user_ns["x"] @ W) - 1.0, 0.1), dim=1).sum().backward()
+    close(b.gradients()["W"], W.grad.numpy(), "W")
+    result, cap = run(ip, b.code)                      # the parts recomputed, pasted
+    assert result.success, cap.stdout
+    close(ip.user_ns["dL_dW"], W.grad.numpy(), "W pasted")

@@ -228,3 +228,125 @@ def _refs(rec: Recording, obj, ids: list):
     if type(obj) is list:
         return [_refs(rec, o, ids) for o in obj]
     return obj
+
+
+def decompose(rec: Recording, node):
+    """``node`` as torch's own decomposition into prims, or None where there is none.
+
+    Traced once with fake tensors (``make_fx`` with ``torch._decomp.decomposition_table``:
+    no side effect, no random draw), then evaluated on copies of the recorded inputs so that
+    every part's value is known; the parts' last results are the node's own results (their
+    ids), and a decomposition that does not reproduce them is refused. Each part is a
+    :class:`~einsum_magic.chain.record.Node` with ``op`` ``torch.ops.prims.exp.default``
+    and the like, at the node's index, line and function. Called after the run, only for a
+    node without a rule on a path to a sink.
+    """
+    import operator
+
+    from torch._decomp import decomposition_table
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from ..record import Node, Ref, map_refs
+
+    ids = list(dict.fromkeys(node.refs))
+    values = [rec.values[v] for v in ids]
+
+    def call(*ts):
+        env = dict(zip(ids, ts))
+        args = map_refs(node.args, lambda r: env[r.id])
+        kwargs = map_refs(dict(node.kwargs), lambda r: env[r.id])
+        return node.func(*args, **kwargs)
+
+    with torch.random.fork_rng(devices=[]):          # a part that draws draws from a copy
+        try:
+            return _decomposed(rec, node, ids, values, call, make_fx, decomposition_table,
+                               operator, Node, Ref, map_refs)
+        except Exception:  # noqa: BLE001 - no decomposition: the node stays opaque
+            return None
+
+
+def _decomposed(rec, node, ids, values, call, make_fx, decomposition_table, operator, Node,
+                Ref, map_refs):
+    graph = make_fx(call, decomposition_table=decomposition_table,
+                    tracing_mode="fake")(*[v.detach() for v in values])
+    known: dict = {}            # fx node → Ref, or a tuple of Refs (multi-result)
+    real: dict = {}             # fx node → the value, evaluated
+    placeholders = iter(zip(ids, values))
+    parts = []
+    outputs = []
+    for fx in graph.graph.nodes:
+        if fx.op == "placeholder":
+            v, value = next(placeholders)
+            known[fx], real[fx] = Ref(v), value.detach().clone()
+        elif fx.op == "call_function" and fx.target is operator.getitem:
+            base, k = fx.args
+            known[fx], real[fx] = known[base][k], real[base][k]
+        elif fx.op == "call_function":
+            args = _fx_map(fx.args, known)
+            kwargs = _fx_map(dict(fx.kwargs), known)
+            with torch.no_grad():
+                result = fx.target(*_fx_map(fx.args, real), **_fx_map(dict(fx.kwargs), real))
+            flat = _tensors(result, [])
+            if not flat:
+                return None
+            new = [Ref(rec._new(t, "torch", node.index, describe)) for t in flat]
+            real[fx] = result
+            known[fx] = new[0] if isinstance(result, torch.Tensor) else tuple(new)
+            refs = tuple(r.id for r in _walk_refs((args, kwargs)))
+            parts.append(Node(node.index, "torch", f"torch.ops.{fx.target}", fx.target,
+                              tuple(args), tuple(kwargs.items()), tuple(r.id for r in new),
+                              node.line, node.where, False, refs))
+        elif fx.op == "output":
+            outputs = _tensors_fx(fx.args[0])
+    if len(outputs) != len(node.outs):
+        return None
+    rename = {}
+    for fx, v in zip(outputs, node.outs):
+        got, run = real[fx], rec.values[v]
+        if tuple(got.shape) != tuple(run.shape) or not torch.allclose(
+                got.double(), run.detach().double(), rtol=1e-5, atol=1e-8, equal_nan=True):
+            return None
+        rename[known[fx].id] = v
+    out = []
+    for p in parts:
+        outs = tuple(rename.get(o, o) for o in p.outs)
+        out.append(Node(p.index, p.framework, p.op, p.func, p.args, p.kwargs, outs, p.line,
+                        p.where, False, p.refs))
+    return out
+
+
+def _fx_map(obj, table):
+    import torch.fx
+
+    if isinstance(obj, torch.fx.Node):
+        return table[obj]
+    if isinstance(obj, tuple):
+        return tuple(_fx_map(o, table) for o in obj)
+    if isinstance(obj, list):
+        return [_fx_map(o, table) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _fx_map(v, table) for k, v in obj.items()}
+    return obj
+
+
+def _walk_refs(obj):
+    from ..record import Ref
+
+    if isinstance(obj, Ref):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from _walk_refs(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _walk_refs(o)
+
+
+def _tensors_fx(obj) -> list:
+    import torch.fx
+
+    if isinstance(obj, torch.fx.Node):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [n for o in obj for n in _tensors_fx(o)]
+    return []

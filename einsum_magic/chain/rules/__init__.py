@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["Back", "Context", "RULES", "rule", "rule_for", "NoRule"]
+__all__ = ["Back", "Context", "RULES", "ALIASES", "rule", "rule_for", "as_ruled", "NoRule"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,31 @@ def rule(*ops: str):
     return register
 
 
+#: Parts of a framework's decomposition → the rule they share with a user-level call
+#: (``torch.ops.prims.exp.default`` → ``torch.exp``); each framework's module fills it.
+ALIASES: dict[str, str] = {}
+
+
+def as_ruled(node):
+    """``node`` with the op its rule is written for (a decomposition's part → its alias)."""
+    if node.op.startswith("torch.ops.") and node.op not in RULES:
+        packet = ".".join(node.op.split(".")[2:4])
+        target = ALIASES.get(packet)
+        if target is not None:
+            import dataclasses
+
+            return dataclasses.replace(node, op=target)
+    return node
+
+
 def rule_for(node) -> Callable | None:
     """The rule of ``node``'s op, or None (the node is opaque)."""
     _load(node.framework)
-    return RULES.get(node.op)
+    found = RULES.get(node.op)
+    if found is None and node.op.startswith("torch.ops."):
+        packet = ".".join(node.op.split(".")[2:4])            # prims.exp, aten.mm
+        found = RULES.get(ALIASES.get(packet, ""))
+    return found
 
 
 _LOADED: set = set()

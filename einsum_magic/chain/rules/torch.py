@@ -530,12 +530,12 @@ def _masked_fill(node, ctx):
 
 @rule("torch.where", _T + "where")
 def _where(node, ctx):
-    if node.op == "torch.where" and len(node.args) == 1:
+    if len(node.args) == 1:
         raise NoRule("where with one argument")
-    if node.op == "torch.where":
-        cond, a, b = node.args[0], node.args[1], node.args[2]
-    else:
+    if node.op == _T + "where":                  # x.where(cond, y)
         a, cond, b = node.args[0], node.args[1], node.args[2]
+    else:
+        cond, a, b = node.args[0], node.args[1], node.args[2]
     g, c, out = ctx.g(0), ctx.x(cond), ctx.shape(Ref(node.outs[0]))
     backs = []
     for r, e in ((a, f"np.where({c}, {g}, 0)"), (b, f"np.where({c}, 0, {g})")):
@@ -855,3 +855,38 @@ def _batch_norm(node, ctx):
     if isinstance(b, Ref):
         backs.append(Back(b, f"{_p(g)}.sum(axis={ax})"))
     return backs
+
+
+# -- the parts of torch's decompositions (prims): what a call without a rule becomes ------------
+
+from . import ALIASES  # noqa: E402
+
+ALIASES.update({f"prims.{p}": f"torch.{t}" for p, t in {
+    "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "tanh": "tanh",
+    "sqrt": "sqrt", "rsqrt": "rsqrt", "sin": "sin", "cos": "cos", "abs": "abs", "neg": "neg",
+    "reciprocal": "reciprocal", "add": "add", "sub": "sub", "mul": "mul", "div": "div",
+    "pow": "pow", "where": "where", "sum": "sum", "amax": "amax", "amin": "amin",
+    "maximum": "maximum", "minimum": "minimum", "reshape": "reshape", "squeeze": "squeeze",
+    "view_of": "clone", "clone": "clone", "transpose": "permute",
+    "convert_element_type": "Tensor.to"}.items()})
+ALIASES.update({f"aten.{p}": f"torch.{t}" for p, t in {
+    "mm": "mm", "bmm": "bmm", "add": "add", "sub": "sub", "mul": "mul", "div": "div",
+    "neg": "neg", "exp": "exp", "log": "log", "tanh": "tanh", "sigmoid": "sigmoid",
+    "relu": "relu", "view": "reshape", "_unsafe_view": "reshape", "reshape": "reshape",
+    "t": "t", "transpose": "transpose", "permute": "permute", "expand": "Tensor.expand",
+    "clone": "clone", "sum": "sum", "mean": "mean", "pow": "pow", "where": "where",
+    "amax": "amax", "_softmax": "softmax", "_log_softmax": "log_softmax", "rsqrt": "rsqrt",
+    "sqrt": "sqrt", "unsqueeze": "unsqueeze", "squeeze": "squeeze"}.items()})
+
+
+@rule("prims.broadcast_in_dim")
+def _broadcast_in_dim(node, ctx):
+    x, shape, kept = node.args[0], node.args[1], node.args[2]
+    g = ctx.g(0)
+    new = tuple(d for d in range(len(shape)) if d not in kept)
+    expr = g if not new else f"{_p(g)}.sum(axis={new[0] if len(new) == 1 else new})"
+    mid = tuple(shape[d] for d in kept)
+    return [Back(x, unbroadcast(expr, mid, ctx.shape(x)), view=not new)]
+
+
+ALIASES["prims.broadcast_in_dim"] = "prims.broadcast_in_dim"
