@@ -477,3 +477,25 @@ def test_a_call_without_a_rule_is_derived_through_torchs_own_decomposition(ip):
     result, cap = run(ip, b.code)                      # the parts recomputed, pasted
     assert result.success, cap.stdout
     close(ip.user_ns["dL_dW"], W.grad.numpy(), "W pasted")
+
+
+def test_makemore_in_float32_as_in_the_lecture_is_checked_in_float64(ip):
+    setup = MAKEMORE_SETUP.replace("dtype=torch.float64", "dtype=torch.float32")
+    ip.run_cell(setup)
+    result, cap = run(ip, "%%einsum_grad -o r\n" + MAKEMORE_CELL)
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    assert b.check.status == "PASS", b.check.summary          # replayed in float64
+    assert "26/26 match the cell's own .grad" in b.check.summary   # float32's tolerance
+    params = {k: ip.user_ns[k].detach().double().requires_grad_(True)
+              for k in ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")}
+    extra = {**params, "Xb": ip.user_ns["Xb"], "Yb": ip.user_ns["Yb"], "n": 32,
+             "parameters": list(params.values())}
+    want = autograd("", MAKEMORE_CELL, EXERCISE_1, extra=extra)   # float64, the same data
+    got = b.gradients()
+    largest = max(float(np.max(np.abs(w))) for w in want.values())
+    for name in EXERCISE_1:               # float32 rounding, against the cell's largest
+        assert got[name].dtype == np.float32, name
+        scale = float(np.max(np.abs(want[name])))
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-3,
+                                   atol=1e-4 * scale + 1e-6 * largest, err_msg=name)
