@@ -232,8 +232,8 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
     if rec is not None and rec.stopped:
         return None, f"cell backward: not recorded: {rec.stopped}"
     if rec is not None and rec.nodes:
-        if len(rec.nodes) == 1 and rec.nodes[0].op == "torch.einsum":
-            return None, ""                       # one einsum: its own display says it all
+        if len(rec.nodes) == 1 and rec.nodes[0].op.rsplit(".", 1)[-1] in _PRODUCTS:
+            return None, ""                       # one product: its own display says it all
         try:
             return from_recording(rec, dict(namespace), source, check=check, seed=seed,
                                   skipped=skipped), ""
@@ -241,6 +241,9 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
             return None, f"cell backward: not derived: {type(e).__name__}: {e}"
     return numpy_text_backward(source, namespace, ran=ran, sizes=sizes, check=check,
                                seed=seed, skipped=skipped)
+
+
+_PRODUCTS = frozenset({"einsum", "matmul", "__matmul__", "mm", "bmm", "mv", "dot"})
 
 
 def numpy_text_backward(source, namespace, *, ran, sizes=None, check=True, seed=0,

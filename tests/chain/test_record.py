@@ -499,3 +499,21 @@ def test_makemore_in_float32_as_in_the_lecture_is_checked_in_float64(ip):
         scale = float(np.max(np.abs(want[name])))
         np.testing.assert_allclose(got[name], want[name], rtol=1e-3,
                                    atol=1e-4 * scale + 1e-6 * largest, err_msg=name)
+
+
+def test_one_product_alone_gets_no_cell_backward_and_two_steps_do(ip):
+    ip.run_cell("A = torch.randn(2, 3, dtype=torch.float64)\n"
+                "B = torch.randn(3, 4, dtype=torch.float64)")
+    result, cap = run(ip, "%%einsum_grad -o r\nC = A @ B")
+    assert result.success, cap.stdout
+    assert ip.user_ns["r"].backward is None
+    result, cap = run(ip, "%%einsum_grad -o r\nC = torch.relu(A @ B)")
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    assert b.check.status == "PASS" and b.sinks == ("C",)
+    g = np.random.default_rng(0).standard_normal((2, 4))
+    A = ip.user_ns["A"].clone().requires_grad_(True)
+    torch.relu(A @ ip.user_ns["B"]).backward(torch.tensor(g))
+    close(b.gradients({"C": g})["A"], A.grad.numpy(), "A")
+    with pytest.raises(ValueError, match="missing dL_dC"):
+        b.gradients()                              # a sink that is not a scalar: give it
