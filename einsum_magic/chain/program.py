@@ -28,6 +28,7 @@ This module owns the arrow *a :class:`~einsum_magic.chain.record.Recording` + it
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -395,6 +396,8 @@ def _key(key, conv) -> str:
 
 def _source(value) -> str:
     """Source text of a constant argument, or ValueError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
     if isinstance(value, (bool, int, float, str, type(None))) or type(value).__name__ == "_Code":
         return repr(value)
     if isinstance(value, (tuple, list)):
@@ -406,8 +409,8 @@ def _source(value) -> str:
         return repr(value)
     if isinstance(value, slice):
         return repr(value)
-    if type(value).__module__ == "torch" and type(value).__name__ in ("dtype", "Size",
-                                                                     "device"):
+    if type(value).__module__ == "torch" and type(value).__name__ in (
+            "dtype", "Size", "device", "layout", "memory_format"):
         text = repr(value)
         return text if text.startswith("torch.") else f"torch.{text}"
     raise ValueError(f"no source for a constant of type {type(value).__name__}")

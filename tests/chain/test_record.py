@@ -517,3 +517,38 @@ def test_one_product_alone_gets_no_cell_backward_and_two_steps_do(ip):
     close(b.gradients({"C": g})["A"], A.grad.numpy(), "A")
     with pytest.raises(ValueError, match="missing dL_dC"):
         b.gradients()                              # a sink that is not a scalar: give it
+
+
+# An LSTM step as course code writes it (gates from one product, chunked), and PyTorch's
+# fused attention, which has no rule of its own: torch's decomposition derives it.
+LSTM_CELL = """gates = x @ Wx + h0 @ Wh + b
+i, f, g, o = gates.chunk(4, dim=1)
+c1 = torch.sigmoid(f) * c0 + torch.sigmoid(i) * torch.tanh(g)
+h1 = torch.sigmoid(o) * torch.tanh(c1)
+y = F.scaled_dot_product_attention(h1[None], h1[None], h1[None], is_causal=True)
+loss = F.dropout(y, p=0.1, training=False).pow(2).sum()
+"""
+
+
+def test_an_lstm_step_and_fused_attention(ip):
+    ip.run_cell("torch.manual_seed(6)\nH = 4\n"
+                "x = torch.randn(3, 5, dtype=torch.float64)\n"
+                "Wx = torch.randn(5, 4 * H, dtype=torch.float64)\n"
+                "Wh = torch.randn(H, 4 * H, dtype=torch.float64)\n"
+                "b = torch.randn(4 * H, dtype=torch.float64)\n"
+                "h0 = torch.randn(3, H, dtype=torch.float64)\nc0 = torch.randn(3, H, dtype=torch.float64)")
+    result, cap = run(ip, "%%einsum_grad -o r\n" + LSTM_CELL)
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    assert b.check.status == "PASS", (b.check.summary, b.notes)
+    leaves = {k: ip.user_ns[k].clone().requires_grad_(True) for k in ("x", "Wx", "Wh", "b",
+                                                                     "h0", "c0")}
+    ns = {"torch": torch, "F": F, **leaves}
+    exec(LSTM_CELL, ns)
+    ns["loss"].backward()
+    got = b.gradients()
+    for name, t in leaves.items():
+        close(got[name], t.grad.numpy(), name)
+    result, cap = run(ip, b.code)                      # parts recomputed by their aten names
+    assert result.success, cap.stdout
+    close(ip.user_ns["dL_dWx"], leaves["Wx"].grad.numpy(), "Wx pasted")

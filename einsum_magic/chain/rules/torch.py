@@ -890,3 +890,44 @@ def _broadcast_in_dim(node, ctx):
 
 
 ALIASES["prims.broadcast_in_dim"] = "prims.broadcast_in_dim"
+
+
+@rule("torch.nn.functional.dropout")
+def _dropout(node, ctx):
+    p, training = _arg(node, 1, "p", 0.5), _arg(node, 2, "training", True)
+    if training and p:
+        raise NoRule("dropout in training mode (its mask is a draw of the run)")
+    return [Back(node.args[0], ctx.g(0), view=True, rule="dropout off: the identity")]
+
+
+@rule(*_ops("split", "chunk", "unbind", "tensor_split", "split_with_sizes"))
+def _split(node, ctx):
+    x = node.args[0]
+    short = node.op.rsplit(".", 1)[1]
+    shape = ctx.shape(x)
+    dim = _arg(node, 2, "dim", 0) if short != "unbind" else _arg(node, 1, "dim", 0)
+    dim %= len(shape)
+    t = ctx.tmp("pieces")
+    setup = [f"{t} = np.zeros_like({ctx.x(x)})"]
+    start = 0
+    for k, o in enumerate(node.outs):
+        size = 1 if short == "unbind" else ctx.shape(Ref(o))[dim]
+        g = ctx.g(k)
+        if g is not None:
+            at = f"{':, ' * dim}{start}" + ("" if short == "unbind" else f":{start + size}")
+            setup.append(f"{t}[{at}] = {g}")
+        start += size
+    return [Back(x, t, tuple(setup), rule=f"{short}: the pieces put back")]
+
+
+@rule("torch.constant")
+def _constant(node, ctx):
+    """A value made from an input's shape or dtype alone (``full_like``): no gradient."""
+    return []
+
+
+ALIASES.update({k: "torch.constant" for k in (
+    "aten.full_like", "aten.zeros_like", "aten.ones_like", "aten.empty_like",
+    "aten.new_zeros", "aten.new_ones", "aten.new_full", "aten.new_empty", "aten.scalar_tensor",
+    "prims.full_like", "prims.empty_strided", "prims.full", "prims.iota", "prims.scalar_tensor",
+    "aten.empty_strided", "aten.zeros", "aten.ones", "aten.full")})
