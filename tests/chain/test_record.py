@@ -552,3 +552,21 @@ def test_an_lstm_step_and_fused_attention(ip):
     result, cap = run(ip, b.code)                      # parts recomputed by their aten names
     assert result.success, cap.stdout
     close(ip.user_ns["dL_dWx"], leaves["Wx"].grad.numpy(), "Wx pasted")
+
+
+def test_an_in_place_update_is_an_operation_with_versions(ip):
+    ip.run_cell("x = torch.randn(3, 4, dtype=torch.float64)\n"
+                "W = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)")
+    cell = "h = x @ W\nh += 1.5 * h\nh.mul_(2.0)\nloss = torch.tanh(h).sum()"
+    result, cap = run(ip, "%%einsum_grad -o r\n" + cell)
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    assert b.check.status == "PASS", b.check.summary
+    assert {"h", "h_1", "h_2"} <= set(b.intermediates)
+    W = ip.user_ns["W"].detach().clone().requires_grad_(True)
+    h = ip.user_ns["x"] @ W
+    h += 1.5 * h
+    h.mul_(2.0)
+    torch.tanh(h).sum().backward()
+    close(b.gradients()["W"], W.grad.numpy(), "W")
+    close(b.grad_of(ip.user_ns["h"]), 1 - np.tanh(h.detach().numpy()) ** 2, "h (last)")
