@@ -29,7 +29,8 @@ The contract:
   current value a node has read or produced (``W[:] = 0`` after ``X @ W``).
 * **Bounded**: the arrays the record holds for the backward (results of nodes and
   snapshots) count against :attr:`Recording.budget` bytes (:data:`BUDGET`, 256 MB by
-  default). Past it the record drops everything it holds, records nothing more, and
+  default), and one call of one line may be recorded :data:`MAX_REPEATS` times (a long
+  loop). Past either the record drops everything it holds, records nothing more, and
   :attr:`Recording.stopped` says why in one line.
 
 A recorder (one per framework, :mod:`einsum_magic.chain.recorders`) calls
@@ -52,13 +53,17 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-__all__ = ["Ref", "Node", "Recording", "recording", "BUDGET", "MAX_NODES"]
+__all__ = ["Ref", "Node", "Recording", "recording", "BUDGET", "MAX_NODES", "MAX_REPEATS"]
 
 #: Default budget of a record in bytes: the arrays it holds beyond the user's own.
 BUDGET = 256 * 2**20
 
-#: Most nodes one record keeps (a long training loop stops the record there).
+#: Most nodes one record keeps.
 MAX_NODES = 20_000
+
+#: Most times one call of one line is recorded: a loop that runs more (a training loop)
+#: stops the record there, so that the rest of the run pays almost nothing.
+MAX_REPEATS = 256
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,7 @@ class Recording:
         self._read: set[int] = set()           # ids a node read or produced
         self._memory: dict = {}                 # memory key → ids recorded with it
         self._bytes: dict[int, int] = {}
+        self._repeats: dict = {}
         self._next = 1
 
     # -- reading -------------------------------------------------------------------------
@@ -236,6 +242,14 @@ class Recording:
         if self.stopped:
             return None
         index = len(self.nodes)
+        key = (line, where, op)
+        seen = self._repeats.get(key, 0) + 1
+        self._repeats[key] = seen
+        if seen > MAX_REPEATS:
+            at = f"line {line}" if line else "the cell"
+            self.stop(f"{at} ran `{op}` more than {MAX_REPEATS} times (a loop): the cell "
+                      "backward covers runs without long loops")
+            return None
         ids = tuple([self._new(a, framework, index, describe) for a in outs])
         node = Node(index, framework, op, func, tuple(args), tuple(kwargs.items()),
                     ids, line, where, inplace, refs)
@@ -257,6 +271,7 @@ class Recording:
 
         ``copy(array)`` → an independent copy (the framework's ``clone``).
         """
+        aliases = list(aliases)
         for v in aliases:
             if v in self._read and v not in self.snapshots and self.values.get(v) is not None:
                 self.values[v] = copy(self.values[v])
@@ -268,8 +283,14 @@ class Recording:
                     return
 
     def ids_of_memory(self, key) -> list[int]:
-        """Ids recorded with memory ``key`` (:meth:`_new`'s ``describe`` gives it)."""
-        return list(self._memory.get(key, ()))
+        """Ids recorded with memory ``key`` (:meth:`_new`'s ``describe`` gives it) that an
+        in-place change there could still affect: current versions not yet copied (older
+        ones are copied already, or no node read them)."""
+        ids = [v for v in self._memory.get(key, ())
+               if v not in self.snapshots and self._current.get(id(self.values.get(v))) == v]
+        if key in self._memory:
+            self._memory[key] = ids
+        return list(ids)
 
     def stop(self, why: str) -> None:
         """Record nothing more and let go of every array held; ``why`` is the one line."""

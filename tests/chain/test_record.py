@@ -570,3 +570,16 @@ def test_an_in_place_update_is_an_operation_with_versions(ip):
     torch.tanh(h).sum().backward()
     close(b.gradients()["W"], W.grad.numpy(), "W")
     close(b.grad_of(ip.user_ns["h"]), 1 - np.tanh(h.detach().numpy()) ** 2, "h (last)")
+
+
+def test_a_long_loop_stops_the_record_with_one_line(ip, monkeypatch):
+    monkeypatch.setattr(record_module, "MAX_REPEATS", 5)
+    ip.run_cell("X = torch.randn(10, 3, dtype=torch.float64)\n"
+                "W = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)")
+    cell = ("for step in range(10):\n    loss = torch.tanh(X @ W).sum()\n    loss.backward()\n"
+            "    with torch.no_grad():\n        W -= 0.1 * W.grad\n        W.grad = None")
+    result, cap = run(ip, "%%einsum_grad -o r\n" + cell)
+    assert result.success, cap.stdout
+    assert ip.user_ns["r"].backward is None
+    assert ("cell backward: not recorded: line 2 ran `torch.Tensor.matmul` more than 5 times "
+            "(a loop)") in cap.stdout
