@@ -4,7 +4,7 @@ Two cells of the issue, at realistic sizes: an MLP layer with bias, ReLU and a s
 top, and one attention head (scores, scaling, softmax, weighted values). Each row
 jit-compiles a function of the inputs and the cotangent that returns the forward output and
 every input gradient, two ways: ``jax.vjp`` of the forward program written in jax.numpy
-(:func:`einsum_magic.chain.check.jax_source`: autodiff) and ``jax.vjp`` of
+(:func:`einsum_magic.chain.text.check.jax_source`: autodiff) and ``jax.vjp`` of
 ``CellBackward.compile("jax")`` (the exported ``custom_vjp``). FLOPs are
 ``cost_analysis()['flops']``: deterministic, nothing runs. Target: exported / autodiff <= 1.
 """
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from einsum_magic.chain import cell_backward
-from einsum_magic.chain.check import jax_source
+from einsum_magic.chain.text.check import jax_source
 
 MLP = ("""H = np.einsum('bi,ij->bj', X, W1) + b1
 Z = np.maximum(H, 0)

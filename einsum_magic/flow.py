@@ -27,7 +27,8 @@ This module owns the order of the magic's steps; each step is another module's j
 6. **display** one :class:`~einsum_magic.views.widget.GradDisplay` per einsum, in order
    (the HTML page everywhere; under it, where :mod:`einsum_magic.views.frontend` expects
    a working widget manager, live widgets), then the backward of the whole cell
-   (:mod:`einsum_magic.chain`, shown by :mod:`einsum_magic.views.chain`);
+   (:mod:`einsum_magic.chain`, from the record of the run that
+   :func:`einsum_magic.chain.record.recording` keeps; shown by :mod:`einsum_magic.views.chain`);
 7. **store** ``-o NAME`` (:class:`~einsum_magic.cell.analysis.EinsumGradResult`) and
    **raise** :class:`ExpectationFailed` for a wrong ``--expect`` and :class:`CheckFailed`
    for a failed check (both ``AssertionError``), after the displays, so that nbval and
@@ -105,6 +106,7 @@ class Run:
         self.ns = shell.user_ns
         self.source = None               # the cell as IPython transforms it (read once)
         self.ran = False                 # whether the cell's code ran
+        self.recording = None            # the record of the run (chain.record)
         self.product = False             # the cell is one product written without einsum
 
     async def run_async(self):
@@ -120,10 +122,12 @@ class Run:
         # 2. run
         if code and o.run:
             from .cell.run import run_code
+            from .chain.record import recording
             from .check.report import MAX_ELEMENTS
 
-            ran = await run_code(self.shell, self.cell, o.max_elements or MAX_ELEMENTS,
-                                 source=self.source)
+            with recording(self.ns, source=self.source) as self.recording:   # cell backward
+                ran = await run_code(self.shell, self.cell, o.max_elements or MAX_ELEMENTS,
+                                     source=self.source)
             if ran.error is not None:   # IPython has shown the user's error
                 return self._failed(ran.error)
             self.ran = True
@@ -179,8 +183,8 @@ class Run:
             raise EinsumError(f"-o {output}: the cell assigns {output}, which the result "
                               "would overwrite: choose another name")
         if not found.calls:            # C = A @ B alone: displayed as the einsum it is
-            from .chain.products import single_product
-            from .chain.result import or_none
+            from .chain.text.products import single_product
+            from .chain.text.result import or_none
 
             product = or_none(single_product, self.source, self.ns)
             if product is not None:
@@ -430,8 +434,8 @@ class Run:
         from .views.chain import CellBackwardDisplay
 
         o = self.options
-        backward, note = for_cell(self.source, self.ns, ran=self.ran, sizes=o.sizes,
-                                  check=o.check, seed=o.seed, skipped=o.skipped)
+        backward, note = for_cell(self.recording, self.source, self.ns, ran=self.ran,
+                                  sizes=o.sizes, check=o.check, seed=o.seed, skipped=o.skipped)
         if note:
             from .views.text import render_notes
 
@@ -505,7 +509,7 @@ class Run:
         failed = [(f"einsum {k + 1} ({a.call.where or f'line {a.call.line}'}): "
                    if len(analyses) > 1 else "") + a.check.summary
                   for k, a in enumerate(analyses) if a.check is not None and not a.check.passed]
-        if backward is not None and backward.check is not None and not backward.check.passed:
+        if backward is not None and backward.check is not None and backward.check.failed:
             failed.append(backward.check.summary)
         if failed:
             raise CheckFailed("; ".join(failed))

@@ -1,104 +1,416 @@
-"""The cell as a small immutable program of steps (SSA): what the chain's modules share.
+"""The reverse pass over a record: one program of NumPy lines, and what it could not derive.
 
-A :class:`Program` is a tuple of :class:`Step` lines, ``target = kind(args)``, in the
-cell's order. Every value is assigned once: a name the cell rebinds gets versions, the
-last one keeping the plain name (``P = np.exp(S); P = P / P.sum(…)`` reads as ``P_1`` and
-``P``), and sub-expressions get temporaries ``t1``, ``t2``, … An argument is either a
-value's name or a constant's source text (``np.sqrt(K.shape[-1])``, ``2``), which is never
-differentiated.
+This module owns the arrow *a :class:`~einsum_magic.chain.record.Recording` + its
+:class:`~einsum_magic.chain.names.Names` → a :class:`Program`*. The contract:
 
-Kinds after binding (:func:`einsum_magic.chain.forward.bind`): ``einsum`` (param: the
-equation), ``add sub mul div``, ``neg``, ``pow`` (param: the exponent's text), ``exp log
-tanh sin cos sqrt abs``, ``relu``, ``max`` (param: ``(axes, keepdims, stop)``; ``stop``:
-softmax's shift, no gradient), ``reshape`` (param: the new shape), ``const`` (param: the
-source text: a value that is not differentiated) and ``stop`` (param: the source text of a
-step that is not differentiated: the backward stops at its result). Reading also produces
-``matmul dot inner outer tensordot trace diagonal transpose swapaxes sum mean``, which
-binding turns into einsums once the shapes are known.
-
->>> p = Program((Step("C", "einsum", ("A", "B"), "ij,jk->ik", 1, "C = A @ B"),), ("A", "B"))
->>> p.sinks, p.values
-(('C',), ('A', 'B', 'C'))
+* **Sinks** are the values the cell differentiated itself (``loss.backward()``) and the
+  floating results of calls that are not in place, that no later node read and that the
+  user named (if none is named: every such result). Each gets a given cotangent ``dL_d<sink>``.
+* **Inputs** are the floating leaves that are not constants and reach a sink.
+* Nodes are visited in reverse; a node whose results carry a cotangent contributes, by its
+  rule (:mod:`~einsum_magic.chain.rules`), one term to each input's gradient. A value read
+  by several nodes gets its first term assigned and the others added with ``+=``.
+* A node without a rule is replaced by its framework's own decomposition where there is
+  one whose parts all have rules (torch: ``torch._decomp`` down to prims, e.g.
+  ``F.softplus`` → ``exp``, ``log1p``, ``where``).
+* A node without a rule (or whose rule refuses it) is **opaque**: every value whose path
+  to a sink crosses it is *not derived* (:attr:`Program.not_derived` names the opaque
+  node(s)); its gradient is never shown as if it were whole. The others are still derived.
+* The lines read forward values by their NumPy names (:attr:`Program.read_names`); the
+  :attr:`Program.preamble` binds them from the user's namespace (``W1_np =
+  W1.detach().numpy()``) or recomputes a temporary from the names it has, so that
+  ``preamble + lines`` runs pasted after the cell. A value the namespace no longer holds
+  and that cannot be recomputed (an array changed in place later) is listed in
+  :attr:`Program.unavailable`: the lines still run through
+  :meth:`CellBackward.run <einsum_magic.chain.result.CellBackward.run>`, which binds
+  the run's recorded values.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = ["Step", "Program", "UNARY", "BINARY"]
+from .names import READERS, Names
+from .record import Node, Recording, Ref, map_refs
+from .rules import Context, NoRule, as_ruled, rule_for
 
-#: Elementwise functions of one value: kind → what it is called in NumPy.
-UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos", "sqrt": "sqrt",
-         "abs": "abs"}
-#: Elementwise binary operators: kind → operator.
-BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+__all__ = ["BackLine", "Program", "build", "Opaque"]
 
 
 @dataclass(frozen=True)
-class Step:
-    """One line of the program: ``target = kind(args)``.
+class BackLine:
+    """One line of the backward: its code, the cell line and node it comes from, its rule.
 
-    ``line`` is the cell's line (1-based) the step comes from and ``text`` that line's
-    statement as written; ``what`` the expression as written, for products read as einsums
-    (``'X @ W'``), and for a ``stop`` step the function that is not differentiated.
+    ``target``: the value id whose gradient the line assigns or adds to (``None`` for a
+    setup line of a rule).
     """
 
-    target: str
-    kind: str
-    args: tuple[str, ...]
-    param: Any = None
+    code: str
     line: int = 0
-    text: str = ""
-    what: str = ""
-    shape: tuple[int, ...] | None = None   # set by binding
+    node: int | None = None
+    target: int | None = None
+    rule: str = ""
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A node the backward does not cross: its op, where it ran, and why."""
+
+    node: int
+    op: str
+    line: int
+    where: str
+    why: str
+
+    def words(self) -> str:
+        at = f"line {self.line}" if self.line else "the cell"
+        if self.where:
+            at += f", in {self.where}"
+        return f"`{self.op}`, {at}"
 
 
 @dataclass(frozen=True)
 class Program:
-    """The steps of the cell, the values read from outside and what reading had to say.
+    """The backward program of a record (see the module doc)."""
 
-    ``inputs``: names read from outside the cell (arrays; the backward assigns ``dL_d<name>``
-    for each). ``constants``: outside names that hold Python numbers (never differentiated).
-    ``notes``: one line per step that is not differentiated, or per statement that ended
-    the reading. ``taken``: every name the cell uses (fresh names avoid them).
+    lines: tuple[BackLine, ...]
+    sinks: tuple[int, ...]
+    inputs: tuple[int, ...]
+    derived: tuple[int, ...]                     # ids whose gradient the lines assign, whole
+    not_derived: dict = field(default_factory=dict)   # id → tuple of Opaque it crosses
+    opaque: tuple[Opaque, ...] = ()
+    reads: tuple[int, ...] = ()                  # forward values the lines read, in order
+    read_names: dict = field(default_factory=dict)
+    grad_names: dict = field(default_factory=dict)
+    preamble: tuple[str, ...] = ()
+    unavailable: tuple[int, ...] = ()
+    zeros: tuple[int, ...] = ()          # inputs no rule differentiates: gradient 0
+    parts: tuple[Node, ...] = ()         # nodes of decompositions (their values are read)
+
+    @property
+    def code(self) -> str:
+        return "\n".join(b.code for b in self.lines)
+
+
+class _Ctx(Context):
+    def __init__(self, build: "_Builder", node: Node):
+        self.b, self.node = build, node
+
+    def x(self, arg) -> str:
+        if not isinstance(arg, Ref):
+            raise NoRule(f"a constant where a value was expected: {arg!r}")
+        return self.b.read(arg.id)
+
+    def g(self, k: int = 0):
+        v = self.node.outs[k]
+        return self.b.grad_names[v] if v in self.b.have else None
+
+    def gname(self, k: int = 0) -> str:
+        return self.b.grad_names[self.node.outs[k]][len("dL_d"):]
+
+    def out(self, k: int = 0) -> str:
+        return self.b.read(self.node.outs[k])
+
+    def shape(self, arg) -> tuple:
+        return tuple(self.b.rec.info[arg.id].shape) if isinstance(arg, Ref) else ()
+
+    def dtype(self, arg) -> str:
+        return self.b.rec.info[arg.id].dtype if isinstance(arg, Ref) else ""
+
+    def value(self, arg):
+        reader = READERS[self.b.rec.info[arg.id].framework][1]
+        return reader(self.b.rec.values[arg.id])
+
+    def tmp(self, hint: str) -> str:
+        return self.b.fresh(hint)
+
+
+class _Builder:
+    def __init__(self, rec: Recording, names: Names):
+        self.rec, self.names = rec, names
+        self.taken = set(names.ident.values()) | set(rec.namespace)
+        self.grad_names = {v: self._free(f"dL_d{names.ident[v]}") for v in rec.info}
+        self.read_names: dict[int, str] = {}
+        self.reads: list[int] = []
+        self.have: dict[int, int] = {}      # id → number of terms emitted so far
+
+    def _free(self, name: str) -> str:
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
+        return name
+
+    def fresh(self, hint: str) -> str:
+        k = 0
+        while True:
+            name = hint if k == 0 else f"{hint}_{k}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+            k += 1
+
+    def read(self, v: int) -> str:
+        if v not in self.read_names:
+            info = self.rec.info[v]
+            suffix = "" if info.framework == "numpy" else "_np"
+            self.read_names[v] = self._free(self.names.ident[v] + suffix)
+            self.reads.append(v)
+        return self.read_names[v]
+
+
+def _sinks(rec: Recording, names: Names, consumed: set) -> tuple[int, ...]:
+    out = [v for v in rec.backwarded if v in rec.info]
+    free = [o for n in rec.nodes for o in n.outs
+            if o not in consumed and rec.info[o].floating and not n.inplace]
+    named = [v for v in free if v in names.user]
+    for v in named or free:
+        if v not in out:
+            out.append(v)
+    return tuple(out)
+
+
+def _decompose(rec: Recording, node: Node):
+    """The framework's own decomposition of a node without a rule, or None."""
+    if node.framework == "torch":
+        from .recorders.torch import decompose
+
+        return decompose(rec, node)
+    return None
+
+
+def _expanded(rec: Recording, upstream: set) -> tuple[list[Node], dict]:
+    """The nodes, each one without a rule on a path to a sink replaced by its parts.
+
+    Returns (nodes, part → the node it is a part of).
     """
+    out: list[Node] = []
+    whole: dict = {}
+    for n in rec.nodes:
+        if rule_for(n) is None and any(o in upstream for o in n.outs):
+            parts = _decompose(rec, n)
+            if parts:
+                for p in parts:
+                    whole[id(p)] = n
+                out.extend(parts)
+                continue
+        out.append(n)
+    return out, whole
 
-    steps: tuple[Step, ...]
-    inputs: tuple[str, ...]
-    constants: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-    taken: frozenset = field(default=frozenset(), repr=False)
-    renamed: tuple[tuple[str, str], ...] = ()     # (SSA name, the cell's name) where they differ
-    input_shapes: tuple[tuple[int, ...], ...] | None = None   # one per input, set by binding
 
-    @property
-    def values(self) -> tuple[str, ...]:
-        """Every value's name: the inputs, then each step's target."""
-        return self.inputs + tuple(s.target for s in self.steps)
+def build(rec: Recording, names: Names) -> Program:
+    """The backward program of ``rec`` (see the module doc)."""
+    b = _Builder(rec, names)
+    consumed = {r for n in rec.nodes for r in n.refs}
+    active: set[int] = {v for v in rec.leaves
+                        if rec.info[v].floating and not rec.info[v].constant}
+    for n in rec.nodes:
+        if any(r in active for r in n.refs):
+            active.update(o for o in n.outs if rec.info[o].floating)
+    sinks = tuple(v for v in _sinks(rec, names, consumed) if v in active)
+    # values upstream of a sink
+    upstream = set(sinks)
+    for n in reversed(rec.nodes):
+        if any(o in upstream for o in n.outs):
+            upstream.update(r for r in n.refs if r in active)
+    nodes, whole = _expanded(rec, upstream)
+    for v in rec.info:                           # the parts' values: temporaries named
+        if v not in names.ident:                 # for the call they are part of
+            base = names.ident[rec.nodes[rec.info[v].producer].outs[0]] \
+                if rec.info[v].producer is not None else "part"
+            names.name[v] = names.ident[v] = b.fresh(f"{base}_part")
+            b.grad_names[v] = b._free(f"dL_d{names.ident[v]}")
+    for n in nodes:                              # the parts' values
+        if id(n) in whole and any(r in active for r in n.refs):
+            active.update(o for o in n.outs if rec.info[o].floating)
+    for n in reversed(nodes):
+        if id(n) in whole and any(o in upstream for o in n.outs):
+            upstream.update(r for r in n.refs if r in active)
+    uses: dict[int, int] = {}
+    for n in nodes:
+        if any(o in upstream for o in n.outs):
+            for r in n.refs:
+                uses[r] = uses.get(r, 0) + 1
+    for s in sinks:
+        b.have[s] = 1
+    crosses: dict[int, set] = {}
+    lines: list[BackLine] = []
+    opaque: dict[int, Opaque] = {}
+    for n in reversed(nodes):
+        outs = [o for o in n.outs if o in b.have or o in crosses]
+        if not outs:
+            continue
+        needed = [r for r in dict.fromkeys(n.refs) if r in active and r in upstream]
+        if not needed:
+            continue
+        cut = set().union(*(crosses.get(o, set()) for o in outs))
+        backs = None
+        if not cut:
+            fn = rule_for(n)
+            why = "no rule"
+            if fn is not None:
+                try:
+                    ruled = as_ruled(n)
+                    backs = fn(ruled, _Ctx(b, ruled))
+                except NoRule as e:
+                    why = f"no rule for {e}"
+                except Exception as e:  # noqa: BLE001 - a rule failing is an opaque node
+                    why = f"its rule failed: {type(e).__name__}: {e}"
+            if backs is None:
+                at = whole.get(id(n), n)
+                if at is not n:
+                    why = f"its decomposition: {why} ({n.op.replace('torch.ops.', '')})"
+                opaque[at.index] = Opaque(at.index, at.op, at.line, at.where, why)
+                cut = {at.index}
+        if cut:
+            for r in needed:
+                crosses.setdefault(r, set()).update(cut)
+            continue
+        emitted = [bk for bk in backs if isinstance(bk.ref, Ref) and bk.ref.id in needed]
+        if not emitted:
+            continue
+        seen_setup = set()
+        for bk in backs:
+            for s in bk.setup:
+                if s not in seen_setup:
+                    seen_setup.add(s)
+                    lines.append(BackLine(s, n.line, n.index, None, bk.rule))
+        for bk in emitted:
+            v = bk.ref.id
+            name = b.grad_names[v]
+            if v not in b.have:
+                expr = bk.expr
+                if bk.view and uses.get(v, 1) > 1:
+                    expr = f"np.array({expr})"
+                lines.append(BackLine(f"{name} = {expr}", n.line, n.index, v, bk.rule))
+                b.have[v] = 1
+            else:
+                lines.append(BackLine(f"{name} += {bk.expr}", n.line, n.index, v, bk.rule))
+                b.have[v] += 1
+    not_derived = {}
+    for v, cut in crosses.items():
+        not_derived[v] = tuple(opaque[i] for i in sorted(cut))
+    # terms of a gradient that is not whole (x * y before x's path through an opaque
+    # step) are never shown as if they were
+    lines = [x for x in lines if x.target not in not_derived]
+    inputs = tuple(v for v in rec.leaves if v in active and v in upstream)
+    derived = tuple(v for v in b.have if v not in not_derived and v not in sinks)
+    zeros = []
+    for v in inputs:
+        if v not in b.have and v not in not_derived:     # reaches a sink only through
+            lines.append(BackLine(f"{b.grad_names[v]} = np.zeros_like({b.read(v)})",
+                                  0, None, v, "no path"))  # steps that do not differentiate
+            derived += (v,)                                # it (batch_norm's running_mean)
+            zeros.append(v)
+    code = "\n".join(x.code for x in lines)
+    b.reads = [v for v in b.reads if re.search(rf"\b{b.read_names[v]}\b", code)]
+    b.read_names = {v: b.read_names[v] for v in b.reads}
+    made = {o: n for n in nodes for o in n.outs}
+    made.update({o: n for n in rec.nodes for o in n.outs})     # a whole call reads best
+    preamble, unavailable = _preamble(rec, names, b, made)
+    return Program(tuple(lines), sinks, inputs, derived, not_derived,
+                   tuple(opaque[i] for i in sorted(opaque)), tuple(b.reads),
+                   dict(b.read_names), dict(b.grad_names), preamble, unavailable,
+                   tuple(zeros), tuple(n for n in nodes if id(n) in whole))
 
-    @property
-    def leaves(self) -> tuple[str, ...]:
-        """Values the backward starts from: the inputs and the results of ``stop`` steps."""
-        return self.inputs + tuple(s.target for s in self.steps if s.kind == "stop")
 
-    @property
-    def sinks(self) -> tuple[str, ...]:
-        """Values computed in the cell that no later step reads."""
-        used = {a for s in self.steps for a in s.args}
-        return tuple(s.target for s in self.steps if s.target not in used)
+def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
+              ) -> tuple[tuple[str, ...], tuple]:
+    """Lines binding every read value from the namespace, recomputing temporaries."""
+    out: list[str] = []
+    unavailable: list[int] = []
+    torch_names: dict[int, str] = dict(names.bound)      # id → framework-side expression
 
-    @property
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every value's shape (after binding)."""
-        out = dict(zip(self.inputs, self.input_shapes or ()))
-        out.update((s.target, s.shape) for s in self.steps if s.shape is not None)
-        return out
+    def framework_side(v: int, depth=0) -> str | None:
+        if v in torch_names:
+            return torch_names[v]
+        node = made.get(v)
+        if node is None or depth > 50:
+            return None
+        if node.inplace:
+            return None
+        args = {}
+        for r in node.refs:
+            e = framework_side(r, depth + 1)
+            if e is None:
+                return None
+            args[r] = e
+        call = _render(node, args)
+        if call is None:
+            return None
+        name = names.ident[v]
+        if name in rec.namespace or v in names.user:    # an older version of a user's name:
+            name = b.fresh(f"{name}_t")                   # never rebind theirs
+        k = node.outs.index(v)
+        out.append(f"{name} = {call}" + (f"[{k}]" if len(node.outs) > 1 else ""))
+        torch_names[v] = name
+        return name
 
-    def is_value(self, arg: str) -> bool:
-        """Whether ``arg`` names a value (else it is a constant's source text)."""
-        return arg in set(self.values)
+    for v in b.reads:
+        expr = framework_side(v)
+        if expr is None:
+            unavailable.append(v)
+            continue
+        template = READERS.get(rec.info[v].framework, ("{}", None))[0]
+        out.append(f"{b.read_names[v]} = {template.format(expr)}")
+    return tuple(out), tuple(unavailable)
 
-    def cell_name(self, value: str) -> str:
-        """The cell's own name for an SSA value (``P_1`` → ``P``; a temporary is itself)."""
-        return dict(self.renamed).get(value, value)
+
+def _render(node: Node, exprs: dict) -> str | None:
+    """``node``'s call as source over ``exprs`` (id → expression), or None."""
+    class _Code(str):
+        def __repr__(self):
+            return str(self)
+
+    def conv(r: Ref):
+        return _Code(exprs[r.id])
+
+    args = map_refs(node.args, conv)
+    kwargs = map_refs(dict(node.kwargs), conv)
+    try:
+        parts = [_source(a) for a in args] + [f"{k}={_source(v)}" for k, v in kwargs.items()]
+    except ValueError:
+        return None
+    short = node.op.rsplit(".", 1)[-1]
+    if node.op == "torch.Tensor.__getitem__":
+        return f"{parts[0]}[{_key(node.args[1], conv)}]"
+    if node.op in ("torch.Tensor.T", "torch.Tensor.mT"):
+        return f"{parts[0]}.{short}"
+    return f"{node.op}({', '.join(parts)})"
+
+
+def _key(key, conv) -> str:
+    parts = key if isinstance(key, tuple) else (key,)
+    out = []
+    for k in parts:
+        if isinstance(k, Ref):
+            out.append(str(conv(k)))
+        elif isinstance(k, slice):
+            out.append(f"{'' if k.start is None else k.start}:{'' if k.stop is None else k.stop}"
+                       + ("" if k.step is None else f":{k.step}"))
+        else:
+            out.append(_source(k))
+    return ", ".join(out) + ("," if isinstance(key, tuple) and len(parts) == 1 else "")
+
+
+def _source(value) -> str:
+    """Source text of a constant argument, or ValueError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    if isinstance(value, (bool, int, float, str, type(None))) or type(value).__name__ == "_Code":
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(_source(v) for v in value)
+        if isinstance(value, tuple):
+            return f"({inner}{',' if len(value) == 1 else ''})"
+        return f"[{inner}]"
+    if isinstance(value, range):
+        return repr(value)
+    if isinstance(value, slice):
+        return repr(value)
+    if type(value).__module__ == "torch" and type(value).__name__ in (
+            "dtype", "Size", "device", "layout", "memory_format"):
+        text = repr(value)
+        return text if text.startswith("torch.") else f"torch.{text}"
+    raise ValueError(f"no source for a constant of type {type(value).__name__}")

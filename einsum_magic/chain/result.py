@@ -1,281 +1,258 @@
-"""The backward of a whole cell: :class:`CellBackward`, and :func:`cell_backward` that builds it.
+"""The backward of a whole cell: :class:`CellBackward`, built from the record of its run.
 
 This module owns the chain's public record (what ``-o NAME`` stores as ``NAME.backward``)
-and the one function that runs the arrow source → program → bound program → backward
-program → check. Where the forward values come from is one argument, ``inputs`` (a mapping
-name → array): today the user's namespace (or arrays of ``--sizes``), later a capture of
-the run can feed it the same way.
+and the one function the magic calls, :func:`for_cell`: record → names → program → check.
 
->>> import numpy as np
->>> b = cell_backward("H = X @ W\\nZ = np.tanh(H)", {"X": np.ones((2, 3)), "W": np.ones((3, 4))},
-...                   check=False)
->>> b.inputs, b.sinks
-(('X', 'W'), ('Z',))
->>> print(b.code)
-dL_dH = dL_dZ * (1 - Z ** 2)
-dL_dX = np.einsum('ik,jk->ij', dL_dH, W)
-dL_dW = np.einsum('ik,ij->jk', dL_dH, X)
+* :attr:`CellBackward.code`: runnable NumPy, pasted after the cell it runs in the user's
+  namespace: a preamble binds the forward values it reads (``W1_np = W1.detach().numpy()``,
+  temporaries recomputed) and the cotangents (1 for a scalar sink, ones otherwise), then
+  one line per gradient term.
+* :meth:`CellBackward.gradients` → ``{name: array}`` for every input and named
+  intermediate; :meth:`CellBackward.grad_of` → the gradient of one array, tensor or
+  parameter object; :meth:`CellBackward.run` → ``{dL_d<name>: array}``. These execute
+  the same lines, bound to the run's recorded values (references, not copies).
+* :attr:`CellBackward.check`: a :class:`~einsum_magic.chain.check.CellCheck`, or ``None``
+  with :attr:`CellBackward.check_note` saying why.
+
+A run that recorded nothing (a NumPy cell, until the NumPy recorder lands) goes to
+:func:`numpy_text_backward`, the retiring reading of the cell's text
+(:mod:`einsum_magic.chain.text`): the one place it is still reachable from.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from .backward import BackLine, backward_lines, gradient_names
-from .forward import bind, line
-from .program import Program
-from .reading import read
+from .names import READERS, Names, names_for
+from .program import Program, build
+from .record import Recording
 
-__all__ = ["CellBackward", "cell_backward", "for_cell", "or_none"]
+__all__ = ["CellBackward", "for_cell", "from_recording", "numpy_text_backward"]
 
 
 @dataclass(frozen=True)
 class CellBackward:
-    """The backward program of a cell, bound to its arrays.
+    """The backward program of a cell's recorded run (see the module doc)."""
 
-    ``code``: runnable NumPy that, executed with the forward values (:attr:`values`, or
-    :attr:`forward_code` run first) and ``dL_d<sink>`` for each sink, assigns ``dL_d<input>``
-    for each input (and for each ``stop`` step's result). ``check`` is the
-    :class:`~einsum_magic.chain.check.ChainCheck` (``None`` with ``check_note`` saying why).
-    """
-
-    program: Program                  # bound: products as einsums, shapes known
-    lines: tuple[BackLine, ...]
-    notes: tuple[str, ...] = ()
+    recording: Recording = dataclasses.field(repr=False, compare=False)
+    names: Names = dataclasses.field(repr=False, compare=False)
+    program: Program
     check: Any = None
     check_note: str = ""
-    values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    constants: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    notes: tuple[str, ...] = ()
+
+    # -- what it reads and gives -------------------------------------------------------
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """The names the cell reads from outside: each gets ``dL_d<name>``."""
-        return self.program.inputs
-
-    @property
-    def stops(self) -> tuple[str, ...]:
-        """Results of steps that are not differentiated: the backward stops there."""
-        return tuple(s.target for s in self.program.steps if s.kind == "stop")
+        """The leaves differentiated (the cell's parameters and inputs), by name."""
+        return tuple(self.names.name[v] for v in self.program.inputs)
 
     @property
     def sinks(self) -> tuple[str, ...]:
-        """Values the cell computes that nothing later reads: each takes ``dL_d<sink>``."""
-        return self.program.sinks
+        """The values the backward starts from (each takes ``dL_d<sink>``)."""
+        return tuple(self.names.name[v] for v in self.program.sinks)
 
     @property
-    def forward_code(self) -> str:
-        """The forward program as NumPy lines (one per step, products as einsums)."""
-        return "\n".join(line(s) for s in self.program.steps)
+    def intermediates(self) -> tuple[str, ...]:
+        """Named values the cell computed whose gradient the backward derives."""
+        return tuple(self.names.name[v] for v in self.program.derived
+                     if v in self.names.user and v not in self.program.inputs)
 
     @property
-    def code(self) -> str:
-        """The backward program: runnable NumPy, one line per gradient."""
-        return "\n".join(b.code for b in self.lines)
+    def not_derived(self) -> dict[str, str]:
+        """Name → what it crosses, for inputs and named values whose gradient is not derived."""
+        return {self.names.name[v]: "; ".join(o.words() for o in cut)
+                for v, cut in self.program.not_derived.items()
+                if v in self.program.inputs or v in self.names.user}
 
-    def cotangent(self, sink: str) -> str:
-        """The name :attr:`code` reads the cotangent of ``sink`` from (``dL_d<sink>``)."""
-        return gradient_names(self.program)[sink]
+    @property
+    def lines(self):
+        return self.program.lines
+
+    def _id(self, name: str) -> int:
+        for v, n in self.names.name.items():
+            if n == name:
+                return v
+        raise KeyError(f"{name!r} is no value of the cell's backward (inputs: "
+                       f"{', '.join(self.inputs)})")
 
     def gradient(self, value: str) -> str:
         """The name :attr:`code` assigns the gradient of ``value`` to (``dL_d<value>``)."""
-        return gradient_names(self.program)[value]
+        return self.program.grad_names[self._id(value)]
 
-    def namespace(self) -> dict:
-        """``np``, the constants and modules the steps' text names, and every forward value."""
-        ns = dict(self.constants)
-        ns["np"] = np
-        ns.update(self.values)
-        return ns
+    def cotangent(self, sink: str) -> str:
+        """The name :attr:`code` reads the cotangent of ``sink`` from."""
+        return self.program.grad_names[self._id(sink)]
 
-    def run(self, cotangents: Mapping[str, Any]) -> dict[str, Any]:
-        """Execute :attr:`code` with the forward values and ``cotangents`` (``dL_d<sink>`` →
-        array).
+    # -- the code ---------------------------------------------------------------------
 
-        Returns ``dL_d<leaf>`` → gradient for every input and stop result.
-        """
-        missing = [self.cotangent(s) for s in self.sinks if self.cotangent(s) not in cotangents]
+    def _default_cotangents(self) -> list[str]:
+        out = []
+        for s in self.program.sinks:
+            name = self.program.grad_names[s]
+            if self.recording.info[s].shape:
+                out.append(f"{name} = np.ones({tuple(self.recording.info[s].shape)})  "
+                           "# the cotangent of a non-scalar sink: put yours")
+            else:
+                out.append(f"{name} = 1.0")
+        return out
+
+    @property
+    def code(self) -> str:
+        """Preamble, cotangents and backward lines: runs pasted after the cell."""
+        head = list(self.program.preamble)
+        missing = [self.names.name[v] for v in self.program.unavailable]
         if missing:
-            raise ValueError(f"give the cotangent of every sink: missing {', '.join(missing)}")
-        ns = self.namespace()
-        ns.update(cotangents)
-        exec(compile(self.code, "<einsum_magic cell backward>", "exec"), ns)
-        return {self.gradient(v): ns[self.gradient(v)] for v in self.program.leaves}
+            head.insert(0, f"# not in the namespace any more (b.run() binds the run's values):"
+                           f" {', '.join(missing)}")
+        return "\n".join(head + self._default_cotangents() + [self.program.code])
 
-    def export(self, target: str) -> str:
-        """The cell's forward and backward as one NumPy function, ``jax.custom_vjp`` or
-        ``torch.autograd.Function`` (:mod:`einsum_magic.chain.export`)."""
-        from .export import export
+    # -- running it -------------------------------------------------------------------
 
-        return export(self, target)
+    def _values(self) -> dict[int, Any]:
+        rec = self.recording
+        return {v: READERS.get(rec.info[v].framework, ("", np.asarray))[1](rec.values[v])
+                for v in self.program.reads}
 
-    def compile(self, target: str):
-        """Run :meth:`export`'s source and return its entry point."""
-        from .export import compiled
+    def execute(self, values: Mapping[int, Any], cotangents: Mapping[int, Any]) -> dict:
+        """Run the backward lines with forward ``values`` and ``cotangents`` (both by id).
 
-        return compiled(self, target)
+        Returns value id → gradient for every derived value.
+        """
+        ns: dict[str, Any] = {"np": np}
+        for v, x in values.items():
+            ns[self.program.read_names[v]] = x
+        for s, c in cotangents.items():
+            ns[self.program.grad_names[s]] = c
+        exec(compile(self.program.code, "<einsum_magic cell backward>", "exec"), ns)
+        return {v: ns[self.program.grad_names[v]] for v in self.program.derived
+                if self.program.grad_names[v] in ns}
+
+    def _cotangents(self, cotangents) -> dict[int, Any]:
+        given = dict(cotangents or {})
+        out = {}
+        for s in self.program.sinks:
+            name, grad = self.names.name[s], self.program.grad_names[s]
+            if grad in given:
+                out[s] = given[grad]
+            elif name in given:
+                out[s] = given[name]
+            elif not self.recording.info[s].shape:
+                out[s] = 1.0
+            elif not re.search(rf"\b{grad}\b", self.program.code):
+                out[s] = 0.0              # every path from it crosses an opaque step
+            else:
+                raise ValueError(f"give the cotangent of every sink that is not a scalar: "
+                                 f"missing {grad}")
+        return out
+
+    def gradients_by_id(self, cotangents=None) -> dict[int, Any]:
+        """Value id → gradient (the run's values; scalar sinks default to cotangent 1)."""
+        cots = self._cotangents({self.program.grad_names[k] if isinstance(k, int) else k: c
+                                 for k, c in dict(cotangents or {}).items()})
+        return self.execute(self._values(), cots)
+
+    def run(self, cotangents: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``dL_d<name>`` → gradient for every derived value, at the run's values."""
+        got = self.gradients_by_id(cotangents)
+        return {self.program.grad_names[v]: g for v, g in got.items()}
+
+    def gradients(self, cotangents: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``{name: gradient}`` for every input and named intermediate that is derived."""
+        got = self.gradients_by_id(cotangents)
+        keep = set(self.program.inputs) | set(self.names.user)
+        return {self.names.name[v]: g for v, g in got.items() if v in keep}
+
+    def grad_of(self, obj, cotangents: Mapping[str, Any] | None = None):
+        """The gradient of the array, tensor or parameter ``obj`` (its last version)."""
+        v = self.recording.current(obj)
+        if v is None:
+            raise KeyError("that object is no value the cell's run recorded")
+        if v in self.program.not_derived:
+            crosses = "; ".join(o.words() for o in self.program.not_derived[v])
+            raise KeyError(f"the gradient of {self.names.name[v]} is not derived (crosses "
+                           f"{crosses})")
+        got = self.gradients_by_id(cotangents)
+        if v not in got:
+            raise KeyError(f"{self.names.name[v]} does not reach a sink of the cell")
+        return got[v]
+
+    def export(self, target: str = "numpy") -> str:
+        """The backward as one NumPy function's source (``target='numpy'``)."""
+        if target != "numpy":
+            from ..errors import EinsumError
+
+            raise EinsumError(f"export({target!r}) of a recorded cell backward is not written "
+                              "yet: export('numpy') is")
+        reads = [self.program.read_names[v] for v in self.program.reads]
+        cots = [self.program.grad_names[s] for s in self.program.sinks]
+        body = ["    " + line for line in self.program.code.splitlines()]
+        derived = ", ".join(f"{self.names.name[v]!r}: {self.program.grad_names[v]}"
+                            for v in self.program.derived)
+        return "\n".join([f"def cell_backward({', '.join(cots + reads)}):", *body,
+                          f"    return {{{derived}}}"]) + "\n"
 
 
-#: The check's budget: the cell's values, all together, in elements (float64, twice: NumPy
-#: and JAX). A bigger cell is derived, but checked only on request (``check_backward``).
-CHECK_ELEMENTS = 4_000_000
-
-
-def cell_backward(source: str, inputs: Mapping[str, Any],
-                  namespace: Mapping[str, Any] | None = None, *, check: bool = True,
-                  seed: int = 0, program: Program | None = None,
-                  max_elements: int = CHECK_ELEMENTS,
-                  known: Mapping[str, Any] | None = None) -> CellBackward:
-    """Read ``source``, bind it to ``inputs`` (name → array), derive its backward and check it.
-
-    ``namespace`` (the user's, read only) gives modules and numeric constants; ``inputs``
-    the arrays of the names the cell reads from outside (the namespace itself will do).
-    ``known``: the values the run gave the cell's ``stop`` steps (the results of what is
-    not differentiated), used as they are. Raises
-    :class:`~einsum_magic.chain.forward.BindError` when an input is missing or the forward
-    fails on these arrays.
-    """
-    namespace = dict(namespace if namespace is not None else inputs)
-    read_program = program if program is not None else read(source, namespace)
-    bound, values = bind(read_program, inputs, namespace, known)
-    constants = {n: namespace[n] for n in bound.constants if n in namespace}
-    constants.update((n, v) for n, v in namespace.items() if _is_module(v))
-    result = CellBackward(bound, backward_lines(bound), bound.notes, values=values,
-                          constants=constants)
+def from_recording(rec: Recording, namespace: dict, source: str | None = None, *,
+                   check: bool = True, seed: int = 0, skipped: str = "") -> CellBackward:
+    """Name, derive and check the backward of a recorded run."""
+    names = names_for(rec, namespace, source)
+    program = build(rec, names)
+    notes = []
+    if program.opaque:
+        notes.append("not derived across " + "; ".join(f"{o.words()} ({o.why})"
+                                                       for o in program.opaque))
+    result = CellBackward(rec, names, program, notes=tuple(notes))
     if not check:
-        return result
-    size = sum(int(np.size(v)) for v in values.values())
-    if size > max_elements:
-        return dataclasses.replace(result, check_note=(
-            f"not run: the cell's values hold {size} elements, over the check's budget of "
-            f"{max_elements} (run einsum_magic.chain.check.check_backward(b) to check anyway)"))
-    if any(np.iscomplexobj(v) for v in values.values()):
-        return dataclasses.replace(result, check_note="not run: complex values (the cell check "
-                                                      "compares real gradients)")
-    from ..check.report import JaxNotInstalled, jax_available
-    from .check import check_backward
+        return dataclasses.replace(result, check_note=f"skipped ({skipped})" if skipped
+                                   else "not run")
+    from .check import check_program
 
-    if not jax_available():
-        return dataclasses.replace(result, check_note=f"not run: {JaxNotInstalled()}")
     try:
-        return dataclasses.replace(result, check=check_backward(result, seed))
-    except Exception as e:  # noqa: BLE001 - JAX failing on a program it was given
+        report = check_program(result, seed)
+    except Exception as e:  # noqa: BLE001 - the check failing is said, never raised
         return dataclasses.replace(result, check_note=f"could not run: {type(e).__name__}: "
                                    f"{str(e).splitlines()[0] if str(e) else ''}")
+    return dataclasses.replace(result, check=report)
 
 
-def _is_module(value) -> bool:
-    import types
+def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *, ran: bool,
+             sizes=None, check: bool = True, seed: int = 0, skipped: str = ""):
+    """The magic's entry: ``(backward or None, a note or '')`` for a cell and its record.
 
-    return isinstance(value, types.ModuleType)
-
-
-#: Kinds read from products written without einsum: a cell with one of them gets a backward.
-PRODUCTS = frozenset({"matmul", "dot", "inner", "outer", "tensordot", "trace", "diagonal",
-                      "transpose", "swapaxes"})
-
-
-def for_cell(source: str, namespace: Mapping[str, Any], *, ran: bool, sizes: Mapping[str, int]
-             | None = None, check: bool = True, seed: int = 0, skipped: str = ""
-             ) -> tuple[CellBackward | None, str]:
-    """The magic's entry: ``(CellBackward or None, a note or '')`` for a cell's source.
-
-    A cell gets a backward when it has at least two steps, or a product written without
-    einsum (constants, steps that are not differentiated and transposes do not count: an
-    einsum of ``A.T`` is one einsum), except a cell that is one product alone
-    (:func:`~einsum_magic.chain.products.single_product`: its einsum's display says it all).
-
-    Input arrays come from ``namespace`` (read only); an input the cell rebinds is not read
-    from it after the run (it holds the new value). An input with no array that
-    only einsums read gets seeded random values of the shape ``sizes`` (``--sizes``) and the
-    defaults give (:func:`einsum_magic.core.shapes.shapes_from`); any other missing input leaves
-    the cell without a backward, and the note says which. ``skipped``: why the check is off.
+    A record with nodes gives a :class:`CellBackward`; a record that stopped gives its one
+    line; a run that recorded nothing goes to :func:`numpy_text_backward`.
     """
-    try:
-        program = read(source, namespace)
-    except SyntaxError:
-        return None, ""
-    except Exception as e:  # noqa: BLE001 - never fail the user's cell over its reading
-        return None, f"cell backward: not derived: the cell could not be read ({e})"
-    steps = [s for s in program.steps
-             if s.kind not in ("const", "stop", "transpose", "swapaxes")]
-    if len(steps) < 2 and not any(s.kind in PRODUCTS for s in steps):
-        return None, ""
-    from .products import single_product
-
-    if or_none(single_product, source, namespace) is not None:     # its einsum's display
-        return None, ""
-    rebound = set(dict(program.renamed).values())
-    inputs: dict[str, Any] = {}
-    missing = []
-    for v in program.inputs:
-        value = namespace.get(v)
-        if value is not None and hasattr(value, "shape") and not (ran and v in rebound):
-            inputs[v] = value
-        else:
-            missing.append(v)
-    made, note = _from_sizes(program, missing, inputs, dict(sizes or {}), seed)
-    if note:
-        return None, note
-    inputs.update(made)
-    known = _stop_values(program, source, namespace) if ran else {}
-    try:
-        result = cell_backward(source, inputs, namespace, check=check, seed=seed,
-                               program=program, known=known)
-    except Exception as e:  # noqa: BLE001 - BindError, or derive() refusing a bound einsum
-        return None, f"cell backward: not derived: {str(e).splitlines()[0]}"
-    if not check and skipped:
-        result = dataclasses.replace(result, check_note=f"skipped ({skipped})")
-    if made:
-        result = dataclasses.replace(result, notes=result.notes + (
-            f"{', '.join(made)}: seeded random arrays of the shapes --sizes and the defaults "
-            "give (no array of the cell's)",))
-    return result, ""
+    if rec is not None and rec.stopped:
+        return None, f"cell backward: not recorded: {rec.stopped}"
+    if rec is not None and rec.nodes:
+        if len(rec.nodes) == 1 and rec.nodes[0].op.rsplit(".", 1)[-1] in _PRODUCTS:
+            return None, ""                       # one product: its own display says it all
+        try:
+            return from_recording(rec, dict(namespace), source, check=check, seed=seed,
+                                  skipped=skipped), ""
+        except Exception as e:  # noqa: BLE001 - never fail the user's cell over its backward
+            return None, f"cell backward: not derived: {type(e).__name__}: {e}"
+    return numpy_text_backward(source, namespace, ran=ran, sizes=sizes, check=check,
+                               seed=seed, skipped=skipped)
 
 
-def _stop_values(program: Program, source: str, namespace: Mapping[str, Any]) -> dict:
-    """The run's values of the cell's top-level ``stop`` results (what is not differentiated).
+_PRODUCTS = frozenset({"einsum", "matmul", "__matmul__", "mm", "bmm", "mv", "dot"})
 
-    Only a name the cell assigns and keeps (its last version) holds, after the run, the
-    value the step computed.
+
+def numpy_text_backward(source, namespace, *, ran, sizes=None, check=True, seed=0,
+                        skipped=""):
+    """The retiring reading of a NumPy cell's text (:mod:`einsum_magic.chain.text`).
+
+    Reached only for runs that recorded nothing; the NumPy recorder replaces it.
     """
-    import ast
+    from .text.result import for_cell as text_for_cell
 
-    assigned = {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-                for t in node.targets if isinstance(t, ast.Name)}
-    return {s.target: namespace[s.target] for s in program.steps
-            if s.kind == "stop" and s.target in assigned
-            and hasattr(namespace.get(s.target), "shape")}
-
-
-def or_none(fn, *args):
-    """``fn(*args)``, or None where it raises (the alone-product display is an extra)."""
-    try:
-        return fn(*args)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _from_sizes(program: Program, missing, inputs, sizes, seed):
-    """Arrays for missing inputs that einsums read, from ``--sizes`` and the defaults."""
-    from ..core.shapes import shapes_from
-
-    rng = np.random.default_rng(seed)
-    made: dict[str, Any] = {}
-    for v in missing:
-        shape = None
-        for s in program.steps:
-            if s.kind == "einsum" and v in s.args:
-                known = {k: np.shape(inputs.get(a, made.get(a))) for k, a in enumerate(s.args)
-                         if a in inputs or a in made}
-                shapes, _ = shapes_from(s.param, known, sizes)
-                shape = shapes[s.args.index(v)]
-                break
-        if shape is None:
-            return {}, (f"cell backward: not derived: {v} has no array here (define it, or run "
-                        "the cell), and no einsum fixes its shape")
-        made[v] = rng.standard_normal(shape)
-    return made, ""
+    return text_for_cell(source, namespace, ran=ran, sizes=sizes, check=check, seed=seed,
+                         skipped=skipped)

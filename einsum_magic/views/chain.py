@@ -1,6 +1,11 @@
 """The "Cell backward" display: a cell's backward program as text and as HTML.
 
-This module owns how a :class:`~einsum_magic.chain.result.CellBackward` is shown. Both views
+This module owns how a cell's backward is shown: a
+:class:`~einsum_magic.chain.result.CellBackward` (from the record of the run: verdict
+first, PARTIAL with every input that is not derived and the operation it crosses, the
+backward lines with the cell line each comes from) and, until the NumPy recorder lands, the
+retiring :class:`~einsum_magic.chain.text.result.CellBackward` read from a NumPy cell's
+text. Both views
 are pure functions of it and deterministic (no ids from memory, timings, devices or error
 figures), so nbval can compare them: :func:`text` is the ``text/plain`` (verdict first, the
 inputs and sinks with their shapes, the forward program as read, the backward program with
@@ -15,13 +20,20 @@ from __future__ import annotations
 import hashlib
 from html import escape
 
-from ..chain.forward import line
+from ..chain.text.forward import line
 
 __all__ = ["text", "html", "meaning", "CellBackwardDisplay", "verdict"]
 
 
+def _recorded(b) -> bool:
+    return hasattr(b, "recording")
+
+
 def verdict(b) -> str:
     """The check's one line, or why it did not run."""
+    if _recorded(b) and b.check is None and b.not_derived:
+        first = next(iter(b.not_derived.values()))
+        return f"cell check: PARTIAL, not derived across {first}; {b.check_note or 'not run'}"
     if b.check is not None:
         return b.check.summary
     return f"cell check: {b.check_note or 'not run'}"
@@ -67,6 +79,8 @@ def text(b) -> str:
       line 1  dL_dX = np.einsum('ik,jk->ij', dL_dH, W)  # (2, 3)
       line 1  dL_dW = np.einsum('ik,ij->jk', dL_dH, X)  # (3, 4)
     """
+    if _recorded(b):
+        return _recorded_text(b)
     inputs, sinks = _io(b)
     given = ", ".join(b.cotangent(s) for s in b.sinks)
     out = [f"cell backward: {verdict(b)}", f"inputs: {inputs}; sinks: {sinks}, given {given}",
@@ -114,6 +128,8 @@ def html(b) -> str:
     """The deterministic ``text/html`` of the display (styled like the per-einsum ones)."""
     from .html import highlight, meaning_comment, stylesheet
 
+    if _recorded(b):
+        return _recorded_html(b)
     key = _anchor(b)
     inputs, sinks = _io(b)
     given = ", ".join(b.cotangent(s) for s in b.sinks)
@@ -164,6 +180,80 @@ _FAIL = '<span class="eg-fail">fail</span>'
 def _table(head, rows) -> str:
     return ('<table class="eg-table"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
             + "".join(rows) + "</table>")
+
+
+# -- the cell backward from the record of the run ---------------------------------------------
+
+
+def _rshape(b, v) -> str:
+    return _shape(b.recording.info[v].shape)
+
+
+def _recorded_io(b) -> tuple[str, str, str]:
+    p = b.program
+    inputs = ", ".join(f"{b.names.name[v]} {_rshape(b, v)}" for v in p.inputs) or "none"
+    sinks = ", ".join(f"{b.names.name[v]} {_rshape(b, v)}" for v in p.sinks) or "none"
+    given = ", ".join(p.grad_names[v] for v in p.sinks)
+    return inputs, sinks, given
+
+
+def _recorded_text(b) -> str:
+    p = b.program
+    inputs, sinks, given = _recorded_io(b)
+    out = [f"cell backward: {verdict(b)}", f"inputs: {inputs}; sinks: {sinks}, given {given}"]
+    for name, crosses in b.not_derived.items():
+        out.append(f"not derived: {name} (crosses {crosses})")
+    reads = len(p.preamble)
+    out.append(f"backward (runnable NumPy; b.code adds {reads} preamble line"
+               f"{'s' if reads != 1 else ''} binding the forward values and {given}):")
+    for bl in p.lines:
+        shape = f"  # {_rshape(b, bl.target)}" if bl.target is not None else ""
+        out.append(f"  {_where(bl.line)}  {bl.code}{shape}")
+    out += [f"note: {n}" for n in b.notes]
+    return "\n".join(out)
+
+
+def _recorded_html(b) -> str:
+    from .html import highlight, meaning_comment, stylesheet
+
+    p = b.program
+    inputs, sinks, given = _recorded_io(b)
+    ok = b.check is not None and b.check.passed
+    badge = "eg-pass" if ok else ("eg-fail" if b.check is not None and b.check.failed
+                                  else "eg-muted")
+    parts = ['<div class="eg-title">Cell backward '
+             f'<span class="{badge}">{escape(verdict(b))}</span></div>',
+             f"<div>inputs: {escape(inputs)}; sinks: {escape(sinks)}, given "
+             f"<code>{escape(given)}</code></div>"]
+    if b.not_derived:
+        parts.append("<h3>Not derived</h3>" + "".join(
+            f"<div><code>{escape(n)}</code>: crosses {escape(c)}</div>"
+            for n, c in b.not_derived.items()))
+    parts.append('<h3>Backward</h3><div class="eg-muted">runnable NumPy, from the record of '
+                 "the run; pasted after the cell it runs as is</div>")
+    parts.append(f"<details><summary>preamble: {len(p.preamble)} lines binding the forward "
+                 f"values</summary><pre>{escape(chr(10).join(p.preamble))}</pre></details>")
+    rows = [f'<tr><td class="eg-num">{_where(bl.line).strip()}</td><td>{highlight(bl.code)}'
+            f'</td><td class="eg-num">'
+            f'{escape(_rshape(b, bl.target)) if bl.target is not None else ""}</td>'
+            f"<td>{escape(bl.rule)}</td></tr>" for bl in p.lines]
+    parts.append(_table(("from", "gradient", "shape", "rule"), rows))
+    if b.notes:
+        parts.append("<h3>Notes</h3>" + "".join(f"<div>{escape(n)}</div>" for n in b.notes))
+    parts.append("<h3>Check</h3>")
+    if b.check is None or not b.check.rows:
+        parts.append(f"<div>{escape(b.check_note or verdict(b))}</div>")
+    else:
+        parts.append('<div class="eg-muted">every derived gradient against torch autograd of '
+                     "a replay of the recorded operations, float64, after the replay "
+                     f"reproduced every value of the run (seed {b.check.seed})</div>")
+        marks = {"pass": _PASS, "fail": _FAIL}
+        rows = [f"<tr><td><code>{escape(r.gradient)}</code></td><td>{escape(_shape(r.shape))}"
+                f"</td><td>{escape(r.against)}</td><td>"
+                f"{marks.get(r.status, escape(r.status))}</td></tr>" for r in b.check.rows]
+        parts.append(_table(("gradient", "shape", "against", "verdict"), rows))
+    return (meaning_comment(meaning(b)) + stylesheet()
+            + f'<div class="einsum-grad">{"".join(parts)}</div>')
 
 
 class CellBackwardDisplay:

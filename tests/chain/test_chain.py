@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from einsum_magic.chain import cell_backward
-from einsum_magic.chain.forward import BindError, bind, line
-from einsum_magic.chain.reading import read
+from einsum_magic.chain.text.forward import BindError, bind, line
+from einsum_magic.chain.text.reading import read
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -153,7 +153,7 @@ def test_the_mlp_backward_reads_as_the_issue_says_and_matches_jax():
 def test_the_check_passes_on_the_cells_arrays_and_catches_a_wrong_line():
     import dataclasses
 
-    from einsum_magic.chain.check import check_backward
+    from einsum_magic.chain.text.check import check_backward
 
     b = cell_backward(MLP_CELL, MLP, {"np": np, **MLP})
     assert b.check.passed and b.check.summary == ("cell check: PASS, 4/4 input gradients match "

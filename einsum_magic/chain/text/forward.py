@@ -1,7 +1,7 @@
 """Binding the program to the cell's arrays: products become einsums, every step gets its shape.
 
 This module owns the forward of the chain. :func:`bind` walks the read
-:class:`~einsum_magic.chain.program.Program` with the values of its inputs (from the user's
+:class:`~einsum_magic.chain.text.program.Program` with the values of its inputs (from the user's
 namespace, a capture of the run, or arrays of ``--sizes``), turns every product written
 without einsum into the einsum it is for those shapes (``A @ B`` with batch broadcasting is
 ``'...ij,...jk->...ik'``; ``x.sum(axis=1, keepdims=True)`` is ``'ij->i'`` then a reshape;
@@ -9,7 +9,7 @@ a mean divides that by the count), and runs each step's NumPy line (:func:`line`
 shown is what runs. :func:`line` writes a step for NumPy or jax.numpy.
 
 >>> import numpy as np
->>> from einsum_magic.chain.reading import read
+>>> from einsum_magic.chain.text.reading import read
 >>> p, values = bind(read("C = A @ B.T"), {"A": np.ones((2, 3)), "B": np.ones((4, 3))})
 >>> [line(s) for s in p.steps]
 ["t1 = np.einsum('ij->ji', B)", "C = np.einsum('ij,jk->ik', A, t1)"]

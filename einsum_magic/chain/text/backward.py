@@ -21,8 +21,8 @@ An input no sink depends on gets zeros. Each :class:`BackLine` remembers the ste
 from.
 
 >>> import numpy as np
->>> from einsum_magic.chain.reading import read
->>> from einsum_magic.chain.forward import bind
+>>> from einsum_magic.chain.text.reading import read
+>>> from einsum_magic.chain.text.forward import bind
 >>> p, _ = bind(read("H = X @ W + b"), {"X": np.ones((2, 3)), "W": np.ones((3, 4)),
 ...                                      "b": np.ones(4)})
 >>> for b in backward_lines(p):
@@ -38,8 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..core.derivation import derive
-from ..core.names import free_name
+from ...core.derivation import derive
+from ...core.names import free_name
 from .forward import _atom
 from .program import Program, Step
 

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import re
 
-from ..compute.cost import plan
-from ..core.derivation import derive
-from ..errors import EinsumError
-from ..compute.export import _lines, execute
+from ...compute.cost import plan
+from ...core.derivation import derive
+from ...errors import EinsumError
+from ...compute.export import _lines, execute
 from .forward import line
 
 __all__ = ["export", "compiled", "TARGETS"]

@@ -3,8 +3,8 @@
 This module owns the "alone" case of products: a cell whose only step is ``@``, ``matmul``,
 ``dot``, ``inner``, ``outer``, ``tensordot``, ``trace``, ``diagonal``, a transpose or a sum
 over axes gets the same per-einsum display as its einsum. :func:`single_product` reads the
-cell (:mod:`~einsum_magic.chain.reading`), binds the product to the shapes of the arrays the
-user's namespace holds (:mod:`~einsum_magic.chain.forward`, where ``A @ B`` becomes
+cell (:mod:`~einsum_magic.chain.text.reading`), binds the product to the shapes of the arrays the
+user's namespace holds (:mod:`~einsum_magic.chain.text.forward`, where ``A @ B`` becomes
 ``'ij,jk->ik'`` for matrices and ``'...ij,...jk->...ik'`` for stacks) and returns a
 :class:`~einsum_magic.cell.calls.Call` for the magic to derive, check and display like any other.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..cell.calls import Call
+from ...cell.calls import Call
 from .forward import bind
 from .reading import read
 

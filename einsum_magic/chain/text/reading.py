@@ -40,8 +40,8 @@ import numbers
 import types
 from typing import Any, Mapping
 
-from ..cell.calls import _dotted, find_calls
-from ..core.names import free_name
+from ...cell.calls import _dotted, find_calls
+from ...core.names import free_name
 from .program import Program, Step
 
 __all__ = ["read", "MODULES"]
@@ -220,7 +220,7 @@ class _Reader:
         """Whether ``name`` is no array: a builtin, a function, a random generator, a model.
 
         A ``stop`` step that reads one is no input of the cell; its value is taken from
-        the run (:func:`einsum_magic.chain.forward.bind`'s ``known``), never recomputed.
+        the run (:func:`einsum_magic.chain.text.forward.bind`'s ``known``), never recomputed.
         """
         if name not in self.ns:
             return hasattr(builtins, name)

@@ -1,0 +1,115 @@
+"""Backward rules: one recorded node → NumPy lines in the swap trick's words.
+
+This package owns the arrow *a node of the record → its contribution to the backward
+program*. One module per framework registers its rules here by the framework's own
+name of the call (:attr:`Node.op <einsum_magic.chain.record.Node>`):
+
+* :mod:`~einsum_magic.chain.rules.torch`: ``torch.Tensor.matmul``, ``torch.tanh``, …
+
+A rule is a function ``rule(node, ctx) -> list[Back]``. ``ctx`` (a :class:`Context`, given
+by :mod:`~einsum_magic.chain.program`) names what the rule may read: ``ctx.x(arg)`` the
+forward value of an argument (a NumPy name the backward code reads, or a constant's
+literal), ``ctx.g(k)`` the cotangent of the node's ``k``-th result (``None`` when nothing
+downstream needs it), ``ctx.out(k)`` the forward value of that result, ``ctx.shape(arg)``,
+``ctx.tmp(hint)`` a fresh name for a setup line. Each :class:`Back` is one contribution
+``expr`` to the gradient of one :class:`~einsum_magic.chain.record.Ref` (of the node's
+shape: broadcasting summed back by the rule), after its ``setup`` lines. Linear ops are
+written as ``np.einsum`` through :func:`einsum_magic.core.derivation.derive` (the swap
+trick), gathers as ``np.add.at`` scatter-adds (the one-hot einsum they equal), and
+elementwise functions with the framework's own subgradient at kinks.
+
+:func:`rule_for` finds a node's rule; a node without one is opaque
+(:mod:`~einsum_magic.chain.program` says which inputs it cuts off). :data:`RULES` is a
+plain dict: a test may remove or replace one rule to see the check FAIL or go PARTIAL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["Back", "Context", "RULES", "ALIASES", "rule", "rule_for", "as_ruled", "NoRule"]
+
+
+@dataclass(frozen=True)
+class Back:
+    """One contribution to the gradient of ``ref``: ``setup`` lines, then ``expr``.
+
+    ``view``: ``expr`` may share memory with another gradient (``dL_dy.reshape(…)``),
+    so the program copies it before accumulating into it. ``rule``: the trick's words
+    for the display (``swap: ik,jk->ij``).
+    """
+
+    ref: object
+    expr: str
+    setup: tuple[str, ...] = ()
+    view: bool = False
+    rule: str = ""
+
+
+class NoRule(Exception):
+    """A rule refuses a node it cannot derive (an argument it does not cover): opaque."""
+
+
+class Context:
+    """What a rule may read (implemented by :mod:`~einsum_magic.chain.program`)."""
+
+    def x(self, arg) -> str: ...            # forward value: a NumPy name or a literal
+    def g(self, k: int = 0) -> str | None: ...   # cotangent of result k
+    def out(self, k: int = 0) -> str: ...    # forward value of result k
+    def shape(self, arg) -> tuple: ...
+    def dtype(self, arg) -> str: ...
+    def tmp(self, hint: str) -> str: ...
+
+
+#: op → rule, for every framework (keys carry the framework: ``torch.tanh``).
+RULES: dict[str, Callable] = {}
+
+
+def rule(*ops: str):
+    """Register the decorated function as the rule of ``ops``."""
+
+    def register(fn):
+        for op in ops:
+            RULES[op] = fn
+        return fn
+
+    return register
+
+
+#: Parts of a framework's decomposition → the rule they share with a user-level call
+#: (``torch.ops.prims.exp.default`` → ``torch.exp``); each framework's module fills it.
+ALIASES: dict[str, str] = {}
+
+
+def as_ruled(node):
+    """``node`` with the op its rule is written for (a decomposition's part → its alias)."""
+    if node.op.startswith("torch.ops.") and node.op not in RULES:
+        packet = ".".join(node.op.split(".")[2:4])
+        target = ALIASES.get(packet)
+        if target is not None:
+            import dataclasses
+
+            return dataclasses.replace(node, op=target)
+    return node
+
+
+def rule_for(node) -> Callable | None:
+    """The rule of ``node``'s op, or None (the node is opaque)."""
+    _load(node.framework)
+    found = RULES.get(node.op)
+    if found is None and node.op.startswith("torch.ops."):
+        packet = ".".join(node.op.split(".")[2:4])            # prims.exp, aten.mm
+        found = RULES.get(ALIASES.get(packet, ""))
+    return found
+
+
+_LOADED: set = set()
+
+
+def _load(framework: str) -> None:
+    if framework in _LOADED:
+        return
+    _LOADED.add(framework)
+    if framework == "torch":
+        from . import torch as _torch  # noqa: F401 - registers its rules
