@@ -28,7 +28,7 @@ This module owns the order of the magic's steps; each step is another module's j
    (the HTML page everywhere; under it, where :mod:`einsum_magic.views.frontend` expects
    a working widget manager, live widgets), then the backward of the whole cell
    (:mod:`einsum_magic.chain`, from the record of the run that
-   :func:`einsum_magic.chain.record.recording` keeps; shown by :mod:`einsum_magic.views.chain`);
+   :func:`einsum_magic.chain.recorders.recording` keeps; shown by :mod:`einsum_magic.views.chain`);
 7. **store** ``-o NAME`` (:class:`~einsum_magic.cell.analysis.EinsumGradResult`) and
    **raise** :class:`ExpectationFailed` for a wrong ``--expect`` and :class:`CheckFailed`
    for a failed check (both ``AssertionError``), after the displays, so that nbval and
@@ -122,7 +122,7 @@ class Run:
         # 2. run
         if code and o.run:
             from .cell.run import run_code
-            from .chain.record import recording
+            from .chain.recorders import recording
             from .check.report import MAX_ELEMENTS
 
             with recording(self.ns, source=self.source) as self.recording:   # cell backward

@@ -43,14 +43,14 @@ RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 #: capture). Each entry is (kind, importer, what): the rewrites empty this list; nothing else may
 #: join it.
 ALLOWED = {
-    # chain/ reads the cell's source again through cell.calls' private helper
-    ("private", "einsum_magic.chain.reading", "einsum_magic.cell.calls._dotted"),
+    # chain/text/ (the retiring text reader of NumPy cells) reads the source again through a private helper
+    ("private", "einsum_magic.chain.text.reading", "einsum_magic.cell.calls._dotted"),
     # chain/ starts JAX through the check's alias for it (the cell check moves onto check.policy)
-    ("private", "einsum_magic.chain.check", "einsum_magic.check.report._import_jax"),
+    ("private", "einsum_magic.chain.text.check", "einsum_magic.check.report._import_jax"),
     # chain/ writes its export with compute.export's private line writer (one export writer to come)
-    ("private", "einsum_magic.chain.export", "einsum_magic.compute.export._lines"),
+    ("private", "einsum_magic.chain.text.export", "einsum_magic.compute.export._lines"),
     # within chain/: the backward builds on the forward's private atom reader
-    ("private", "einsum_magic.chain.backward", "einsum_magic.chain.forward._atom"),
+    ("private", "einsum_magic.chain.text.backward", "einsum_magic.chain.text.forward._atom"),
 }
 
 

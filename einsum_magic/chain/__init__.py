@@ -4,7 +4,7 @@ The arrow this subpackage owns, one module per job (each states its contract):
 
 * :mod:`~einsum_magic.chain.record`: the record of the run: nodes (one per array
   operation, in its framework's terms), values by id (references), leaves, budget;
-  :func:`~einsum_magic.chain.record.recording`, the context manager around the run;
+  :func:`~einsum_magic.chain.recorders.recording`, the context manager around the run;
 * :mod:`~einsum_magic.chain.recorders`: one recorder per framework (torch so far);
 * :mod:`~einsum_magic.chain.rules`: one node → NumPy backward lines (the swap trick for
   linear ops), one module per framework;

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from ..record import Ref
-from . import RULES, Back, NoRule, rule
+from .registry import RULES, Back, NoRule, rule
 
 __all__ = ["unbroadcast", "RULES"]
 
@@ -859,7 +859,7 @@ def _batch_norm(node, ctx):
 
 # -- the parts of torch's decompositions (prims): what a call without a rule becomes ------------
 
-from . import ALIASES  # noqa: E402
+from .registry import ALIASES  # noqa: E402
 
 ALIASES.update({f"prims.{p}": f"torch.{t}" for p, t in {
     "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "tanh": "tanh",
