@@ -50,7 +50,7 @@ from typing import Any, Mapping
 import numpy as np
 
 __all__ = ["Reference", "LineGrade", "Grading", "grade", "assignments", "gradient_name",
-           "forward_hints", "answers_from_code", "ROUNDOFF", "VERDICTS"]
+           "forward_hints", "answers_from_code", "reference_from", "ROUNDOFF", "VERDICTS"]
 
 #: Largest difference, relative to the gradient's largest entry, that is round-off, per dtype.
 ROUNDOFF = {"float64": 1e-9, "float32": 2e-5, "float16": 5e-3, "bfloat16": 4e-2}
@@ -744,7 +744,10 @@ def forward_hints(source: str, shapes: Mapping[str, tuple]) -> dict[str, str]:
     >>> print(h["H"])
     `H` (2, 4) is used on line 2 (tanh: multiply by (1 - output**2)); its gradient has shape (2, 4)
     """
-    tree = ast.parse(source)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
     uses: dict[str, list] = {}
     for stmt in tree.body:
         for name in sorted(_loaded([stmt])):
@@ -779,3 +782,39 @@ def answers_from_code(code: str, names) -> dict[str, str]:
             if target.startswith("dL_d") and target[4:] in names:
                 out.setdefault(target[4:], []).append(ast.get_source_segment(code, stmt))
     return {k: "\n".join(v) for k, v in out.items()}
+
+
+def reference_from(backward) -> Reference:
+    """The :class:`Reference` of a cell backward (what ``-o NAME`` stores as ``NAME.backward``).
+
+    Uses ``backward.gradients()`` (every input and named intermediate, by the user's names,
+    a scalar sink's cotangent 1), and where the backward has them: ``contributions(name)``
+    (((forward line, array), …), one per use of a value used more than once), ``code`` (the
+    answers, its ``dL_d<name>`` statements) and ``source`` (the forward cell: the hints).
+
+    >>> import numpy as np
+    >>> class B:
+    ...     code = "dL_dx = dL_dy * 2"
+    ...     source = "y = 2 * x"
+    ...     def gradients(self):
+    ...         return {"x": np.full(3, 2.0), "y": np.ones(3)}
+    >>> r = reference_from(B())
+    >>> r.shapes, r.answers
+    ({'x': (3,), 'y': (3,)}, {'x': 'dL_dx = dL_dy * 2'})
+    >>> print(r.hints["x"])
+    `x` (3,) is used on line 1 (product: multiply by the other factor); its gradient has shape (3,)
+    """
+    grads = dict(backward.gradients())
+    shapes = {k: tuple(int(n) for n in np.shape(v)) for k, v in grads.items()}
+    contributions = {}
+    split = getattr(backward, "contributions", None)
+    if callable(split):
+        for name in grads:
+            parts = tuple(split(name) or ())
+            if len(parts) > 1:
+                contributions[name] = parts
+    code = getattr(backward, "code", "")
+    answers = answers_from_code(code, grads) if isinstance(code, str) else {}
+    source = getattr(backward, "source", None)
+    hints = forward_hints(source, shapes) if isinstance(source, str) else {}
+    return Reference(grads, shapes, contributions, hints, answers)

@@ -142,6 +142,9 @@ class EinsumGradMagics(Magics):
                    "repeatable; a wrong one makes the cell fail")
     @argument("-o", "--output", metavar="NAME",
               help="store the derivations and check reports in the variable NAME")
+    @argument("--grade", metavar="NAME",
+              help="grade the gradients the cell assigns (d<name> or dL_d<name>) against the "
+                   "backward of NAME, an earlier result of -o NAME; a wrong one fails the cell")
     @line_cell_magic
     def einsum_grad(self, line, cell=None):
         """Derive, show and check the backward einsum of every operand (the swap trick).
@@ -241,6 +244,11 @@ class _Run:
         return _sync(self.run_async())
 
     async def run_async(self):
+        if self.args.grade is not None:          # a hand-written backward cell, graded
+            from .grading import grade_cell
+
+            return await grade_cell(self.shell, _unquoted(self.args.grade), self.cell,
+                                    self.magics.max_elements, self._view())
         calls, notes, note_lines, code = self._calls()
         calls, skipped = self._valid(calls)
         notes += skipped
