@@ -788,23 +788,26 @@ def reference_from(backward) -> Reference:
     """The :class:`Reference` of a cell backward (what ``-o NAME`` stores as ``NAME.backward``).
 
     Uses ``backward.gradients()`` (every input and named intermediate, by the user's names,
-    a scalar sink's cotangent 1), and where the backward has them: ``contributions(name)``
+    a scalar sink's cotangent 1; the sinks themselves, ``backward.sinks``, are not graded:
+    the loss's gradient is the cotangent given), and where the backward has them: ``contributions(name)``
     (((forward line, array), …), one per use of a value used more than once), ``code`` (the
     answers, its ``dL_d<name>`` statements) and ``source`` (the forward cell: the hints).
 
     >>> import numpy as np
     >>> class B:
     ...     code = "dL_dx = dL_dy * 2"
-    ...     source = "y = 2 * x"
+    ...     source = "y = 2 * x\\nloss = y.sum()"
+    ...     sinks = ("loss",)
     ...     def gradients(self):
-    ...         return {"x": np.full(3, 2.0), "y": np.ones(3)}
+    ...         return {"x": np.full(3, 2.0), "y": np.ones(3), "loss": np.ones(())}
     >>> r = reference_from(B())
     >>> r.shapes, r.answers
     ({'x': (3,), 'y': (3,)}, {'x': 'dL_dx = dL_dy * 2'})
     >>> print(r.hints["x"])
     `x` (3,) is used on line 1 (product: multiply by the other factor); its gradient has shape (3,)
     """
-    grads = dict(backward.gradients())
+    sinks = set(getattr(backward, "sinks", ()) or ())
+    grads = {k: v for k, v in dict(backward.gradients()).items() if k not in sinks}
     shapes = {k: tuple(int(n) for n in np.shape(v)) for k, v in grads.items()}
     contributions = {}
     split = getattr(backward, "contributions", None)

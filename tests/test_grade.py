@@ -406,3 +406,21 @@ def test_broadcast_sum_diagnosed_from_shapes(seed, n, m):
     assert line.reason == "broadcast"
     assert f"np.einsum('ij->j', db)" in line.message
     assert "still wrong" not in line.message
+
+
+def test_the_tables_are_large_enough():
+    """At least 50 learner answers, each common mistake at least twice."""
+    answers = (len(MAKEMORE_MISTAKES) + len(MAKEMORE_RIGHT) + len(MLP_MISTAKES)
+               + len(ATTENTION_MISTAKES) + len(cases.GRADIENTS))
+    assert answers >= 50
+    by_target = {}
+    for _, _, target, _, reason, _ in MAKEMORE_MISTAKES:
+        by_target.setdefault(reason, []).append(target)
+    assert len(by_target["scatter"]) >= 2 and set(by_target["scatter"]) == {"dC"}
+    assert {"dcounts_sum_inv", "db1", "dbnmeani"} <= set(by_target["broadcast"])
+    assert by_target["path"].count("dcounts") >= 2
+    assert sum(t == "dlogit_maxes" for _, _, t, *_ in MAKEMORE_MISTAKES) >= 2
+    for reason in ("bessel", "transpose", "sign", "elementwise", "factor"):
+        assert len(by_target[reason]) >= 2, reason
+    assert sum("(1 - h**2)" in m[5] or m[4] == "elementwise" and m[2] == "dhpreact"
+               for m in MAKEMORE_MISTAKES) >= 2
