@@ -131,6 +131,9 @@ MAKEMORE_MISTAKES = [
     # a constant factor
     ("dlogprobs[range(n), Yb] = -1.0/n", "dlogprobs[range(n), Yb] = -1.0", "dlogprobs",
      "wrong", "factor", "is 32 times the gradient of `logprobs`: a factor 1/32 is missing"),
+    ("dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)",
+     "dcounts_sum_inv = (counts * dprobs).mean(1, keepdim=True)", "dcounts_sum_inv", "wrong",
+     "factor", "is 1/27 of the gradient of `counts_sum_inv`: an extra factor 1/27"),
     ("dbnvar = (-0.5*(bnvar + 1e-5)**-1.5) * dbnvar_inv",
      "dbnvar = (0.5*(bnvar + 1e-5)**-1.5) * dbnvar_inv", "dbnvar", "wrong", "sign", "sign"),
     # an elementwise factor of a product
