@@ -41,6 +41,8 @@ The first wrong line (the root: ``'wrong'`` before ``'upstream'``) is
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import itertools
 import math
 import string
@@ -553,7 +555,8 @@ def _rerun(stmts, target, ns, substitutes):
             local[n] = _copy(local[n])
     local.update(substitutes)
     code = compile(ast.Module(body=list(stmts), type_ignores=[]), "<grade>", "exec")
-    exec(code, local)                   # noqa: S102 (the learner's own lines, on copies)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        exec(code, local)               # noqa: S102 (the learner's own lines, on copies, quiet)
     return local.get(target)
 
 

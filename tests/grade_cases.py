@@ -39,7 +39,7 @@ logit_maxes = logits.max(1, keepdim=True).values
 norm_logits = logits - logit_maxes # subtract max for numerical stability
 counts = norm_logits.exp()
 counts_sum = counts.sum(1, keepdims=True)
-counts_sum_inv = counts_sum**-1
+counts_sum_inv = counts_sum**-1 # if I use (1.0 / counts_sum) instead then I can't get backprop to be bit exact...
 probs = counts * counts_sum_inv
 logprobs = probs.log()
 loss = -logprobs[range(n), Yb].mean()
@@ -131,6 +131,33 @@ dWv = x.T @ dv
 dx = dq @ Wq.T + dk @ Wk.T + dv @ Wv.T
 """
 ATTENTION_GRADIENTS = ("y", "att", "v", "scores", "q", "k", "Wq", "Wk", "Wv", "x")
+
+
+#: The class-hour chain of the notebooks: one attention head, its 6 gradients.
+HEAD = """\
+scores = q @ k.T * scale
+att = torch.softmax(scores, dim=-1)
+y = att @ v
+loss = 0.5 * (y**2).sum()
+"""
+HEAD_SOLUTION = """\
+dy = y
+datt = dy @ v.T
+dv = att.T @ dy
+dscores = att * (datt - (att * datt).sum(-1, keepdim=True))
+dq = dscores @ k * scale
+dk = dscores.T @ q * scale
+"""
+HEAD_GRADIENTS = ("y", "att", "v", "scores", "q", "k")
+
+
+def head(seed: int = 0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    data = {"torch": torch, "q": torch.randn(5, 4, generator=g),
+            "k": torch.randn(5, 4, generator=g), "v": torch.randn(5, 4, generator=g),
+            "scale": 4 ** -0.5}
+    data = {k: v.to(dtype) if torch.is_tensor(v) else v for k, v in data.items()}
+    return run_forward(HEAD, data), reference(HEAD, data, HEAD_GRADIENTS)
 
 
 def makemore_data(seed: int = 0, dtype=torch.float32) -> dict:

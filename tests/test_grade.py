@@ -338,6 +338,18 @@ def test_attention_solution_right(attention):
     assert not g.failed and g.summary == "grade: RIGHT, 10 of 10 right"
 
 
+def test_the_notebooks_attention_head():
+    """The class-hour chain of notebooks 05: its 6 answers right, a softmax slip wrong."""
+    case = cases.head(0)
+    g = _graded(case, cases.HEAD_SOLUTION)
+    assert g.summary == "grade: RIGHT, 6 of 6 right"
+    g = _graded(case, cases.HEAD_SOLUTION.replace("dscores = att * (datt - (att * datt).sum(-1, "
+                                                  "keepdim=True))", "dscores = att * datt"))
+    assert (_line(g, "dscores").verdict, _line(g, "dq").verdict) == ("wrong", "upstream")
+    g = _graded(case, cases.HEAD_SOLUTION.replace("dv = att.T @ dy", "dv = att @ dy"))
+    assert _line(g, "dv").verdict == "wrong"
+
+
 # -- reading the cell ------------------------------------------------------------------------
 
 def test_assignments_in_execution_order():
@@ -364,6 +376,18 @@ def test_answers_from_code():
     code = "dL_dy = dL_dz * 2\ndL_dx = dL_dy @ W.T\ndL_dx += dL_dy\n"
     assert answers_from_code(code, {"x", "y"}) == {"y": "dL_dy = dL_dz * 2",
                                                    "x": "dL_dx = dL_dy @ W.T\ndL_dx += dL_dy"}
+
+
+def test_rerunning_a_line_prints_nothing(makemore, capsys):
+    cell = _swap(S, "dprobs = (1.0 / probs) * dlogprobs", "dprobs = dlogprobs")
+    cell = _swap(cell, "dcounts = counts_sum_inv * dprobs",
+                 "dcounts = counts_sum_inv * dprobs; print('hello')")
+    ns, ref = makemore
+    after = cases.learner(cell, ns)
+    capsys.readouterr()
+    g = grade(cell, after, ref)
+    assert _line(g, "dcounts").verdict == "upstream"
+    assert capsys.readouterr().out == ""
 
 
 def test_grading_never_changes_the_learners_values(makemore):
