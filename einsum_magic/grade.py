@@ -313,7 +313,7 @@ def _sum_code(target: str, axes: tuple[int, ...], ndim: int, keep: tuple[int, ..
     out = "".join(c for k, c in enumerate(letters) if k not in axes)
     code = f"np.einsum('{letters}->{out}', {target})"
     if keep:
-        code += f" with size-1 axes kept ({target}.sum({_axes_arg(axes)}, keepdim=True))"
+        code += f", size-1 axes kept: {target}.sum({_axes_arg(axes)}, keepdim=True)"
     return code
 
 
@@ -466,13 +466,23 @@ def _rows(target, name, g, r, tol) -> str | None:
             f"`index_add_` / `np.add.at`")
 
 
-def diagnose(target: str, name: str, g, r, tol: float, values=(), contributions=()) \
-        -> tuple[str, str]:
-    """(reason, message) for a wrong gradient ``g`` of ``name`` against the reference ``r``."""
+def diagnose(target: str, name: str, g, r, tol: float, values=(), contributions=(),
+             operand: str = "") -> tuple[str, str]:
+    """(reason, message) for a wrong gradient ``g`` of ``name`` against the reference ``r``.
+
+    ``values``: (name, array) of the forward values, for elementwise factors;
+    ``contributions``: ((line, array), …) per use of ``name``; ``operand``: what the sum
+    that fixes a missing broadcast sum is written over (default ``target``).
+
+    >>> import numpy as np
+    >>> up = np.arange(6.).reshape(2, 3)
+    >>> diagnose("db", "b", up, up.sum(0), 1e-9, operand="dh")[1]
+    "`db` has shape (2, 3); `b` has shape (3,): it was broadcast over axis 0 (size 2), so its gradient is summed over that axis (np.einsum('ij->j', dh))"
+    """
     if g.shape != r.shape and g.size == r.size and _squeezed(g.shape) == _squeezed(r.shape):
         g = g.reshape(r.shape)             # size-1 axes aside, the values are wrong
     if g.shape != r.shape:
-        return _diagnose_shape(target, name, g, r, tol, values, contributions)
+        return _diagnose_shape(target, name, g, r, tol, values, contributions, operand)
     if contributions:
         said = _path(target, name, g, contributions, tol)
         if said:
@@ -504,7 +514,7 @@ def _squeezed(shape) -> list[int]:
     return [n for n in shape if n != 1]
 
 
-def _diagnose_shape(target, name, g, r, tol, values, contributions):
+def _diagnose_shape(target, name, g, r, tol, values, contributions, operand=""):
     head = f"`{target}` has shape {_shape_text(g.shape)}; `{name}` has shape {_shape_text(r.shape)}"
     if g.ndim == 2 and g.T.shape == r.shape and _close(g.T, r, tol):
         return "transpose", (f"{head}: it is transposed (a gradient has the layout of its "
@@ -513,7 +523,7 @@ def _diagnose_shape(target, name, g, r, tol, values, contributions):
     if axes is not None:
         summed, kept = axes
         sizes = ", ".join(f"axis {k} (size {g.shape[k]})" for k in summed)
-        code = _sum_code(target, summed, g.ndim, kept)
+        code = _sum_code(operand or target, summed, g.ndim, kept)
         msg = (f"{head}: it was broadcast over {sizes}, so its gradient is summed over "
                f"{'that axis' if len(summed) == 1 else 'those axes'} ({code})")
         total = g.sum(axis=summed, keepdims=True).reshape(r.shape)
@@ -594,8 +604,9 @@ def grade(source: str, ns: Mapping[str, Any], reference: Reference, of: str = ""
         if verdict is not None:
             grades[target] = LineGrade(**verdict, **common)
             continue
+        operand = _operand(tree, statements, target, names, ns, g.shape)
         reason, message = diagnose(target, name, g, r, tol, here,
-                                   reference.contributions.get(name, ()))
+                                   reference.contributions.get(name, ()), operand)
         upstream = _wrong_upstream(tree, statements, target, names, grades)
         if upstream:
             subs = {grades[u].target: _like(refs[grades[u].name], ns[grades[u].target])
@@ -613,7 +624,7 @@ def grade(source: str, ns: Mapping[str, Any], reference: Reference, of: str = ""
                 continue
             if again is not None:      # the learner's own rule, fed the right upstream
                 reason, message = diagnose(target, name, again, r, tol, here,
-                                           reference.contributions.get(name, ()))
+                                           reference.contributions.get(name, ()), operand)
         grades[target] = LineGrade(verdict="wrong", reason=reason, message=message, **common)
     out = [grades[t] for t in found]
     for name in reference.gradients:
@@ -660,6 +671,24 @@ def _verdict(target, name, g, r, tol, dtype, floor: float = 0.0) -> dict | None:
 
 def _round_dtype(tol) -> str:
     return next(d for d, t in ROUNDOFF.items() if t == tol)
+
+
+def _operand(tree, statements, target, names, ns, shape) -> str:
+    """The learner gradient a one-line alias reads (``db1 = dhprebn``, ``db1 =
+    dhprebn.clone()``), the operand of the sum it misses, if it has ``shape``; else ``''``
+    (the sum is then written over the learner's own value)."""
+    if len(statements) != 1:
+        return ""
+    stmt = tree.body[statements[0]]
+    if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
+        return ""
+    value = stmt.value
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+            and value.func.attr in ("clone", "copy") and not value.args:
+        value = value.func.value
+    if not isinstance(value, ast.Name) or value.id == target or not gradient_name(value.id, names):
+        return ""
+    return value.id if tuple(np.shape(ns.get(value.id))) == shape else ""
 
 
 def _read_targets(tree, statements, target, names, grades) -> list[str]:

@@ -70,10 +70,12 @@ MAKEMORE_MISTAKES = [
     ("dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)",
      "dcounts_sum_inv = counts * dprobs", "dcounts_sum_inv", "wrong", "broadcast",
      "`dcounts_sum_inv` has shape (32, 27); `counts_sum_inv` has shape (32, 1): it was "
-     "broadcast over axis 1 (size 27)"),
+     "broadcast over axis 1 (size 27), so its gradient is summed over that axis "
+     "(np.einsum('ij->i', dcounts_sum_inv), size-1 axes kept: dcounts_sum_inv.sum(1, "
+     "keepdim=True))"),
     ("db1 = dhprebn.sum(0)", "db1 = dhprebn", "db1", "wrong", "broadcast",
      "`db1` has shape (32, 64); `b1` has shape (64,): it was broadcast over axis 0 (size 32), "
-     "so its gradient is summed over that axis (np.einsum('ij->j', db1))"),
+     "so its gradient is summed over that axis (np.einsum('ij->j', dhprebn))"),
     ("db1 = dhprebn.sum(0)", "db1 = dhprebn.sum(1)", "db1", "wrong", "shape",
      "`db1` has shape (32,); `b1` has shape (64,)"),
     ("dbnmeani = (-dbndiff).sum(0)", "dbnmeani = -dbndiff", "dbnmeani", "wrong", "broadcast",

@@ -82,7 +82,7 @@ def test_a_wrong_line_fails_the_cell_with_its_reason(ip):
                                  "line 29) — db1, line 29: `db1` has shape (32, 64); `b1` has "
                                  "shape (64,): it was broadcast over axis 0 (size 32)")
     (shown,) = [o.data["text/plain"] for o in cap.outputs]
-    assert "> wrong db1" in shown and "np.einsum('ij->j', db1)" in shown
+    assert "> wrong db1" in shown and "np.einsum('ij->j', dhprebn)" in shown
     (page,) = [o.data["text/html"] for o in cap.outputs]
     assert page.count(" open>") == 1
     assert '<details class="eg-line eg-line-wrong" open><summary><span class="eg-fail">wrong' \
