@@ -88,6 +88,7 @@ def test_a_wrong_line_fails_the_cell_with_its_reason(ip):
     assert '<details class="eg-line eg-line-wrong" open><summary><span class="eg-fail">wrong' \
            '</span> <code>db1</code>' in page
     assert "Hint: the rule and the shape" in page and "Reveal the answer for <code>db1" in page
+    assert "<script" not in page and "src=" not in page and "<link" not in page
     assert "GradeFailed: grade: WRONG" in cap.stdout or "Traceback" not in cap.stdout
 
 

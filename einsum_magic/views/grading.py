@@ -74,6 +74,14 @@ def meaning(g) -> str:
     return " | ".join(parts)
 
 
+def _coded(message: str) -> str:
+    """``message`` escaped, each `quoted` part as <code>."""
+    parts = escape(message).split("`")
+    if len(parts) % 2 == 0:              # an odd number of backticks: leave them be
+        return escape(message)
+    return "".join(f"<code>{p}</code>" if k % 2 else p for k, p in enumerate(parts))
+
+
 def _fold(summary: str, body: str, cls: str) -> str:
     return f'<details class="{cls}"><summary>{summary}</summary>{body}</details>'
 
@@ -83,12 +91,14 @@ def _line(line, first: bool) -> str:
     state = {"right": "right", "wrong": "wrong", "missing": "missing"}[word]
     badge = {"right": "eg-pass", "wrong": "eg-fail", "missing": "eg-warn"}[word]
     mark = ' <span class="eg-first">first wrong line</span>' if first else ""
+    if line.verdict == "upstream":
+        mark += f' <span class="eg-muted">from <code>{escape(line.upstream)}</code></span>'
     summary = (f'<span class="{badge}">{escape(word)}</span> <code>{escape(line.target)}</code> '
                f'<span class="eg-muted">{escape(line.where)}</span>{mark}')
-    body = [f"<div>{escape(line.message)}</div>"]
+    body = [f"<div>{_coded(line.message)}</div>"]
     if not line.passed:
         if line.hint:
-            body.append(_fold("Hint: the rule and the shape", f"<div>{escape(line.hint)}</div>",
+            body.append(_fold("Hint: the rule and the shape", f"<div>{_coded(line.hint)}</div>",
                               "eg-fold"))
         if line.answer:
             body.append(_fold(f"Reveal the answer for <code>{escape(line.target)}</code>",
