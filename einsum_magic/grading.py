@@ -37,11 +37,17 @@ def _backward(ns: dict, name: str):
     if name not in ns:
         raise UsageError(f"--grade {name}: there is no {name}: run the forward cell under "
                          f"%%einsum_grad -o {name} first")
-    backward = getattr(ns[name], "backward", None)
-    if backward is None or not callable(getattr(backward, "gradients", None)):
+    if not hasattr(ns[name], "backward"):
         kind = type(ns[name]).__name__
         raise UsageError(f"--grade {name}: {name} ({kind}) holds no cell backward to grade "
                          f"against: run the forward cell under %%einsum_grad -o {name}")
+    backward = ns[name].backward
+    if backward is None:
+        raise UsageError(f"--grade {name}: {name} has no cell backward: the magic derived none "
+                         "for its cell (see the notes under that cell)")
+    if not callable(getattr(backward, "gradients", None)):
+        raise UsageError(f"--grade {name}: {name}.backward cannot give its gradients (it has no "
+                         "gradients())")
     return backward
 
 

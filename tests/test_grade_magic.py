@@ -119,6 +119,11 @@ def test_usage_errors(ip):
         result, _ = run(ip, f"%%einsum_grad {line}\ndW2 = h.T @ dlogits\n")
         assert type(result.error_in_exec) is UsageError, result.error_in_exec
         assert words in str(result.error_in_exec)
+    for value, words in ((SimpleNamespace(backward=None), "has no cell backward"),
+                         (SimpleNamespace(backward=object()), "cannot give its gradients")):
+        ip.user_ns["fwd0"] = value
+        result, _ = run(ip, "%%einsum_grad --grade fwd0\ndW2 = h.T @ dlogits\n")
+        assert type(result.error_in_exec) is UsageError and words in str(result.error_in_exec)
     result, _ = run(ip, "%einsum_grad --grade fwd")
     assert type(result.error_in_exec) is UsageError
 
