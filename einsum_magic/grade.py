@@ -767,6 +767,10 @@ def _rule(stmt, name: str) -> str:
     return best or "each use passes the gradient back through its operation"
 
 
+def _elementwise_rule(rule: str) -> bool:
+    return rule.split(":", 1)[0] in ("sum", "difference", "product", "quotient", "power rule")
+
+
 def forward_hints(source: str, shapes: Mapping[str, tuple]) -> dict[str, str]:
     """Per value of the forward ``source``: the rule of each line that uses it, and its shape.
 
@@ -782,9 +786,16 @@ def forward_hints(source: str, shapes: Mapping[str, tuple]) -> dict[str, str]:
         return {}
     uses: dict[str, list] = {}
     for stmt in tree.body:
+        assigned = [t.id for t in getattr(stmt, "targets", ()) if isinstance(t, ast.Name)]
+        out_shape = shapes.get(assigned[0]) if len(assigned) == 1 else None
         for name in sorted(_loaded([stmt])):
             if name in shapes:
-                uses.setdefault(name, []).append((stmt.lineno, _rule(stmt, name)))
+                rule = _rule(stmt, name)
+                if out_shape is not None and _elementwise_rule(rule) and \
+                        _broadcast_axes(tuple(out_shape), tuple(shapes[name])) is not None:
+                    rule += (f"; broadcast from {_shape_text(shapes[name])} to "
+                             f"{_shape_text(out_shape)}: summed back over the broadcast axes")
+                uses.setdefault(name, []).append((stmt.lineno, rule))
     out = {}
     for name, shape in shapes.items():
         used = uses.get(name, [])

@@ -368,8 +368,11 @@ def test_assignments_in_execution_order():
 def test_hint_is_rule_and_shape_not_answer(makemore):
     _, ref = makemore
     hint = ref.hints["b1"]
-    assert hint == ("`b1` (64,) is used on line 4 (sum: the gradient passes through); its "
-                    "gradient has shape (64,)")
+    assert hint == ("`b1` (64,) is used on line 4 (sum: the gradient passes through; "
+                    "broadcast from (64,) to (32, 64): summed back over the broadcast axes); "
+                    "its gradient has shape (64,)")
+    assert "broadcast from (32, 1) to (32, 27)" in ref.hints["counts_sum_inv"]
+    assert "broadcast" not in ref.hints["W1"]
     assert "sum over its uses" in ref.hints["counts"]
     assert "indexing" in ref.hints["C"]
 
