@@ -605,8 +605,7 @@ def grade(source: str, ns: Mapping[str, Any], reference: Reference, of: str = ""
             grades[target] = LineGrade(**verdict, **common)
             continue
         operand = _operand(tree, statements, target, names, ns, g.shape)
-        reason, message = diagnose(target, name, g, r, tol, here,
-                                   reference.contributions.get(name, ()), operand)
+        judged = g                     # what the reason is read from
         upstream = _wrong_upstream(tree, statements, target, names, grades)
         if upstream:
             subs = {grades[u].target: _like(refs[grades[u].name], ns[grades[u].target])
@@ -615,7 +614,8 @@ def grade(source: str, ns: Mapping[str, Any], reference: Reference, of: str = ""
                 again = _numpy(_rerun([tree.body[k] for k in statements], target, ns, subs))
             except Exception:          # noqa: BLE001 (the learner's line on other values)
                 again = None
-            if again is not None and _verdict(target, name, again, r, tol, "float64", floor) is not None:
+            if again is not None and \
+                    _verdict(target, name, again, r, tol, "float64", floor) is not None:
                 first = grades[upstream]
                 grades[target] = LineGrade(
                     verdict="upstream", reason="upstream", upstream=first.target,
@@ -623,8 +623,9 @@ def grade(source: str, ns: Mapping[str, Any], reference: Reference, of: str = ""
                              f"fix that line first"), **common)
                 continue
             if again is not None:      # the learner's own rule, fed the right upstream
-                reason, message = diagnose(target, name, again, r, tol, here,
-                                           reference.contributions.get(name, ()), operand)
+                judged = again
+        reason, message = diagnose(target, name, judged, r, tol, here,
+                                   reference.contributions.get(name, ()), operand)
         grades[target] = LineGrade(verdict="wrong", reason=reason, message=message, **common)
     out = [grades[t] for t in found]
     for name in reference.gradients:
