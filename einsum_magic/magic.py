@@ -76,6 +76,9 @@ class EinsumGradMagics(Magics):
                    "repeatable; a wrong one makes the cell fail")
     @argument("-o", "--output", metavar="NAME", action=Once,
               help="store the derivations and check reports in the variable NAME")
+    @argument("--grade", metavar="NAME", action=Once,
+              help="grade the gradients the cell assigns (d<name> or dL_d<name>) against the "
+                   "backward of NAME, an earlier result of -o NAME; a wrong one fails the cell")
     @line_cell_magic
     def einsum_grad(self, line, cell=None):
         """Derive, show and check the backward einsum of every operand (the swap trick).

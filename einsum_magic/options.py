@@ -59,6 +59,7 @@ class Options:
     max_elements: int | None = None         # the check's element budget per array
     max_displays: int = 20
     view: str = "auto"
+    grade: str | None = None                # --grade NAME: the forward result to grade against
 
 
 def read(parse: Callable, line: str, config, namespace: Mapping, cell_magic: bool) -> Options:
@@ -99,7 +100,7 @@ def options(args, config, namespace: Mapping) -> Options:
     skipped = "--no-check" if args.no_check else "EinsumGradMagics.check = False"
     return Options(equation, sizes, not args.no_run, config.check and not args.no_check,
                    skipped, dtype, seed, expects, output, config.max_elements,
-                   config.max_displays, config.view)
+                   config.max_displays, config.view, unquoted(getattr(args, "grade", None)))
 
 
 def _said(option: str, fn, text):

@@ -27,11 +27,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "einsum_magic"
 LAYERS = (
     ("errors",),
     ("core",),
-    ("compute", "check", "expect"),
+    ("compute", "check", "expect", "grade"),
     ("cell",),
     ("chain",),
     ("views",),
-    ("options", "flow"),
+    ("options", "grading", "flow"),
     ("magic",),
     ("__init__",),
     ("cli", "sanitize", "__main__"),
