@@ -59,6 +59,7 @@ from IPython.display import display
 
 from .cell import calls as cells
 from .cell.analysis import Analysis, EinsumGradResult, is_result
+from .cell.run import CellCodeFailed, fail_with
 from .core.derivation import default_names, derive
 from .core.equation import parse
 from .core.shapes import shapes_from
@@ -83,17 +84,6 @@ class CheckFailed(AssertionError):
     def _render_traceback_(self):
         return [f"{type(self).__name__}: {self}"]
 
-
-class CellCodeFailed(RuntimeError):
-    """The cell's own code raised (IPython showed it), outside a cell IPython runs.
-
-    Inside a cell, the cell fails with the user's own exception instead (see step 2);
-    this is raised only where no cell holds the magic (``shell.run_cell_magic`` called
-    directly), so that the caller still sees the failure.
-    """
-
-    def _render_traceback_(self):
-        return [f"einsum_grad: {self}"]
 
 
 class Run:
@@ -146,7 +136,7 @@ class Run:
         analyses = self._checked(analyses, operands)
         self._display(analyses)
         hidden = any(answer_hidden(a) for a in analyses)   # an exercise is open or wrong
-        backward = self._cell_backward(show=not hidden) if code else None
+        backward = self._cell_backward(show=not hidden and not o.exercise) if code else None
         if not analyses and not notes and code and backward is None:
             notes = ("no einsum call found in the cell",)
         if notes:
@@ -241,10 +231,7 @@ class Run:
 
         print(render_notes((f"the cell's code raised {type(error).__name__}, so its einsums "
                             "were not analysed",)))
-        outer = getattr(self.shell.displayhook, "exec_result", None)
-        if outer is None:               # not inside a cell IPython runs: tell the caller
-            raise CellCodeFailed(f"the cell's code raised {type(error).__name__}") from error
-        outer.error_in_exec = error
+        fail_with(self.shell, error)
         return None
 
     # -- 3-4. join, derive, grade -------------------------------------------------------
@@ -431,8 +418,8 @@ class Run:
     def _cell_backward(self, show: bool = True):
         """The whole cell's backward (:mod:`einsum_magic.chain`), displayed; None if none.
 
-        ``show=False`` (an exercise of the cell is open or wrong: the cell's backward would
-        give its answer away) says so in one line instead of displaying it.
+        ``show=False`` (an exercise of the cell is open or wrong, or the whole backward is one,
+        ``--exercise``: showing it would give the answer away) says so in one line instead.
         """
         from .chain.result import for_cell
         from .views.chain import CellBackwardDisplay
@@ -446,6 +433,12 @@ class Run:
             print(render_notes((note,)))
         if backward is not None and show:
             display(CellBackwardDisplay(backward, view=self._view()))
+        elif backward is not None and o.exercise:
+            verdict = f" ({backward.check.summary.split(',')[0]})" if backward.check else ""
+            where = (f"%%einsum_grad --grade {o.output}" if o.output
+                     else "%%einsum_grad --grade NAME, after storing this cell's result with -o NAME")
+            print(f"einsum_grad: the cell's backward is an exercise{verdict}: it is derived and "
+                  f"kept, not shown; write yours in a later cell under {where}")
         elif backward is not None:
             print("einsum_grad: the cell's backward is shown once its exercise is solved")
         return backward

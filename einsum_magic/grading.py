@@ -25,7 +25,8 @@ class GradeFailed(AssertionError):
 
 
 class GradedCodeFailed(RuntimeError):
-    """The learner's code raised (IPython showed it): the cell fails, nothing is graded."""
+    """The learner's cell did not compile (IPython showed why): the cell fails, nothing is
+    graded. A learner's code that raises fails the cell with its own exception instead."""
 
     def _render_traceback_(self):
         return [f"einsum_grad: {self}"]
@@ -56,7 +57,7 @@ async def grade_cell(shell, name: str, cell: str | None, budget: int | None = No
     """Run ``cell`` in ``shell``, grade its gradients against ``name``'s backward, display."""
     from IPython.display import display
 
-    from .cell.run import run_code
+    from .cell.run import fail_with, run_code
     from .check.report import MAX_ELEMENTS
     from .grade import grade, reference_from
     from .views.grading import GradingDisplay, text
@@ -78,8 +79,12 @@ async def grade_cell(shell, name: str, cell: str | None, budget: int | None = No
     except SyntaxError:
         source = None                  # the run reports it as IPython would
     ran = await run_code(shell, cell, budget or MAX_ELEMENTS)
-    if ran.error is not None or source is None:
+    if ran.error is not None or source is None:   # IPython has shown the user's error
         kind = type(ran.error).__name__ if ran.error is not None else "SyntaxError"
+        print(f"einsum_grad: the cell's code raised {kind}, so its gradients were not graded")
+        if ran.error is not None:
+            fail_with(shell, ran.error)
+            return None
         raise GradedCodeFailed(f"the cell's code raised {kind}, so its gradients were not graded")
     grading = grade(source, shell.user_ns, reference, of=name)
     display(GradingDisplay(grading, view="text" if view == "text" else "html"))

@@ -76,6 +76,9 @@ class EinsumGradMagics(Magics):
                    "repeatable; a wrong one makes the cell fail")
     @argument("-o", "--output", metavar="NAME", action=Once,
               help="store the derivations and check reports in the variable NAME")
+    @argument("--exercise", action="store_true",
+              help="the cell's backward is an exercise: derive and check it, keep it for -o NAME, "
+                   "do not show it (the learner writes it under --grade NAME)")
     @argument("--grade", metavar="NAME", action=Once,
               help="grade the gradients the cell assigns (d<name> or dL_d<name>) against the "
                    "backward of NAME, an earlier result of -o NAME; a wrong one fails the cell")

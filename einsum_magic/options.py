@@ -60,6 +60,7 @@ class Options:
     max_displays: int = 20
     view: str = "auto"
     grade: str | None = None                # --grade NAME: the forward result to grade against
+    exercise: bool = False                  # --exercise: the cell's backward is not shown
 
 
 def read(parse: Callable, line: str, config, namespace: Mapping, cell_magic: bool) -> Options:
@@ -100,7 +101,8 @@ def options(args, config, namespace: Mapping) -> Options:
     skipped = "--no-check" if args.no_check else "EinsumGradMagics.check = False"
     return Options(equation, sizes, not args.no_run, config.check and not args.no_check,
                    skipped, dtype, seed, expects, output, config.max_elements,
-                   config.max_displays, config.view, unquoted(getattr(args, "grade", None)))
+                   config.max_displays, config.view, unquoted(getattr(args, "grade", None)),
+                   bool(getattr(args, "exercise", False)))
 
 
 def _said(option: str, fn, text):

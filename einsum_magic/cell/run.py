@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .capture import Capture
 
-__all__ = ["Ran", "run_code", "await_transform", "MAGIC"]
+__all__ = ["Ran", "run_code", "await_transform", "fail_with", "CellCodeFailed", "MAGIC"]
 
 MAGIC = "einsum_grad"
 
@@ -96,3 +96,29 @@ def await_transform(shell):
     transform.has_side_effects = True     # check_complete need not run it
     transform.einsum_magic = True
     return transform
+
+
+class CellCodeFailed(RuntimeError):
+    """The cell's own code raised (IPython showed it), outside a cell IPython runs.
+
+    Inside a cell, the cell fails with the user's own exception instead (see step 2);
+    this is raised only where no cell holds the magic (``shell.run_cell_magic`` called
+    directly), so that the caller still sees the failure.
+    """
+
+    def _render_traceback_(self):
+        return [f"einsum_grad: {self}"]
+
+
+def fail_with(shell, error: BaseException) -> None:
+    """Make the cell IPython is running fail with the user's own ``error`` (already shown).
+
+    Raising anything after the user's error would make IPython show that too and point
+    ``sys.last_value``, ``%tb`` and ``%debug`` at the magic: the cell's result takes the
+    user's error instead. Outside a cell IPython runs (``shell.run_cell_magic`` called
+    directly) :class:`CellCodeFailed` tells the caller.
+    """
+    outer = getattr(shell.displayhook, "exec_result", None)
+    if outer is None:
+        raise CellCodeFailed(f"the cell's code raised {type(error).__name__}") from error
+    outer.error_in_exec = error

@@ -157,6 +157,7 @@ class TorchRecorder(TorchFunctionMode):
         self.rec = rec
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
         kwargs = kwargs or {}
         rec = self.rec
         if rec.stopped:
