@@ -91,3 +91,24 @@ def test_a_wrong_line_fails_the_cell_with_its_reason(ip, line, reason):
     result, cap = run(ip, RIGHT.replace("db = dpre.sum(0)", line))
     assert type(result.error_in_exec) is GradeFailed
     assert "db" in str(result.error_in_exec) and reason in str(result.error_in_exec)
+
+
+TWICE = """\
+%%einsum_grad -o fwd --exercise
+h = torch.tanh(x @ W)
+a = h * 3
+loss = (a ** 2).mean() + (h ** 2).mean()
+"""
+
+
+def test_a_value_used_twice_has_one_term_per_use_and_a_missing_one_is_named(ip):
+    run(ip, TWICE)
+    backward = ip.user_ns["fwd"].backward
+    terms = backward.contributions("h")
+    assert [line for line, _ in terms] == [2, 3]
+    torch.testing.assert_close(torch.as_tensor(sum(t for _, t in terms)),
+                               torch.as_tensor(backward.gradients()["h"]))
+    result, cap = run(ip, "%%einsum_grad --grade fwd\ndh = 2 * h / h.numel()\n")
+    assert type(result.error_in_exec) is GradeFailed
+    assert "`h` is used on lines 2 and 3" in str(result.error_in_exec)
+    assert "dh +=" in str(result.error_in_exec)

@@ -45,6 +45,7 @@ class CellBackward:
     check: Any = None
     check_note: str = ""
     notes: tuple[str, ...] = ()
+    source: str = ""                  # the cell's code, as it ran (lines count from 1)
 
     # -- what it reads and gives -------------------------------------------------------
 
@@ -158,6 +159,33 @@ class CellBackward:
                                  for k, c in dict(cotangents or {}).items()})
         return self.execute(self._values(), cots)
 
+    def contributions(self, name: str, cotangents=None) -> tuple[tuple[int, Any], ...]:
+        """``((cell line, term), …)``: the terms of ``name``'s gradient, one per use of it.
+
+        A value the cell uses on two lines has two terms (the product rule's sum); they
+        add up to :meth:`gradients`' entry. Each term is what the lines derived from one
+        recorded use added to ``dL_d<name>``, in the order of the cell's lines.
+        """
+        v = self._id(name)
+        grad = self.program.grad_names.get(v)
+        if grad is None or v not in self.program.derived:
+            return ()
+        ns: dict[str, Any] = {"np": np}
+        for r, x in self._values().items():
+            ns[self.program.read_names[r]] = x
+        for s, c in self._cotangents(cotangents).items():
+            ns[self.program.grad_names[s]] = c
+        terms: dict[Any, list] = {}
+        before = 0.0
+        for b in self.program.lines:
+            exec(compile(b.code, "<einsum_magic cell backward>", "exec"), ns)
+            if b.target == v and grad in ns:
+                now = np.array(ns[grad], copy=True)
+                key = b.node if b.node is not None else len(terms)
+                terms.setdefault(key, [b.line, 0.0])[1] = terms.get(key, [0, 0.0])[1] + (now - before)
+                before = now
+        return tuple(sorted(((line, term) for line, term in terms.values()), key=lambda t: t[0]))
+
     def run(self, cotangents: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``dL_d<name>`` → gradient for every derived value, at the run's values."""
         got = self.gradients_by_id(cotangents)
@@ -208,7 +236,7 @@ def from_recording(rec: Recording, namespace: dict, source: str | None = None, *
     if program.opaque:
         notes.append("not derived across " + "; ".join(f"{o.words()} ({o.why})"
                                                        for o in program.opaque))
-    result = CellBackward(rec, names, program, notes=tuple(notes))
+    result = CellBackward(rec, names, program, notes=tuple(notes), source=source or "")
     if not check:
         return dataclasses.replace(result, check_note=f"skipped ({skipped})" if skipped
                                    else "not run")
