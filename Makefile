@@ -5,10 +5,13 @@ BIN    := $(VENV)/bin
 
 .PHONY: lab test bench clean
 
-$(VENV)/.installed: pyproject.toml
+# PyTorch for the torch cells of the tests and of notebook 05 (the cell backward of torch code).
+TORCH  ?= torch==2.13.0
+
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[lab,test]"
+	$(BIN)/python -m pip install -q -e ".[lab,test]" "$(TORCH)"
 	touch $@
 
 # JupyterLab refuses to run as root unless told (containers often run as root).
