@@ -142,8 +142,14 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
     """Check ``backward`` (a :class:`~einsum_magic.chain.result.CellBackward`), see the doc."""
     rec: Recording = backward.recording
     prog = backward.program
-    if any(rec.info[v].framework != "torch" for v in rec.info):
-        return CellCheck("UNCHECKED", (), "the check replays torch records only so far", seed)
+    frameworks = {rec.info[v].framework for v in rec.info}
+    if frameworks == {"numpy"}:
+        from .replay_numpy import check_numpy
+
+        return check_numpy(backward, seed, budget)
+    if frameworks != {"torch"}:
+        return CellCheck("UNCHECKED", (), "the check replays torch or NumPy records only so far",
+                         seed)
     import torch
 
     needed = _ancestors(rec, prog.sinks)

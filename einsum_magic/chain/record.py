@@ -347,4 +347,8 @@ def recording(namespace: dict | None = None, budget: int | None = None):
             from .recorders.torch import TorchRecorder
 
             stack.enter_context(TorchRecorder(rec))
+        if "numpy" in sys.modules:
+            from .recorders.numpy import NumpyRecorder
+
+            stack.enter_context(NumpyRecorder(rec))
         yield rec

@@ -32,7 +32,16 @@ from .names import READERS, Names, names_for
 from .program import Program, build
 from .record import Recording
 
-__all__ = ["CellBackward", "for_cell", "from_recording", "numpy_text_backward"]
+__all__ = ["CellBackward", "for_cell", "from_recording", "numpy_text_backward", "ALONE"]
+
+#: A record of one of these calls alone is one einsum: its own display says it all (the
+#: magic shows a NumPy product alone, ``C = A @ B``, as the einsum it is).
+ALONE = frozenset({"torch.einsum", "numpy.einsum", "numpy.matmul", "numpy.dot",
+                   "numpy.ndarray.dot", "numpy.inner", "numpy.outer", "numpy.tensordot",
+                   "numpy.trace", "numpy.ndarray.trace", "numpy.diagonal",
+                   "numpy.ndarray.diagonal", "numpy.transpose", "numpy.ndarray.transpose",
+                   "numpy.ndarray.T", "numpy.swapaxes", "numpy.ndarray.swapaxes",
+                   "numpy.sum", "numpy.ndarray.sum"})
 
 
 @dataclass(frozen=True)
@@ -232,7 +241,7 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
     if rec is not None and rec.stopped:
         return None, f"cell backward: not recorded: {rec.stopped}"
     if rec is not None and rec.nodes:
-        if len(rec.nodes) == 1 and rec.nodes[0].op == "torch.einsum":
+        if len(rec.nodes) == 1 and rec.nodes[0].op in ALONE:
             return None, ""                       # one einsum: its own display says it all
         try:
             return from_recording(rec, dict(namespace), source, check=check, seed=seed,
