@@ -36,12 +36,19 @@ __all__ = ["CellBackward", "for_cell", "from_recording", "numpy_text_backward", 
 
 #: A record of one of these calls alone is one einsum: its own display says it all (the
 #: magic shows a NumPy product alone, ``C = A @ B``, as the einsum it is).
-ALONE = frozenset({"torch.einsum", "numpy.einsum", "numpy.matmul", "numpy.dot",
+ALONE = frozenset({"torch.einsum", "numpy.einsum", "opt_einsum.contract", "einops.einsum",
+                   "numpy.matmul", "numpy.dot",
                    "numpy.ndarray.dot", "numpy.inner", "numpy.outer", "numpy.tensordot",
                    "numpy.trace", "numpy.ndarray.trace", "numpy.diagonal",
                    "numpy.ndarray.diagonal", "numpy.transpose", "numpy.ndarray.transpose",
                    "numpy.ndarray.T", "numpy.swapaxes", "numpy.ndarray.swapaxes",
                    "numpy.sum", "numpy.ndarray.sum"})
+
+#: NumPy operand expressions of that one einsum (``np.einsum('ij,jk', A.T.T, B)``): the
+#: einsum's display shows them (``op1 = A.T.T``).
+LAYOUT = frozenset({"numpy.ndarray.T", "numpy.transpose", "numpy.ndarray.transpose",
+                    "numpy.swapaxes", "numpy.ndarray.swapaxes", "numpy.reshape",
+                    "numpy.ndarray.reshape"})
 
 
 @dataclass(frozen=True)
@@ -241,7 +248,7 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
     if rec is not None and rec.stopped:
         return None, f"cell backward: not recorded: {rec.stopped}"
     if rec is not None and rec.nodes:
-        if len(rec.nodes) == 1 and rec.nodes[0].op in ALONE:
+        if rec.nodes[-1].op in ALONE and all(n.op in LAYOUT for n in rec.nodes[:-1]):
             return None, ""                       # one einsum: its own display says it all
         try:
             return from_recording(rec, dict(namespace), source, check=check, seed=seed,

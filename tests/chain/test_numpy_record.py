@@ -447,6 +447,20 @@ def test_nothing_boxed_is_left_in_the_namespace_also_after_an_error(ip):
     assert no_boxes(ns) and ns["W"] is W
 
 
+def test_the_output_cache_holds_plain_arrays_as_without_the_magic(ip):
+    hook = ip.displayhook                   # in step with the namespace, as in a fresh shell
+    ip.push({"W": RNG.normal(size=(3, 3)), "_": hook._, "__": hook.__, "___": hook.___})
+    run(ip, "W @ W")
+    first = ip.user_ns["_"]
+    np.testing.assert_array_equal(first, ip.user_ns["W"] @ ip.user_ns["W"])
+    result, _ = run(ip, "%%einsum_grad\nH = W @ W\nnp.tanh(H)")
+    assert result.success and ip.user_ns["__"] is first
+    run(ip, "1 + 1")
+    run(ip, "2 + 2")
+    assert no_boxes(ip.user_ns) and type(ip.user_ns["___"]) is np.ndarray
+    assert all(type(v) is not Boxed for v in ip.user_ns["Out"].values())
+
+
 def test_scalars_come_back_as_the_scalars_numpy_gives(ip):
     b, _ = backward_of(ip, "s = (X ** 2).sum()\nt = s * 2\nt += 1", X=RNG.normal(size=3))
     assert type(ip.user_ns["s"]) is np.float64 and type(ip.user_ns["t"]) is np.float64
@@ -570,3 +584,17 @@ def test_random_programs_gradients_match_jax_vjp(ip, case):
     for name in used:
         assert_close(ours[name], want[name], f"{name} in\n{source}")
     assert b.check is not None and b.check.status == "PASS", (source, b.check)
+
+
+def test_library_einsums_are_one_step_each(ip):
+    """``opt_einsum.contract`` and ``einops.einsum`` are recorded as the one einsum they are."""
+    ip.run_cell("import opt_einsum as oe\nimport einops")
+    cell = ("H = oe.contract('bi,ij->bj', X, W)\n"
+            "Z = einops.einsum(np.tanh(H), V, 'batch hidden, hidden out -> batch out')")
+    arrays = {"X": RNG.normal(size=(4, 3)), "W": RNG.normal(size=(3, 5)),
+              "V": RNG.normal(size=(5, 2))}
+    b, _ = assert_matches_jax(ip, cell, arrays,
+                              forward=lambda X, W, V: (jnp.tanh(X @ W) @ V,))
+    ops = [n.op for n in b.recording.nodes]
+    assert ops == ["opt_einsum.contract", "numpy.tanh", "einops.einsum"]
+    assert b.check.passed

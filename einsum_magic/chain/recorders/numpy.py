@@ -14,8 +14,9 @@ What becomes what:
   in the lists and dicts it holds, or as an attribute of an instance of a class the
   notebook defines (``__main__``), up to :data:`DEPTH` levels deep (``model.layers[0].W``).
   Lists, dicts and objects are changed in place and given back their own arrays after the
-  run; arrays inside tuples, deeper, in closures, in module attributes or in objects of
-  libraries are not boxed: they enter the record as leaves when a boxed array meets them.
+  run. IPython's output cache (``_``, ``_5``, ``Out``) is not boxed, nor are arrays inside
+  tuples, deeper, in closures, in module attributes or in objects of libraries: they
+  enter the record as leaves when a boxed array meets them.
 * **Boxed during the run**: every result of an observed call; and the arrays that the
   creation functions called *from the cell's own code* return (``np.array``, ``np.asarray``,
   ``np.zeros``, ``np.ones``, ``np.empty``, ``np.full``, ``np.arange``, ``np.linspace``,
@@ -26,6 +27,8 @@ What becomes what:
   the run's value, never drawn again. Draws of a ``np.random.Generator`` are not boxed
   (a C type cannot be patched): they become leaves when they meet a boxed array, and an
   in-place change made to them *before* that is not seen.
+* ``opt_einsum.contract`` and ``einops.einsum`` (when imported) are one node each, called on
+  the plain arrays (their insides are not recorded).
 * A call with a floating recorded input and a floating result is a node (``op``:
   ``numpy.matmul``, ``numpy.add``, ``numpy.add.at``, ``numpy.einsum``,
   ``numpy.ndarray.mean``, ``numpy.ndarray.__getitem__``, ``numpy.ndarray.T``); results of
@@ -41,8 +44,8 @@ What becomes what:
 * **Unboxed after the run** (also on an error or an interrupt): every boxed array left in
   the namespace, directly, in its lists, tuples (rebuilt) and dicts, or as an attribute of
   an instance of a class the notebook defines, up to :data:`DEPTH` levels deep (the same
-  walk; ``Out`` too), is replaced by its plain array: the user's own array
-  object for an array from before the cell, NumPy's own result otherwise. A boxed array
+  walk; ``Out`` and IPython's displayhook cache too), is replaced by its plain array: the
+  user's own array object for an array from before the cell, NumPy's own result otherwise. A boxed array
   kept elsewhere (deeper, in a closure, in a library's object) stays a :class:`Boxed`,
   which behaves as a plain array once no recording is active (its results are plain).
 
@@ -53,6 +56,7 @@ crosses JAX).
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -82,6 +86,11 @@ CREATION = (
                       "randint", "standard_normal", "choice", "permutation")),
 )
 
+#: Library einsums recorded as one call (their insides, ``np.tensordot`` and transposes,
+#: are not): (module, attribute, op).
+LIBRARIES = (("opt_einsum", "contract", "opt_einsum.contract"),
+             ("einops", "einsum", "einops.einsum"))
+
 #: ndarray methods routed through the record (their NumPy implementation is called on
 #: the plain array). ``fill``, ``sort`` and ``put`` change the array in place.
 METHODS = ("sum", "mean", "max", "min", "argmax", "argmin", "argsort", "prod", "std", "var",
@@ -97,6 +106,16 @@ INPLACE_FUNCTIONS = frozenset({"copyto", "put", "place", "fill_diagonal", "put_a
 _active: list = [None]           # the active NumpyRecorder
 
 
+_DTYPES: dict = {}
+
+
+def _dtype(dt) -> tuple[str, bool]:
+    known = _DTYPES.get(dt)
+    if known is None:
+        known = _DTYPES[dt] = (str(dt), dt.kind in "fc")
+    return known
+
+
 def describe(a):
     """(shape, dtype, floating, nbytes, memory key) of a plain array or NumPy scalar."""
     if isinstance(a, np.ndarray):
@@ -104,9 +123,11 @@ def describe(a):
         while isinstance(root.base, np.ndarray):
             root = root.base
         key = id(root) if root.base is None else id(root.base)
-        return a.shape, str(a.dtype), a.dtype.kind in "fc", a.nbytes, key
-    dtype = np.asarray(a).dtype
-    return (), str(dtype), dtype.kind in "fc", dtype.itemsize, id(a)
+        name, floating = _dtype(a.dtype)
+        return a.shape, name, floating, a.nbytes, key
+    dtype = a.dtype if isinstance(a, np.generic) else np.asarray(a).dtype
+    name, floating = _dtype(dtype)
+    return (), name, floating, dtype.itemsize, id(a)
 
 
 def op_name(func) -> str:
@@ -333,7 +354,7 @@ class NumpyRecorder:
         if rec.stopped:
             return _boxed_result(result, target, target_box)
         floating_in = any(rec.info[v].floating for v in ids)
-        floating_out = any(describe(o)[2] for o in outs)
+        floating_out = any(_dtype(o.dtype)[1] for o in outs)
         if not ids:
             rec.leaf(outs, "numpy", describe)
         elif not (floating_in and floating_out) or op in CONSTANT:
@@ -395,9 +416,11 @@ class NumpyRecorder:
         self._before = {k: id(v) for k, v in ns.items()}
         seen: set = set()
         for key, value in list(ns.items()):
+            if key in _HISTORY or _OUTPUT.fullmatch(key):
+                continue          # IPython's output cache: the displayhook compares by identity
             if type(value) is np.ndarray:
                 ns[key] = self._boxed(value)
-            elif key not in _HISTORY:
+            else:
                 _walk(value, self._box_in, DEPTH, seen)
 
     def _box_in(self, v):
@@ -405,6 +428,12 @@ class NumpyRecorder:
 
     def _patch(self) -> None:
         namespace = self.namespace
+        for module_name, name, op in LIBRARIES:
+            module = sys.modules.get(module_name)
+            original = module.__dict__.get(name) if module is not None else None
+            if original is not None:
+                self._patched.append((module, name, original))
+                setattr(module, name, _library(original, op))
         for module_name, names in CREATION:
             module = sys.modules.get(module_name)
             if module is None:
@@ -415,6 +444,27 @@ class NumpyRecorder:
                     continue
                 self._patched.append((module, name, original))
                 setattr(module, name, _creation(original, f"{module_name}.{name}", namespace))
+
+
+_LIBRARY_WRAPPERS: dict = {}
+
+
+def _library(original, op):
+    """``original`` (a library's einsum) recorded as one call when it gets a boxed array."""
+    wrapper = _LIBRARY_WRAPPERS.get(original)
+    if wrapper is not None:
+        return wrapper
+
+    def library_einsum(*args, **kwargs):
+        if _active[0] is None or not any(isinstance(a, Boxed) for a in args):
+            return original(*args, **kwargs)
+        return _call(op, original, args, kwargs)
+
+    library_einsum.__name__ = getattr(original, "__name__", op)
+    library_einsum.__doc__ = getattr(original, "__doc__", None)
+    library_einsum.__wrapped__ = original
+    _LIBRARY_WRAPPERS[original] = library_einsum
+    return library_einsum
 
 
 def _creation(original, op, namespace):
@@ -459,6 +509,7 @@ def _simple_object(value) -> bool:
 #: run) and the attributes of the user's objects.
 DEPTH = 3
 _HISTORY = frozenset({"In", "_ih", "_dh", "_oh", "Out"})
+_OUTPUT = re.compile(r"_+|_\d+|_i+|_i\d+")
 
 
 def _walk(value, fn, depth: int, seen: set):
@@ -506,6 +557,25 @@ def _walk(value, fn, depth: int, seen: set):
     return value
 
 
+def _unbox_displayhook(ns: dict) -> None:
+    """IPython's displayhook caches the last results (``_``, ``__``, ``___``, and the hidden
+    namespace it compares them with): plain again."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or getattr(shell, "user_ns", None) is not ns:
+        return
+    hook = getattr(shell, "displayhook", None)
+    for attr in ("_", "__", "___"):
+        value = getattr(hook, attr, None)
+        if isinstance(value, Boxed):
+            setattr(hook, attr, _plain(value))
+    hidden = getattr(shell, "user_ns_hidden", None)      # what the displayhook pushed, kept
+    if type(hidden) is dict:                              # to compare by identity
+        for key, value in list(hidden.items()):
+            if isinstance(value, Boxed):
+                hidden[key] = _plain(value)
+
+
 def _unbox_namespace(ns: dict, before: dict) -> str:
     """Replace every boxed array (see the module doc); the name of a new JAX array, or ''."""
     jax_array = None
@@ -516,6 +586,7 @@ def _unbox_namespace(ns: dict, before: dict) -> str:
             jax_array = None
     found = ""
     seen: set = set()
+    _unbox_displayhook(ns)
     for key, value in list(ns.items()):
         if isinstance(value, Boxed):
             ns[key] = _plain(value)

@@ -361,13 +361,36 @@ def _tensordot(node, ctx):
     return _swap(node, ctx, f"{''.join(la)},{''.join(lb)}->{''.join(out)}", (a, b))
 
 
-@rule(_N + "einsum")
+@rule("einops.einsum")
+def _einops_einsum(node, ctx):
+    *ops, pattern = node.args
+    if not isinstance(pattern, str) or "(" in pattern:
+        raise NoRule("an einops pattern with groups")
+    left, _, right = pattern.partition("->")
+    letters: dict = {}
+
+    def spell(part: str) -> str:
+        out = ""
+        for word in part.split():
+            if word == "...":
+                out += "..."
+                continue
+            if word not in letters:
+                letters[word] = _L[len(letters)]
+            out += letters[word]
+        return out
+
+    inputs = ",".join(spell(p) for p in left.split(","))
+    return _swap(node, ctx, f"{inputs}->{spell(right)}", tuple(ops))
+
+
+@rule(_N + "einsum", "opt_einsum.contract")
 def _einsum(node, ctx):
     eq, *ops = node.args
     if not isinstance(eq, str):
         raise NoRule("einsum in the interleaved form")
     for k in node.kw():
-        if k not in ("optimize",):
+        if k not in ("optimize", "memory_limit", "backend", "use_blas"):
             raise NoRule(f"einsum with {k}=")
     return _swap(node, ctx, eq.replace(" ", ""), tuple(ops))
 
