@@ -14,9 +14,10 @@ and the one function the magic calls, :func:`for_cell`: record → names → pro
 * :attr:`CellBackward.check`: a :class:`~einsum_magic.chain.check.CellCheck`, or ``None``
   with :attr:`CellBackward.check_note` saying why.
 
-A run that recorded nothing (a NumPy cell, until the NumPy recorder lands) goes to
-:func:`numpy_text_backward`, the retiring reading of the cell's text
-(:mod:`einsum_magic.chain.text`): the one place it is still reachable from.
+A cell that did not run (``--no-run``) goes to :func:`numpy_text_backward`, the retiring
+reading of the cell's text (:mod:`einsum_magic.chain.text`): the one place it is still
+reachable from. A run that recorded nothing has no cell backward (never a reading of its
+text).
 """
 
 from __future__ import annotations
@@ -243,7 +244,8 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
     """The magic's entry: ``(backward or None, a note or '')`` for a cell and its record.
 
     A record with nodes gives a :class:`CellBackward`; a record that stopped gives its one
-    line; a run that recorded nothing goes to :func:`numpy_text_backward`.
+    line; a run that recorded nothing gives none; a cell that did not run goes to
+    :func:`numpy_text_backward`.
     """
     if rec is not None and rec.stopped:
         return None, f"cell backward: not recorded: {rec.stopped}"
@@ -255,6 +257,8 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
                                   skipped=skipped), ""
         except Exception as e:  # noqa: BLE001 - never fail the user's cell over its backward
             return None, f"cell backward: not derived: {type(e).__name__}: {e}"
+    if rec is not None and ran:
+        return None, ""                # the run recorded no array operation: nothing to derive
     return numpy_text_backward(source, namespace, ran=ran, sizes=sizes, check=check,
                                seed=seed, skipped=skipped)
 
