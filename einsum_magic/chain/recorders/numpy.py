@@ -37,8 +37,11 @@ What becomes what:
 * In-place operations are nodes whose target gets a new version: ``out=``, ``+=`` and the
   other augmented operators, ``x[k] = v``, ``x.fill(v)``, ``np.add.at``, ``np.copyto``;
   before one runs, every recorded value sharing the target's memory that a node used is
-  copied (:meth:`Recording.before_inplace`). An augmented operator on a boxed scalar
-  rebinds, as it does on a NumPy scalar.
+  copied (:meth:`Recording.before_inplace`). Every other recorded array sharing that
+  memory (a view ``a = X[:, :2]`` and its base ``X``) gets a new version too, from a node
+  without a rule (:data:`WRITE_THROUGH`): a gradient that crosses such a change is "not
+  derived", never derived as if the change had not happened. An augmented operator on a
+  boxed scalar rebinds, as it does on a NumPy scalar.
 * A result that NumPy gives as a scalar (``x.sum()``) is boxed as a 0-d array during the
   run and given back as the very scalar NumPy returned.
 * **Unboxed after the run** (also on an error or an interrupt): every boxed array left in
@@ -63,9 +66,10 @@ from typing import Any
 import numpy as np
 
 from ..names import READERS
-from ..record import Recording, cell_line
+from ..record import Recording, Ref, cell_line
 
-__all__ = ["Boxed", "NumpyRecorder", "describe", "op_name", "CONSTANT", "CREATION"]
+__all__ = ["Boxed", "NumpyRecorder", "describe", "op_name", "CONSTANT", "CREATION",
+           "WRITE_THROUGH"]
 
 READERS.setdefault("numpy", ("{}", np.asarray))
 
@@ -104,6 +108,9 @@ INPLACE_FUNCTIONS = frozenset({"copyto", "put", "place", "fill_diagonal", "put_a
                                "putmask"})
 
 _active: list = [None]           # the active NumpyRecorder
+
+#: The op of a change an in-place write made to another view of the same memory.
+WRITE_THROUGH = "numpy.ndarray.(written through another view)"
 
 
 _DTYPES: dict = {}
@@ -353,6 +360,9 @@ class NumpyRecorder:
             return result
         if rec.stopped:
             return _boxed_result(result, target, target_box)
+        for a in arrays + outs:
+            if isinstance(a, np.ndarray):
+                self._by_memory.setdefault(describe(a)[4], {})[id(a)] = a
         floating_in = any(rec.info[v].floating for v in ids)
         floating_out = any(_dtype(o.dtype)[1] for o in outs)
         if not ids:
@@ -369,14 +379,32 @@ class NumpyRecorder:
             rec.record("numpy", op, func, ref_args, ref_kwargs, outs, describe,
                        inplace=inplace, line=line, where=where)
         if target is not None:
+            self._write_through(target)
             return target_box
         return _boxed_result(result)
+
+    def _write_through(self, target) -> None:
+        """Other recorded arrays sharing ``target``'s memory (views, bases) changed too: each
+        gets a new version from a node without a rule (:data:`WRITE_THROUGH`), so that no
+        gradient crossing that change is ever derived as if it had not happened."""
+        rec = self.rec
+        for obj in list(self._by_memory.get(describe(target)[4], {}).values()):
+            if obj is target or rec.stopped or not np.may_share_memory(obj, target):
+                continue
+            old = rec.current(obj)
+            if old is None:
+                continue
+            new = rec.current(target)
+            line, where = cell_line(rec.namespace, 1)
+            rec.record("numpy", WRITE_THROUGH, None, (Ref(old), Ref(new)), {}, [obj], describe,
+                       inplace=True, line=line, where=where)
 
     # -- entering and leaving ------------------------------------------------------------
 
     def __enter__(self):
         self._previous = _active[0]
         self._boxes: dict[int, Boxed] = {}
+        self._by_memory: dict = {}          # memory key → {id: plain array} the record met
         try:
             self._box_namespace()
             self._patch()
