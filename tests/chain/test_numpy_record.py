@@ -266,7 +266,8 @@ def test_two_products_get_the_cell_backward(ip):
     ("Y = np.exp2(X) + np.log2(X ** 2 + 1) + np.log10(X ** 2 + 2) + np.sinh(X) + np.cosh(X)"
      " + np.tan(X / 4) + np.arctan(X) + np.cbrt(X ** 2 + 1)", {"X": (3, 4)}),
     ("Y = np.hstack([X, 2 * X]).sum() + np.vstack([X, X ** 2]).max() + "
-     "np.moveaxis(X, 0, 1)[0].sum() + np.fmax(X, 0.3).sum() + np.float_power(X ** 2 + 1, 1.5).sum()",
+     "np.moveaxis(X, 0, 1)[0].sum() + np.fmax(X, 0.3).sum() + "
+     "np.float_power(X ** 2 + 1, 1.5).sum()",
      {"X": (3, 4)}),
     ("a, b = np.array_split(X, [1], axis=0)\nY = (a ** 2).sum() + b.std() + "
      "np.maximum.reduce(X, axis=1).sum() + np.add.reduce(X ** 2).sum()", {"X": (3, 4)}),

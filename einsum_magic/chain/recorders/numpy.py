@@ -48,20 +48,23 @@ What becomes what:
   the namespace, directly, in its lists, tuples (rebuilt) and dicts, or as an attribute of
   an instance of a class the notebook defines, up to :data:`DEPTH` levels deep (the same
   walk; ``Out`` and IPython's displayhook cache too), is replaced by its plain array: the
-  user's own array object for an array from before the cell, NumPy's own result otherwise. A boxed array
-  kept elsewhere (deeper, in a closure, in a library's object) stays a :class:`Boxed`,
-  which behaves as a plain array once no recording is active (its results are plain).
+  user's own array object for an array from before the cell, NumPy's own result otherwise.
+  A boxed array kept elsewhere (deeper, in a closure, in a library's object) stays a
+  :class:`Boxed`, which behaves as a plain array once no recording is active (its
+  results are plain).
 
-JAX arrays the cell computes are not recorded: a cell that leaves one in its namespace
-stops the record with one line saying so (its NumPy part would be cut off where it
-crosses JAX).
+Not seen: a change made to an array's memory by code that bypasses NumPy's dispatch
+(``np.random.shuffle``, a C extension writing into the buffer); the check's fidelity gate
+then names the first step it cannot reproduce. JAX arrays the cell computes are not
+recorded: a cell that leaves one in its namespace stops the record with one line saying
+so (its NumPy part would be cut off where it crosses JAX); a JAX step that binds none is
+not seen at all.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from typing import Any
 
 import numpy as np
 

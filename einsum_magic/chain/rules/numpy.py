@@ -701,7 +701,7 @@ def _add_at(node, ctx):
     return backs
 
 
-# -- joining and splitting --------------------------------------------------------------------------
+# -- joining and splitting ---------------------------------------------------------------------
 
 
 @rule(_N + "concatenate", _N + "concat")
