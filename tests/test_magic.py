@@ -245,8 +245,10 @@ def test_a_call_the_source_cannot_read_is_seen_when_it_runs(ip):
     assert cap.stdout == ("einsum_grad: line 2: np.einsum(eq, A, B): the equation is a variable, "
                           "not a string literal; skipped\n")
     assert "C" in ip.user_ns
-    _, cap = run(ip, "%%einsum_grad\nC = np.linalg.inv(A @ A.T)")
-    assert cap.stdout == "einsum_grad: no einsum call found in the cell\n"
+    _, cap = run(ip, "%%einsum_grad -o res\nC = np.linalg.inv(A @ A.T)")
+    assert cap.stdout == ""          # no einsum, but the cell backward of the recorded run:
+    check = ip.user_ns["res"].backward.check      # never PASS across a step without a rule
+    assert check.status == "PARTIAL" and "`numpy.linalg.inv`, line 1" in check.summary
 
 
 def test_no_run_analyses_without_running(ip):

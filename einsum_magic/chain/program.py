@@ -155,7 +155,12 @@ class _Builder:
         if v not in self.read_names:
             info = self.rec.info[v]
             suffix = "" if info.framework == "numpy" else "_np"
-            self.read_names[v] = self._free(self.names.ident[v] + suffix)
+            ident = self.names.ident[v]
+            if info.framework == "numpy" and (self.names.bound.get(v) == ident or (
+                    v not in self.names.bound and ident not in self.rec.namespace)):
+                self.read_names[v] = ident     # the user's array or a temporary, as it is
+            else:
+                self.read_names[v] = self._free(ident + suffix)
             self.reads.append(v)
         return self.read_names[v]
 
@@ -353,7 +358,8 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
             unavailable.append(v)
             continue
         template = READERS.get(rec.info[v].framework, ("{}", None))[0]
-        out.append(f"{b.read_names[v]} = {template.format(expr)}")
+        if b.read_names[v] != template.format(expr):
+            out.append(f"{b.read_names[v]} = {template.format(expr)}")
     return tuple(out), tuple(unavailable)
 
 
@@ -373,10 +379,14 @@ def _render(node: Node, exprs: dict) -> str | None:
     except ValueError:
         return None
     short = node.op.rsplit(".", 1)[-1]
-    if node.op == "torch.Tensor.__getitem__":
+    if node.op in ("torch.Tensor.__getitem__", "numpy.ndarray.__getitem__"):
         return f"{parts[0]}[{_key(node.args[1], conv)}]"
-    if node.op in ("torch.Tensor.T", "torch.Tensor.mT"):
+    if node.op in ("torch.Tensor.T", "torch.Tensor.mT", "numpy.ndarray.T", "numpy.ndarray.mT"):
         return f"{parts[0]}.{short}"
+    if node.op.startswith("numpy.ndarray."):         # a method: x.max(axis=1)
+        return f"{parts[0]}.{short}({', '.join(parts[1:])})"
+    if node.op.startswith("numpy."):                 # NumPy as the cell spells it: np.
+        return f"np.{node.op[len('numpy.'):]}({', '.join(parts)})"
     return f"{node.op}({', '.join(parts)})"
 
 

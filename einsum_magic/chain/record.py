@@ -283,10 +283,10 @@ class Recording:
 
     def ids_of_memory(self, key) -> list[int]:
         """Ids recorded with memory ``key`` (:meth:`_new`'s ``describe`` gives it) that an
-        in-place change there could still affect: current versions not yet copied (older
-        ones are copied already, or no node read them)."""
-        ids = [v for v in self._memory.get(key, ())
-               if v not in self.snapshots and self._current.get(id(self.values.get(v))) == v]
+        in-place change there could still affect: those not copied yet (a copy is the
+        version's value for good). A recorder may hold a version through another object
+        than the user's (NumPy's plain view of a boxed array), so identity does not decide."""
+        ids = [v for v in self._memory.get(key, ()) if v not in self.snapshots]
         if key in self._memory:
             self._memory[key] = ids
         return list(ids)

@@ -14,9 +14,10 @@ and the one function the magic calls, :func:`for_cell`: record → names → pro
 * :attr:`CellBackward.check`: a :class:`~einsum_magic.chain.check.CellCheck`, or ``None``
   with :attr:`CellBackward.check_note` saying why.
 
-A run that recorded nothing (a NumPy cell, until the NumPy recorder lands) goes to
-:func:`numpy_text_backward`, the retiring reading of the cell's text
-(:mod:`einsum_magic.chain.text`): the one place it is still reachable from.
+A cell that did not run (``--no-run``) goes to :func:`numpy_text_backward`, the retiring
+reading of the cell's text (:mod:`einsum_magic.chain.text`): the one place it is still
+reachable from. A run that recorded nothing has no cell backward (never a reading of its
+text).
 """
 
 from __future__ import annotations
@@ -32,7 +33,23 @@ from .names import READERS, Names, names_for
 from .program import Program, build
 from .record import Recording
 
-__all__ = ["CellBackward", "for_cell", "from_recording", "numpy_text_backward"]
+__all__ = ["CellBackward", "for_cell", "from_recording", "numpy_text_backward", "ALONE"]
+
+#: A record of one of these calls alone is one einsum: its own display says it all (the
+#: magic shows a NumPy product alone, ``C = A @ B``, as the einsum it is).
+ALONE = frozenset({"torch.einsum", "numpy.einsum", "opt_einsum.contract", "einops.einsum",
+                   "numpy.matmul", "numpy.dot",
+                   "numpy.ndarray.dot", "numpy.inner", "numpy.outer", "numpy.tensordot",
+                   "numpy.trace", "numpy.ndarray.trace", "numpy.diagonal",
+                   "numpy.ndarray.diagonal", "numpy.transpose", "numpy.ndarray.transpose",
+                   "numpy.ndarray.T", "numpy.swapaxes", "numpy.ndarray.swapaxes",
+                   "numpy.sum", "numpy.ndarray.sum"})
+
+#: NumPy operand expressions of that one einsum (``np.einsum('ij,jk', A.T.T, B)``): the
+#: einsum's display shows them (``op1 = A.T.T``).
+LAYOUT = frozenset({"numpy.ndarray.T", "numpy.transpose", "numpy.ndarray.transpose",
+                    "numpy.swapaxes", "numpy.ndarray.swapaxes", "numpy.reshape",
+                    "numpy.ndarray.reshape"})
 
 
 @dataclass(frozen=True)
@@ -259,18 +276,22 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
     """The magic's entry: ``(backward or None, a note or '')`` for a cell and its record.
 
     A record with nodes gives a :class:`CellBackward`; a record that stopped gives its one
-    line; a run that recorded nothing goes to :func:`numpy_text_backward`.
+    line; a run that recorded nothing gives none; a cell that did not run goes to
+    :func:`numpy_text_backward`.
     """
     if rec is not None and rec.stopped:
         return None, f"cell backward: not recorded: {rec.stopped}"
     if rec is not None and rec.nodes:
-        if len(rec.nodes) == 1 and rec.nodes[0].op.rsplit(".", 1)[-1] in _PRODUCTS:
+        if ((len(rec.nodes) == 1 and rec.nodes[0].op.rsplit(".", 1)[-1] in _PRODUCTS)
+                or (rec.nodes[-1].op in ALONE and all(n.op in LAYOUT for n in rec.nodes[:-1]))):
             return None, ""                       # one product: its own display says it all
         try:
             return from_recording(rec, dict(namespace), source, check=check, seed=seed,
                                   skipped=skipped), ""
         except Exception as e:  # noqa: BLE001 - never fail the user's cell over its backward
             return None, f"cell backward: not derived: {type(e).__name__}: {e}"
+    if rec is not None and ran:
+        return None, ""                # the run recorded no array operation: nothing to derive
     return numpy_text_backward(source, namespace, ran=ran, sizes=sizes, check=check,
                                seed=seed, skipped=skipped)
 

@@ -42,10 +42,12 @@ def assert_matches_jax(source: str, arrays: dict, seed: int = 0):
     cots = {s: rng.standard_normal(shapes[s]) for s in b.sinks}
     ours = b.run({b.cotangent(s): c for s, c in cots.items()})
     want = reference(source, {n: arrays[n] for n in b.inputs}, b.sinks, cots)
+    # Round-off is relative to the backward's magnitude, not to one gradient's: a gradient
+    # that is 0 in exact arithmetic (softmax's sum, say) comes out as ~1e-17 on both sides.
+    scale = max([1e-12] + [float(np.max(np.abs(g))) for g in want.values() if g.size])
     for name in b.inputs:
         got = ours[b.gradient(name)]
         assert got.shape == np.shape(arrays[name]), name
-        scale = max(1e-12, float(np.max(np.abs(want[name]))) if want[name].size else 0.0)
         np.testing.assert_allclose(got, want[name], rtol=0, atol=1e-9 * scale, err_msg=name)
     return b
 
@@ -315,24 +317,8 @@ def _run(shell, source):
     return result, cap
 
 
-def test_the_magic_displays_the_cell_backward_last_and_o_stores_it(ip):
-    result, cap = _run(ip, "%%einsum_grad -o res\n" + MLP_CELL)
-    assert result.success, cap.stdout
-    bundles = [o.data for o in cap.outputs if "text/plain" in o.data]
-    assert len(bundles) == 3                       # two einsums, then the cell
-    cell = bundles[-1]
-    assert cell["text/plain"].splitlines()[0] == ("cell backward: cell check: PASS, 4/4 input "
-                                                  "gradients match jax.vjp (float64)")
-    assert "  line 2  dL_dH = dL_dZ * (H &gt; 0)" not in cell["text/html"]
-    assert 'href="#eg-chain-' in cell["text/html"] and "Cell backward" in cell["text/html"]
-    again = _run(ip, "%%einsum_grad -o res\n" + MLP_CELL)[1]
-    assert [o.data for o in again.outputs][-1] == cell       # deterministic (nbval)
-    b = ip.user_ns["res"].backward
-    assert b.inputs == ("X", "W1", "b1", "W2") and b.sinks == ("P",) and b.check.passed
-    ns = dict(b.values)
-    ns.update(np=np, dL_dP=np.ones((4, 2)))
-    exec(b.code, ns)
-    assert ns["dL_dW1"].shape == (3, 5)
+# The magic's cell backward of a NumPy cell comes from the record of its run: its display,
+# -o and the values drawn during the run are tested in tests/chain/test_numpy_record.py.
 
 
 @pytest.mark.parametrize("cell, equation", [
@@ -439,17 +425,9 @@ def test_jax_numpy_namesakes_are_read_like_numpys():
                        "the backward stops at its result",)
 
 
-def test_values_drawn_from_the_users_generator_come_from_the_run_not_a_second_draw(ip):
-    """A stop step (``rng.normal``) is a leaf: its value is the run's, the generator untouched."""
-    cell = ("rng = np.random.default_rng(1)\ntokens = rng.normal(size=(6, 4))\n"
-            "W = np.ones((4, 3))\nH = np.einsum('sm,mk->sk', tokens, W)\nZ = np.tanh(H)")
-    result, cap = _run(ip, "%%einsum_grad -o res\n" + cell)
-    assert result.success and "not derived" not in cap.stdout, cap.stdout
-    after = ip.user_ns["rng"].bit_generator.state
-    b = ip.user_ns["res"].backward
-    assert np.array_equal(b.values["tokens"], ip.user_ns["tokens"]) and b.check.passed
-    assert ip.user_ns["rng"].bit_generator.state == after          # not drawn from again
-    assert "rng" not in b.inputs and "len" not in b.inputs
+def test_values_drawn_from_the_users_generator_are_not_drawn_under_no_run(ip):
+    """--no-run reads the text: a draw is not differentiated and not made (the run's draws:
+    tests/chain/test_numpy_record.py)."""
     ip.push({"rng2": np.random.default_rng(5)})
     before = ip.user_ns["rng2"].bit_generator.state
     result, cap = _run(ip, "%%einsum_grad --no-run\nx = rng2.normal(size=(3,))\n"
@@ -458,7 +436,7 @@ def test_values_drawn_from_the_users_generator_come_from_the_run_not_a_second_dr
     assert cap.stdout == ("einsum_grad: cell backward: not derived: line 1: rng2.normal is not "
                           "differentiated and its value is not known without running the cell\n")
     assert ip.user_ns["rng2"].bit_generator.state == before
-    for name in ("rng", "rng2", "tokens", "W", "x", "y"):
+    for name in ("rng2", "x", "y"):
         ip.user_ns.pop(name, None)
 
 

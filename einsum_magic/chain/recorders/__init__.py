@@ -1,6 +1,8 @@
 """One recorder per framework: each observes the run and writes a :class:`~einsum_magic.chain.record.Recording`.
 
 * :mod:`~einsum_magic.chain.recorders.torch`: ``torch.overrides.TorchFunctionMode``.
+* :mod:`~einsum_magic.chain.recorders.numpy`: boxed arrays (``__array_ufunc__``,
+  ``__array_function__``, routed methods), unboxed after the run.
 
 A recorder never changes what the user's code computes: it calls the function it
 observed exactly as the code called it and returns its result; anything failing in the
@@ -46,6 +48,10 @@ def recording(namespace: dict | None = None, budget: int | None = None,
             from .torch import TorchRecorder
 
             stack.enter_context(TorchRecorder(rec))
+        if "numpy" in sys.modules:
+            from .numpy import NumpyRecorder
+
+            stack.enter_context(NumpyRecorder(rec))
         yield rec
 
 

@@ -5,6 +5,7 @@ program*. One module per framework registers its rules here by the framework's o
 name of the call (:attr:`Node.op <einsum_magic.chain.record.Node>`):
 
 * :mod:`~einsum_magic.chain.rules.torch`: ``torch.Tensor.matmul``, ``torch.tanh``, …
+* :mod:`~einsum_magic.chain.rules.numpy`: ``numpy.matmul``, ``numpy.ndarray.__getitem__``, …
 
 A rule is a function ``rule(node, ctx) -> list[Back]``. ``ctx`` (a :class:`Context`, given
 by :mod:`~einsum_magic.chain.program`) names what the rule may read: ``ctx.x(arg)`` the
@@ -51,3 +52,5 @@ def _load(framework: str) -> None:
     _LOADED.add(framework)
     if framework == "torch":
         from . import torch as _torch  # noqa: F401 - registers its rules
+    elif framework == "numpy":
+        from . import numpy as _numpy  # noqa: F401 - registers its rules
