@@ -44,7 +44,7 @@ def _namespaces(name):
         first = source.split("\n", 1)[0]
         if first.startswith("%load_ext"):
             source = source.split("\n", 1)[1]
-        match = re.match(r"%%einsum_grad -o (\w+)$", first)
+        match = re.match(r"%%einsum_grad -o (\w+)( --exercise)?$", first)
         if match:
             before = dict(ns)
             exec(_body(cell), ns)

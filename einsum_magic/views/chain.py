@@ -252,8 +252,8 @@ def _recorded_html(b) -> str:
                 f"</td><td>{escape(r.against)}</td><td>"
                 f"{marks.get(r.status, escape(r.status))}</td></tr>" for r in b.check.rows]
         parts.append(_table(("gradient", "shape", "against", "verdict"), rows))
-    return (meaning_comment(meaning(b)) + stylesheet()
-            + f'<div class="einsum-grad">{"".join(parts)}</div>')
+    body = f'<div class="einsum-grad">{"".join(parts)}</div>'
+    return meaning_comment(meaning(b)) + stylesheet(body) + body     # only the rules it uses
 
 
 class CellBackwardDisplay:
