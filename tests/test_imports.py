@@ -38,20 +38,9 @@ LAYERS = (
 )
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
-#: Known violations in modules being rewritten (chain/ is rebuilt on a record of the run; magic.py
-#: becomes options.py + flow.py; cell/capture.py and cell/sites.py become cell/modules.py + a new
-#: capture). Each entry is (kind, importer, what): the rewrites empty this list; nothing else may
-#: join it.
-ALLOWED = {
-    # chain/text/ (the retiring text reader of NumPy cells) reads the source again through a private helper
-    ("private", "einsum_magic.chain.text.reading", "einsum_magic.cell.calls._dotted"),
-    # chain/ starts JAX through the check's alias for it (the cell check moves onto check.policy)
-    ("private", "einsum_magic.chain.text.check", "einsum_magic.check.report._import_jax"),
-    # chain/ writes its export with compute.export's private line writer (one export writer to come)
-    ("private", "einsum_magic.chain.text.export", "einsum_magic.compute.export._lines"),
-    # within chain/: the backward builds on the forward's private atom reader
-    ("private", "einsum_magic.chain.text.backward", "einsum_magic.chain.text.forward._atom"),
-}
+#: Known violations, each (kind, importer, what): none. An entry may join only with a comment
+#: saying why, and leaves when its violation does (the last test checks that).
+ALLOWED: set = set()
 
 
 def module_name(path: Path) -> str:

@@ -445,7 +445,7 @@ def _unknown_einsum(tree: ast.AST, namespace: Mapping) -> str | None:
 
 # -- aliases ---------------------------------------------------------------------------
 
-def _dotted(node: ast.AST) -> str | None:
+def dotted(node: ast.AST) -> str | None:
     """``np`` → 'np', ``jax.numpy`` → 'jax.numpy'; None for anything else."""
     parts = []
     while isinstance(node, ast.Attribute):
@@ -498,7 +498,7 @@ def _einsum_module(func: ast.AST, aliases: dict, functions: dict) -> str | None:
             return functions[func.id]
         return "" if func.id == "einsum" else None
     if isinstance(func, ast.Attribute):
-        module = aliases.get(_dotted(func.value) or "")
+        module = aliases.get(dotted(func.value) or "")
         if module is not None and EINSUM_MODULES[module] == func.attr:
             return module
     return None

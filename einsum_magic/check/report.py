@@ -29,5 +29,3 @@ from .records import TOLERANCES, CheckReport, GradCheck
 __all__ = ["check", "CheckReport", "GradCheck", "JaxNotInstalled", "jax_available",
            "MAX_ELEMENTS", "TOLERANCES", "PRECISION", "INSTALL"]
 
-#: The name chain/check.py imports (it is being replaced by the cell check on :mod:`.policy`).
-_import_jax = import_jax

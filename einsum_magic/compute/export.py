@@ -152,10 +152,10 @@ def _source(d: Derivation, p: Plan, target: str, naive: bool) -> str:
         bwd = [_naive_line(d, g, target) for g in d.grads] + [t.code for t in d.totals]
         recompute: list[str] = []
     else:
-        fwd = _lines(p.forward, target, d)
+        fwd = plan_lines(p.forward, target, d)
         residuals = p.residuals
-        bwd = _lines(p.backward, target, d)
-        recompute = _lines(p.recompute, target, d)
+        bwd = plan_lines(p.backward, target, d)
+        recompute = plan_lines(p.recompute, target, d)
     grads = ", ".join(p.gradients) if len(p.gradients) > 1 else f"({p.gradients[0]},)"
     res = ", ".join(residuals) if len(residuals) != 1 else f"({residuals[0]},)"
 
@@ -209,7 +209,7 @@ def _naive_line(d: Derivation, g, target: str) -> str:
     return f"{g.target} = {m}.einsum({g.equation!r}, {', '.join(args)}{extra})"
 
 
-def _lines(steps: tuple[PlanStep, ...], target: str, d: Derivation) -> list[str]:
+def plan_lines(steps: tuple[PlanStep, ...], target: str, d: Derivation) -> list[str]:
     taken = set(d.names) | {d.output, d.cotangent} | {s.target for s in steps}
     out: list[str] = []
     for s in steps:

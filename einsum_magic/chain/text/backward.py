@@ -40,7 +40,7 @@ from fractions import Fraction
 
 from ...core.derivation import derive
 from ...core.names import free_name
-from .forward import _atom
+from .forward import atom
 from .program import Program, Step
 
 __all__ = ["BackLine", "backward_lines", "differentiated", "gradient_names"]
@@ -179,11 +179,11 @@ def _elementwise(s: Step, k: int, g: str, shapes: dict) -> tuple[str, str]:
     if kind == "sub":
         return (g, "d(a - b) = da - db") if k == 0 else (f"-{g}", "d(a - b) = da - db")
     if kind == "mul":
-        return f"{g} * {_atom(a[1 - k])}", "product rule: d(a * b) = da * b + a * db"
+        return f"{g} * {atom(a[1 - k])}", "product rule: d(a * b) = da * b + a * db"
     if kind == "div":
         if k == 0:
-            return f"{g} / {_atom(a[1])}", "d(a / b) = da / b - a db / b**2"
-        return f"-{g} * {_atom(a[0])} / {_atom(a[1])} ** 2", "d(a / b) = da / b - a db / b**2"
+            return f"{g} / {atom(a[1])}", "d(a / b) = da / b - a db / b**2"
+        return f"-{g} * {atom(a[0])} / {atom(a[1])} ** 2", "d(a / b) = da / b - a db / b**2"
     if kind == "neg":
         return f"-{g}", "d(-x) = -dx"
     if kind == "pow":
@@ -191,13 +191,13 @@ def _elementwise(s: Step, k: int, g: str, shapes: dict) -> tuple[str, str]:
         try:
             value = Fraction(c)
         except (ValueError, TypeError):
-            return f"{g} * {_atom(c)} * {x} ** ({c} - 1)", f"d(x ** c) = c x ** (c - 1) dx"
+            return f"{g} * {atom(c)} * {x} ** ({c} - 1)", f"d(x ** c) = c x ** (c - 1) dx"
         less = value - 1
         less_text = str(less) if less.denominator == 1 else str(float(less))
         if less == 0:
             return f"{g} * {c}", "d(x ** c) = c x ** (c - 1) dx"
-        power = x if less == 1 else f"{x} ** {_atom(less_text)}"
-        return f"{g} * {_atom(c)} * {power}", "d(x ** c) = c x ** (c - 1) dx"
+        power = x if less == 1 else f"{x} ** {atom(less_text)}"
+        return f"{g} * {atom(c)} * {power}", "d(x ** c) = c x ** (c - 1) dx"
     if kind == "exp":
         return f"{g} * {y}", f"d exp(x) = exp(x) dx, and exp(x) is {y}"
     if kind == "log":

@@ -82,9 +82,9 @@ def cotangents(backward, seed: int = 0) -> dict[str, np.ndarray]:
 
 def check_backward(backward, seed: int = 0) -> ChainCheck:
     """Check ``backward`` (a :class:`~einsum_magic.chain.text.result.CellBackward`) against jax.vjp."""
-    from ...check.report import _import_jax
+    from ...check.jax import import_jax
 
-    jax, jnp = _import_jax()
+    jax, jnp = import_jax()
     p = backward.program
     cots = cotangents(backward, seed)
     ours = backward.run(cots)

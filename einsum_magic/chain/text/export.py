@@ -31,7 +31,7 @@ import re
 from ...compute.cost import plan
 from ...core.derivation import derive
 from ...errors import EinsumError
-from ...compute.export import _lines, execute
+from ...compute.export import plan_lines, execute
 from .forward import line
 
 __all__ = ["export", "compiled", "TARGETS"]
@@ -93,7 +93,7 @@ def _einsum_lines(b, i: int, target: str, taken: set) -> list[str]:
     d = derive(s.param, names=s.args, output=s.target, shapes=[shapes[a] for a in s.args])
     plan_ = plan(d)
     parts = {x.wrt: x.target for x in b.lines if x.step == i}
-    lines = _lines(plan_.recompute, target, d) + _lines(plan_.backward, target, d)
+    lines = plan_lines(plan_.recompute, target, d) + plan_lines(plan_.backward, target, d)
     # the plan's own names: its gradients → the backward program's, temporaries → fresh names
     rename = {g: parts.get(n, None) for g, n in zip(plan_.gradients, dict.fromkeys(d.names))}
     internal = {w for ln in lines for w in [ln.split(" = ", 1)[0].split("[")[0].strip()]}

@@ -43,11 +43,11 @@ def line(s: Step, m: str = "np") -> str:
     if s.kind == "einsum":
         return f"{t} = {m}.einsum({s.param!r}, {', '.join(a)})"
     if s.kind in BINARY:
-        return f"{t} = {_atom(a[0])} {BINARY[s.kind]} {_atom(a[1])}"
+        return f"{t} = {atom(a[0])} {BINARY[s.kind]} {atom(a[1])}"
     if s.kind == "neg":
-        return f"{t} = -{_atom(a[0])}"
+        return f"{t} = -{atom(a[0])}"
     if s.kind == "pow":
-        return f"{t} = {_atom(a[0])} ** {_atom(s.param)}"
+        return f"{t} = {atom(a[0])} ** {atom(s.param)}"
     if s.kind in UNARY:
         return f"{t} = {m}.{UNARY[s.kind]}({a[0]})"
     if s.kind == "relu":
@@ -65,7 +65,7 @@ def line(s: Step, m: str = "np") -> str:
     raise ValueError(f"no line for a {s.kind} step")
 
 
-def _atom(text: str) -> str:
+def atom(text: str) -> str:
     """``text`` as an operand of a binary operator: parenthesised unless it is one token."""
     plain = text.replace("_", "").replace(".", "")
     return text if plain.isalnum() and not text.startswith("-") else f"({text})"

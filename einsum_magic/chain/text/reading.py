@@ -40,7 +40,7 @@ import numbers
 import types
 from typing import Any, Mapping
 
-from ...cell.calls import _dotted, find_calls
+from ...cell.calls import dotted, find_calls
 from ...core.names import free_name
 from .program import Program, Step
 
@@ -296,7 +296,7 @@ class _Reader:
     def _function(self, func: ast.AST) -> tuple[str, str] | None:
         """(module, function name) of a call's function, for a module alias's attribute."""
         if isinstance(func, ast.Attribute):
-            module = self.aliases.get(_dotted(func.value) or "")
+            module = self.aliases.get(dotted(func.value) or "")
             if module is not None:
                 return module, func.attr
         if isinstance(func, ast.Name):
@@ -380,7 +380,7 @@ class _Reader:
             return self._einsum(node, einsum, top)
         func = node.func
         # methods: x.sum(…), x.reshape(…), …
-        root = _dotted(func.value) if isinstance(func, ast.Attribute) else None
+        root = dotted(func.value) if isinstance(func, ast.Attribute) else None
         if root is not None and root.split(".")[0] in self.aliases and self._function(func) is None:
             raise _Stop(self._segment(func))
         if isinstance(func, ast.Attribute) and self._function(func) is None:
