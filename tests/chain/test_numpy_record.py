@@ -628,3 +628,14 @@ def test_a_jax_step_that_binds_no_array_gets_no_reading_of_the_text(ip):
     result, cap = run(ip, "%%einsum_grad -o res\nprint(float(jnp.sum(jnp.tanh(jnp.asarray(X)))))")
     assert result.success and ip.user_ns["res"].backward is None
     assert "cell backward" not in cap.stdout and len(cap.outputs) == 0
+
+
+def test_once_the_record_stops_the_rest_of_the_run_is_plain_numpy(ip):
+    """A long loop stops the record: from then on the cell's own names hold plain arrays
+    again (the rest of the run pays nothing), and the cell says why in one line."""
+    ip.user_ns.update(A=np.ones((3, 3)), B=np.ones((3, 3)))
+    with capture_output() as cap:
+        ip.run_cell("%%einsum_grad --no-check\nfor _ in range(300):\n    H = A @ B\n"
+                    "kinds = (type(A), type(H))")
+    assert ip.user_ns["kinds"] == (np.ndarray, np.ndarray)
+    assert "more than 256 times (a loop)" in cap.stdout

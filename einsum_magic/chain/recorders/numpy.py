@@ -163,10 +163,14 @@ class Boxed(np.ndarray):
     """An array of the run the record follows (see the module doc); ``_em`` its plain value."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if _stopped():                  # the record stopped: plain NumPy, nothing else
+            return getattr(ufunc, method)(*_plain_only(inputs), **_plain_only(kwargs))
         op = f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
         return _call(op, getattr(ufunc, method), inputs, kwargs, ufunc_method=method)
 
     def __array_function__(self, func, types, args, kwargs):
+        if _stopped():
+            return func(*_plain_only(args), **_plain_only(kwargs))
         return _call(op_name(func), func, args, kwargs)
 
     def __repr__(self):
@@ -302,10 +306,22 @@ def _boxed_result(result, target=None, target_box=None):
     return result
 
 
+def _stopped() -> bool:
+    """Whether no record is running; the first time after one stopped, the namespace gets
+    its plain arrays back at once (:meth:`NumpyRecorder.release`)."""
+    recorder = _active[0]
+    if recorder is None:
+        return True
+    if recorder.rec.stopped:
+        recorder.release()
+        return True
+    return False
+
+
 def _call(op, func, args, kwargs, *, ufunc_method=None, inplace_first=False):
     """Call ``func`` on the plain arrays, record the call, box the results."""
     recorder = _active[0]
-    if recorder is None or recorder.rec.stopped:
+    if _stopped():
         return func(*_plain_only(args), **_plain_only(kwargs))
     rec = recorder.rec
     short = op.rsplit(".", 1)[-1]
@@ -420,6 +436,22 @@ class NumpyRecorder:
     def __exit__(self, *exc) -> bool:
         self._exit()
         return False
+
+    def release(self) -> None:
+        """The record stopped (a long loop, the budget): put back the creation functions and
+        the namespace's plain arrays now, so that the rest of the run costs what it would
+        without the magic; arrays the code still holds in locals pass calls straight
+        through. :meth:`__exit__` does the rest, as always."""
+        if getattr(self, "_released", False):
+            return
+        self._released = True
+        for module, name, original in reversed(self._patched):
+            setattr(module, name, original)
+        self._patched = []
+        try:
+            _unbox_namespace(self.namespace, self._before)
+        except Exception:  # noqa: BLE001 - __exit__ unboxes again and says what failed
+            pass
 
     def _exit(self) -> None:
         _active[0] = self._previous
