@@ -108,6 +108,10 @@ class CellBackward:
     def code(self) -> str:
         """Preamble, cotangents and backward lines: runs pasted after the cell."""
         head = list(self.program.preamble)
+        np_bound = self.recording.namespace.get("np")
+        if np_bound is not np:            # a torch cell's namespace may have no NumPy as np
+            head.insert(0, "import numpy as np" + ("" if np_bound is None else
+                                                   "  # the backward is NumPy: np rebound"))
         missing = [self.names.name[v] for v in self.program.unavailable]
         if missing:
             head.insert(0, f"# not in the namespace any more (b.run() binds the run's values):"
