@@ -328,8 +328,8 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
         node = made.get(v)
         if node is None or depth > 50:
             return None
-        if node.inplace:
-            return None
+        if node.inplace or _draws(node):     # a draw is never made again: the preamble
+            return None                        # would get another mask than the run's
         args = {}
         for r in node.refs:
             e = framework_side(r, depth + 1)
@@ -355,6 +355,32 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
         template = READERS.get(rec.info[v].framework, ("{}", None))[0]
         out.append(f"{b.read_names[v]} = {template.format(expr)}")
     return tuple(out), tuple(unavailable)
+
+
+#: Calls that draw random numbers (besides every kind of dropout), by their short name.
+_DRAWS = frozenset({"rrelu", "gumbel_softmax", "bernoulli", "multinomial", "normal", "poisson",
+                    "rand_like", "randn_like", "randint_like", "uniform", "exponential",
+                    "random", "cauchy", "geometric", "log_normal"})
+
+
+def _draws(node: Node) -> bool:
+    """Whether calling ``node`` again could draw anew (dropout in training, rrelu, …).
+
+    >>> _draws(Node(0, "torch", "torch.nn.functional.dropout", None, (None, 0.1, True), (), ()))
+    True
+    >>> _draws(Node(0, "torch", "torch.nn.functional.dropout", None, (None, 0.1, False), (), ()))
+    False
+    >>> _draws(Node(0, "torch", "torch.nn.functional.normalize", None, (), (), ()))
+    False
+    """
+    parts = node.op.split(".")
+    short = parts[3] if node.op.startswith("torch.ops.") and len(parts) > 3 else parts[-1]
+    if "dropout" in short and node.op.startswith("torch.nn.functional."):
+        kw = node.kw()                    # F.dropout(input, p, training, inplace): off is no draw
+        p = node.args[1] if len(node.args) > 1 else kw.get("p", 0.5)
+        training = node.args[2] if len(node.args) > 2 else kw.get("training", True)
+        return bool(training) and p != 0
+    return "dropout" in short or short.rstrip("_") in _DRAWS
 
 
 def _render(node: Node, exprs: dict) -> str | None:
