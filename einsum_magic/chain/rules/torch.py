@@ -242,10 +242,15 @@ def _identity(node, ctx):
     return [Back(node.args[0], ctx.g(0), view=True)]
 
 
-@rule(*_ops("float", "double", "half", "to", "type", torch=False))
+@rule(*_ops("float", "double", "half", "bfloat16", "to", "type", "type_as", torch=False))
 def _cast(node, ctx):
+    """A cast: the gradient goes back cast to the dtype of the value cast (as torch does).
+
+    The dtype is read from the value itself (``x_np.dtype``), not written as a literal, so
+    that the same lines run in float64 on the check's float64 replay.
+    """
     x = node.args[0]
-    return [Back(x, f"{ctx.g(0)}.astype(np.{ctx.dtype(x)})")]
+    return [Back(x, f"{ctx.g(0)}.astype({ctx.x(x)}.dtype)", rule="cast: back to x's dtype")]
 
 
 @rule(*_ops("maximum", "minimum", "fmax", "fmin"))
