@@ -76,6 +76,37 @@ def test_type_as_casts_to_its_others_dtype_and_sends_nothing_to_it():
          x=randn(2, 4, dtype=torch.float32), y=randn(2, 4, seed=1))
 
 
+# -- GELU, exact (erf) and tanh-approximated -------------------------------------------------
+
+def test_exact_gelu_is_derived_with_erf():
+    x = torch.cat([randn(40) * 3, torch.tensor([0.0, -7.5, 9.0, 1e-8], dtype=torch.float64)])
+    b = same(lambda x: F.gelu(x), x=x)
+    assert "math.erf" in b.program.code
+
+
+def test_tanh_gelu():
+    same(lambda x: F.gelu(x, approximate="tanh"), x=randn(5, 6) * 2)
+
+
+def test_gelu_in_float32_keeps_float32():
+    same(lambda x: F.gelu(x), rtol=1e-6, x=randn(5, 6, dtype=torch.float32))
+
+
+def test_shown_code_of_exact_gelu_imports_math_where_the_namespace_has_none():
+    x = randn(3, 4)
+    ns = {"x": x, "torch": torch, "F": F}
+    with recording(ns) as rec:
+        y = F.gelu(x)
+        loss = (y * y).sum()
+    ns.update(y=y, loss=loss)
+    code = from_recording(rec, ns, check=False).code
+    assert "import math" in code.splitlines()[:3], code
+    exec(code, ns)
+    xg = x.clone().requires_grad_(True)
+    (F.gelu(xg) ** 2).sum().backward()
+    np.testing.assert_allclose(ns["dL_dx"], xg.grad.numpy(), rtol=1e-12)
+
+
 # -- the steps of LLaMA's RMSNorm (meta-llama/llama, llama/model.py), one at a time -----------
 
 @pytest.mark.parametrize("op", [
