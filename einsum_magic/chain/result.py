@@ -298,8 +298,9 @@ def _commented_out(lines: list[str], missing: set[str]) -> list[str]:
     what it assigns or fills (``t[...] = …``, ``np.add.at(t, …)``) missing from then on.
 
     >>> _commented_out(["a = x_np * 2", "b = y_np + 1", "c = a + b", "np.add.at(d, i, a)",
-    ...                 "e = d * 1", "a += b"], {"x_np"})
-    ['# a = x_np * 2', 'b = y_np + 1', '# c = a + b', '# np.add.at(d, i, a)', '# e = d * 1', '# a += b']
+    ...                 "e = d * 1", "a += b", "f = b"], {"x_np"})   # doctest: +NORMALIZE_WHITESPACE
+    ['# a = x_np * 2', 'b = y_np + 1', '# c = a + b', '# np.add.at(d, i, a)', '# e = d * 1',
+     '# a += b', 'f = b']
     """
     import ast
 
