@@ -610,3 +610,25 @@ def test_the_pasted_code_never_draws_again_and_says_what_it_cannot_bind(ip):
     assert result.success, cap.stdout
     close(ip.user_ns["dL_dU"], want["U"], "U")          # reads h, bound by identity
     assert "dL_dV" not in ip.user_ns and "dL_dW" not in ip.user_ns   # need U's old value
+
+
+def test_the_pasted_code_recomputes_a_version_made_in_place_out_of_place(ip):
+    """``s = h * h`` reads the version of h made by ``h += 1.0``, which ``h *= 2.0`` replaced:
+    the preamble recomputes it with the same call out of place, and never rebinds ``h``."""
+    ip.run_cell("torch.manual_seed(0)\nx = torch.randn(4, 3, dtype=torch.float64)\n"
+                "W = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)")
+    cell = "h = x @ W\nh += 1.0\ns = h * h\nh *= 2.0\nloss = (s * h).sum()"
+    result, cap = run(ip, "%%einsum_grad -o r\n" + cell)
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    assert b.check.status == "PASS", b.check.summary
+    code, h = b.code, ip.user_ns["h"]
+    assert "torch.Tensor.add(" in code and not code.startswith("# not in"), code
+    ip.user_ns.pop("dL_dW", None)
+    result, cap = run(ip, code)
+    assert result.success, cap.stdout
+    assert ip.user_ns["h"] is h
+    W = ip.user_ns["W"].detach().clone().requires_grad_(True)
+    hh = ip.user_ns["x"] @ W + 1.0        # the same values, out of place for autograd
+    ((hh * hh) * (hh * 2.0)).sum().backward()
+    close(ip.user_ns["dL_dW"], W.grad.numpy(), "W pasted")
