@@ -269,12 +269,12 @@ def _held(namespace: dict, rec: Recording):
             elif rec.current(obj) is not None or hasattr(obj, "__array__"):
                 continue                                   # an array: not looked into
             else:
-                try:
+                try:                               # a user's object may do anything
                     attrs = vars(obj)
-                except TypeError:
+                    items = [(f"{path}.{k}", o) for k, o in list(attrs.items())
+                             if isinstance(k, str) and not k.startswith("_")]
+                except Exception:  # noqa: BLE001 - no __dict__, or a strange one: skipped
                     continue
-                items = [(f"{path}.{k}", o) for k, o in list(attrs.items())
-                         if isinstance(k, str) and not k.startswith("_")]
             for p, o in items:
                 if rec.current(o) is not None:
                     yield p, o

@@ -632,3 +632,29 @@ def test_the_pasted_code_recomputes_a_version_made_in_place_out_of_place(ip):
     hh = ip.user_ns["x"] @ W + 1.0        # the same values, out of place for autograd
     ((hh * hh) * (hh * 2.0)).sum().backward()
     close(ip.user_ns["dL_dW"], W.grad.numpy(), "W pasted")
+
+
+def test_arrays_held_in_lists_and_objects_are_named_by_their_path():
+    from einsum_magic.chain.recorders import recording
+    from einsum_magic.chain.result import from_recording
+
+    """makemore's layers (plain objects in a list): their arrays by path, an attribute path
+    before a list index; an object whose __dict__ misbehaves is skipped, never an error."""
+    class Layer:
+        def __init__(self, w):
+            self.weight = w
+
+    class Strange:
+        @property
+        def __dict__(self):
+            raise RuntimeError("no")
+
+    w0, w1, x = (torch.randn(*s, dtype=torch.float64) for s in ((3, 4), (4, 2), (5, 3)))
+    layers = [Layer(w0), Layer(w1)]
+    ns = {"x": x, "layers": layers, "params": [w0, w1], "odd": Strange()}
+    with recording(ns) as rec:
+        loss = (torch.tanh(x @ w0) @ w1).sum()
+    ns["loss"] = loss
+    b = from_recording(rec, ns, check=False)
+    assert {"layers[0].weight", "layers[1].weight", "x"} <= set(b.inputs), b.inputs
+    assert "layers_0_weight_np = layers[0].weight.detach().numpy()" in b.code, b.code
