@@ -5,11 +5,16 @@ cell, never a second run of it:
 
 1. **Replay**: every recorded node upstream of a sink is called again, ``node.func`` on
    float64 copies of the leaves (integer and boolean values as they were), in the run's
-   order; an in-place node works on a copy of its target.
+   order; an in-place node works on a copy of its target. A cast to a narrower floating
+   dtype stays in float64 (``.float()``, ``.half()``, ``.to(torch.float32)``,
+   ``dtype=torch.float32``): the reference is float64 all the way, also where the cell
+   computes a step in float32 (RMSNorm's ``self._norm(x.float()).type_as(x)``).
 2. **Fidelity gate**: every floating value the replay recomputes must equal the run's
-   (relative to its magnitude: 1e-9 for a float64 run, 1e-3 for float32), and every other
-   value exactly; else the check names the first operation it could not reproduce (a
-   random draw inside a call, say) and compares nothing.
+   (relative to its magnitude: 1e-9 for a float64 run, 1e-3 for float32, the loosest
+   along the values it was computed from: a float64 result of float32 steps is as
+   precise as float32), and every other value exactly; else the check names the first
+   operation it could not reproduce (a random draw inside a call, say) and compares
+   nothing.
 3. **Reference**: torch's autograd of the same replay (``torch.autograd.grad``, float64),
    with a seeded random cotangent for each sink that is not a scalar and 1 for a scalar
    sink. Every derived gradient is compared, intermediates too: a zero tensor is added to
@@ -175,6 +180,7 @@ def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=Non
     """Call every node of ``needed`` again over ``env``; with ``check``, the fidelity gate."""
     import torch
 
+    tols: dict[int, float] = {}        # value id → the run's precision along its inputs
     for node in needed:
         target = node.refs[0] if node.inplace and node.refs else None
         copy = env[target].clone() if target is not None else None
@@ -182,9 +188,9 @@ def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=Non
         def value(r: Ref):
             return copy if r.id == target else env[r.id]
 
-        args = map_refs(node.args, value)
-        kwargs = map_refs(dict(node.kwargs), value)
-        result = node.func(*args, **kwargs)
+        args = _wide(map_refs(node.args, value))
+        kwargs = _wide(map_refs(dict(node.kwargs), value))
+        result = _WIDE_CALLS.get(node.op, node.func)(*args, **kwargs)
         outs = []
         _flat(result, outs)
         if target is not None and not outs:
@@ -192,9 +198,11 @@ def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=Non
         if len(outs) != len(node.outs):
             return env, f"the replay of {node.op} ({node.at()}) gave {len(outs)} results, " \
                         f"the run {len(node.outs)}"
+        inherited = max([tols.get(r, _tol(rec, r)) for r in node.refs], default=0.0)
         for o, t in zip(node.outs, outs):
             if check:
-                bad = _differs(rec, o, t)
+                tols[o] = max(_tol(rec, o), inherited)
+                bad = _differs(rec, o, t, tols[o])
                 if bad:
                     return env, (f"the replay could not reproduce `{node.op}` ({node.at()}): "
                                  f"{bad}")
@@ -202,6 +210,33 @@ def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=Non
                 t = t + bumps[o]
             env[o] = t
     return env, ""
+
+
+#: Casts to a narrower floating dtype, replayed as their float64 (complex128) namesake.
+_WIDE_CALLS: dict = {}
+_WIDE_DTYPES: dict = {}
+
+
+def _wide(obj):
+    """``obj`` (arguments of a call) with every narrower floating dtype made float64."""
+    import torch
+
+    if not _WIDE_DTYPES:
+        _WIDE_DTYPES.update({d: torch.float64 for d in (torch.float32, torch.float16,
+                                                        torch.bfloat16)})
+        _WIDE_DTYPES.update({torch.complex64: torch.complex128, torch.complex32:
+                             torch.complex128})
+        _WIDE_CALLS.update({f"torch.Tensor.{n}": torch.Tensor.double
+                            for n in ("float", "half", "bfloat16")})
+    if isinstance(obj, torch.dtype):
+        return _WIDE_DTYPES.get(obj, obj)
+    if type(obj) is tuple:
+        return tuple(_wide(o) for o in obj)
+    if isinstance(obj, list):
+        return [_wide(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _wide(v) for k, v in obj.items()}
+    return obj
 
 
 def _flat(result, out: list) -> None:
@@ -214,8 +249,15 @@ def _flat(result, out: list) -> None:
             _flat(r, out)
 
 
-def _differs(rec: Recording, v: int, replayed) -> str:
-    """Why the replayed value differs from the run's (``''`` when it does not)."""
+def _tol(rec: Recording, v: int) -> float:
+    """The fidelity tolerance of value ``v``'s own dtype (0 for a value not floating)."""
+    info = rec.info[v]
+    return FIDELITY.get(info.dtype, 5e-2) if info.floating else 0.0
+
+
+def _differs(rec: Recording, v: int, replayed, tol: float | None = None) -> str:
+    """Why the replayed value differs from the run's (``''`` when it does not), relative to
+    its magnitude within ``tol`` (default: its own dtype's)."""
     import torch
 
     run = rec.values.get(v)
@@ -238,7 +280,7 @@ def _differs(rec: Recording, v: int, replayed) -> str:
         return ""
     scale = float(b64[finite].abs().max())
     err = float((a64 - b64)[finite].abs().max())
-    tol = FIDELITY.get(info.dtype, 5e-2)
+    tol = _tol(rec, v) if tol is None else tol
     if not err <= tol * max(scale, 1e-30):
         return f"differs from the run's value by {err:.3g} (scale {scale:.3g})"
     return ""

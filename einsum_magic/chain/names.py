@@ -5,9 +5,13 @@ namespace after the run → a name for every value*. By identity, never by readi
 
 * a value whose array the namespace holds *now* (and that no in-place change has replaced
   since) is named as the namespace names it: ``W1``; a parameter of a module in the
-  namespace by its path: ``model[0].weight``, ``wte.weight``;
+  namespace by its path: ``model[0].weight``, ``wte.weight``; an array held by a list,
+  tuple or dict of the namespace, or as an attribute of a plain object there, by its path
+  too: ``layers[0].weight`` (a few levels deep, never calling a property);
 * a name the cell binds more than once gets versions in the order of the run: ``att``,
-  ``att_1``, ``att_2`` (the first assignment keeps the plain name); an array changed in
+  ``att_1``, ``att_2`` (the first assignment keeps the plain name); a line of the cell's
+  top level that calls a function defined elsewhere (``out = norm(x)``) binds the last
+  value that call made, however many functions it went through; an array changed in
   place (``x += 1``, ``W[:] = 0``) gets one version per change the same way; a local of
   a function the cell defines gets its local name, one version per call (``f.h`` where
   the namespace holds another ``h``). The cell's source is used here only for this:
@@ -17,7 +21,9 @@ namespace after the run → a name for every value*. By identity, never by readi
 :attr:`Names.ident` is the name as an identifier (``model_0_weight``): the backward code
 calls the gradient of value ``v`` ``dL_d<ident>``. :attr:`Names.bound` is the expression
 that holds the value in the namespace now (``None`` for a temporary or an older version):
-the shown code reads only those, or recomputes the rest in a short preamble.
+the shown code reads only those, or recomputes the rest in a short preamble. It is only
+given where the namespace's object *is* that version now: not where the record holds a
+copy taken before an in-place change through another view of its memory (``W.data.zero_()``).
 
 :data:`READERS` says, per framework, how the NumPy backward reads a value: the source text
 that turns the user's array into NumPy (``{}.detach().numpy()`` for torch) and the function
@@ -111,11 +117,13 @@ def _assignments(source: str | None) -> dict[int, str]:
 def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Names:
     """Name every value of ``rec`` (see the module doc)."""
     holders: dict[int, str] = {}          # id(obj) → namespace path
+    objects: dict[int, Any] = {}          # id(obj) → obj (the record may hold a copy of it)
     for key, value in list(namespace.items()):
         if key.startswith("_") or key in _SKIP:
             continue
         if rec.current(value) is not None and id(value) not in holders:
             holders[id(value)] = key
+            objects[id(value)] = value
     for key, value in list(namespace.items()):
         if key.startswith("_") or key in _SKIP:
             continue
@@ -128,20 +136,30 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
             for dotted, t in items:
                 if rec.current(t) is not None and id(t) not in holders:
                     holders[id(t)] = _path(key, dotted)
+                    objects[id(t)] = t
+    held: dict[int, tuple] = {}            # id(obj) → (rank, path): the best path to it
+    for k, (path, t) in enumerate(_held(namespace, rec)):
+        rank = (path.endswith("]"), path.count(".") + path.count("["), k)
+        if id(t) not in holders and (id(t) not in held or rank < held[id(t)][0]):
+            held[id(t)] = (rank, path)         # ``layers[4].gamma`` before ``parameters[6]``
+            objects[id(t)] = t
+    holders.update({i: path for i, (_, path) in held.items()})
     chains: dict[str, list[int]] = {}      # user name → its versions' ids
     bound: dict[int, str] = {}
-    objects = {id(o): o for o in rec.values.values() if o is not None}
     for oid, path in holders.items():
         obj = objects.get(oid)
         if obj is None:
             continue
         versions = rec.versions(obj)
         if versions:
-            bound[versions[-1]] = path
+            if versions[-1] not in rec.snapshots:     # else the object changed since: the
+                bound[versions[-1]] = path            # record holds the value, not the name
             chains.setdefault(path, []).extend(versions)
     lines = _assignments(source)
+    in_defs = _lines_in_defs(source)
     # the value a line assigns: the last floating result of each run of nodes on that line
-    # (a line inside a function runs once per call: each call's value is one version)
+    # (a line inside a function of the cell runs once per call: each call's value is one
+    # version; a top-level line runs once, whatever functions defined elsewhere it calls)
     assigned: list[tuple[str, str, int]] = []
     previous = None
     for node in rec.nodes:
@@ -151,8 +169,9 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
             continue
         if not floating:                    # a mask on the way: the same run goes on
             continue
-        key = (node.line, node.where)
-        item = (lines[node.line], node.where, floating[0])
+        where = node.where if node.line in in_defs else ""
+        key = (node.line, where)
+        item = (lines[node.line], where, floating[0])
         if key == previous:
             assigned[-1] = item
         else:
@@ -189,6 +208,80 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
         name[v] = candidate
     ident = {v: identifier(n) for v, n in name.items()}
     return Names(name, ident, bound, user)
+
+
+def _lines_in_defs(source: str | None) -> set[int]:
+    """Lines of the bodies of the functions (and lambdas) the cell itself defines.
+
+    >>> sorted(_lines_in_defs("def f(x):\\n    h = x @ W\\n    return h\\ny = f(x)"))
+    [2, 3]
+    """
+    try:
+        tree = ast.parse(source or "")
+    except SyntaxError:
+        return set()
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for inner in (node.body if isinstance(node.body, list) else [node.body]):
+                out.update(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
+    return out
+
+
+#: How deep :func:`_held` looks into the namespace's containers and plain objects, and how
+#: many objects it visits at most (a namespace with a large list of arrays stays cheap).
+HELD_DEPTH, HELD_VISITS = 3, 5_000
+
+
+def _held(namespace: dict, rec: Recording):
+    """``(path, array)`` for every recorded array held inside the namespace's lists, tuples,
+    dicts and plain objects' attributes (``layers[0].weight``), breadth first; an array
+    held in two places comes once per path.
+
+    Only ``vars()`` of an object is read (no property runs); modules, classes, functions
+    and arrays themselves are not looked into; names starting with ``_`` are skipped.
+
+    >>> class Layer: pass
+    >>> rec = Recording(); layer = Layer(); w = [1.0]; layer.weight = w
+    >>> _ = rec.refs_of([w])
+    >>> list(_held({"layers": [layer]}, rec))
+    [('layers[0].weight', [1.0])]
+    """
+    import types
+
+    level = [(k, v) for k, v in namespace.items() if not k.startswith("_") and k not in _SKIP]
+    seen: set[int] = {id(v) for _, v in level}
+    visits = 0
+    for _ in range(HELD_DEPTH):
+        nxt = []
+        for path, obj in level:
+            visits += 1
+            if visits > HELD_VISITS:
+                return
+            if isinstance(obj, (type, types.ModuleType, types.FunctionType, types.MethodType,
+                                str, bytes, int, float, complex, bool, type(None))):
+                continue
+            if isinstance(obj, (list, tuple)):
+                items = [(f"{path}[{i}]", o) for i, o in enumerate(obj[:HELD_VISITS])]
+            elif isinstance(obj, dict):
+                items = [(f"{path}[{k!r}]", o) for k, o in list(obj.items())[:HELD_VISITS]
+                         if isinstance(k, (str, int))]
+            elif rec.current(obj) is not None or hasattr(obj, "__array__"):
+                continue                                   # an array: not looked into
+            else:
+                try:                               # a user's object may do anything
+                    attrs = vars(obj)
+                    items = [(f"{path}.{k}", o) for k, o in list(attrs.items())
+                             if isinstance(k, str) and not k.startswith("_")]
+                except Exception:  # noqa: BLE001 - no __dict__, or a strange one: skipped
+                    continue
+            for p, o in items:
+                if rec.current(o) is not None:
+                    yield p, o
+                elif id(o) not in seen:
+                    seen.add(id(o))
+                    nxt.append((p, o))
+        level = nxt
 
 
 _TEMP = {"T": "transpose", "mT": "transpose", "t": "transpose", "__getitem__": "getitem",

@@ -19,9 +19,12 @@ This module owns the arrow *a :class:`~einsum_magic.chain.record.Recording` + it
 * The lines read forward values by their NumPy names (:attr:`Program.read_names`); the
   :attr:`Program.preamble` binds them from the user's namespace (``W1_np =
   W1.detach().numpy()``) or recomputes a temporary from the names it has, so that
-  ``preamble + lines`` runs pasted after the cell. A value the namespace no longer holds
-  and that cannot be recomputed (an array changed in place later) is listed in
-  :attr:`Program.unavailable`: the lines still run through
+  ``preamble + lines`` runs pasted after the cell. A name is read only where the
+  namespace's object is that very version now (:attr:`Names.bound
+  <einsum_magic.chain.names.Names>`); an older version made in place (``h += b``) is
+  recomputed by the same call out of place; a call that draws (dropout in training) is
+  never made again. A value the namespace no longer holds and that cannot be recomputed
+  is listed in :attr:`Program.unavailable`: the lines still run through
   :meth:`CellBackward.run <einsum_magic.chain.result.CellBackward.run>`, which binds
   the run's recorded values.
 """
@@ -333,8 +336,12 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
         node = made.get(v)
         if node is None or depth > 50:
             return None
-        if node.inplace:
-            return None
+        if _draws(node):                     # a draw is never made again: the preamble
+            return None                        # would get another mask than the run's
+        if node.inplace:                     # an older version made in place (h += b):
+            node = _out_of_place(node)         # the same call out of place, or nothing
+            if node is None:
+                return None
         args = {}
         for r in node.refs:
             e = framework_side(r, depth + 1)
@@ -361,6 +368,57 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
         if b.read_names[v] != template.format(expr):
             out.append(f"{b.read_names[v]} = {template.format(expr)}")
     return tuple(out), tuple(unavailable)
+
+
+#: In-place torch calls → their out-of-place namesake (the same value, a new tensor).
+_OUT_OF_PLACE = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div",
+                 "__idiv__": "div", "__ipow__": "pow", "__imatmul__": "matmul"}
+_OUT_OF_PLACE.update({f"{n}_": n for n in (
+    "add", "sub", "mul", "div", "pow", "clamp", "clip", "relu", "tanh", "sigmoid", "exp", "log",
+    "sqrt", "rsqrt", "neg", "abs", "masked_fill", "squeeze", "unsqueeze", "t", "transpose")})
+
+
+def _out_of_place(node: Node) -> Node | None:
+    """The in-place torch ``node`` as its out-of-place call (``h += b`` → ``torch.Tensor.add``),
+    or None where there is none (``__setitem__``, ``out=``): for the preamble to recompute an
+    older version of an array the cell changed in place.
+
+    >>> _out_of_place(Node(0, "torch", "torch.Tensor.__iadd__", None, (), (), (), inplace=True)).op
+    'torch.Tensor.add'
+    """
+    short = node.op.rsplit(".", 1)[-1]
+    if (node.framework != "torch" or not node.op.startswith("torch.Tensor.")
+            or short not in _OUT_OF_PLACE or "out" in node.kw()):
+        return None
+    import dataclasses
+
+    return dataclasses.replace(node, op=f"torch.Tensor.{_OUT_OF_PLACE[short]}", inplace=False)
+
+
+#: Calls that draw random numbers (besides every kind of dropout), by their short name.
+_DRAWS = frozenset({"rrelu", "gumbel_softmax", "bernoulli", "multinomial", "normal", "poisson",
+                    "rand_like", "randn_like", "randint_like", "uniform", "exponential",
+                    "random", "cauchy", "geometric", "log_normal"})
+
+
+def _draws(node: Node) -> bool:
+    """Whether calling ``node`` again could draw anew (dropout in training, rrelu, …).
+
+    >>> _draws(Node(0, "torch", "torch.nn.functional.dropout", None, (None, 0.1, True), (), ()))
+    True
+    >>> _draws(Node(0, "torch", "torch.nn.functional.dropout", None, (None, 0.1, False), (), ()))
+    False
+    >>> _draws(Node(0, "torch", "torch.nn.functional.normalize", None, (), (), ()))
+    False
+    """
+    parts = node.op.split(".")
+    short = parts[3] if node.op.startswith("torch.ops.") and len(parts) > 3 else parts[-1]
+    if "dropout" in short and node.op.startswith("torch.nn.functional."):
+        kw = node.kw()                    # F.dropout(input, p, training, inplace): off is no draw
+        p = node.args[1] if len(node.args) > 1 else kw.get("p", 0.5)
+        training = node.args[2] if len(node.args) > 2 else kw.get("training", True)
+        return bool(training) and p != 0
+    return "dropout" in short or short.rstrip("_") in _DRAWS
 
 
 def _render(node: Node, exprs: dict) -> str | None:

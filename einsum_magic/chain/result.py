@@ -5,8 +5,9 @@ and the one function the magic calls, :func:`for_cell`: record → names → pro
 
 * :attr:`CellBackward.code`: runnable NumPy, pasted after the cell it runs in the user's
   namespace: a preamble binds the forward values it reads (``W1_np = W1.detach().numpy()``,
-  temporaries recomputed) and the cotangents (1 for a scalar sink, ones otherwise), then
-  one line per gradient term.
+  temporaries recomputed) and the cotangents (1 for a scalar sink; for another, the
+  ``dL_d<sink>`` the user defined before pasting, else ones), then one line per gradient
+  term.
 * :meth:`CellBackward.gradients` → ``{name: array}`` for every input and named
   intermediate; :meth:`CellBackward.grad_of` → the gradient of one array, tensor or
   parameter object; :meth:`CellBackward.run` → ``{dL_d<name>: array}``. These execute
@@ -23,6 +24,7 @@ text).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -115,25 +117,41 @@ class CellBackward:
         for s in self.program.sinks:
             name = self.program.grad_names[s]
             if self.recording.info[s].shape:
-                out.append(f"{name} = np.ones({tuple(self.recording.info[s].shape)})  "
-                           "# the cotangent of a non-scalar sink: put yours")
+                # a non-scalar sink: the cotangent the user defined before pasting, read
+                # as NumPy (a tensor too), never replaced by ones over theirs
+                out.append(f"{name} = np.asarray({name}) if {name!r} in globals() else "
+                           f"np.ones({tuple(self.recording.info[s].shape)})  "
+                           f"# the cotangent of {self.names.name[s]}: define {name} first")
             else:
                 out.append(f"{name} = 1.0")
         return out
 
     @property
     def code(self) -> str:
-        """Preamble, cotangents and backward lines: runs pasted after the cell."""
+        """Preamble, cotangents and backward lines: runs pasted after the cell.
+
+        A forward value the namespace no longer holds and the preamble cannot recompute
+        (:attr:`Program.unavailable <einsum_magic.chain.program.Program>`) is named in one
+        comment line; the lines that need it, directly or through a gradient they make, are
+        shown as comments, so that the rest still runs (:meth:`run` runs them all).
+        """
         head = list(self.program.preamble)
-        np_bound = self.recording.namespace.get("np")
-        if np_bound is not np:            # a torch cell's namespace may have no NumPy as np
-            head.insert(0, "import numpy as np" + ("" if np_bound is None else
-                                                   "  # the backward is NumPy: np rebound"))
+        lines = [b.code for b in self.program.lines]
         missing = [self.names.name[v] for v in self.program.unavailable]
         if missing:
-            head.insert(0, f"# not in the namespace any more (b.run() binds the run's values):"
-                           f" {', '.join(missing)}")
-        return "\n".join(head + self._default_cotangents() + [self.program.code])
+            lines = _commented_out(lines, {self.program.read_names[v]
+                                           for v in self.program.unavailable})
+        used = "\n".join(head + lines)
+        for alias, module in (("math", math), ("np", np)):   # what the lines call, where
+            bound = self.recording.namespace.get(alias)        # the user's namespace lacks
+            if bound is not module and (alias == "np" or re.search(rf"\b{alias}\.", used)):
+                head.insert(0, f"import {module.__name__}" + (f" as {alias}" if alias !=
+                               module.__name__ else "") + ("" if bound is None else
+                               f"  # the backward's {alias}: yours is rebound"))
+        if missing:
+            head.insert(0, f"# not in the namespace any more (b.run() binds the run's values), "
+                           f"so the lines that need them are comments: {', '.join(missing)}")
+        return "\n".join(head + self._default_cotangents() + lines)
 
     # -- running it -------------------------------------------------------------------
 
@@ -147,7 +165,7 @@ class CellBackward:
 
         Returns value id → gradient for every derived value.
         """
-        ns: dict[str, Any] = {"np": np}
+        ns: dict[str, Any] = {"np": np, "math": math}     # what rules call
         for v, x in values.items():
             ns[self.program.read_names[v]] = x
         for s, c in cotangents.items():
@@ -191,7 +209,7 @@ class CellBackward:
         grad = self.program.grad_names.get(v)
         if grad is None or v not in self.program.derived:
             return ()
-        ns: dict[str, Any] = {"np": np}
+        ns: dict[str, Any] = {"np": np, "math": math}     # what rules call
         for r, x in self._values().items():
             ns[self.program.read_names[r]] = x
         for s, c in self._cotangents(cotangents).items():
@@ -294,6 +312,47 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
         return None, ""                # the run recorded no array operation: nothing to derive
     return numpy_text_backward(source, namespace, ran=ran, sizes=sizes, check=check,
                                seed=seed, skipped=skipped)
+
+
+def _commented_out(lines: list[str], missing: set[str]) -> list[str]:
+    """``lines`` with every line that reads a name of ``missing`` turned into a comment, and
+    what it assigns or fills (``t[...] = …``, ``np.add.at(t, …)``) missing from then on.
+
+    >>> _commented_out(["a = x_np * 2", "b = y_np + 1", "c = a + b", "np.add.at(d, i, a)",
+    ...                 "e = d * 1", "a += b", "f = b"], {"x_np"})   # doctest: +NORMALIZE_WHITESPACE
+    ['# a = x_np * 2', 'b = y_np + 1', '# c = a + b', '# np.add.at(d, i, a)', '# e = d * 1',
+     '# a += b', 'f = b']
+    """
+    import ast
+
+    missing = set(missing)
+    out = []
+    for line in lines:
+        try:
+            tree = ast.parse(line)
+        except SyntaxError:
+            out.append(line)
+            continue
+        loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                 and isinstance(n.ctx, ast.Load)}
+        loads |= {n.target.id for n in ast.walk(tree) if isinstance(n, ast.AugAssign)
+                  and isinstance(n.target, ast.Name)}              # ``g += …`` reads g
+        if not loads & missing:
+            out.append(line)
+            continue
+        out.append(f"# {line}")
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, (ast.Assign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            elif isinstance(node, ast.Call) and node.args:     # np.add.at(t, …) fills t
+                targets = [node.args[0]]
+            for t in targets:
+                while isinstance(t, (ast.Subscript, ast.Attribute)):
+                    t = t.value
+                if isinstance(t, ast.Name):
+                    missing.add(t.id)
+    return out
 
 
 _PRODUCTS = frozenset({"einsum", "matmul", "__matmul__", "mm", "bmm", "mv", "dot"})

@@ -402,8 +402,8 @@ def test_nanogpt_attention_batched_products_and_versions(ip):
     for name in "qkv":
         close(got[name], ns[name].grad.numpy(), name)
     att = ip.user_ns["att"]
-    ip.push({"cot": cot})
-    result, cap = run(ip, b.code.replace("dL_dy_1 = np.ones((2, 5, 8))", "dL_dy_1 = cot"))
+    ip.push({"dL_dy_1": torch.tensor(cot)})      # the sink's cotangent, defined before
+    result, cap = run(ip, b.code)
     assert result.success, cap.stdout
     assert ip.user_ns["att"] is att                       # the preamble rebinds no name of yours
     for name in "qkv":
@@ -583,3 +583,78 @@ def test_a_long_loop_stops_the_record_with_one_line(ip, monkeypatch):
     assert ip.user_ns["r"].backward is None
     assert ("cell backward: not recorded: line 2 ran `torch.Tensor.matmul` more than 5 times "
             "(a loop)") in cap.stdout
+
+
+def test_the_pasted_code_never_draws_again_and_says_what_it_cannot_bind(ip):
+    """A dropout mask of the run is never recomputed by the preamble (it would be another
+    draw); an array changed behind the record's back (``W.data.zero_()``) is not read from
+    the namespace. Both are named in one comment line; the lines that need them are comments
+    and the rest runs pasted, equal to what ``gradients()`` gives."""
+    ip.run_cell("torch.manual_seed(0)\nx = torch.randn(4, 3, dtype=torch.float64)\n"
+                "W = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)\n"
+                "V = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)\n"
+                "U = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)")
+    cell = ("h = F.dropout(torch.tanh(x @ W), 0.5, training=True) @ V\n"
+            "loss = (h @ U).sum()\nU.data.zero_()")
+    result, cap = run(ip, "%%einsum_grad -o r --no-check\n" + cell)
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    code = b.code
+    assert "dropout(" not in code and "U.detach()" not in code, code
+    first = code.splitlines()[0]
+    assert first.startswith("# not in the namespace") and "U" in first and "dropout" in first
+    want = b.gradients()
+    for name in ("dL_dh", "dL_dV", "dL_dU", "dL_dW"):
+        ip.user_ns.pop(name, None)
+    result, cap = run(ip, code)
+    assert result.success, cap.stdout
+    close(ip.user_ns["dL_dU"], want["U"], "U")          # reads h, bound by identity
+    assert "dL_dV" not in ip.user_ns and "dL_dW" not in ip.user_ns   # need U's old value
+
+
+def test_the_pasted_code_recomputes_a_version_made_in_place_out_of_place(ip):
+    """``s = h * h`` reads the version of h made by ``h += 1.0``, which ``h *= 2.0`` replaced:
+    the preamble recomputes it with the same call out of place, and never rebinds ``h``."""
+    ip.run_cell("torch.manual_seed(0)\nx = torch.randn(4, 3, dtype=torch.float64)\n"
+                "W = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)")
+    cell = "h = x @ W\nh += 1.0\ns = h * h\nh *= 2.0\nloss = (s * h).sum()"
+    result, cap = run(ip, "%%einsum_grad -o r\n" + cell)
+    assert result.success, cap.stdout
+    b = ip.user_ns["r"].backward
+    assert b.check.status == "PASS", b.check.summary
+    code, h = b.code, ip.user_ns["h"]
+    assert "torch.Tensor.add(" in code and not code.startswith("# not in"), code
+    ip.user_ns.pop("dL_dW", None)
+    result, cap = run(ip, code)
+    assert result.success, cap.stdout
+    assert ip.user_ns["h"] is h
+    W = ip.user_ns["W"].detach().clone().requires_grad_(True)
+    hh = ip.user_ns["x"] @ W + 1.0        # the same values, out of place for autograd
+    ((hh * hh) * (hh * 2.0)).sum().backward()
+    close(ip.user_ns["dL_dW"], W.grad.numpy(), "W pasted")
+
+
+def test_arrays_held_in_lists_and_objects_are_named_by_their_path():
+    from einsum_magic.chain.recorders import recording
+    from einsum_magic.chain.result import from_recording
+
+    """makemore's layers (plain objects in a list): their arrays by path, an attribute path
+    before a list index; an object whose __dict__ misbehaves is skipped, never an error."""
+    class Layer:
+        def __init__(self, w):
+            self.weight = w
+
+    class Strange:
+        @property
+        def __dict__(self):
+            raise RuntimeError("no")
+
+    w0, w1, x = (torch.randn(*s, dtype=torch.float64) for s in ((3, 4), (4, 2), (5, 3)))
+    layers = [Layer(w0), Layer(w1)]
+    ns = {"x": x, "layers": layers, "params": [w0, w1], "odd": Strange()}
+    with recording(ns) as rec:
+        loss = (torch.tanh(x @ w0) @ w1).sum()
+    ns["loss"] = loss
+    b = from_recording(rec, ns, check=False)
+    assert {"layers[0].weight", "layers[1].weight", "x"} <= set(b.inputs), b.inputs
+    assert "layers_0_weight_np = layers[0].weight.detach().numpy()" in b.code, b.code

@@ -226,9 +226,21 @@ _unary(("silu",), lambda x, y, g, n: f"{g} * (1 / (1 + np.exp(-{x}))) * (1 + {x}
 
 @rule(*_ops("gelu", functional=True, tensor=False))
 def _gelu(node, ctx):
-    if node.kw().get("approximate", "none") != "tanh":
-        raise NoRule("gelu without approximate='tanh' (NumPy has no erf)")
+    """GELU, exact (``x Φ(x)``) or with ``approximate='tanh'``, as torch differentiates each.
+
+    Exact: ``Φ(x) + x φ(x)``, with ``Φ(x) = (1 + erf(x / √2)) / 2``. NumPy has no erf:
+    the line takes ``math.erf`` elementwise (``np.vectorize``), exact to float64.
+    """
+    approximate = _arg(node, 1, "approximate", "none")
     x, g = _p(ctx.x(node.args[0])), ctx.g(0)
+    if approximate == "none":
+        cdf = ctx.tmp("cdf")
+        setup = (f"{cdf} = 0.5 * (1 + np.vectorize(math.erf, otypes=[{x}.dtype])"
+                 f"({x} / math.sqrt(2)))",)
+        expr = f"{g} * ({cdf} + {x} * np.exp(-0.5 * {x} ** 2) / math.sqrt(2 * math.pi))"
+        return [Back(node.args[0], expr, setup, rule="gelu: Φ(x) + x φ(x)")]
+    if approximate != "tanh":
+        raise NoRule(f"gelu with approximate={approximate!r}")
     k = "0.7978845608028654"                      # sqrt(2 / pi)
     t = ctx.tmp("tanh_gelu")
     setup = (f"{t} = np.tanh({k} * ({x} + 0.044715 * {x} ** 3))",)
@@ -242,10 +254,15 @@ def _identity(node, ctx):
     return [Back(node.args[0], ctx.g(0), view=True)]
 
 
-@rule(*_ops("float", "double", "half", "to", "type", torch=False))
+@rule(*_ops("float", "double", "half", "bfloat16", "to", "type", "type_as", torch=False))
 def _cast(node, ctx):
+    """A cast: the gradient goes back cast to the dtype of the value cast (as torch does).
+
+    The dtype is read from the value itself (``x_np.dtype``), not written as a literal, so
+    that the same lines run in float64 on the check's float64 replay.
+    """
     x = node.args[0]
-    return [Back(x, f"{ctx.g(0)}.astype(np.{ctx.dtype(x)})")]
+    return [Back(x, f"{ctx.g(0)}.astype({ctx.x(x)}.dtype)", rule="cast: back to x's dtype")]
 
 
 @rule(*_ops("maximum", "minimum", "fmax", "fmin"))
