@@ -118,13 +118,17 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
     """Name every value of ``rec`` (see the module doc)."""
     holders: dict[int, str] = {}          # id(obj) → namespace path
     objects: dict[int, Any] = {}          # id(obj) → obj (the record may hold a copy of it)
-    for key, value in list(namespace.items()):
+    # an object bound to several names takes the one the cell's code uses (``X``, not an
+    # ``A = X`` made elsewhere); among those, or none, the namespace's order decides
+    used = set(re.findall(r"[A-Za-z_]\w*", source or ""))
+    items = sorted(namespace.items(), key=lambda item: item[0] not in used)
+    for key, value in items:
         if key.startswith("_") or key in _SKIP:
             continue
         if rec.current(value) is not None and id(value) not in holders:
             holders[id(value)] = key
             objects[id(value)] = value
-    for key, value in list(namespace.items()):
+    for key, value in items:
         if key.startswith("_") or key in _SKIP:
             continue
         params = getattr(value, "named_parameters", None)

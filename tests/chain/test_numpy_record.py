@@ -20,6 +20,7 @@ from IPython.utils.capture import capture_output
 
 from einsum_magic.chain.recorders.numpy import Boxed
 from einsum_magic.chain.rules import RULES
+import einsum_magic.chain.rules.numpy  # noqa: E402,F401 - registers the NumPy rules the tests replace
 from einsum_magic.magic import load_ipython_extension
 
 jax = pytest.importorskip("jax")
@@ -469,7 +470,12 @@ def test_nothing_boxed_is_left_in_the_namespace_also_after_an_error(ip):
     assert no_boxes(ns) and ns["W"] is W
 
 
-def test_the_output_cache_holds_plain_arrays_as_without_the_magic(ip):
+def test_the_output_cache_holds_plain_arrays_as_without_the_magic(ip, monkeypatch):
+    import builtins
+
+    # a doctest run earlier in this process leaves builtins._ (Python's own displayhook),
+    # and IPython leaves _ alone while it is there: clear it, as in a fresh shell
+    monkeypatch.delattr(builtins, "_", raising=False)
     hook = ip.displayhook                   # in step with the namespace, as in a fresh shell
     ip.push({"W": RNG.normal(size=(3, 3)), "_": hook._, "__": hook.__, "___": hook.___})
     run(ip, "W @ W")
@@ -639,3 +645,12 @@ def test_once_the_record_stops_the_rest_of_the_run_is_plain_numpy(ip):
                     "kinds = (type(A), type(H))")
     assert ip.user_ns["kinds"] == (np.ndarray, np.ndarray)
     assert "more than 256 times (a loop)" in cap.stdout
+
+
+def test_an_array_bound_to_two_names_takes_the_name_the_cell_uses(ip):
+    """``A0 = …; X = A0``: the cell reads ``X``, so its gradient is ``dL_dX``, whatever name
+    came first in the namespace."""
+    ip.run_cell("import numpy as np\nA0 = np.full((2, 3), 0.5)\nB0 = np.ones((3, 4))\nX, W = A0, B0")
+    with capture_output():
+        ip.run_cell("%%einsum_grad --no-check -o r_alias\nH = X @ W\nZ = np.tanh(H)")
+    assert ip.user_ns["r_alias"].backward.inputs == ("X", "W")

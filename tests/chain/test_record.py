@@ -19,6 +19,7 @@ from IPython.utils.capture import capture_output  # noqa: E402
 
 from einsum_magic.chain import record as record_module  # noqa: E402
 from einsum_magic.chain.rules import RULES, rule_for  # noqa: E402
+import einsum_magic.chain.rules.torch  # noqa: E402,F401 - registers the torch rules the tests replace
 from einsum_magic.magic import load_ipython_extension  # noqa: E402
 
 # The makemore part 4 data and forward cell: karpathy/nn-zero-to-hero,
