@@ -654,3 +654,13 @@ def test_an_array_bound_to_two_names_takes_the_name_the_cell_uses(ip):
     with capture_output():
         ip.run_cell("%%einsum_grad --no-check -o r_alias\nH = X @ W\nZ = np.tanh(H)")
     assert ip.user_ns["r_alias"].backward.inputs == ("X", "W")
+
+
+@pytest.mark.parametrize("last", ["W.fill(0)", "W[:] = 0", "np.add.at(W, [0, 0], 1.0)"])
+def test_an_in_place_call_returns_what_numpy_returns(ip, last):
+    """A cell ending on ``W.fill(0)`` shows no ``Out`` under the magic, as without it."""
+    ip.user_ns.update(X=RNG.normal(size=(2, 3)), W=RNG.normal(size=(3, 4)))
+    with capture_output() as cap:
+        result = ip.run_cell(f"%%einsum_grad --no-check\nH = X @ W\nZ = np.tanh(H)\n{last}")
+    assert result.success and result.result is None
+    assert "Out[" not in cap.stdout

@@ -399,7 +399,9 @@ class NumpyRecorder:
                        inplace=inplace, line=line, where=where)
         if target is not None:
             self._write_through(target)
-            return target_box
+            # what the call itself returns: the target for ``out=`` and ``a += b``, None for
+            # ``a.fill(0)``, ``a[k] = v``, ``np.add.at`` (a cell ending on one shows no Out)
+            return _boxed_result(result, target, target_box)
         return _boxed_result(result)
 
     def _write_through(self, target) -> None:
