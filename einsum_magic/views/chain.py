@@ -244,8 +244,10 @@ def _recorded_html(b) -> str:
     if b.check is None or not b.check.rows:
         parts.append(f"<div>{escape(b.check_note or verdict(b))}</div>")
     else:
-        parts.append('<div class="eg-muted">every derived gradient against torch autograd of '
-                     "a replay of the recorded operations, float64, after the replay "
+        against = ("jax.vjp of the recorded calls' jax.numpy namesakes" if b.check.framework == "jax"
+                   else f"{b.check.framework} autograd of a replay of the recorded operations")
+        parts.append(f'<div class="eg-muted">every derived gradient against {against}, '
+                     "float64, after the replay "
                      f"reproduced every value of the run (seed {b.check.seed})</div>")
         marks = {"pass": _PASS, "fail": _FAIL}
         rows = [f"<tr><td><code>{escape(r.gradient)}</code></td><td>{escape(_shape(r.shape))}"
