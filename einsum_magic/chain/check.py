@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .record import Recording, Ref, map_refs
-from .report import CHECK_ELEMENTS, FIDELITY, FLOOR, RTOL, CellCheck, GradientRow, close
+from .report import CHECK_ELEMENTS, FIDELITY, RTOL, CellCheck, GradientRow, close, verdict
 
 __all__ = ["CellCheck", "GradientRow", "check_program", "RTOL", "CHECK_ELEMENTS"]   # the report's names re-exported
 
@@ -102,27 +102,8 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
     values.update({v: base[v].detach().numpy() for v in prog.reads if v not in env
                    and v in base})
     got = backward.execute(values, {s: cots[s] for s in prog.sinks})
-    rows = []
-    names = backward.names
-    # a gradient that is zero in exact arithmetic (b1 under batch norm) is rounding noise:
-    # measured against the largest gradient of the cell, not its own zero
-    floor = FLOOR * max([float(np.max(np.abs(w))) for w in want.values() if np.size(w)] or [0])
-    for v in inputs + inner:              # zero gradients no rule gives are not counted
-        err, scale, ok = close(got[v], want[v], RTOL, floor)
-        rows.append(GradientRow(names.name[v], prog.grad_names[v], rec.info[v].shape, err,
-                                scale, "pass" if ok else "fail"))
-    rows += _own_grads(backward, floor / RTOL)
-    for v, cut in prog.not_derived.items():
-        if v in prog.inputs or v in names.user:
-            rows.append(GradientRow(names.name[v], prog.grad_names[v], rec.info[v].shape,
-                                    0.0, 0.0, "not derived",
-                                    crosses="; ".join(o.words() for o in cut)))
-    status = "FAIL" if any(r.status == "fail" for r in rows) else (
-        "PARTIAL" if prog.opaque else "PASS")
-    reason = ""
-    if prog.opaque:
-        reason = "not derived across " + "; ".join(o.words() for o in prog.opaque)
-    return CellCheck(status, tuple(rows), reason, seed)
+    return verdict(backward, got, want, inputs + inner, seed,
+                   own=lambda floor: _own_grads(backward, floor))
 
 
 def _own_grads(backward, floor: float) -> list[GradientRow]:

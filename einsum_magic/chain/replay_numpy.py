@@ -31,7 +31,7 @@ import importlib.util
 
 import numpy as np
 
-from .report import CHECK_ELEMENTS, FIDELITY, FLOOR, RTOL, CellCheck, GradientRow, close
+from .report import CHECK_ELEMENTS, FIDELITY, CellCheck, verdict
 from .record import Recording, Ref, map_refs
 
 __all__ = ["check_numpy", "namesake"]
@@ -259,21 +259,4 @@ def check_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> CellCh
         if v not in values:
             values[v] = _float64(rec.values[v])
     got = backward.execute(values, {s: cots[s] for s in prog.sinks})
-    rows = []
-    names = backward.names
-    floor = FLOOR * max([float(np.max(np.abs(w))) for w in want.values() if np.size(w)] or [0])
-    for v in inputs + inner:
-        err, scale, ok = close(got[v], want[v], RTOL, floor)
-        rows.append(GradientRow(names.name[v], prog.grad_names[v], rec.info[v].shape, err,
-                                scale, "pass" if ok else "fail", against="autograd"))
-    for v, cut in prog.not_derived.items():
-        if v in prog.inputs or v in names.user:
-            rows.append(GradientRow(names.name[v], prog.grad_names[v], rec.info[v].shape,
-                                    0.0, 0.0, "not derived",
-                                    crosses="; ".join(o.words() for o in cut)))
-    status = "FAIL" if any(r.status == "fail" for r in rows) else (
-        "PARTIAL" if prog.opaque else "PASS")
-    reason = ""
-    if prog.opaque:
-        reason = "not derived across " + "; ".join(o.words() for o in prog.opaque)
-    return CellCheck(status, tuple(rows), reason, seed, framework="jax")
+    return verdict(backward, got, want, inputs + inner, seed, framework="jax")

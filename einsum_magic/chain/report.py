@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CellCheck", "GradientRow", "close", "RTOL", "FLOOR", "CHECK_ELEMENTS", "FIDELITY"]
+__all__ = ["CellCheck", "GradientRow", "close", "verdict", "RTOL", "FLOOR", "CHECK_ELEMENTS", "FIDELITY"]
 
 #: Tolerance of the float64 comparison, relative to the reference's largest magnitude.
 RTOL = 1e-8
@@ -111,3 +111,35 @@ def close(got, want, rtol, atol=0.0) -> tuple[float, float, bool]:
     scale = float(np.max(np.abs(want)))
     ok = bool(np.all(np.isfinite(got))) and err <= rtol * scale + atol
     return err, scale, ok
+
+
+def verdict(backward, got, want, ids, seed: int = 0, *, framework: str = "torch",
+            own=None) -> CellCheck:
+    """The check of ``backward`` (a :class:`~einsum_magic.chain.result.CellBackward`): one row
+    per value id in ``ids`` comparing the derived gradient ``got[v]`` with the reference
+    ``want[v]``, ``own(floor)``'s rows (the cell's own ``.grad``), one row per input or named
+    value that is not derived, and the verdict: FAIL if a row fails, else PARTIAL where an
+    opaque step cuts a path, else PASS.
+
+    A gradient that is zero in exact arithmetic (``b1`` under batch norm) is rounding noise:
+    it is measured against the largest gradient of the cell, not against its own zero.
+    """
+    prog, rec, names = backward.program, backward.recording, backward.names
+    floor = FLOOR * max([float(np.max(np.abs(w))) for w in want.values() if np.size(w)] or [0])
+    rows = []
+    for v in ids:
+        err, scale, ok = close(got[v], want[v], RTOL, floor)
+        rows.append(GradientRow(names.name[v], prog.grad_names[v], rec.info[v].shape, err,
+                                scale, "pass" if ok else "fail"))
+    if own is not None:
+        rows += own(floor / RTOL)
+    for v, cut in prog.not_derived.items():
+        if v in prog.inputs or v in names.user:
+            rows.append(GradientRow(names.name[v], prog.grad_names[v], rec.info[v].shape,
+                                    0.0, 0.0, "not derived",
+                                    crosses="; ".join(o.words() for o in cut)))
+    status = "FAIL" if any(r.status == "fail" for r in rows) else (
+        "PARTIAL" if prog.opaque else "PASS")
+    reason = ("not derived across " + "; ".join(o.words() for o in prog.opaque)
+              if prog.opaque else "")
+    return CellCheck(status, tuple(rows), reason, seed, framework=framework)
