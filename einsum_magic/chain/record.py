@@ -61,8 +61,11 @@ BUDGET = 256 * 2**20
 MAX_NODES = 20_000
 
 #: Most times one call of one line is recorded: a loop that runs more (a training loop)
-#: stops the record there, so that the rest of the run pays almost nothing.
-MAX_REPEATS = 256
+#: stops the record there, so that the rest of the run pays almost nothing. 32 covers an
+#: RNN unrolled over 25 steps (min-char-rnn's ``seq_length``); each recorded step of a loop
+#: costs several µs a call (benchmarks/bench_record.py), which a 1,000-step loop of small
+#: arrays pays for every step before the cap.
+MAX_REPEATS = 32
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,13 @@ class Node:
         """Where the call ran, in words: ``line 3``, ``line 3, in forward``."""
         where = f"line {self.line}" if self.line else "the cell"
         return f"{where}, in {self.where}" if self.where else where
+
+
+def _ref(v: int) -> Ref:
+    """``Ref(v)``, its field set at once (see :meth:`Recording.record`)."""
+    r = _NEW(Ref)
+    r.__dict__["id"] = v
+    return r
 
 
 def _walk(obj) -> Iterable:
@@ -215,12 +225,20 @@ class Recording:
     def refs_of(self, arrays, framework: str = "python", describe=None) -> list[Ref]:
         """A :class:`Ref` for each array: its current version, or a new leaf."""
         out = []
+        current = self._current
         for a in arrays:
-            v = self._current.get(id(a))
+            v = current.get(id(a))
             if v is None:
                 v = self._new(a, framework, None, describe)
-            out.append(Ref(v))
+            out.append(_ref(v))
         return out
+
+    def ref_of(self, a, framework: str = "python", describe=None) -> Ref:
+        """:meth:`refs_of` of one array."""
+        v = self._current.get(id(a))
+        if v is None:
+            v = self._new(a, framework, None, describe)
+        return _ref(v)
 
     def leaf(self, arrays, framework: str, describe=None, *, constant: bool = False,
              why: str = "") -> None:
@@ -237,26 +255,38 @@ class Recording:
         ``outs``: the array results, flattened; ``describe(a)`` → (shape, dtype, floating,
         nbytes, memory key); ``refs``: the ids in ``args``/``kwargs`` in order, where the
         recorder knows them already. Returns the node, or None once the record has stopped.
+        ``kwargs``: a dict, or already a tuple of ``(name, value)`` pairs.
         """
         if self.stopped:
             return None
         index = len(self.nodes)
         key = (line, where, op)
-        seen = self._repeats.get(key, 0) + 1
-        self._repeats[key] = seen
+        repeats = self._repeats
+        seen = repeats.get(key, 0) + 1
+        repeats[key] = seen
         if seen > MAX_REPEATS:
             at = f"line {line}" if line else "the cell"
             self.stop(f"{at} ran `{op}` more than {MAX_REPEATS} times (a loop): the cell "
                       "backward covers runs without long loops")
             return None
-        ids = tuple([self._new(a, framework, index, describe) for a in outs])
-        node = Node(index, framework, op, func, tuple(args), tuple(kwargs.items()),
-                    ids, line, where, inplace, refs)
+        new = self._new
+        ids = tuple([new(a, framework, index, describe) for a in outs])
+        if refs is None:
+            refs = tuple([r.id for r in _walk((args, kwargs)) if isinstance(r, Ref)])
+        # a frozen dataclass's __init__ sets each field through object.__setattr__: the
+        # record writes its nodes' fields at once (the same object, a few µs less a call)
+        node = _NEW(Node)
+        node.__dict__.update(index=index, framework=framework, op=op, func=func,
+                             args=args if type(args) is tuple else tuple(args),
+                             kwargs=kwargs if type(kwargs) is tuple else tuple(kwargs.items()),
+                             outs=ids, line=line, where=where, inplace=inplace, refs=refs)
         self.nodes.append(node)
-        self._read.update(node.refs)
-        self._read.update(ids)
+        read = self._read
+        read.update(refs)
+        read.update(ids)
+        nbytes = self._bytes
         for v in ids:
-            self.held += self._bytes[v]
+            self.held += nbytes[v]
         if self.held > self.budget:
             self.stop(f"the run's values exceeded the record's budget of {_mb(self.budget)} "
                       f"at {node.at()} ({op})")
@@ -304,17 +334,26 @@ class Recording:
 
     def _new(self, a, framework, producer, describe, constant=False, why="") -> int:
         v = self._next
-        self._next += 1
-        shape, dtype, floating, nbytes, *memory = (describe(a) if describe is not None
-                                                   else (None, "", False, 0))
+        self._next = v + 1
+        d = describe(a) if describe is not None else (None, "", False, 0)
+        shape, dtype, floating, nbytes = d[0], d[1], d[2], d[3]
         self._bytes[v] = nbytes
         self.values[v] = a
-        self.info[v] = ValueInfo(framework, tuple(shape) if shape is not None else (),
-                                 str(dtype), bool(floating), producer, constant, why)
+        info = _NEW(ValueInfo)          # as Node in record(): the fields at once
+        info.__dict__.update(framework=framework,
+                             shape=shape if type(shape) is tuple else
+                             (tuple(shape) if shape is not None else ()),
+                             dtype=dtype if type(dtype) is str else str(dtype),
+                             floating=bool(floating), producer=producer,
+                             constant=constant, why=why)
+        self.info[v] = info
         self._current[id(a)] = v
-        if memory:
-            self._memory.setdefault(memory[0], []).append(v)
+        if len(d) > 4:
+            self._memory.setdefault(d[4], []).append(v)
         return v
+
+
+_NEW = object.__new__
 
 
 def _nbytes(a) -> int:

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import re
 import sys
+from weakref import ref as _weakref
 
 import numpy as np
 
@@ -164,14 +165,20 @@ class Boxed(np.ndarray):
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if _stopped():                  # the record stopped: plain NumPy, nothing else
-            return getattr(ufunc, method)(*_plain_only(inputs), **_plain_only(kwargs))
-        op = f"numpy.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+            return getattr(ufunc, method)(*_plain_args(inputs), **_plain_kwargs(kwargs))
+        op = _UFUNC_OPS.get((ufunc, method))
+        if op is None:
+            op = _UFUNC_OPS[(ufunc, method)] = (f"numpy.{ufunc.__name__}" + (
+                "" if method == "__call__" else f".{method}"))
         return _call(op, getattr(ufunc, method), inputs, kwargs, ufunc_method=method)
 
     def __array_function__(self, func, types, args, kwargs):
         if _stopped():
-            return func(*_plain_only(args), **_plain_only(kwargs))
-        return _call(op_name(func), func, args, kwargs)
+            return func(*_plain_args(args), **_plain_kwargs(kwargs))
+        op = _FUNCTION_OPS.get(func)
+        if op is None:
+            op = _FUNCTION_OPS[func] = op_name(func)
+        return _call(op, func, args, kwargs)
 
     def __repr__(self):
         return repr(_plain(self))
@@ -254,36 +261,57 @@ def _unboxed(x):
 # -- one observed call ----------------------------------------------------------------------
 
 
-def _convert(obj, rec, ids, arrays):
-    """(plain, with Refs) of an argument: boxed and plain arrays become Refs."""
-    if isinstance(obj, Boxed):
+_UFUNC_OPS: dict = {}             # (ufunc, method) → op
+_FUNCTION_OPS: dict = {}          # array function → op
+
+
+def _refs_in(obj, rec, ids, describe):
+    """``obj`` (an argument) with every boxed and plain array replaced by its :class:`Ref`
+    (a new leaf where the record has not met it); their ids appended to ``ids``."""
+    t = type(obj)
+    if t is Boxed:
         p = _plain(obj)
-    elif isinstance(obj, (np.ndarray, np.floating)) and type(obj) is not bool:
-        p = obj
-    elif type(obj) in (tuple, list):
-        pairs = [_convert(o, rec, ids, arrays) for o in obj]
-        return type(obj)(q for q, _ in pairs), type(obj)(r for _, r in pairs)
-    elif type(obj) is dict:
-        pairs = {k: _convert(v, rec, ids, arrays) for k, v in obj.items()}
-        return {k: q for k, (q, _) in pairs.items()}, {k: r for k, (_, r) in pairs.items()}
+    elif t is tuple or t is list:
+        return t([_refs_in(o, rec, ids, describe) for o in obj])
+    elif t is dict:
+        return {k: _refs_in(v, rec, ids, describe) for k, v in obj.items()}
+    elif isinstance(obj, (np.ndarray, np.floating)):
+        p = _plain(obj) if isinstance(obj, Boxed) else obj
     else:
-        return obj, obj
-    arrays.append(p)
-    if rec is None:
-        return p, None
-    ref = rec.refs_of([p], "numpy", describe)[0]
+        return obj
+    ref = rec.ref_of(p, "numpy", describe)
     ids.append(ref.id)
-    return p, ref
+    return ref
 
 
 def _plain_only(obj):
+    t = type(obj)
+    if t is Boxed:
+        return _plain(obj)
+    if t is tuple or t is list:
+        return t([_plain_only(o) for o in obj])
+    if t is dict:
+        return {k: _plain_only(v) for k, v in obj.items()}
     if isinstance(obj, Boxed):
         return _plain(obj)
-    if type(obj) in (tuple, list):
-        return type(obj)(_plain_only(o) for o in obj)
-    if type(obj) is dict:
-        return {k: _plain_only(v) for k, v in obj.items()}
     return obj
+
+
+def _plain_args(args) -> list:
+    """The positional arguments of a call with every boxed array plain (one level flat)."""
+    out = []
+    for o in args:
+        t = type(o)
+        if t is Boxed:
+            o = _plain(o)
+        elif t is tuple or t is list or t is dict or isinstance(o, Boxed):
+            o = _plain_only(o)
+        out.append(o)
+    return out
+
+
+def _plain_kwargs(kwargs) -> dict:
+    return {k: _plain_only(v) for k, v in kwargs.items()} if kwargs else {}
 
 
 def _results(result, out: list) -> None:
@@ -313,7 +341,8 @@ def _stopped() -> bool:
     if recorder is None:
         return True
     if recorder.rec.stopped:
-        recorder.release()
+        if not recorder.released:
+            recorder.release()
         return True
     return False
 
@@ -321,13 +350,14 @@ def _stopped() -> bool:
 def _call(op, func, args, kwargs, *, ufunc_method=None, inplace_first=False):
     """Call ``func`` on the plain arrays, record the call, box the results."""
     recorder = _active[0]
-    if _stopped():
-        return func(*_plain_only(args), **_plain_only(kwargs))
+    if recorder is None or recorder.rec.stopped:
+        if recorder is not None and not recorder.released:
+            recorder.release()
+        return func(*_plain_args(args), **_plain_kwargs(kwargs))
     rec = recorder.rec
-    short = op.rsplit(".", 1)[-1]
     # the in-place target (a boxed array the call writes into)
     target_box = None
-    out = kwargs.get("out")
+    out = kwargs.get("out") if kwargs else None
     if out is not None:
         outs = out if isinstance(out, tuple) else (out,)
         target_box = next((o for o in outs if isinstance(o, Boxed)), None)
@@ -335,8 +365,8 @@ def _call(op, func, args, kwargs, *, ufunc_method=None, inplace_first=False):
             # ``s += 1`` on a boxed scalar: a scalar is immutable, the name is rebound
             kwargs = {k: v for k, v in kwargs.items() if k != "out"}
             target_box = None
-    elif inplace_first or ufunc_method == "at" or (short in INPLACE_FUNCTIONS
-                                                    and ufunc_method is None):
+    elif inplace_first or ufunc_method == "at" or (
+            ufunc_method is None and op.rsplit(".", 1)[-1] in INPLACE_FUNCTIONS):
         target_box = args[0] if isinstance(args[0], Boxed) else None
     target = _plain(target_box) if target_box is not None else None
     if target is not None:
@@ -344,8 +374,7 @@ def _call(op, func, args, kwargs, *, ufunc_method=None, inplace_first=False):
             rec.before_inplace(rec.ids_of_memory(describe(target)[4]), np.copy)
         except Exception as e:  # noqa: BLE001 - never fail the user's cell
             rec.stop(f"the record failed before {op}: {type(e).__name__}: {e}")
-    plain_args, plain_kwargs = _plain_only(args), _plain_only(kwargs)
-    result = func(*plain_args, **plain_kwargs)
+    result = func(*_plain_args(args), **_plain_kwargs(kwargs))
     try:
         return recorder.record(op, func, args, kwargs, result, target, target_box)
     except Exception as e:  # noqa: BLE001 - never fail the user's cell
@@ -361,17 +390,30 @@ class NumpyRecorder:
         self.namespace = rec.namespace
         self._patched: list = []
         self._previous = None
+        self.released = False
+        self._by_memory: dict = {}          # memory key → {id: plain array} the record met
+        self._boxes_of: dict = {}           # id(plain result) → weakref of the box it was given in
 
     # -- recording one call --------------------------------------------------------------
+
+    def _describe(self, a):
+        """:func:`describe`, and the array noted under its memory (for :meth:`_write_through`):
+        the record calls it once for each new value, a leaf or a result."""
+        d = describe(a)
+        if type(a) is np.ndarray or isinstance(a, np.ndarray):
+            self._by_memory.setdefault(d[4], {})[id(a)] = a
+        return d
 
     def record(self, op, func, args, kwargs, result, target, target_box):
         rec = self.rec
         ids: list[int] = []
-        arrays: list = []
-        _, ref_args = _convert(tuple(args), rec, ids, arrays)
-        _, ref_kwargs = _convert(dict(kwargs), rec, ids, arrays)
+        describe_ = self._describe
+        ref_args = _refs_in(args if type(args) is tuple else tuple(args), rec, ids, describe_)
+        ref_kwargs = _refs_in(dict(kwargs), rec, ids, describe_) if kwargs else {}
         if target is not None:
             outs = [target]
+        elif type(result) is np.ndarray:
+            outs = [result]
         else:
             outs = []
             _results(result, outs)
@@ -379,53 +421,67 @@ class NumpyRecorder:
             return result
         if rec.stopped:
             return _boxed_result(result, target, target_box)
-        for a in arrays + outs:
-            if isinstance(a, np.ndarray):
-                self._by_memory.setdefault(describe(a)[4], {})[id(a)] = a
-        floating_in = any(rec.info[v].floating for v in ids)
-        floating_out = any(_dtype(o.dtype)[1] for o in outs)
+        info = rec.info
+        floating_in = any([info[v].floating for v in ids])
+        floating_out = any([_dtype(o.dtype)[1] for o in outs])
         if not ids:
-            rec.leaf(outs, "numpy", describe)
+            rec.leaf(outs, "numpy", describe_)
         elif not (floating_in and floating_out) or op in CONSTANT:
-            rec.leaf(outs, "numpy", describe, constant=True,
+            rec.leaf(outs, "numpy", describe_, constant=True,
                      why=op if op in CONSTANT else "")
         else:
             # the record is functional: ``out=`` is dropped, and the call is in place only
             # when it writes into its first argument (``a += b``, ``a[k] = v``)
-            ref_kwargs.pop("out", None)
+            refs = tuple(ids)
+            if "out" in ref_kwargs:
+                del ref_kwargs["out"]
+                refs = None                 # the node reads what is left: counted again
             inplace = target is not None and len(args) > 0 and args[0] is target_box
             line, where = cell_line(rec.namespace, 1)
-            rec.record("numpy", op, func, ref_args, ref_kwargs, outs, describe,
-                       inplace=inplace, line=line, where=where)
+            rec.record("numpy", op, func, ref_args, ref_kwargs, outs, describe_,
+                       inplace=inplace, line=line, where=where, refs=refs)
         if target is not None:
             self._write_through(target)
             # what the call itself returns: the target for ``out=`` and ``a += b``, None for
             # ``a.fill(0)``, ``a[k] = v``, ``np.add.at`` (a cell ending on one shows no Out)
             return _boxed_result(result, target, target_box)
+        if type(result) is np.ndarray:
+            b = box(result)
+            self._boxes_of[id(result)] = _weakref(b)
+            return b
         return _boxed_result(result)
 
     def _write_through(self, target) -> None:
         """Other recorded arrays sharing ``target``'s memory (views, bases) changed too: each
         gets a new version from a node without a rule (:data:`WRITE_THROUGH`), so that no
-        gradient crossing that change is ever derived as if it had not happened."""
+        gradient crossing that change is ever derived as if it had not happened.
+
+        A result whose box the run no longer holds (``W.T`` of an earlier step of a loop)
+        can never be read again: it gets no new version (else each step of a loop that
+        updates ``W`` in place would write through every earlier step's ``W.T``)."""
         rec = self.rec
+        boxes_of = self._boxes_of
         for obj in list(self._by_memory.get(describe(target)[4], {}).values()):
-            if obj is target or rec.stopped or not np.may_share_memory(obj, target):
+            if obj is target or rec.stopped:
+                continue
+            alive = boxes_of.get(id(obj))
+            if alive is not None and alive() is None:
+                continue
+            if not np.may_share_memory(obj, target):
                 continue
             old = rec.current(obj)
             if old is None:
                 continue
             new = rec.current(target)
             line, where = cell_line(rec.namespace, 1)
-            rec.record("numpy", WRITE_THROUGH, None, (Ref(old), Ref(new)), {}, [obj], describe,
-                       inplace=True, line=line, where=where)
+            rec.record("numpy", WRITE_THROUGH, None, (Ref(old), Ref(new)), {}, [obj],
+                       self._describe, inplace=True, line=line, where=where, refs=(old, new))
 
     # -- entering and leaving ------------------------------------------------------------
 
     def __enter__(self):
         self._previous = _active[0]
         self._boxes: dict[int, Boxed] = {}
-        self._by_memory: dict = {}          # memory key → {id: plain array} the record met
         try:
             self._box_namespace()
             self._patch()
@@ -444,9 +500,9 @@ class NumpyRecorder:
         the namespace's plain arrays now, so that the rest of the run costs what it would
         without the magic; arrays the code still holds in locals pass calls straight
         through. :meth:`__exit__` does the rest, as always."""
-        if getattr(self, "_released", False):
+        if self.released:
             return
-        self._released = True
+        self.released = True
         for module, name, original in reversed(self._patched):
             setattr(module, name, original)
         self._patched = []
@@ -545,7 +601,7 @@ def _creation(original, op, namespace):
         if type(result) is np.ndarray:
             recorder = _active[0]
             try:
-                recorder.rec.leaf([result], "numpy", describe)
+                recorder.rec.leaf([result], "numpy", recorder._describe)
             except Exception as e:  # noqa: BLE001 - never fail the user's cell
                 recorder.rec.stop(f"the record failed at {op}: {type(e).__name__}: {e}")
                 return result

@@ -120,9 +120,15 @@ def describe(t):
         memory = t.untyped_storage().data_ptr()
     except Exception:  # noqa: BLE001 - tensors without storage (meta, functional)
         memory = id(t)
-    floating = t.is_floating_point() or t.is_complex()
-    return tuple(t.shape), str(t.dtype).replace("torch.", ""), floating, \
-        t.element_size() * t.nelement(), memory
+    dtype = t.dtype
+    known = _DTYPES.get(dtype)
+    if known is None:
+        known = _DTYPES[dtype] = (str(dtype).replace("torch.", ""),
+                                  dtype.is_floating_point or dtype.is_complex)
+    return tuple(t.shape), known[0], known[1], t.element_size() * t.nelement(), memory
+
+
+_DTYPES: dict = {}
 
 
 def _tensors(obj, out: list) -> list:
@@ -141,12 +147,38 @@ def _tensors(obj, out: list) -> list:
 
 
 def _is_inplace(op: str, kwargs: dict) -> bool:
-    short = op.rsplit(".", 1)[-1]
-    if short in _INPLACE_DUNDERS:
+    if kwargs and (kwargs.get("out") is not None or kwargs.get("inplace") is True):
         return True
-    if kwargs.get("out") is not None or kwargs.get("inplace") is True:
-        return True
-    return short.endswith("_") and not short.endswith("__")
+    return _inplace_name(op)
+
+
+_INPLACE_NAMES: dict = {}
+
+
+def _inplace_name(op: str) -> bool:
+    """Whether ``op``'s name says it changes its input in place (``add_``, ``__iadd__``)."""
+    known = _INPLACE_NAMES.get(op)
+    if known is None:
+        short = op.rsplit(".", 1)[-1]
+        known = _INPLACE_NAMES[op] = (short in _INPLACE_DUNDERS or (
+            short.endswith("_") and not short.endswith("__")))
+    return known
+
+
+def _flat_tensors(args) -> list:
+    """:func:`_tensors` of a call's positional arguments, with a fast path for the common
+    flat case (tensors and numbers)."""
+    out = []
+    for o in args:
+        t = type(o)
+        if t is _Tensor or isinstance(o, _Tensor):
+            out.append(o)
+        elif t is tuple or t is list or t is dict or isinstance(o, tuple):
+            _tensors(o, out)
+    return out
+
+
+_Tensor = torch.Tensor
 
 
 class TorchRecorder(TorchFunctionMode):
@@ -158,10 +190,10 @@ class TorchRecorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
+        if self.rec.stopped:                # the record stopped: a pass-through, nothing else
+            return func(*args, **kwargs) if kwargs else func(*args)
         kwargs = kwargs or {}
         rec = self.rec
-        if rec.stopped:
-            return func(*args, **kwargs)
         op = op_name(func)
         if op in IGNORED:
             if op == "torch.Tensor.backward" and args and isinstance(args[0], torch.Tensor):
@@ -193,14 +225,22 @@ class TorchRecorder(TorchFunctionMode):
         rec = self.rec
         if rec.stopped:
             return
-        outs = _tensors(out, [])
+        if type(out) is _Tensor or isinstance(out, _Tensor):
+            outs = [out]
+        else:
+            outs = _tensors(out, [])
         if inplace and target is not None and not outs:
             outs = [target]                      # __setitem__ returns None
         if not outs:
             return
-        ins = _tensors(args, []) + _tensors(kwargs, [])
-        if not inplace and any(o is i for o in outs for i in ins):
-            return                               # returns its input: identity kept
+        ins = _flat_tensors(args)
+        if kwargs:
+            _tensors(kwargs, ins)
+        if not inplace:
+            for o in outs:
+                for i in ins:
+                    if o is i:
+                        return                   # returns its input: identity kept
         grad = torch.is_grad_enabled()
         if not ins:                              # torch.randn, torch.tensor: the run's
             rec.leaf(outs, "torch", describe)
@@ -220,8 +260,8 @@ class TorchRecorder(TorchFunctionMode):
 
 
 def _refs(rec: Recording, obj, ids: list):
-    if isinstance(obj, torch.Tensor):
-        ref = rec.refs_of([obj], "torch", describe)[0]
+    if type(obj) is _Tensor or isinstance(obj, _Tensor):
+        ref = rec.ref_of(obj, "torch", describe)
         ids.append(ref.id)
         return ref
     if type(obj) is tuple:
