@@ -206,16 +206,16 @@ def check_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> CellCh
     if importlib.util.find_spec("jax") is None:
         return CellCheck("UNCHECKED", (), "JAX is not available (the NumPy cell's reference "
                          "is jax.vjp of its replay)", seed, framework="jax")
-    import jax
-    import jax.numpy as jnp
-
     rec: Recording = backward.recording
     prog = backward.program
     needed = _ancestors(rec, prog.sinks)
     size = sum(int(np.prod(rec.info[o].shape)) for n in needed for o in rec.nodes[n].outs)
-    if size > budget:
+    if size > budget:             # before importing JAX: an unchecked cell never pays for it
         return CellCheck("UNCHECKED", (), f"the replay would recompute {size} elements, over "
                          f"the check's budget of {budget}", seed, framework="jax")
+    import jax
+    import jax.numpy as jnp
+
     leaves = sorted({r for n in needed for r in rec.nodes[n].refs
                      if rec.info[r].producer is None})
     with jax.enable_x64(True):
