@@ -190,6 +190,7 @@ class Recording:
         self._bytes: dict[int, int] = {}
         self._repeats: dict = {}
         self._next = 1
+        self._on_stop: list = []
 
     # -- reading -------------------------------------------------------------------------
 
@@ -329,6 +330,16 @@ class Recording:
         self.info.clear()
         self._current.clear()
         self._memory.clear()
+        hooks, self._on_stop = self._on_stop, []
+        for fn in hooks:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a recorder's own clean-up never fails the cell
+                pass
+
+    def on_stop(self, fn) -> None:
+        """Call ``fn()`` once when the record stops (a recorder letting go of what it holds)."""
+        self._on_stop.append(fn)
 
     # -- internals --------------------------------------------------------------------------
 

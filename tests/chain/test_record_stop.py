@@ -3,12 +3,15 @@
 Behaviour only, never timed (the figures are in benchmarks/bench_record.py): once the record
 has stopped the namespace holds plain arrays and NumPy's own functions again, a box held
 elsewhere passes calls through and gives plain results, torch's mode records nothing and is
-gone after the run; an in-place update in a loop does not write through the dead views of
+gone after the run, the objects frozen out of the collector's passes while the record ran
+are given back; an in-place update in a loop does not write through the dead views of
 its earlier steps; over the check's budget the backward is still derived, the check says why
 in one line, and the stored result holds the run's own arrays, no float64 copies.
 """
 
 from __future__ import annotations
+
+import gc
 
 import numpy as np
 import pytest
@@ -31,15 +34,17 @@ def test_once_the_record_stops_the_namespace_and_numpy_are_plain_again_during_th
     zeros, rand, asarray = np.zeros, np.random.rand, np.asarray
     ns = {"np": np, "A": np.ones((3, 3)), "B": np.full((3, 3), 0.5)}
     A, B = ns["A"], ns["B"]
-    cell = ("before = (type(A), np.zeros is ZEROS, np.random.rand is RAND)\n"
+    cell = ("before = (type(A), np.zeros is ZEROS, np.random.rand is RAND, FROZEN() > 0)\n"
             "for _ in range(CAP + 5):\n    H = A @ B\n"
             "after = (type(A), type(B), type(H), np.zeros is ZEROS, np.random.rand is RAND,\n"
-            "         np.asarray is ASARRAY, A is A0, B is B0)\n")
+            "         np.asarray is ASARRAY, A is A0, B is B0, FROZEN())\n")
     ns.update(ZEROS=zeros, RAND=rand, ASARRAY=asarray, A0=A, B0=B,
-              CAP=record_module.MAX_REPEATS)
+              CAP=record_module.MAX_REPEATS, FROZEN=gc.get_freeze_count)
+    assert gc.get_freeze_count() == 0
     rec = _run(ns, cell)
-    assert ns["before"] == (Boxed, False, False)          # the record was running
-    assert ns["after"] == (np.ndarray, np.ndarray, np.ndarray, True, True, True, True, True)
+    assert ns["before"] == (Boxed, False, False, True)    # the record was running
+    assert ns["after"] == (np.ndarray, np.ndarray, np.ndarray, True, True, True, True, True, 0)
+    assert gc.get_freeze_count() == 0
     assert rec.stopped and "\n" not in rec.stopped
     assert f"more than {record_module.MAX_REPEATS} times (a loop)" in rec.stopped
     assert rec.nodes == [] and rec.values == {}           # nothing held once stopped
@@ -135,3 +140,15 @@ def test_over_the_checks_budget_the_backward_is_shown_and_o_keeps_references(ip,
     assert arrays and all(any(v is ns[k] for k in ("X", "Y", "Z")) for v in arrays)
     assert not any(str(v.dtype).endswith("float64") for v in rec.values.values())
     assert rec.snapshots == set()
+
+
+def test_a_torch_stop_gives_back_the_frozen_objects_and_an_error_too():
+    torch = pytest.importorskip("torch")
+    ns = {"torch": torch, "np": np, "x": torch.randn(3, 3, dtype=torch.float64),
+          "FROZEN": gc.get_freeze_count, "CAP": record_module.MAX_REPEATS}
+    rec = _run(ns, "during = FROZEN()\nfor _ in range(CAP + 5):\n    h = torch.tanh(x @ x)\n"
+                   "after = FROZEN()\n")
+    assert rec.stopped and ns["during"] > 0 and ns["after"] == 0
+    with pytest.raises(ZeroDivisionError):
+        _run(ns, "h = torch.tanh(x @ x)\n1 / 0\n")
+    assert gc.get_freeze_count() == 0

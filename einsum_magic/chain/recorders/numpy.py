@@ -482,9 +482,11 @@ class NumpyRecorder:
     def __enter__(self):
         self._previous = _active[0]
         self._boxes: dict[int, Boxed] = {}
+        self._frozen = False
         try:
             self._box_namespace()
             self._patch()
+            self._freeze()
             _active[0] = self
         except BaseException:
             self._exit()
@@ -503,6 +505,7 @@ class NumpyRecorder:
         if self.released:
             return
         self.released = True
+        self._thaw()
         for module, name, original in reversed(self._patched):
             setattr(module, name, original)
         self._patched = []
@@ -511,7 +514,28 @@ class NumpyRecorder:
         except Exception:  # noqa: BLE001 - __exit__ unboxes again and says what failed
             pass
 
+    def _freeze(self) -> None:
+        """While the record runs, the objects from before the cell sit out the garbage
+        collector's passes (``gc.freeze``): the record allocates many small objects, and each
+        full pass would walk every object of the process (JAX's, torch's) for nothing. Given
+        back (``gc.unfreeze``) as soon as the record stops or the cell ends; never when
+        something else froze objects already, or the collector is off."""
+        import gc
+
+        if gc.isenabled() and gc.get_freeze_count() == 0:
+            gc.freeze()
+            self._frozen = True
+            self.rec.on_stop(self._thaw)
+
+    def _thaw(self) -> None:
+        if getattr(self, "_frozen", False):
+            import gc
+
+            self._frozen = False
+            gc.unfreeze()
+
     def _exit(self) -> None:
+        self._thaw()
         _active[0] = self._previous
         for module, name, original in reversed(self._patched):
             setattr(module, name, original)
@@ -630,6 +654,7 @@ def _simple_object(value) -> bool:
 #: run) and the attributes of the user's objects.
 DEPTH = 3
 _HISTORY = frozenset({"In", "_ih", "_dh", "_oh", "Out"})
+_TEXT_HISTORY = frozenset({"In", "_ih", "_dh"})
 _OUTPUT = re.compile(r"_+|_\d+|_i+|_i\d+")
 
 
@@ -711,6 +736,8 @@ def _unbox_namespace(ns: dict, before: dict) -> str:
     for key, value in list(ns.items()):
         if isinstance(value, Boxed):
             ns[key] = _plain(value)
+        elif key in _TEXT_HISTORY:
+            continue                    # the cells' text (In, _ih) and directories (_dh)
         else:
             new = _walk(value, _unboxed, DEPTH, seen)
             if new is not value:
