@@ -1,19 +1,43 @@
-"""What recording a run costs (the cell backward's record), per call and on a training loop.
+"""What recording a run costs (the cell backward's record), per call, on a training loop, and
+on a large cell.
 
-1. Per call: a loop of N steps ``h = tanh(h @ W) + b`` (3 calls a step) runs plain, then
-   inside :func:`einsum_magic.chain.recorders.recording` (every call recorded), in NumPy
-   and in torch. N = 200 stays under the record's repeat cap (256 calls of one line), so
-   every call is recorded. Added per call = (recorded - plain) / (3 N).
+    python benchmarks/bench_record.py          # or: python benchmarks/run.py bench_record
+
+1. Per call: a loop of N = 200 steps ``h = tanh(h @ W) + b`` (3 calls a step) runs plain,
+   then inside :func:`einsum_magic.chain.recorders.recording` (every call recorded), in
+   NumPy and in torch; the record's repeat cap
+   (:data:`~einsum_magic.chain.record.MAX_REPEATS` calls of one line) is raised to N while
+   this part runs, so that every call is recorded. Added per call =
+   (recorded - plain) / (3 N). Then the same call once the record has stopped: a NumPy
+   array still boxed (held in a local of a function, where the release of the namespace
+   cannot reach) and torch's mode as a pass-through.
 2. A 1,000-step training loop (forward, loss, hand-written gradient step) as a whole cell
    under ``%%einsum_grad --no-check`` against the same cell without the magic, through a
    real IPython shell: the record stops at the repeat cap and the rest of the run is plain.
+3. A two-step cell over 2·10⁷ float32 elements (``Y = np.tanh(X)``, ``loss = Y.sum()``), in
+   fresh processes per configuration: plain, under ``%%einsum_grad`` (over the check's
+   budget: UNCHECKED, nothing recomputed) and with ``-o res``; time of the cell (median and
+   fastest of 7 runs in one process: a run's time depends on whether the allocator hands
+   back the pages of the Y the run before freed, about 20 ms, or faults in fresh ones, about
+   180 ms, in either configuration; the fastest run shows the work itself) and its peak of
+   traced allocations (``tracemalloc``, which NumPy's buffers report to; in
+   another process) and what stays allocated after it; the float64 bytes the stored result
+   holds.
 
-The fastest of 5 alternating runs of each (the machine is shared with other work).
+Times are CPU times of the thread that runs the cell (``time.thread_time``), medians of
+alternating runs: the machine the figures come from is shared, so wall times there include
+waiting for a core, and a process's CPU time includes what other threads (JAX's runtime,
+torch's pool) do meanwhile.
 """
 
 from __future__ import annotations
 
+import json
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,48 +59,91 @@ for _step in range(1000):
     W1 -= 0.01 * (X.T @ dh)
     W2 -= 0.01 * dW2
 """
+BIG = "Y = np.tanh(X)\nloss = Y.sum()"
+REPEATS = 9
 
 
-def _best(fn, repeats=5):
-    return min(fn() for _ in range(repeats))
+def _median(fn, repeats=REPEATS):
+    fn()                                    # warm: first-call caches, lazy imports
+    return statistics.median(fn() for _ in range(repeats))
 
 
-def _per_call(framework: str) -> str:
+def _medians(fns: dict, repeats=REPEATS) -> dict:
+    """Median of each of ``fns`` (name → fn returning seconds), alternating runs."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(fn())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _per_call(framework: str) -> list[str]:
+    from einsum_magic.chain import record
+
+    cap = record.MAX_REPEATS
+    record.MAX_REPEATS = max(cap, N)
+    try:
+        return _per_call_uncapped(framework)
+    finally:
+        record.MAX_REPEATS = cap
+
+
+def _per_call_uncapped(framework: str) -> list[str]:
     from einsum_magic.chain.recorders import recording
 
+    steps = N
     rng = np.random.default_rng(0)
     x, W, b = rng.normal(size=(4, 32)), rng.normal(size=(32, 32)) / 32, rng.normal(size=32)
     if framework == "torch":
         import torch
 
-        base = {"torch": torch, "N": N, "x": torch.tensor(x), "W": torch.tensor(W),
+        torch.set_num_threads(1)       # CPU time: no idle threads of the pool spinning
+
+        base = {"torch": torch, "N": steps, "x": torch.tensor(x), "W": torch.tensor(W),
                 "b": torch.tensor(b)}
         code = compile(TORCH_STEP, "<cell>", "exec")
     else:
-        base = {"np": np, "N": N, "x": x, "W": W, "b": b}
+        base = {"np": np, "N": steps, "x": x, "W": W, "b": b}
         code = compile(STEP, "<cell>", "exec")
 
     def plain():
         ns = dict(base)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         exec(code, ns)
-        return time.perf_counter() - t0
+        return time.thread_time() - t0
 
     def recorded():
         ns = dict(base)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         with recording(ns) as rec:
             exec(code, ns)
-        elapsed = time.perf_counter() - t0
-        assert len(rec.nodes) >= 3 * N and not rec.stopped, rec.stopped
+        elapsed = time.thread_time() - t0
+        assert len(rec.nodes) >= 3 * steps and not rec.stopped, rec.stopped
         return elapsed
 
-    p, r = _best(plain), _best(recorded)
-    return (f"| {framework} | x (4, 32), W (32, 32) | {p / N * 1e6:.1f} µs | {r / N * 1e6:.1f} µs | "
-            f"{(r - p) / (3 * N) * 1e6:.1f} µs |")
+    def stopped():                   # the same loop once the record has stopped
+        ns = dict(base)
+        with recording(ns if framework == "torch" else {}) as rec:
+            if framework == "numpy":              # boxed, as a local of a function keeps it
+                from einsum_magic.chain.recorders.numpy import box
+
+                ns.update(x=box(x), W=box(W), b=box(b))
+            rec.stop("stopped by the benchmark")
+            t0 = time.thread_time()
+            exec(code, ns)
+            elapsed = time.thread_time() - t0
+        return elapsed
+
+    m = _medians({"plain": plain, "recorded": recorded, "stopped": stopped})
+    p, r, s = m["plain"], m["recorded"], m["stopped"]
+    return [f"| {framework} | x (4, 32), W (32, 32) | {p / steps * 1e6:.1f} µs | "
+            f"{r / steps * 1e6:.1f} µs | {(r - p) / (3 * steps) * 1e6:.1f} µs | "
+            f"{(s - p) / (3 * steps) * 1e6:.2f} µs |"]
 
 
-def _training_loop() -> str:
+def _training_loop() -> list[str]:
     from IPython.testing import globalipapp
     from IPython.utils.capture import capture_output
 
@@ -88,31 +155,122 @@ def _training_loop() -> str:
     setup = ("import numpy as np\nrng = np.random.default_rng(0)\nX = rng.normal(size=(32, 16))\n"
              "Y = rng.normal(size=(32, 4))\nW1 = rng.normal(size=(16, 32)) / 4\n"
              "W2 = rng.normal(size=(32, 4)) / 6\n")
+    said = []
 
     def timed(source):
         def once():
-            with capture_output():
+            with capture_output() as cap:
                 ip.run_cell(setup)
-                t0 = time.perf_counter()
+                t0 = time.thread_time()
                 ip.run_cell(source)
-                return time.perf_counter() - t0
+                elapsed = time.thread_time() - t0
+            said.append(cap.stdout)
+            return elapsed
         return once
 
-    p = _best(timed(TRAIN))
-    m = _best(timed("%%einsum_grad --no-check\n" + TRAIN))
-    return (f"| 1,000-step NumPy training loop (8 calls a step) | {p * 1e3:.1f} ms | "
-            f"{m * 1e3:.1f} ms | {(m / p - 1) * 100:+.0f} % |")
+    from einsum_magic.chain import record
+
+    def capped_at_one():                 # what the magic costs besides recording the loop
+        cap = record.MAX_REPEATS
+        record.MAX_REPEATS = 1
+        try:
+            return timed("%%einsum_grad --no-check\n" + TRAIN)()
+        finally:
+            record.MAX_REPEATS = cap
+
+    m = _medians({"plain": timed(TRAIN), "magic": timed("%%einsum_grad --no-check\n" + TRAIN),
+                  "one": capped_at_one}, repeats=15)
+    p, g, one = m["plain"], m["magic"], m["one"]
+    assert any("not recorded" in s for s in said), said[-1]
+    return [f"| 1,000-step NumPy training loop (8 calls a step) | {p * 1e3:.1f} ms | "
+            f"{g * 1e3:.1f} ms | {(g / p - 1) * 100:+.1f} % |",
+            f"| the same, the repeat cap set to 1 (the magic's cost besides recording) | "
+            f"{p * 1e3:.1f} ms | {one * 1e3:.1f} ms | {(one / p - 1) * 100:+.1f} % |"]
+
+
+_BIG = r'''
+import json, resource, statistics, sys, time, tracemalloc
+import numpy as np
+from IPython.testing import globalipapp
+from IPython.utils.capture import capture_output
+from einsum_magic.magic import load_ipython_extension
+head, cell, memory = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+globalipapp.start_ipython(); ip = globalipapp.get_ipython(); load_ipython_extension(ip)
+with capture_output():     # JAX imported and warm in every configuration, as after any check
+    ip.run_cell("import numpy as np\nX = np.random.default_rng(0).standard_normal(20_000_000, "
+                "dtype=np.float32)")
+    ip.run_cell("%%einsum_grad\nA = np.ones((2, 3))\nB = np.tanh(A)\nc = B.sum()")
+    ip.run_cell("del A, B, c")
+out = {}
+def once():
+    with capture_output() as cap:
+        ip.run_cell("Y = loss = None")
+        ip.user_ns.pop("res", None)
+        t0 = time.thread_time()
+        ip.run_cell(head + cell)
+        return time.thread_time() - t0, cap.stdout
+if memory:
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    _, said = once()
+    now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out.update(peak=peak - before, kept=now - before)
+    res = ip.user_ns.get("res")
+    b = getattr(res, "backward", None)
+    if b is not None:
+        values = b.recording.values.values()
+        out["status"] = b.check.status if b.check is not None else b.check_note
+        out["reason"] = b.check.reason if b.check is not None else ""
+        out["float64"] = sum(v.nbytes for v in values if getattr(v, "dtype", None) == np.float64)
+        out["own"] = all(any(v is ip.user_ns[k] for k in ("X", "Y")) or getattr(v, "ndim", 1) == 0
+                         for v in values)
+else:
+    times = [once()[0] for _ in range(7)]
+    out["time"], out["fastest"] = statistics.median(times), min(times)
+print(json.dumps(out))
+'''
+
+
+def _big_cell() -> list[str]:
+    import os
+
+    import einsum_magic
+
+    root = str(Path(einsum_magic.__file__).resolve().parent.parent)   # the package measured here
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    rows = ["| cell (X: 2·10⁷ float32, 76 MB) | CPU time of the cell: median (fastest) of 7 | "
+            "peak of allocations in the cell | kept after it | the check | float64 bytes "
+            "the stored result holds |", "|---|---:|---:|---:|---|---:|"]
+    for label, head in (("plain", ""), ("`%%einsum_grad`", "%%einsum_grad\n"),
+                        ("`%%einsum_grad -o res`", "%%einsum_grad -o res\n")):
+        got = {}
+        for memory in ("0", "1"):
+            run = subprocess.run([sys.executable, "-c", _BIG, head, BIG, memory], env=env,
+                                 capture_output=True, text=True, check=True)
+            got.update(json.loads(run.stdout.strip().splitlines()[-1]))
+        check = (f"{got['status']}: {got['reason']}" if "status" in got else "—")
+        held = (f"{got['float64']} B" + (" (the run's own arrays only)" if got["own"] else "")
+                if "float64" in got else "—")
+        rows.append(f"| {label} | {got['time'] * 1e3:.0f} ms ({got['fastest'] * 1e3:.0f} ms) | "
+                    f"{got['peak'] / 2**20:.1f} MB | "
+                    f"{got['kept'] / 2**20:.1f} MB | {check} | {held} |")
+    return rows
 
 
 def run() -> list[str]:
-    rows = ["| framework | arrays | plain, per step | recorded, per step | added per call |",
-            "|---|---|---:|---:|---:|", _per_call("numpy")]
+    from einsum_magic.chain import record
+
+    rows = [f"Repeat cap of the record: {record.MAX_REPEATS} calls of one line.", "",
+            "| framework | arrays | plain, per step | recorded, per step | added per recorded "
+            "call | added per call once the record stopped |", "|---|---|---:|---:|---:|---:|",
+            *_per_call("numpy")]
     try:
-        rows.append(_per_call("torch"))
+        rows += _per_call("torch")
     except ImportError:
-        rows.append("| torch | — | not measured: torch is not installed | | |")
+        rows.append("| torch | — | not measured: torch is not installed | | | |")
     rows += ["", "| cell | plain | under the magic (--no-check) | added |", "|---|---:|---:|---:|",
-             _training_loop()]
+             *_training_loop(), "", *_big_cell()]
     return rows
 
 
