@@ -27,7 +27,7 @@ SECTIONS = [
     ("bench_diagram", "What the Diagram tab and the letter colours add to a render"),
     ("bench_pages", "How heavy a display is: bytes per display, stylesheet, SVG, spans"),
     ("bench_capture", "Observing the run: a loop of 10^4 np.einsum calls under the magic"),
-    ("bench_record", "Recording the run (the cell backward's record): per call, and a training loop"),
+    ("bench_record", "Recording the run (the cell backward's record): per call, a training loop, a large cell"),
     ("bench_flops", "XLA FLOPs: exported backward vs jax.vjp of jnp.einsum"),
     ("bench_chain", "XLA FLOPs of a whole cell: exported backward vs jax.vjp of the jnp forward"),
 ]

@@ -152,3 +152,24 @@ def test_a_torch_stop_gives_back_the_frozen_objects_and_an_error_too():
     with pytest.raises(ZeroDivisionError):
         _run(ns, "h = torch.tanh(x @ x)\n1 / 0\n")
     assert gc.get_freeze_count() == 0
+
+
+def test_a_record_and_its_arrays_go_with_their_last_reference_not_at_a_gc_pass():
+    """No reference cycle through the recorders: once the cell rebinds ``Y`` and the record is
+    dropped, the run's array is freed at once (a 76 MB array kept until the collector's next
+    pass made the next cell fault in fresh pages)."""
+    import weakref
+
+    ns = {"np": np, "X": np.linspace(-1, 1, 10)}
+    rec = _run(ns, "Y = np.tanh(X)\nZ = Y * 2.0\n")
+    assert rec.nodes and type(ns["Y"]) is np.ndarray
+    alive = weakref.ref(ns["Y"])
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del rec
+        ns["Y"] = ns["Z"] = None
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()

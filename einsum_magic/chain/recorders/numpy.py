@@ -52,6 +52,16 @@ What becomes what:
   A boxed array kept elsewhere (deeper, in a closure, in a library's object) stays a
   :class:`Boxed`, which behaves as a plain array once no recording is active (its
   results are plain).
+* **Released when the record stops** (a long loop, the budget), during the run: the
+  namespace is unboxed as above and the creation functions are NumPy's own again at the
+  next observed call, so that the rest of a long loop at the cell's top level runs on
+  plain arrays; a box the release cannot reach (a function's local) passes each call
+  straight to NumPy (about a µs a call, benchmarks/bench_record.py). While the record
+  runs, the objects from before the cell sit out the garbage collector's passes
+  (``gc.freeze``), given back when it stops or the cell ends.
+* A result whose box the run no longer holds (``W.T`` of an earlier step of a loop) gets
+  no new version when its memory is written (:meth:`NumpyRecorder._write_through`): it can
+  never be read again.
 
 Not seen: a change made to an array's memory by code that bypasses NumPy's dispatch
 (``np.random.shuffle``, a C extension writing into the buffer); the check's fidelity gate
@@ -525,7 +535,14 @@ class NumpyRecorder:
         if gc.isenabled() and gc.get_freeze_count() == 0:
             gc.freeze()
             self._frozen = True
-            self.rec.on_stop(self._thaw)
+            recorder = _weakref(self)       # no cycle: the record and its arrays go with
+                                            # their last reference, not at the next gc pass
+            def thaw():
+                r = recorder()
+                if r is not None:
+                    r._thaw()
+
+            self.rec.on_stop(thaw)
 
     def _thaw(self) -> None:
         if getattr(self, "_frozen", False):
