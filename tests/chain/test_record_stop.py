@@ -173,3 +173,24 @@ def test_a_record_and_its_arrays_go_with_their_last_reference_not_at_a_gc_pass()
     finally:
         if enabled:
             gc.enable()
+
+
+def test_gc_collect_in_the_cell_collects_what_it_would_without_the_magic():
+    """A cell that frees a deleted object's memory with ``gc.collect()`` (a model in a
+    reference cycle, before ``torch.cuda.empty_cache()``) gets it collected while the record
+    runs, although the objects from before the cell were frozen out of the collector's passes."""
+    import weakref
+
+    class Model:
+        pass
+
+    model = Model()
+    model.me = model                      # a reference cycle: only the collector frees it
+    alive = weakref.ref(model)
+    ns = {"np": np, "gc": gc, "A": np.ones((2, 2)), "model": model, "FROZEN": gc.get_freeze_count}
+    del model
+    hooks = list(gc.callbacks)
+    rec = _run(ns, "H = A @ A\nfrozen = FROZEN()\ndel model\ngc.collect()\nG = np.tanh(H)\n")
+    assert ns["frozen"] > 0 and not rec.stopped and len(rec.nodes) == 2
+    assert alive() is None
+    assert gc.callbacks == hooks and gc.get_freeze_count() == 0

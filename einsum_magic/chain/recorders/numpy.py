@@ -527,22 +527,32 @@ class NumpyRecorder:
     def _freeze(self) -> None:
         """While the record runs, the objects from before the cell sit out the garbage
         collector's passes (``gc.freeze``): the record allocates many small objects, and each
-        full pass would walk every object of the process (JAX's, torch's) for nothing. Given
-        back (``gc.unfreeze``) as soon as the record stops or the cell ends; never when
+        pass of the oldest generation would walk every object of the process (JAX's,
+        torch's) for nothing. Given back (``gc.unfreeze``) as soon as the record stops, the
+        cell ends, or a full collection starts (``gc.collect()`` in the cell, to free a
+        deleted model's memory, collects what it would without the magic); never when
         something else froze objects already, or the collector is off."""
         import gc
 
+        self._gc_hook = None
         if gc.isenabled() and gc.get_freeze_count() == 0:
             gc.freeze()
             self._frozen = True
             recorder = _weakref(self)       # no cycle: the record and its arrays go with
                                             # their last reference, not at the next gc pass
+
             def thaw():
                 r = recorder()
                 if r is not None:
                     r._thaw()
 
+            def before_full_collection(phase, info):
+                if phase == "start" and info.get("generation") == 2:
+                    thaw()
+
             self.rec.on_stop(thaw)
+            self._gc_hook = before_full_collection
+            gc.callbacks.append(before_full_collection)
 
     def _thaw(self) -> None:
         if getattr(self, "_frozen", False):
@@ -553,6 +563,15 @@ class NumpyRecorder:
 
     def _exit(self) -> None:
         self._thaw()
+        hook = getattr(self, "_gc_hook", None)
+        if hook is not None:
+            import gc
+
+            self._gc_hook = None
+            try:
+                gc.callbacks.remove(hook)
+            except ValueError:
+                pass
         _active[0] = self._previous
         for module, name, original in reversed(self._patched):
             setattr(module, name, original)
