@@ -402,7 +402,7 @@ class NumpyRecorder:
         self._previous = None
         self.released = False
         self._by_memory: dict = {}          # memory key → {id: plain array} the record met
-        self._boxes_of: dict = {}           # id(plain result) → weakref of the box it was given in
+        self._boxes_of: dict = {}           # id(plain result) → weakref of its box
 
     # -- recording one call --------------------------------------------------------------
 
