@@ -15,8 +15,9 @@ namespace after the run → a name for every value*. By identity, never by readi
   place (``x += 1``, ``W[:] = 0``) gets one version per change, numbered the same way
   around the one version that keeps the plain name: for a name the cell does not bind
   (an input, ``W[:] = 0``, ``V = X; V *= 2``) the version the cell received; for a name
-  it binds, the version its object ends with (``h = np.zeros(…)`` then ``h[:, t] = …``:
-  ``h`` is the filled array the user holds, ``h_1``, ``h_2``, … the earlier ones).
+  it binds, the last version of its object that a step used (``h = np.zeros(…)`` then
+  ``h[:, t] = …``: ``h`` is the filled array the user holds, ``h_1``, ``h_2``, … the
+  earlier ones; ``H *= 0`` after the loss read ``H`` leaves ``H`` the values it read).
   :attr:`Names.plain` maps the object's current version to that one (``grad_of``).
   A local of a function the cell defines gets its local name, one version per call
   (``f.h`` where the namespace holds another ``h``). The cell's source is used here only
@@ -199,9 +200,10 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
     plain: dict[int, int] = {}
     taken = {k for k in namespace if not k.startswith("_")} | set(dir(builtins))
     binds = _top_level_binds(source)
+    used = {r for n in rec.nodes for k, r in enumerate(n.refs) if not (n.inplace and k == 0)}
     for path, ids in chains.items():
         ids = sorted(set(ids))
-        anchor = _plain_version(rec, ids, _base(path) in binds)
+        anchor = _plain_version(rec, ids, _base(path) in binds, used)
         k = 0
         for v in [anchor] + [v for v in ids if v != anchor]:
             if v not in name:
@@ -264,27 +266,29 @@ def _top_level_binds(source: str | None) -> set[str]:
     return out
 
 
-def _plain_version(rec: Recording, ids: list[int], bound_by_cell: bool) -> int:
+def _plain_version(rec: Recording, ids: list[int], bound_by_cell: bool, used: set) -> int:
     """Which of a name's versions (``ids``, in the order of the run) keeps the plain name.
 
     A name the cell does not bind (an input, changed in place or not: ``W[:] = 0``, or
     through an alias ``V = X; V *= 2``) names the version the cell received: the first.
-    A name the cell binds names the version the object of its first binding ends with,
-    after the changes made to it in place (``h = np.zeros(…)`` filled by ``h[:, t] = …``,
-    ``h = x @ W; h += b``): the array the user holds; an object bound later (``att = …``
-    again) gets a numbered version, as an earlier version of the object does.
+    A name the cell binds names a version of the object of its first binding, after the
+    changes made to it in place: the last one a step of the cell used (``used``: read by a
+    call other than a change of that array in place), else the last one. So ``h`` filled by
+    ``h[:, t] = …`` and then read is the filled array the user holds; ``H = np.tanh(…)``
+    zeroed after the loss read it (``H *= 0``) is the values the loss read; a ``dW`` built
+    by ``dW /= n; dW += reg * W`` and read by nothing is the array the user holds. An object
+    bound later (``att = …`` again) gets a numbered version, as the other versions do.
     """
     if not bound_by_cell:
         return ids[0]
-    group = {ids[0]}
-    anchor = ids[0]
+    group = [ids[0]]
     for v in ids[1:]:
         p = rec.info[v].producer
         node = rec.nodes[p] if p is not None else None
         if node is not None and node.inplace and node.refs and node.refs[0] in group:
-            group.add(v)
-            anchor = v
-    return anchor
+            group.append(v)
+    read = [v for v in group if v in used]
+    return read[-1] if read else group[-1]
 
 
 def _lines_in_defs(source: str | None) -> set[int]:
