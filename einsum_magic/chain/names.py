@@ -159,7 +159,7 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
     holders.update({i: path for i, (_, path) in held.items()})
     chains: dict[str, list[int]] = {}      # user name → its versions' ids
     bound: dict[int, str] = {}
-    current: dict[str, int] = {}           # path → the current version of what it holds
+    held_versions: dict[str, list] = {}    # path → the versions of the object it holds
     for oid, path in holders.items():
         obj = objects.get(oid)
         if obj is None:
@@ -169,7 +169,7 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
             if versions[-1] not in rec.snapshots:     # else the object changed since: the
                 bound[versions[-1]] = path            # record holds the value, not the name
             chains.setdefault(path, []).extend(versions)
-            current[path] = versions[-1]
+            held_versions[path] = versions
     lines = _assignments(source)
     in_defs = _lines_in_defs(source)
     # the value a line assigns: the last floating result of each run of nodes on that line
@@ -209,8 +209,10 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
             if v not in name:
                 name[v] = path if v == anchor else f"{path}_{k}"
             k += 1
-        if path in current:
-            plain[current[path]] = anchor
+        own = held_versions.get(path)
+        if own:                  # grad_of(obj): a version of that very object, never of an
+            plain[own[-1]] = (anchor if anchor in own      # object bound to the name before
+                              else _plain_version(rec, own, _base(path) in binds, used))
     user = frozenset(name)
     taken |= {identifier(n) for n in name.values()}
     counts: dict[str, int] = {}

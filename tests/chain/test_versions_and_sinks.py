@@ -151,6 +151,18 @@ def test_an_input_changed_in_place_keeps_its_name_as_the_cell_received_it(ip):
     close(out["dL_dW"], want["W"], "pasted dL_dW")
 
 
+def test_a_rebound_name_keeps_its_versions_in_order_and_grad_of_the_object_it_holds(ip):
+    """``A = X @ W; A = np.tanh(A)``: two objects, ``A`` and ``A_1`` in the order of the run;
+    ``grad_of`` of the array ``A`` holds after the cell is that object's gradient."""
+    X, W = RNG.normal(size=(4, 3)), RNG.normal(size=(3, 2))
+    b = backward(ip, "A = X @ W\nA = np.tanh(A)\nL = np.sum(A * A)\n", X=X, W=W)
+    A = np.tanh(X @ W)
+    got = b.gradients()
+    close(got["A_1"], 2 * A, "gradients()['A_1']")
+    close(got["A"], 2 * A * (1 - A ** 2), "gradients()['A'] (X @ W)")
+    close(b.grad_of(ip.user_ns["A"]), 2 * A, "grad_of(A)")
+
+
 # -- the pasted code -----------------------------------------------------------------------------
 
 def test_a_value_changed_after_use_is_read_from_the_kept_result_or_said_missing(ip):
