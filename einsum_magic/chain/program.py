@@ -348,7 +348,7 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
         node = made.get(v)
         if node is None:
             return _literal(rec, v)            # a small index array the cell made: np.arange(7)
-        if node is None or depth > 50:
+        if depth > 50:
             return None
         if _draws(node):                     # a draw is never made again: the preamble
             return None                        # would get another mask than the run's
