@@ -426,7 +426,8 @@ class Run:
 
         o = self.options
         backward, note = for_cell(self.recording, self.source, self.ns, ran=self.ran,
-                                  sizes=o.sizes, check=o.check, seed=o.seed, skipped=o.skipped)
+                                  sizes=o.sizes, check=o.check, seed=o.seed, skipped=o.skipped,
+                                  output=o.output or "")
         if note:
             from .views.text import render_notes
 

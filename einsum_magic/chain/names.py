@@ -12,10 +12,16 @@ namespace after the run → a name for every value*. By identity, never by readi
   ``att_1``, ``att_2`` (the first assignment keeps the plain name); a line of the cell's
   top level that calls a function defined elsewhere (``out = norm(x)``) binds the last
   value that call made, however many functions it went through; an array changed in
-  place (``x += 1``, ``W[:] = 0``) gets one version per change the same way; a local of
-  a function the cell defines gets its local name, one version per call (``f.h`` where
-  the namespace holds another ``h``). The cell's source is used here only for this:
-  which line assigns which name;
+  place (``x += 1``, ``W[:] = 0``) gets one version per change, numbered the same way
+  around the one version that keeps the plain name: for a name the cell does not bind
+  (an input, ``W[:] = 0``, ``V = X; V *= 2``) the version the cell received; for a name
+  it binds, the last version of its object that a step used (``h = np.zeros(…)`` then
+  ``h[:, t] = …``: ``h`` is the filled array the user holds, ``h_1``, ``h_2``, … the
+  earlier ones; ``H *= 0`` after the loss read ``H`` leaves ``H`` the values it read).
+  :attr:`Names.plain` maps the object's current version to that one (``grad_of``).
+  A local of a function the cell defines gets its local name, one version per call
+  (``f.h`` where the namespace holds another ``h``). The cell's source is used here only
+  for this: which line assigns which name, which names the cell binds;
 * any other value is a temporary named for what made it: ``matmul``, ``getitem_1``.
 
 :attr:`Names.ident` is the name as an identifier (``model_0_weight``): the backward code
@@ -89,6 +95,9 @@ class Names:
     ident: dict = field(default_factory=dict)
     bound: dict = field(default_factory=dict)
     user: frozenset = frozenset()          # ids the user named (not temporaries)
+    #: id of a held object's current version → the version its plain name is (see
+    #: :func:`names_for`): what ``grad_of(obj)`` differentiates
+    plain: dict = field(default_factory=dict)
 
 
 def _assignments(source: str | None) -> dict[int, str]:
@@ -150,6 +159,7 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
     holders.update({i: path for i, (_, path) in held.items()})
     chains: dict[str, list[int]] = {}      # user name → its versions' ids
     bound: dict[int, str] = {}
+    held_versions: dict[str, list] = {}    # path → the versions of the object it holds
     for oid, path in holders.items():
         obj = objects.get(oid)
         if obj is None:
@@ -159,6 +169,7 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
             if versions[-1] not in rec.snapshots:     # else the object changed since: the
                 bound[versions[-1]] = path            # record holds the value, not the name
             chains.setdefault(path, []).extend(versions)
+            held_versions[path] = versions
     lines = _assignments(source)
     in_defs = _lines_in_defs(source)
     # the value a line assigns: the last floating result of each run of nodes on that line
@@ -186,11 +197,22 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
             name = f"{where}.{name}"        # a local named like one of the user's values
         chains.setdefault(name, []).append(v)
     name: dict[int, str] = {}
+    plain: dict[int, int] = {}
     taken = {k for k in namespace if not k.startswith("_")} | set(dir(builtins))
+    binds = _top_level_binds(source)
+    used = {r for n in rec.nodes for k, r in enumerate(n.refs) if not (n.inplace and k == 0)}
     for path, ids in chains.items():
-        for k, v in enumerate(sorted(set(ids))):
+        ids = sorted(set(ids))
+        anchor = _plain_version(rec, ids, _base(path) in binds, used)
+        k = 0
+        for v in [anchor] + [v for v in ids if v != anchor]:
             if v not in name:
-                name[v] = path if k == 0 else f"{path}_{k}"
+                name[v] = path if v == anchor else f"{path}_{k}"
+            k += 1
+        own = held_versions.get(path)
+        if own:                  # grad_of(obj): a version of that very object, never of an
+            plain[own[-1]] = (anchor if anchor in own      # object bound to the name before
+                              else _plain_version(rec, own, _base(path) in binds, used))
     user = frozenset(name)
     taken |= {identifier(n) for n in name.values()}
     counts: dict[str, int] = {}
@@ -211,7 +233,64 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
         taken.add(candidate)
         name[v] = candidate
     ident = {v: identifier(n) for v, n in name.items()}
-    return Names(name, ident, bound, user)
+    return Names(name, ident, bound, user, plain)
+
+
+def _base(path: str) -> str:
+    """The name a path starts from: ``model[0].weight`` → ``model``."""
+    return re.match(r"[A-Za-z_]\w*", path).group(0) if re.match(r"[A-Za-z_]", path) else path
+
+
+def _top_level_binds(source: str | None) -> set[str]:
+    """Names the cell's top level binds (``=``, ``for``, ``with … as``, imports, …), outside
+    its functions and classes; an augmented assignment (``X += 1``) changes an array in
+    place and does not count.
+
+    >>> sorted(_top_level_binds("h, c = f(x)\\nX += 1\\nfor t in r: W[t] = 0\\ndef g(): q = 1"))
+    ['c', 'h', 't']
+    """
+    try:
+        tree = ast.parse(source or "")
+    except SyntaxError:
+        return set()
+    out: set[str] = set()
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.AugAssign):
+            todo.append(node.value)
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _plain_version(rec: Recording, ids: list[int], bound_by_cell: bool, used: set) -> int:
+    """Which of a name's versions (``ids``, in the order of the run) keeps the plain name.
+
+    A name the cell does not bind (an input, changed in place or not: ``W[:] = 0``, or
+    through an alias ``V = X; V *= 2``) names the version the cell received: the first.
+    A name the cell binds names a version of the object of its first binding, after the
+    changes made to it in place: the last one a step of the cell used (``used``: read by a
+    call other than a change of that array in place), else the last one. So ``h`` filled by
+    ``h[:, t] = …`` and then read is the filled array the user holds; ``H = np.tanh(…)``
+    zeroed after the loss read it (``H *= 0``) is the values the loss read; a ``dW`` built
+    by ``dW /= n; dW += reg * W`` and read by nothing is the array the user holds. An object
+    bound later (``att = …`` again) gets a numbered version, as the other versions do.
+    """
+    if not bound_by_cell:
+        return ids[0]
+    group = [ids[0]]
+    for v in ids[1:]:
+        p = rec.info[v].producer
+        node = rec.nodes[p] if p is not None else None
+        if node is not None and node.inplace and node.refs and node.refs[0] in group:
+            group.append(v)
+    read = [v for v in group if v in used]
+    return read[-1] if read else group[-1]
 
 
 def _lines_in_defs(source: str | None) -> set[int]:

@@ -3,9 +3,12 @@
 This module owns the arrow *a :class:`~einsum_magic.chain.record.Recording` + its
 :class:`~einsum_magic.chain.names.Names` → a :class:`Program`*. The contract:
 
-* **Sinks** are the values the cell differentiated itself (``loss.backward()``) and the
+* **Sinks** are the values the cell differentiated itself (``loss.backward()``), else the
   floating results of calls that are not in place, that no later node read and that the
-  user named (if none is named: every such result). Each gets a given cotangent ``dL_d<sink>``.
+  user named (if none is named: every such result); where one of those is a scalar (the
+  loss), the scalars alone: a value nothing reads that does not lead to the loss (running
+  statistics, an errors array) takes no cotangent. Each sink gets ``dL_d<sink>`` (1 for a
+  scalar).
 * **Inputs** are the floating leaves that are not constants and reach a sink.
 * Nodes are visited in reverse; a node whose results carry a cotangent contributes, by its
   rule (:mod:`~einsum_magic.chain.rules`), one term to each input's gradient. A value read
@@ -168,15 +171,24 @@ class _Builder:
         return self.read_names[v]
 
 
-def _sinks(rec: Recording, names: Names, consumed: set) -> tuple[int, ...]:
-    out = [v for v in rec.backwarded if v in rec.info]
+def _sinks(rec: Recording, names: Names, consumed: set, active: set) -> tuple[int, ...]:
+    """The values the backward starts from (see the module doc).
+
+    What the cell differentiated itself (``loss.backward()``) is the sink. Else the candidates
+    are the floating results nothing read (the named ones, if any is named); a scalar among
+    them is the loss, and then the others (running statistics, an errors array, a
+    hand-derived ``dW``) are values the cell keeps, not sinks: they take no cotangent.
+    Without a scalar, every candidate is a sink (``Z = np.tanh(X @ W)``, with ``dL_dZ``).
+    """
+    out = tuple(dict.fromkeys(v for v in rec.backwarded if v in rec.info and v in active))
+    if out:
+        return out
     free = [o for n in rec.nodes for o in n.outs
-            if o not in consumed and rec.info[o].floating and not n.inplace]
+            if o not in consumed and rec.info[o].floating and not n.inplace and o in active]
     named = [v for v in free if v in names.user]
-    for v in named or free:
-        if v not in out:
-            out.append(v)
-    return tuple(out)
+    candidates = named or free
+    scalars = [v for v in candidates if not rec.info[v].shape]
+    return tuple(dict.fromkeys(scalars or candidates))
 
 
 def _decompose(rec: Recording, node: Node):
@@ -216,7 +228,7 @@ def build(rec: Recording, names: Names) -> Program:
     for n in rec.nodes:
         if any(r in active for r in n.refs):
             active.update(o for o in n.outs if rec.info[o].floating)
-    sinks = tuple(v for v in _sinks(rec, names, consumed) if v in active)
+    sinks = _sinks(rec, names, consumed, active)
     # values upstream of a sink
     upstream = set(sinks)
     for n in reversed(rec.nodes):
@@ -334,7 +346,9 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
         if v in torch_names:
             return torch_names[v]
         node = made.get(v)
-        if node is None or depth > 50:
+        if node is None:
+            return _literal(rec, v)            # a small index array the cell made: np.arange(7)
+        if depth > 50:
             return None
         if _draws(node):                     # a draw is never made again: the preamble
             return None                        # would get another mask than the run's
@@ -370,6 +384,30 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
     return tuple(out), tuple(unavailable)
 
 
+#: Most elements of an integer or boolean NumPy leaf the preamble writes out as a literal.
+LITERAL_ELEMENTS = 64
+
+
+def _literal(rec: Recording, v: int) -> str | None:
+    """A small integer or boolean NumPy leaf as source (an index the cell made with
+    ``np.arange(n)``: no name holds it), or None.
+
+    >>> import numpy as np
+    >>> rec = Recording(); (r,) = rec.refs_of([np.arange(3)], "numpy",
+    ...     lambda a: (a.shape, a.dtype, False, a.nbytes))
+    >>> _literal(rec, r.id)
+    'np.array([0, 1, 2])'
+    """
+    info, value = rec.info[v], rec.values.get(v)
+    if (info.framework != "numpy" or info.floating or value is None
+            or not hasattr(value, "tolist") or getattr(value, "size", 0) > LITERAL_ELEMENTS
+            or value.dtype.kind not in "biu"):
+        return None
+    default = {"b": "bool", "i": "int64"}.get(value.dtype.kind)
+    dtype = "" if str(value.dtype) == default else f", dtype=np.{value.dtype}"
+    return f"np.array({value.tolist()!r}{dtype})"
+
+
 #: In-place torch calls → their out-of-place namesake (the same value, a new tensor).
 _OUT_OF_PLACE = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div",
                  "__idiv__": "div", "__ipow__": "pow", "__imatmul__": "matmul"}
@@ -379,19 +417,29 @@ _OUT_OF_PLACE.update({f"{n}_": n for n in (
 
 
 def _out_of_place(node: Node) -> Node | None:
-    """The in-place torch ``node`` as its out-of-place call (``h += b`` → ``torch.Tensor.add``),
-    or None where there is none (``__setitem__``, ``out=``): for the preamble to recompute an
-    older version of an array the cell changed in place.
+    """The in-place ``node`` as its out-of-place call (``h += b`` → ``torch.Tensor.add``; a
+    NumPy ufunc that wrote into its first argument, ``f -= m``, is recorded without its
+    ``out=``: the same call), or None where there is none (``__setitem__``, ``fill``,
+    ``np.add.at``, torch's ``out=``): for the preamble to recompute an older version of an
+    array the cell changed in place.
 
     >>> _out_of_place(Node(0, "torch", "torch.Tensor.__iadd__", None, (), (), (), inplace=True)).op
     'torch.Tensor.add'
+    >>> import numpy as np
+    >>> _out_of_place(Node(0, "numpy", "numpy.subtract", np.subtract, (), (), (), inplace=True)).inplace
+    False
     """
+    import dataclasses
+
+    if node.framework == "numpy":
+        ufunc = getattr(node.func, "__self__", node.func)     # ``np.subtract.__call__``
+        if type(ufunc).__name__ == "ufunc" and node.op.count(".") == 1:
+            return dataclasses.replace(node, inplace=False)
+        return None
     short = node.op.rsplit(".", 1)[-1]
     if (node.framework != "torch" or not node.op.startswith("torch.Tensor.")
             or short not in _OUT_OF_PLACE or "out" in node.kw()):
         return None
-    import dataclasses
-
     return dataclasses.replace(node, op=f"torch.Tensor.{_OUT_OF_PLACE[short]}", inplace=False)
 
 
@@ -463,7 +511,17 @@ def _key(key, conv) -> str:
 
 
 def _source(value) -> str:
-    """Source text of a constant argument, or ValueError."""
+    """Source text of a constant argument, or ValueError.
+
+    >>> import numpy as np
+    >>> _source((np.int64(6), np.float64(0.5), np.bool_(True))), _source(np.dtype("float32"))
+    ('(6, 0.5, True)', "np.dtype('float32')")
+    """
+    if type(value).__module__.split(".")[0] == "numpy":
+        if type(value).__name__.endswith("DType") or type(value).__name__ == "dtype":
+            return f"np.dtype({str(value)!r})"
+        if getattr(value, "shape", None) == () and hasattr(value, "item"):
+            return _source(value.item())          # a NumPy scalar: np.prod(x.shape[1:])
     if isinstance(value, float) and not math.isfinite(value):
         return f"float({str(value)!r})"
     if isinstance(value, (bool, int, float, str, type(None))) or type(value).__name__ == "_Code":

@@ -296,14 +296,18 @@ class Recording:
                       f"(stopped at {node.at()})")
         return node
 
-    def before_inplace(self, aliases: Iterable[int], copy) -> None:
-        """Snapshot every value in ``aliases`` (ids sharing the changed memory) a node used.
+    def before_inplace(self, aliases: Iterable[int], copy, reading: Iterable[int] = ()) -> None:
+        """Snapshot every value in ``aliases`` (ids sharing the changed memory) a node used,
+        or that the in-place call itself reads (``reading``: its target's version before,
+        ``V *= 2`` on an input no node read yet).
 
         ``copy(array)`` → an independent copy (the framework's ``clone``).
         """
         aliases = list(aliases)
+        reading = set(reading)
         for v in aliases:
-            if v in self._read and v not in self.snapshots and self.values.get(v) is not None:
+            if (v in self._read or v in reading) and v not in self.snapshots \
+                    and self.values.get(v) is not None:
                 self.values[v] = copy(self.values[v])
                 self.snapshots.add(v)
                 self.held += _nbytes(self.values[v])

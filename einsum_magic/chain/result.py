@@ -7,7 +7,10 @@ and the one function the magic calls, :func:`for_cell`: record → names → pro
   namespace: a preamble binds the forward values it reads (``W1_np = W1.detach().numpy()``,
   temporaries recomputed) and the cotangents (1 for a scalar sink; for another, the
   ``dL_d<sink>`` the user defined before pasting, else ones), then one line per gradient
-  term.
+  term. A value the namespace no longer holds in the version the backward needs (changed
+  in place after use, a random draw) is never recomputed: with ``-o r`` the code reads it
+  from ``r.backward.value(name)``, the run's value the record keeps; without, it says so
+  and leaves the lines that need it as comments.
 * :meth:`CellBackward.gradients` → ``{name: array}`` for every input and named
   intermediate; :meth:`CellBackward.grad_of` → the gradient of one array, tensor or
   parameter object; :meth:`CellBackward.run` → ``{dL_d<name>: array}``. These execute
@@ -65,6 +68,9 @@ class CellBackward:
     check_note: str = ""
     notes: tuple[str, ...] = ()
     source: str = ""                  # the cell's code, as it ran (lines count from 1)
+    #: the expression that reaches this object after the cell (``r.backward`` for ``-o r``),
+    #: or ``''``: :attr:`code` binds from it the run's values the namespace no longer holds
+    holder: str = ""
 
     # -- what it reads and gives -------------------------------------------------------
 
@@ -126,19 +132,37 @@ class CellBackward:
                 out.append(f"{name} = 1.0")
         return out
 
+    def value(self, name: str):
+        """The run's value of ``name`` as NumPy, read-only: the version the backward reads,
+        also where the namespace no longer holds it (an array the cell changed in place
+        after using it, ``W[:] = 0``; a random draw; a temporary). :attr:`code` reads these
+        through it (``W_ = r.backward.value('W')``) when the result is kept (``-o r``)."""
+        v = self._id(name)
+        rec = self.recording
+        x = np.asarray(READERS.get(rec.info[v].framework, ("", np.asarray))[1](rec.values[v]))
+        view = x.view()
+        view.flags.writeable = False
+        return view
+
     @property
     def code(self) -> str:
         """Preamble, cotangents and backward lines: runs pasted after the cell.
 
         A forward value the namespace no longer holds and the preamble cannot recompute
-        (:attr:`Program.unavailable <einsum_magic.chain.program.Program>`) is named in one
-        comment line; the lines that need it, directly or through a gradient they make, are
-        shown as comments, so that the rest still runs (:meth:`run` runs them all).
+        (:attr:`Program.unavailable <einsum_magic.chain.program.Program>`: the version of an
+        array the cell changed in place after using it, a random draw) is never recomputed
+        otherwise: where the result is kept (``-o r``, :attr:`holder`) the code binds the
+        run's value from it (``W_ = r.backward.value('W')``); else it is named in one
+        comment line and the lines that need it, directly or through a gradient they make,
+        are shown as comments, so that the rest still runs (:meth:`run` runs them all).
         """
         head = list(self.program.preamble)
         lines = [b.code for b in self.program.lines]
         missing = [self.names.name[v] for v in self.program.unavailable]
-        if missing:
+        if missing and self.holder:
+            head.extend(f"{self.program.read_names[v]} = {self.holder}.value("
+                        f"{self.names.name[v]!r})" for v in self.program.unavailable)
+        elif missing:
             lines = _commented_out(lines, {self.program.read_names[v]
                                            for v in self.program.unavailable})
         used = "\n".join(head + lines)
@@ -148,9 +172,13 @@ class CellBackward:
                 head.insert(0, f"import {module.__name__}" + (f" as {alias}" if alias !=
                                module.__name__ else "") + ("" if bound is None else
                                f"  # the backward's {alias}: yours is rebound"))
-        if missing:
-            head.insert(0, f"# not in the namespace any more (b.run() binds the run's values), "
-                           f"so the lines that need them are comments: {', '.join(missing)}")
+        if missing and self.holder:
+            head.insert(0, f"# not in the namespace any more, so read from the run's values "
+                           f"{self.holder} keeps: {', '.join(missing)}")
+        elif missing:
+            head.insert(0, f"# not in the namespace any more (b.run() binds the run's values; "
+                           f"with -o NAME, this code reads them from NAME.backward.value), so "
+                           f"the lines that need them are comments: {', '.join(missing)}")
         return "\n".join(head + self._default_cotangents() + lines)
 
     # -- running it -------------------------------------------------------------------
@@ -237,10 +265,14 @@ class CellBackward:
         return {self.names.name[v]: g for v, g in got.items() if v in keep}
 
     def grad_of(self, obj, cotangents: Mapping[str, Any] | None = None):
-        """The gradient of the array, tensor or parameter ``obj`` (its last version)."""
+        """The gradient of the array, tensor or parameter ``obj``: of the version its plain
+        name is (:mod:`~einsum_magic.chain.names`): an input as the cell received it (also
+        where the cell changed it in place afterwards), a value the cell made as the cell
+        left it; else its last version."""
         v = self.recording.current(obj)
         if v is None:
             raise KeyError("that object is no value the cell's run recorded")
+        v = self.names.plain.get(v, v)
         if v in self.program.not_derived:
             crosses = "; ".join(o.words() for o in self.program.not_derived[v])
             raise KeyError(f"the gradient of {self.names.name[v]} is not derived (crosses "
@@ -267,15 +299,18 @@ class CellBackward:
 
 
 def from_recording(rec: Recording, namespace: dict, source: str | None = None, *,
-                   check: bool = True, seed: int = 0, skipped: str = "") -> CellBackward:
-    """Name, derive and check the backward of a recorded run."""
+                   check: bool = True, seed: int = 0, skipped: str = "",
+                   holder: str = "") -> CellBackward:
+    """Name, derive and check the backward of a recorded run; ``holder``: the expression
+    that will reach it after the cell (:attr:`CellBackward.holder`)."""
     names = names_for(rec, namespace, source)
     program = build(rec, names)
     notes = []
     if program.opaque:
         notes.append("not derived across " + "; ".join(f"{o.words()} ({o.why})"
                                                        for o in program.opaque))
-    result = CellBackward(rec, names, program, notes=tuple(notes), source=source or "")
+    result = CellBackward(rec, names, program, notes=tuple(notes), source=source or "",
+                          holder=holder)
     if not check:
         return dataclasses.replace(result, check_note=f"skipped ({skipped})" if skipped
                                    else "not run")
@@ -290,8 +325,10 @@ def from_recording(rec: Recording, namespace: dict, source: str | None = None, *
 
 
 def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *, ran: bool,
-             sizes=None, check: bool = True, seed: int = 0, skipped: str = ""):
-    """The magic's entry: ``(backward or None, a note or '')`` for a cell and its record.
+             sizes=None, check: bool = True, seed: int = 0, skipped: str = "",
+             output: str = ""):
+    """The magic's entry: ``(backward or None, a note or '')`` for a cell and its record;
+    ``output``: the ``-o NAME`` the result is kept under (its backward is ``NAME.backward``).
 
     A record with nodes gives a :class:`CellBackward`; a record that stopped gives its one
     line; a run that recorded nothing gives none; a cell that did not run goes to
@@ -305,7 +342,8 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
             return None, ""                       # one product: its own display says it all
         try:
             return from_recording(rec, dict(namespace), source, check=check, seed=seed,
-                                  skipped=skipped), ""
+                                  skipped=skipped,
+                                  holder=f"{output}.backward" if output else ""), ""
         except Exception as e:  # noqa: BLE001 - never fail the user's cell over its backward
             return None, f"cell backward: not derived: {type(e).__name__}: {e}"
     if rec is not None and ran:

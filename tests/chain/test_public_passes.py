@@ -50,28 +50,7 @@ IDS = [c.name for c in passes.CASES]
 #: What the record does not derive yet, case by case: strict expected failures, so that each
 #: turns into a failing test the day it is fixed (and must leave this table then).
 _JAX = "JAX operations are not recorded yet: the cell says so in one line and has no cell backward"
-_PASTED = ("NumPy cells: the pasted code does not yet bind every value it reads and assign every "
-           "gradient as dL_d<name> in the user's namespace")
-_SECOND_SINK = ("a second non-scalar output that nothing reads (running statistics, an errors "
-                "array) is taken for a sink whose cotangent must be given")
-KNOWN = {
-    ("gradients", "cs231n_batchnorm_forward"): _SECOND_SINK,
-    ("pasted", "cs231n_batchnorm_forward"): _SECOND_SINK,
-    ("gradients", "logistic_regression_gd"): _SECOND_SINK,
-    ("pasted", "logistic_regression_gd"): _SECOND_SINK,
-    ("gradients", "cs231n_rnn_forward_setitem"): ("an array filled by h[:, t, :] = ... is named "
-                                                  "by its first version, not the one h holds after the cell"),
-    ("pasted", "cs231n_rnn_forward_setitem"): _PASTED,
-    ("gradients", "numpy_alias_inplace"): ("grad_of(X) after V = X; V *= 2 is the gradient of X's "
-                                           "last version, not of X as the cell received it"),
-    ("check", "numpy_alias_inplace"): "the check of an in-place change through an alias does not PASS yet",
-    ("check", "numpy_svd_partial"): "np.linalg.svd is not yet reported as an opaque step (PARTIAL)",
-    ("opaque", "numpy_svd_partial"): "np.linalg.svd is not yet reported as an opaque step (PARTIAL)",
-    **{("pasted", c): _PASTED for c in ("cs231n_softmax_loss_vectorized", "cs231n_affine_relu_forward",
-                                        "cs231n_lstm_step_forward", "numpy_setitem_after_use",
-                                        "numpy_fill_after_use", "numpy_out_after_use",
-                                        "numpy_random_draw_once")},
-}
+KNOWN: dict = {}
 
 
 def cases(prop: str, names) -> list:

@@ -6,6 +6,7 @@ in float64, on copies of the cell's leaves; never against the package's own chec
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -589,8 +590,10 @@ def test_a_long_loop_stops_the_record_with_one_line(ip, monkeypatch):
 def test_the_pasted_code_never_draws_again_and_says_what_it_cannot_bind(ip):
     """A dropout mask of the run is never recomputed by the preamble (it would be another
     draw); an array changed behind the record's back (``W.data.zero_()``) is not read from
-    the namespace. Both are named in one comment line; the lines that need them are comments
-    and the rest runs pasted, equal to what ``gradients()`` gives."""
+    the namespace. Both are named in one comment line. With ``-o r`` the code reads them
+    from ``r.backward.value`` (the run's values) and every gradient pasted equals
+    ``gradients()``; without a kept result the lines that need them are comments and the
+    rest runs."""
     ip.run_cell("torch.manual_seed(0)\nx = torch.randn(4, 3, dtype=torch.float64)\n"
                 "W = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)\n"
                 "V = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)\n"
@@ -600,14 +603,25 @@ def test_the_pasted_code_never_draws_again_and_says_what_it_cannot_bind(ip):
     result, cap = run(ip, "%%einsum_grad -o r --no-check\n" + cell)
     assert result.success, cap.stdout
     b = ip.user_ns["r"].backward
+    want = b.gradients()
     code = b.code
     assert "dropout(" not in code and "U.detach()" not in code, code
     first = code.splitlines()[0]
     assert first.startswith("# not in the namespace") and "U" in first and "dropout" in first
-    want = b.gradients()
+    assert "r.backward.value('U')" in code, code
+    assert b.value("U").any() and not b.value("U").flags.writeable     # the run's, not zeros
     for name in ("dL_dh", "dL_dV", "dL_dU", "dL_dW"):
         ip.user_ns.pop(name, None)
     result, cap = run(ip, code)
+    assert result.success, cap.stdout
+    assert {"U", "V"} <= set(want)
+    for name in want:
+        close(ip.user_ns[b.gradient(name)], want[name], f"{name} pasted")
+    alone = dataclasses.replace(b, holder="").code          # no result kept to read from
+    assert alone.splitlines()[0].startswith("# not in the namespace") and "value(" not in alone
+    for name in ("dL_dh", "dL_dV", "dL_dU", "dL_dW"):
+        ip.user_ns.pop(name, None)
+    result, cap = run(ip, alone)
     assert result.success, cap.stdout
     close(ip.user_ns["dL_dU"], want["U"], "U")          # reads h, bound by identity
     assert "dL_dV" not in ip.user_ns and "dL_dW" not in ip.user_ns   # need U's old value

@@ -327,7 +327,8 @@ def _plain_kwargs(kwargs) -> dict:
 def _results(result, out: list) -> None:
     if isinstance(result, (np.ndarray, np.generic)):
         out.append(result)
-    elif type(result) in (tuple, list):
+    elif type(result) in (tuple, list) or (isinstance(result, tuple)
+                                           and hasattr(result, "_fields")):   # np.linalg's
         for r in result:
             _results(r, out)
 
@@ -381,7 +382,11 @@ def _call(op, func, args, kwargs, *, ufunc_method=None, inplace_first=False):
     target = _plain(target_box) if target_box is not None else None
     if target is not None:
         try:
-            rec.before_inplace(rec.ids_of_memory(describe(target)[4]), np.copy)
+            # a call that reads its target (``V *= 2``, ``W[:] = 0``) reads its version
+            # before: met now (an input no node read yet) and kept as it is
+            reading = (rec.refs_of([target], "numpy", describe)[0].id,) \
+                if args and args[0] is target_box else ()
+            rec.before_inplace(rec.ids_of_memory(describe(target)[4]), np.copy, reading)
         except Exception as e:  # noqa: BLE001 - never fail the user's cell
             rec.stop(f"the record failed before {op}: {type(e).__name__}: {e}")
     result = func(*_plain_args(args), **_plain_kwargs(kwargs))
