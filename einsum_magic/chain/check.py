@@ -48,7 +48,7 @@ from ..check.policy import plan, with_fallback
 from ..check.records import CheckReport
 from .record import Recording, Ref, map_refs
 from .report import (CHECK_ELEMENTS, FIDELITY, RTOL, CellCheck, GradientRow, cell_report, close,
-                     verdict)
+                     replayed, verdict)
 
 __all__ = ["CellCheck", "GradientRow", "check_program", "RTOL", "CHECK_ELEMENTS"]   # the report's names re-exported
 
@@ -64,9 +64,8 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Chec
     rec: Recording = backward.recording
     prog = backward.program
     frameworks = {rec.info[v].framework for v in rec.info}
-    needed = _ancestors(rec, prog.sinks)
-    size = sum(int(np.prod(rec.info[o].shape)) for n in needed for o in rec.nodes[n].outs)
-    chosen = plan(frameworks, size, budget)
+    needed, sizes = replayed(rec, prog.sinks)
+    chosen = plan(frameworks, sum(sizes), budget)
     if not chosen.reference:
         return cell_report((), "jax autograd" if frameworks == {"numpy"} else "torch autograd",
                            seed=seed, status="UNCHECKED", reason=chosen.reason)
@@ -159,17 +158,6 @@ def _float64(value):
             return t.to(torch.complex128).clone()
         return t.clone()
     return value
-
-
-def _ancestors(rec: Recording, sinks) -> list[int]:
-    """Indices of the nodes the sinks depend on, in order."""
-    want = set(sinks)
-    out = []
-    for n in reversed(rec.nodes):
-        if any(o in want for o in n.outs):
-            out.append(n.index)
-            want.update(n.refs)
-    return out[::-1]
 
 
 def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=None):

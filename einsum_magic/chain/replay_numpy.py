@@ -58,7 +58,7 @@ import numpy as np
 
 from ..check.jax import import_jax
 from ..check.records import GradCheck
-from .report import CHECK_ELEMENTS, FIDELITY, cell_report, not_derived, verdict
+from .report import CHECK_ELEMENTS, FIDELITY, cell_report, not_derived, replayed, verdict
 from .record import Recording, Ref, map_refs
 
 __all__ = ["check_numpy", "adjoint_numpy", "namesake", "STEP", "ADJOINT_RTOL", "ADJOINT_FLOOR",
@@ -175,16 +175,6 @@ def _float64(value):
     if a.dtype.kind == "c":
         return a.astype(np.complex128)
     return np.array(a, copy=True) if isinstance(value, np.ndarray) else value
-
-
-def _ancestors(rec: Recording, sinks) -> list[int]:
-    want = set(sinks)
-    out = []
-    for n in reversed(rec.nodes):
-        if any(o in want for o in n.outs):
-            out.append(n.index)
-            want.update(n.refs)
-    return out[::-1]
 
 
 class _Unreplayable(Exception):
@@ -317,8 +307,8 @@ def check_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS):
     jax, jnp = import_jax()
     rec: Recording = backward.recording
     prog = backward.program
-    needed = _ancestors(rec, prog.sinks)
-    size = sum(int(np.prod(rec.info[o].shape)) for n in needed for o in rec.nodes[n].outs)
+    needed, sizes = replayed(rec, prog.sinks)
+    size = sum(sizes)
     if size > budget:
         return cell_report((), "jax autograd", seed=seed, status="UNCHECKED",
                            reason=f"the replay would recompute {size} elements, over the "
@@ -377,8 +367,7 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
         return cell_report((), "adjoint", seed=seed, status="UNCHECKED", reason=reason,
                            fallback=fallback)
 
-    needed = _ancestors(rec, prog.sinks)
-    sizes = [sum(int(np.prod(rec.info[o].shape)) for o in rec.nodes[n].outs) for n in needed]
+    needed, sizes = replayed(rec, prog.sinks)
     if sum(sizes) > budget:
         return unchecked(f"the replay would recompute {sum(sizes)} elements, over the "
                          f"check's budget of {budget}")
@@ -395,7 +384,7 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
     # the replay of a moved value starts at the first needed node that reads it
     first = {v: next((k for k, n in enumerate(needed) if v in rec.nodes[n].refs),
                      len(needed)) for v in ids}
-    tails = [sum(sizes[k:]) for k in range(len(needed) + 1)]
+    tails = np.cumsum([0] + sizes[::-1])[::-1].tolist()     # elements from position k on
     work = sum(2 * tails[first[v]] for v in ids)
     if work > ADJOINT_ELEMENTS * budget:
         return unchecked(f"the adjoint test would recompute {work} elements, over its budget "

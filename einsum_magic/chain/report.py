@@ -30,7 +30,7 @@ from ..check.records import CheckReport, GradCheck
 from ..check.records import verdict as verdict_of
 
 __all__ = ["CellCheck", "GradientRow", "cell_report", "compared", "not_derived", "close",
-           "verdict", "RTOL", "FLOOR", "CHECK_ELEMENTS", "FIDELITY"]
+           "verdict", "replayed", "RTOL", "FLOOR", "CHECK_ELEMENTS", "FIDELITY"]
 
 #: Tolerance of the float64 comparison, relative to the reference's largest magnitude.
 RTOL = 1e-8
@@ -46,6 +46,21 @@ FIDELITY = {"float64": 1e-9, "complex128": 1e-9, "float32": 1e-3, "complex64": 1
 
 #: The reference of each framework's earlier spelling (``framework=`` of :func:`CellCheck`).
 _REFERENCE = {"torch": "torch autograd", "jax": "jax autograd", "numpy": "adjoint"}
+
+
+def replayed(rec, sinks) -> tuple[list[int], list[int]]:
+    """What a replay of the record recomputes: the indices of the nodes ``sinks`` depend on,
+    in the run's order, and the elements each node's results hold (against
+    :data:`CHECK_ELEMENTS`)."""
+    want = set(sinks)
+    needed = []
+    for n in reversed(rec.nodes):
+        if any(o in want for o in n.outs):
+            needed.append(n.index)
+            want.update(n.refs)
+    needed.reverse()
+    return needed, [sum(int(np.prod(rec.info[o].shape)) for o in rec.nodes[n].outs)
+                    for n in needed]
 
 
 def cell_report(rows, reference: str, *, seed: int = 0, cut: str = "", status: str = "",
