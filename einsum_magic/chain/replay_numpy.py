@@ -34,7 +34,9 @@ instead with NumPy alone, and the summary says so and why:
    cotangents): for a seeded random direction ``d`` of the value's shape,
    ``<u, J_v d> == <g_v, d>``, with ``J_v d`` the central finite difference
    ``(f(x + t d) - f(x - t d)) / 2t`` of the replay from that value on (an input replaced,
-   an intermediate moved where its node computed it), ``t =`` :data:`STEP` ``* max|x|``.
+   an intermediate moved where its node computed it), ``t =`` :data:`STEP` ``* max|x|``
+   (at least :data:`STEP` ``*`` :data:`CONTEXT` of the largest magnitude the value meets in
+   the calls that read it, so that a value near 0 added to larger ones still moves them).
    Its error is ``t² |f⁽³⁾| / 6`` (truncation) plus about ``ε |f| / t`` (rounding), both
    near 1e-10 of the terms for steps of moderate curvature, so it passes within
    :data:`ADJOINT_RTOL` (1e-6) of the magnitude of the terms on either side (``Σ|u||J d|``,
@@ -61,8 +63,8 @@ from ..check.records import GradCheck
 from .report import CHECK_ELEMENTS, FIDELITY, cell_report, not_derived, replayed, verdict
 from .record import Recording, Ref, map_refs
 
-__all__ = ["check_numpy", "adjoint_numpy", "namesake", "STEP", "ADJOINT_RTOL", "ADJOINT_FLOOR",
-           "KINK", "ADJOINT_ELEMENTS"]
+__all__ = ["check_numpy", "adjoint_numpy", "namesake", "STEP", "CONTEXT", "ADJOINT_RTOL",
+           "ADJOINT_FLOOR", "KINK", "ADJOINT_ELEMENTS"]
 
 #: The finite difference's step, relative to the largest magnitude of the value it moves.
 STEP = 1e-6
@@ -72,6 +74,11 @@ ADJOINT_RTOL = 1e-6
 
 #: Absolute floor of the adjoint test, relative to the cell's largest magnitude of terms.
 ADJOINT_FLOOR = 1e-8
+
+#: The step's floor, relative to the largest magnitude the moved value meets in the calls that
+#: read it: a value near 0 added to larger ones (``x - x.mean()``, a centred mean) moves by
+#: enough to survive the rounding of the sum.
+CONTEXT = 0.1
 
 #: One-sided differences apart by more than this (relative, as the tolerance): a kink.
 KINK = 1e-3
@@ -382,8 +389,8 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
     live = [s for s in prog.sinks if s in env]
     cots, got = _values_and_gradients(backward, env, base, seed)
     # the replay of a moved value starts at the first needed node that reads it
-    first = {v: next((k for k, n in enumerate(needed) if v in rec.nodes[n].refs),
-                     len(needed)) for v in ids}
+    readers = {v: [k for k, n in enumerate(needed) if v in rec.nodes[n].refs] for v in ids}
+    first = {v: (readers[v] or [len(needed)])[0] for v in ids}
     tails = np.cumsum([0] + sizes[::-1])[::-1].tolist()     # elements from position k on
     work = sum(2 * tails[first[v]] for v in ids)
     if work > ADJOINT_ELEMENTS * budget:
@@ -404,7 +411,9 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
             sides[v] = f"shape {np.shape(g)} != {x.shape}"
             continue
         g = np.asarray(g, dtype=np.float64)
-        t = STEP * (float(np.max(np.abs(x))) if x.size else 0.0) or STEP
+        t = STEP * max(_magnitude(x), CONTEXT * max(
+            [_magnitude(env[r]) for k in readers[v] for r in rec.nodes[needed[k]].refs
+             if rec.info[r].floating] or [0.0])) or STEP
         moved = []
         for sign in (1.0, -1.0):
             out, bad = _moved(rec, needed, env, v, sign * t * d, first[v])
@@ -419,6 +428,9 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
         rhs = float(np.sum(g * d))
         scale = max(sum(float(np.sum(np.abs(c * j))) for c, j in zip(u, jd)),
                     float(np.sum(np.abs(g * d))))
+        if not all(math.isfinite(z) for z in (lhs, rhs, scale, ahead, behind)):
+            sides[v] = "the finite differences are not finite (a step out of the domain)"
+            continue
         sides[v] = (lhs, rhs, scale, abs(ahead - behind))
     floor = ADJOINT_FLOOR * max([s[2] for s in sides.values() if not isinstance(s, str)
                                  and math.isfinite(s[2])] or [0.0])
@@ -428,6 +440,11 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
     reason = "; ".join(filter(None, [cut, ("the adjoint test could not judge "
                                            + ", ".join(skipped)) if skipped else ""]))
     return cell_report(rows + cut_rows, "adjoint", seed=seed, cut=reason, fallback=fallback)
+
+
+def _magnitude(x) -> float:
+    a = np.asarray(x)
+    return float(np.max(np.abs(a))) if a.size and a.dtype.kind in "fc" else 0.0
 
 
 def _adjoint_row(backward, v, side, floor: float) -> GradCheck:

@@ -173,3 +173,84 @@ def test_over_its_budget_the_adjoint_test_says_so(ip, monkeypatch):
     monkeypatch.setattr(replay_numpy, "ADJOINT_ELEMENTS", 1)   # the replay fits, its 24 do not
     r = adjoint_numpy(b, budget=size)
     assert r.status == "UNCHECKED" and "the adjoint test would recompute" in r.reason
+
+
+# -- random smooth programs: the adjoint test's verdict is the truth ------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+STEPS = ["np.tanh({x})", "np.exp(0.3 * {x})", "{x} * {y}", "np.sin({x}) + {y}",
+         "{x} / (1 + {x} ** 2)", "{x} @ W", "np.einsum('ij,kj->ik', {x}, W)",
+         "{x} - {x}.mean(axis=1, keepdims=True)", "np.sqrt(1 + {x} ** 2)"]
+
+
+@st.composite
+def smooth_programs(draw):
+    """A cell of 2 to 6 smooth steps over X (3, 4) and W (4, 4), and a scalar loss."""
+    names = ["X"]
+    lines = []
+    for k in range(draw(st.integers(2, 6))):
+        step = draw(st.sampled_from(STEPS))
+        x, y = names[-1], draw(st.sampled_from(names))       # a chain: one sink, L
+        lines.append(f"V{k} = " + step.format(x=x, y=y))
+        names.append(f"V{k}")
+    lines.append(f"L = ({names[-1]} * {draw(st.sampled_from(names))}).sum()")
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    return "\n".join(lines), {"X": rng.normal(size=(3, 4)), "W": rng.normal(size=(4, 4)) / 2}
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(smooth_programs())
+def test_random_smooth_programs_pass_and_their_gradients_are_jax_s(ip, monkeypatch, case):
+    source, arrays = case
+    result, cap, res = run(ip, source, **arrays)
+    assert result.success, source + cap.stdout
+    b = res.backward
+    if b is None:                              # one product alone: its einsum display
+        return
+    assert b.check.reference == "adjoint" and b.check.status == "PASS", (source, b.check)
+    ours = b.gradients()
+    with monkeypatch.context() as m:           # JAX back, for the test's own reference
+        m.delitem(sys.modules, "jax")
+        m.delitem(sys.modules, "jax.numpy")
+        jax = pytest.importorskip("jax")
+        jnp = jax.numpy
+
+        def loss(X, W):
+            ns = {"np": jnp, "X": X, "W": W}
+            exec(source, ns)
+            return ns["L"]
+
+        with jax.enable_x64(True):
+            want = jax.grad(loss, argnums=(0, 1))(jnp.asarray(arrays["X"]),
+                                                  jnp.asarray(arrays["W"]))
+    for name, w in zip(("X", "W"), want):
+        if name in b.inputs:
+            np.testing.assert_allclose(ours[name], np.asarray(w), rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name} in\n{source}")
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(smooth_programs())
+def test_a_rule_wrong_by_one_percent_fails_in_random_programs(ip, monkeypatch, case):
+    source, arrays = case
+    source = "T = np.tanh(X)\n" + source.replace("X", "T").replace("T = np.tanh(T)",
+                                                                      "T = np.tanh(X)")
+    good = RULES["numpy.tanh"]
+
+    def off(node, ctx):
+        (back,) = good(node, ctx)
+        return [type(back)(back.ref, f"1.01 * ({back.expr})")]
+
+    monkeypatch.setitem(RULES, "numpy.tanh", off)
+    result, cap, res = run(ip, source, **arrays)
+    assert not result.success, source
+    r = res.backward.check
+    assert r.status == "FAIL" and "X" in {row.name for row in r.rows if row.status == "fail"}, \
+        (source, r.summary)
+    if "tanh" not in case[0]:                  # the only tanh: what comes after it is right
+        assert "T" not in {row.name for row in r.rows if row.status == "fail"}, r.summary
