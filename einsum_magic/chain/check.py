@@ -28,7 +28,11 @@ cell, never a second run of it:
    (``t.retain_grad()``) is compared with the derived gradient at the run's values, at
    the run's dtype's tolerance.
 
-Over the budget (:data:`CHECK_ELEMENTS`) nothing is recomputed and the check says so.
+Which reference runs is the check's one policy (:func:`einsum_magic.check.policy.plan`), as
+for an einsum: a NumPy record goes to :mod:`~einsum_magic.chain.replay_numpy` (``jax.vjp``;
+NumPy's adjoint test without JAX). Over the budget (:data:`CHECK_ELEMENTS`) nothing is
+recomputed and the check says so. The report is the one
+:class:`~einsum_magic.check.records.CheckReport` of einsums and cells.
 Opaque nodes make the verdict PARTIAL: the gradients that cross them are listed as not
 derived, never counted as passing.
 """
@@ -39,30 +43,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..check.jax import import_jax
+from ..check.policy import plan, with_fallback
+from ..check.records import CheckReport
 from .record import Recording, Ref, map_refs
-from .report import CHECK_ELEMENTS, FIDELITY, RTOL, CellCheck, GradientRow, close, verdict
+from .report import (CHECK_ELEMENTS, FIDELITY, RTOL, CellCheck, GradientRow, cell_report, close,
+                     replayed, verdict)
 
 __all__ = ["CellCheck", "GradientRow", "check_program", "RTOL", "CHECK_ELEMENTS"]   # the report's names re-exported
 
-def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> CellCheck:
-    """Check ``backward`` (a :class:`~einsum_magic.chain.result.CellBackward`), see the doc."""
+def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> CheckReport:
+    """Check ``backward`` (a :class:`~einsum_magic.chain.result.CellBackward`), see the doc.
+
+    Which reference runs is the check's one policy (:func:`einsum_magic.check.policy.plan`):
+    torch autograd for a torch record; for a NumPy record ``jax.vjp`` of its ``jax.numpy``
+    replay, and NumPy's adjoint test of a NumPy replay where JAX is not installed, fails to
+    import or fails at run time (:func:`einsum_magic.check.policy.with_fallback`, as for an
+    einsum); UNCHECKED over the budget.
+    """
     rec: Recording = backward.recording
     prog = backward.program
     frameworks = {rec.info[v].framework for v in rec.info}
+    needed, sizes = replayed(rec, prog.sinks)
+    chosen = plan(frameworks, sum(sizes), budget)
+    if not chosen.reference:
+        return cell_report((), "jax autograd" if frameworks == {"numpy"} else "torch autograd",
+                           seed=seed, status="UNCHECKED", reason=chosen.reason)
     if frameworks == {"numpy"}:
-        from .replay_numpy import check_numpy
+        from .replay_numpy import adjoint_numpy, check_numpy
 
-        return check_numpy(backward, seed, budget)
-    if frameworks != {"torch"}:
-        return CellCheck("UNCHECKED", (), "the check replays torch or NumPy records only so far",
-                         seed)
+        return with_fallback(import_jax, lambda modules: check_numpy(backward, seed, budget),
+                             lambda why: adjoint_numpy(backward, seed, budget, fallback=why),
+                             enabled=chosen.fallback == "adjoint")
     import torch
 
-    needed = _ancestors(rec, prog.sinks)
-    size = sum(int(np.prod(rec.info[o].shape)) for n in needed for o in rec.nodes[n].outs)
-    if size > budget:
-        return CellCheck("UNCHECKED", (), f"the replay would recompute {size} elements, over "
-                         f"the check's budget of {budget}", seed)
     leaves = sorted({r for n in needed for r in rec.nodes[n].refs
                      if rec.info[r].producer is None})
     base = {v: _float64(rec.values[v]) for v in leaves}
@@ -71,7 +85,7 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
         if not bad and prog.parts:    # the values of decompositions' parts (the calls they
             env, bad = _replay(rec, list(prog.parts), env)     # make up passed the gate)
     if bad:
-        return CellCheck("UNCHECKED", (), bad, seed)
+        return cell_report((), "torch autograd", seed=seed, status="UNCHECKED", reason=bad)
     rng = np.random.default_rng(seed)
     cots = {}
     for s in prog.sinks:
@@ -106,7 +120,7 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
                    own=lambda floor: _own_grads(backward, floor))
 
 
-def _own_grads(backward, floor: float) -> list[GradientRow]:
+def _own_grads(backward, floor: float) -> list:
     """Rows comparing the derived gradients with the ``.grad`` of the cell's own backward."""
     rec = backward.recording
     if len(rec.backwarded) != 1 or backward.program.sinks != tuple(rec.backwarded):
@@ -144,17 +158,6 @@ def _float64(value):
             return t.to(torch.complex128).clone()
         return t.clone()
     return value
-
-
-def _ancestors(rec: Recording, sinks) -> list[int]:
-    """Indices of the nodes the sinks depend on, in order."""
-    want = set(sinks)
-    out = []
-    for n in reversed(rec.nodes):
-        if any(o in want for o in n.outs):
-            out.append(n.index)
-            want.update(n.refs)
-    return out[::-1]
 
 
 def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=None):

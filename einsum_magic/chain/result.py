@@ -15,8 +15,8 @@ and the one function the magic calls, :func:`for_cell`: record → names → pro
   intermediate; :meth:`CellBackward.grad_of` → the gradient of one array, tensor or
   parameter object; :meth:`CellBackward.run` → ``{dL_d<name>: array}``. These execute
   the same lines, bound to the run's recorded values (references, not copies).
-* :attr:`CellBackward.check`: a :class:`~einsum_magic.chain.check.CellCheck`, or ``None``
-  with :attr:`CellBackward.check_note` saying why.
+* :attr:`CellBackward.check`: a :class:`~einsum_magic.check.records.CheckReport` (the one
+  report of einsums and cells), or ``None`` with :attr:`CellBackward.check_note` saying why.
 
 A cell that did not run (``--no-run``) goes to :func:`numpy_text_backward`, the retiring
 reading of the cell's text (:mod:`einsum_magic.chain.text`): the one place it is still

@@ -1,6 +1,8 @@
 """Which check runs and how it judges: JAX's autodiff, or NumPy's adjoint test where JAX fails.
 
-This module owns the arrow ``Derivation → CheckReport``: :func:`check` prepares the arrays
+This module owns which reference checks what (:func:`plan`, one table for an einsum and for
+a cell's record: ``jax.vjp``, torch autograd, NumPy's adjoint test where JAX is unavailable,
+unchecked over the budget) and the arrow ``Derivation → CheckReport``: :func:`check` prepares the arrays
 (:mod:`.inputs`), runs ``jax.vjp`` and the derived einsums on JAX's default device (:mod:`.jax`),
 and judges every gradient with :func:`compare`. Where JAX is not installed, fails to import or
 fails running the check (a jaxlib mismatch, ``jax_disable_jit``), NumPy's exact adjoint test
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -45,7 +48,54 @@ from . import jax as on_jax
 from .inputs import MAX_ELEMENTS, check_dtype, integer, prepare, resolve_dtype
 from .records import TOLERANCES, CheckReport, GradCheck
 
-__all__ = ["check", "compare", "with_fallback", "why_not"]
+__all__ = ["check", "compare", "with_fallback", "why_not", "plan", "Plan", "PLANS"]
+
+#: What checks what: ``subject -> (reference, what stands in where it cannot run)``. An
+#: einsum, and a cell recorded from NumPy, are checked by JAX's autodiff, and by NumPy's
+#: adjoint test where JAX is not installed, fails to import or fails at run time; a cell
+#: recorded from torch by torch's autograd of the replay (torch is there: the cell ran it).
+#: A cell of several frameworks, or of another, is not checked yet.
+PLANS = {
+    "einsum": ("jax.vjp", "adjoint"),
+    "numpy": ("jax autograd", "adjoint"),
+    "torch": ("torch autograd", ""),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which check runs: ``reference`` (a key of :data:`~einsum_magic.check.records.REFERENCES`,
+    ``''``: none, UNCHECKED because of ``reason``) and ``fallback`` (``'adjoint'`` or ``''``)."""
+
+    reference: str
+    fallback: str = ""
+    reason: str = ""
+
+
+def plan(frameworks, size: int = 0, budget: int | None = None) -> Plan:
+    """The check of a subject: ``"einsum"`` or the frameworks a cell's record holds.
+
+    ``size`` is what the reference would recompute (elements, all together); over
+    ``budget`` nothing runs (a cell; an einsum over the budget is checked on stand-ins,
+    :mod:`.inputs`).
+
+    >>> plan("einsum")
+    Plan(reference='jax.vjp', fallback='adjoint', reason='')
+    >>> plan({"numpy"}).fallback, plan({"torch"}).reference
+    ('adjoint', 'torch autograd')
+    >>> plan({"torch"}, size=10, budget=5).reason
+    "the replay would recompute 10 elements, over the check's budget of 5"
+    >>> plan({"torch", "numpy"}).reason
+    'the check replays torch or NumPy records only so far'
+    """
+    key = frameworks if isinstance(frameworks, str) else (
+        next(iter(frameworks)) if len(frameworks) == 1 else None)
+    if key not in PLANS:
+        return Plan("", reason="the check replays torch or NumPy records only so far")
+    if budget is not None and size > budget:
+        return Plan("", reason=f"the replay would recompute {size} elements, over the check's "
+                    f"budget of {budget}")
+    return Plan(*PLANS[key])
 
 
 def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotangent=None,
@@ -96,7 +146,9 @@ def check(d: Derivation, *operands, seed: int | None = 0, dtype="float32", cotan
         check_dtype(dtype)
         return adjoint.check(d, *operands, fallback=why, **options)
 
-    return with_fallback(on_jax.import_jax, with_jax, numpy_test, enabled=fallback)
+    chosen = plan("einsum")            # jax.vjp; NumPy's adjoint test where JAX fails
+    return with_fallback(on_jax.import_jax, with_jax, numpy_test,
+                         enabled=fallback and chosen.fallback == "adjoint")
 
 
 def _on_jax(modules, d, operands, options: dict, dtype) -> CheckReport:

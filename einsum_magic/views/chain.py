@@ -244,11 +244,7 @@ def _recorded_html(b) -> str:
     if b.check is None or not b.check.rows:
         parts.append(f"<div>{escape(b.check_note or verdict(b))}</div>")
     else:
-        against = ("jax.vjp of the recorded calls' jax.numpy namesakes" if b.check.framework == "jax"
-                   else f"{b.check.framework} autograd of a replay of the recorded operations")
-        parts.append(f'<div class="eg-muted">every derived gradient against {against}, '
-                     "float64, after the replay "
-                     f"reproduced every value of the run (seed {b.check.seed})</div>")
+        parts.append(f'<div class="eg-muted">{escape(_reference(b.check), quote=False)}</div>')
         marks = {"pass": _PASS, "fail": _FAIL}
         rows = [f"<tr><td><code>{escape(r.gradient)}</code></td><td>{escape(_shape(r.shape))}"
                 f"</td><td>{escape(r.against)}</td><td>"
@@ -256,6 +252,24 @@ def _recorded_html(b) -> str:
         parts.append(_table(("gradient", "shape", "against", "verdict"), rows))
     body = f'<div class="einsum-grad">{"".join(parts)}</div>'
     return meaning_comment(meaning(b)) + stylesheet(body) + body     # only the rules it uses
+
+
+def _reference(r) -> str:
+    """What a cell's check compared against, in words: the report's reference.
+
+    >>> from einsum_magic.chain.report import CellCheck
+    >>> _reference(CellCheck("PASS", framework="numpy"))[:60]
+    "every derived gradient by NumPy's adjoint test <u, J d> = <g"
+    """
+    after = f"after the replay reproduced every value of the run (seed {r.seed})"
+    if r.reference == "adjoint":
+        why = f"; {r.fallback}" if r.fallback else ""
+        return ("every derived gradient by NumPy's adjoint test <u, J d> = <g, d>, J d by "
+                "central finite differences of a NumPy replay of the recorded calls, float64, "
+                f"{after}{why}")
+    against = ("jax.vjp of the recorded calls' jax.numpy namesakes" if r.framework == "jax"
+               else f"{r.framework} autograd of a replay of the recorded operations")
+    return f"every derived gradient against {against}, float64, {after}"
 
 
 class CellBackwardDisplay:

@@ -74,3 +74,17 @@ def test_with_fallback_raises_when_disabled_and_never_hides_bad_input():
 def test_why_not_is_a_fixed_phrase():
     assert why_not(ImportError("libcuda.so.1 at /usr/lib"), "import raised") == (
         "JAX not available: import raised ImportError", "ImportError: libcuda.so.1 at /usr/lib")
+
+
+def test_one_plan_picks_the_reference_of_an_einsum_and_of_a_cell():
+    from einsum_magic.check.policy import plan
+
+    assert (plan("einsum").reference, plan("einsum").fallback) == ("jax.vjp", "adjoint")
+    assert (plan({"numpy"}).reference, plan({"numpy"}).fallback) == ("jax autograd", "adjoint")
+    assert (plan({"torch"}).reference, plan({"torch"}).fallback) == ("torch autograd", "")
+    over = plan({"numpy"}, size=11, budget=10)
+    assert not over.reference and over.reason == ("the replay would recompute 11 elements, "
+                                                   "over the check's budget of 10")
+    assert plan({"numpy"}, size=10, budget=10).reference == "jax autograd"
+    for mixed in ({"numpy", "torch"}, {"tensorflow"}):
+        assert plan(mixed).reason == "the check replays torch or NumPy records only so far"
