@@ -158,6 +158,19 @@ def test_a_kink_is_not_checked_never_a_fail_of_a_right_subgradient(ip):
     assert "the adjoint test could not judge dL_dX" in r.summary
 
 
+def test_a_stationary_point_is_judged_not_taken_for_a_kink(ip):
+    """The gradient of a centred square with respect to the mean it subtracts is 0: its
+    one-sided differences disagree by the curvature alone, which shrinks with the step."""
+    X = np.array([[0.1, -0.4, 0.7, 0.2], [-0.5, 0.3, 1.3, 0.9]])
+    result, cap, res = run(ip, "V = np.tanh(X)\nC = V - V.mean(axis=1, keepdims=True)\n"
+                           "L = (C * C).sum()", X=X)
+    assert result.success, cap.stdout
+    r = res.backward.check
+    assert r.reference == "adjoint" and r.status == "PASS", r.summary
+    (mean,) = [row for row in r.rows if row.name == "mean"]
+    assert mean.status == "pass"
+
+
 def test_over_its_budget_the_adjoint_test_says_so(ip, monkeypatch):
     from einsum_magic.chain import replay_numpy
 
