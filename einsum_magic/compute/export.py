@@ -166,7 +166,7 @@ class Function:
 
 @dataclass(frozen=True)
 class Class:
-    """A class of an exported module (PyTorch's ``autograd.Function``): methods, one blank line apart."""
+    """A class of an exported module (PyTorch's ``autograd.Function``): methods a blank line apart."""
 
     name: str
     base: str

@@ -21,11 +21,12 @@ unchanged. ``"numpy"`` gives the lines back as they are.
 * Both: ``np.vectorize(math.erf, ...)(x)`` (how the rules write erf) is the target's
   ``erf``; ``np.s_[k]`` is ``k``.
 
->>> print("\\n".join(spell("np.add.at(t, np.s_[np.arange(3), y], g)\\nz = t.sum(axis=1, keepdims=True)",
-...                        "jax").lines))
+>>> code = "np.add.at(t, np.s_[np.arange(3), y], g)\\nz = t.sum(axis=1, keepdims=True)"
+>>> print("\\n".join(spell(code, "jax").lines))
 t = t.at[jnp.arange(3), y].add(g)
 z = t.sum(axis=1, keepdims=True)
->>> print("\\n".join(spell("m = x.max(axis=None, keepdims=True)\\nh = np.maximum(a, 0)", "torch").lines))
+>>> code = "m = x.max(axis=None, keepdims=True)\\nh = np.maximum(a, 0)"
+>>> print("\\n".join(spell(code, "torch").lines))
 m = x.amax(dim=(), keepdim=True)
 h = torch.clamp(a, min=0)
 >>> spell("y = x.sort()", "torch")
