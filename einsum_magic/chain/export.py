@@ -13,7 +13,10 @@ the imports, and ``cell_backward(<cotangents>, <forward values read>)`` returnin
 * ``"numpy"``: the program's lines as they are;
 * ``"jax"``: ``jax.numpy`` namesakes, written functionally, so that :func:`jax.jit`
   compiles the function (XLA's FLOPs against ``jax.vjp``: ``benchmarks/bench_chain.py``);
-* ``"torch"``: PyTorch's spelling, on tensors.
+  except where the backward indexes with a boolean mask: a gradient gathered through it has
+  a shape that depends on the mask's values, so that function runs eagerly only;
+* ``"torch"``: PyTorch's spelling, on tensors (index ranges it makes, ``torch.arange``,
+  are on the CPU).
 
 :func:`compiled` runs exactly that source; :func:`arguments` gives its arguments at the run's
 values, as the target's arrays (a scalar sink's cotangent defaults to 1).

@@ -28,7 +28,13 @@ torch = pytest.importorskip("torch")
 
 CASES = ["makemore4_backprop_ninja", "nanogpt_mlp_gelu", "makemore3_batchnorm_inline",
          "cs231n_case_study_two_layer", "cs231n_softmax_loss_vectorized",
-         "cs231n_rnn_step_forward"]
+         "cs231n_rnn_step_forward", "cs231n_lstm_step_forward"]
+#: Cells whose backward indexes with a boolean mask: a gradient gathered through it has a
+#: shape that depends on the mask's values, which jax.jit cannot trace (it runs eagerly).
+MASKED = {"cs231n_lstm_step_forward"}
+PARAMS = [(name, target, jit) for name in CASES
+          for target, jit in (("numpy", False), ("jax", False), ("jax", True), ("torch", False))
+          if not (jit and name in MASKED)]
 RTOL = 1e-9
 
 
@@ -50,9 +56,7 @@ def _run(b, target, cots, jit=False):
         return {k: _numpy(v) for k, v in got.items()}
 
 
-@pytest.mark.parametrize("target, jit", [("numpy", False), ("jax", False), ("jax", True),
-                                         ("torch", False)])
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name, target, jit", PARAMS)
 def test_the_exported_backward_gives_the_cells_gradients(name, target, jit):
     s = passes_run.session(name)
     b, cots = s.backward, _cotangents(name)
@@ -88,6 +92,12 @@ def test_the_jax_and_torch_exports_call_no_numpy():
         tree = ast.parse(export(b, target))
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         assert "np" not in names, target
+
+
+def test_jit_refuses_a_boolean_mask_by_jaxs_own_error():
+    b = passes_run.session("cs231n_lstm_step_forward").backward
+    with pytest.raises(jax.errors.NonConcreteBooleanIndexError):
+        _run(b, "jax", _cotangents("cs231n_lstm_step_forward"), jit=True)
 
 
 def test_an_unknown_target_is_one_line_naming_the_valid_ones():
