@@ -100,6 +100,20 @@ def test_jit_refuses_a_boolean_mask_by_jaxs_own_error():
         _run(b, "jax", _cotangents("cs231n_lstm_step_forward"), jit=True)
 
 
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_the_jax_export_costs_no_more_xla_flops_than_jax_vjp(k):
+    """XLA's FLOP count (deterministic, nothing runs) of the recorded cells of
+    benchmarks/bench_chain.py at a sixteenth of their sizes: replay + exported backward
+    against jax.vjp of the replay."""
+    import bench_chain
+
+    passes_run.shell()                       # the extension loaded once, in the one shell
+    label, cell, shapes = bench_chain.RECORDED[k]
+    small = {n: tuple(d // 16 if d >= 64 else d for d in s) for n, s in shapes.items()}
+    autodiff, exported = bench_chain.recorded_flops(cell, small)
+    assert 0 < exported <= autodiff, label
+
+
 def test_an_unknown_target_is_one_line_naming_the_valid_ones():
     b = passes_run.session("nanogpt_mlp_gelu").backward
     with pytest.raises(EinsumError) as e:
