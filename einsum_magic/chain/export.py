@@ -98,8 +98,8 @@ def arguments(b, target: str = "numpy", cotangents=None) -> dict:
         if value is None:                # a scalar: 1; a sink every path of which is opaque: 0
             value = 1.0 if grad in read else 0.0
         sink = np.asarray(_numpy(rec, s))
-        values[grad] = np.broadcast_to(np.asarray(_numpy_any(value), dtype=sink.dtype),
-                                       sink.shape)
+        values[grad] = np.array(np.broadcast_to(np.asarray(_numpy_any(value), dtype=sink.dtype),
+                                                sink.shape))     # its own, writable
     for v in p.reads:
         values[p.read_names[v]] = np.asarray(_numpy(rec, v))
     if target == "jax":
