@@ -283,19 +283,11 @@ class CellBackward:
         return got[v]
 
     def export(self, target: str = "numpy") -> str:
-        """The backward as one NumPy function's source (``target='numpy'``)."""
-        if target != "numpy":
-            from ..errors import EinsumError
+        """The backward as one function's source for ``target``: ``"numpy"``, ``"jax"``
+        or ``"torch"`` (:mod:`einsum_magic.chain.export`)."""
+        from .export import export
 
-            raise EinsumError(f"export({target!r}) of a recorded cell backward is not written "
-                              "yet: export('numpy') is")
-        reads = [self.program.read_names[v] for v in self.program.reads]
-        cots = [self.program.grad_names[s] for s in self.program.sinks]
-        body = ["    " + line for line in self.program.code.splitlines()]
-        derived = ", ".join(f"{self.names.name[v]!r}: {self.program.grad_names[v]}"
-                            for v in self.program.derived)
-        return "\n".join([f"def cell_backward({', '.join(cots + reads)}):", *body,
-                          f"    return {{{derived}}}"]) + "\n"
+        return export(self, target)
 
 
 def from_recording(rec: Recording, namespace: dict, source: str | None = None, *,

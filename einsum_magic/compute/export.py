@@ -29,6 +29,13 @@ and ``ones`` materialised), to show what the sharing buys.
 :func:`compiled` executes that same source in a fresh namespace (cached) and returns its entry
 point: what runs is what :func:`export` shows.
 
+The writer: every export, of one einsum or of a whole cell's backward
+(:mod:`einsum_magic.chain.export`), is a :class:`Module` (docstring lines, imports, then
+:class:`Function` and :class:`Class` parts, with bodies already in the target's spelling;
+:mod:`einsum_magic.compute.spell` spells NumPy lines for JAX and PyTorch), and
+:meth:`Module.source` is the one place that lays the source out. :func:`check_target` is the
+one error for an unknown target.
+
 Shapes: the code is written for the derivation's bound shapes. Its einsum steps accept other
 sizes, but the contraction order is chosen for these sizes, size-1 broadcasting is spelled out
 for these shapes, and broadcasts and diagonal writes name them literally: for other shapes,
@@ -50,6 +57,7 @@ from __future__ import annotations
 import builtins
 import functools
 import linecache
+from dataclasses import dataclass
 
 from ..core.derivation import Derivation, register_export
 from ..core.equation import spell_equation
@@ -57,7 +65,8 @@ from ..core.names import free_name
 from ..errors import EinsumError
 from .plan import Plan, PlanStep, plan
 
-__all__ = ["export", "compiled", "execute", "TARGETS"]
+__all__ = ["export", "compiled", "execute", "TARGETS", "Function", "Class", "Module",
+           "check_target"]
 
 #: The targets and the name of the callable :func:`compiled` returns for each.
 TARGETS = {"numpy": "backward", "jax": "einsum", "torch": "einsum"}
@@ -75,8 +84,7 @@ def export(d: Derivation, target: str, naive: bool = False) -> str:
     ``naive=True``: one einsum per gradient as derived, no shared intermediates.
     Raises :class:`EinsumError` for an unknown target or a derivation without shapes.
     """
-    if target not in TARGETS:
-        raise EinsumError(f"unknown export target {target!r}: choose numpy, jax or torch")
+    check_target(target)
     p = plan(d)
     clash = RESERVED & set(d.names + (d.output,))
     if clash:
@@ -116,6 +124,92 @@ def execute(source: str, entry: str, label: str):
     return namespace[entry]
 
 
+# -- the writer: one data structure, one layout ---------------------------------------------
+
+def check_target(target: str, valid=("numpy", "jax", "torch")) -> None:
+    """Raise :class:`EinsumError` in one line naming the valid targets unless ``target`` is one.
+
+    >>> check_target("tensorflow")
+    Traceback (most recent call last):
+    ...
+    einsum_magic.errors.EinsumError: unknown export target 'tensorflow': choose numpy, jax or torch
+    """
+    if target not in valid:
+        choices = ", ".join(valid[:-1]) + f" or {valid[-1]}" if len(valid) > 1 else valid[0]
+        raise EinsumError(f"unknown export target {target!r}: choose {choices}")
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function of an exported module: its name, parameters, docstring and body lines.
+
+    ``body`` is already in the target's spelling, unindented; ``decorators`` go above the
+    ``def`` (``jax.custom_vjp``, ``staticmethod`` inside a :class:`Class`).
+
+    >>> print("\\n".join(Function("f", ("x",), ("return x",), doc="The identity.").lines()))
+    def f(x):
+        \"\"\"The identity.\"\"\"
+        return x
+    """
+
+    name: str
+    params: tuple[str, ...]
+    body: tuple[str, ...]
+    doc: str = ""
+    decorators: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        doc = [f'    """{self.doc}"""'] if self.doc else []
+        return ([f"@{d}" for d in self.decorators]
+                + [f"def {self.name}({', '.join(self.params)}):", *doc, *_indent(list(self.body))])
+
+
+@dataclass(frozen=True)
+class Class:
+    """A class of an exported module (PyTorch's ``autograd.Function``): methods a blank line apart."""
+
+    name: str
+    base: str
+    doc: str
+    methods: tuple[Function, ...]
+
+    def lines(self) -> list[str]:
+        out = [f"class {self.name}({self.base}):", f'    """{self.doc}"""']
+        for m in self.methods:
+            out += [""] + _indent(m.lines())
+        return out
+
+
+@dataclass(frozen=True)
+class Module:
+    """An exported module: docstring lines, imports, then parts two blank lines apart.
+
+    A part is a :class:`Function`, a :class:`Class` or one top-level statement (a string).
+
+    >>> m = Module(("Doubles.",), ("import numpy as np",),
+    ...            (Function("double", ("x",), ("return np.multiply(2, x)",)),))
+    >>> print(m.source(), end="")
+    \"\"\"Doubles.
+    \"\"\"
+    import numpy as np
+    <BLANKLINE>
+    <BLANKLINE>
+    def double(x):
+        return np.multiply(2, x)
+    """
+
+    doc: tuple[str, ...]
+    imports: tuple[str, ...]
+    parts: tuple[Function | Class | str, ...]
+
+    def source(self) -> str:
+        head = ['"""' + self.doc[0], *self.doc[1:], '"""', *self.imports, "", ""]
+        body: list[str] = []
+        for k, part in enumerate(self.parts):
+            body += (["", ""] if k else []) + ([part] if isinstance(part, str) else part.lines())
+        return "\n".join(head + body) + "\n"
+
+
 #: ``Derivation.export`` / ``.compile`` are these two (core imports nothing above it).
 register_export(export, compiled)
 
@@ -144,8 +238,6 @@ def _source(d: Derivation, p: Plan, target: str, naive: bool) -> str:
     if target == "numpy" and p.recompute and not naive:
         doc += ["", "backward() gets only the operands: it first recomputes the forward "
                 "intermediates it reads."]
-    head = ['"""' + doc[0], *doc[1:], '"""', *_IMPORTS[target], "", ""]
-
     if naive:
         fwd = [f"{d.output} = {m}.einsum({d.equation!r}, {', '.join(d.names)})"]
         residuals = p.operands
@@ -158,36 +250,39 @@ def _source(d: Derivation, p: Plan, target: str, naive: bool) -> str:
         recompute = plan_lines(p.recompute, target, d)
     grads = ", ".join(p.gradients) if len(p.gradients) > 1 else f"({p.gradients[0]},)"
     res = ", ".join(residuals) if len(residuals) != 1 else f"({residuals[0]},)"
+    params = tuple(p.operands)
 
     if target == "numpy":
-        body = [f"def backward({d.cotangent}, {operands}):",
-                f'    """The gradients of {forward} at {d.cotangent}: {", ".join(p.gradients)}."""',
-                *_indent(recompute + bwd), f"    return {grads}"]
+        parts: tuple = (Function("backward", (d.cotangent, *params), (*recompute, *bwd,
+                                 f"return {grads}"),
+                                 doc=f"The gradients of {forward} at {d.cotangent}: "
+                                     f"{', '.join(p.gradients)}."),)
     elif target == "jax":
-        body = ["@jax.custom_vjp", f"def einsum({operands}):",
-                f'    """{forward}; under jax.vjp its backward is einsum_bwd."""',
-                f"    return jnp.einsum({d.equation!r}, {', '.join(d.names)})", "", "",
-                f"def einsum_fwd({operands}):", *_indent(fwd),
-                f"    return {d.output}, ({res})" if residuals else f"    return {d.output}, ()",
-                "", "",
-                f"def einsum_bwd(residuals, {d.cotangent}):",
-                *([f"    {res} = residuals"] if residuals else []), *_indent(bwd),
-                f"    return {grads}", "", "",
-                "einsum.defvjp(einsum_fwd, einsum_bwd)"]
+        parts = (Function("einsum", params, (f"return jnp.einsum({d.equation!r}, "
+                                             f"{', '.join(d.names)})",),
+                          doc=f"{forward}; under jax.vjp its backward is einsum_bwd.",
+                          decorators=("jax.custom_vjp",)),
+                 Function("einsum_fwd", params, (*fwd, f"return {d.output}, ({res})"
+                                                 if residuals else f"return {d.output}, ()")),
+                 Function("einsum_bwd", ("residuals", d.cotangent),
+                          (*([f"{res} = residuals"] if residuals else []), *bwd,
+                           f"return {grads}")),
+                 "einsum.defvjp(einsum_fwd, einsum_bwd)")
     else:
-        body = ["class Einsum(torch.autograd.Function):",
-                f'    """{forward}, with the backward derived by einsum_magic."""', "",
-                "    @staticmethod", f"    def forward(ctx, {operands}):", *_indent(fwd, 2),
-                *([f"        ctx.save_for_backward({', '.join(residuals)})"] if residuals else []),
-                f"        return {d.output}", "",
-                "    @staticmethod", f"    def backward(ctx, {d.cotangent}):",
-                *([f"        {res} = (t.conj() for t in ctx.saved_tensors)  # PyTorch's "
-                   "convention"] if residuals else []), *_indent(bwd, 2),
-                f"        return {grads}", "", "",
-                f"def einsum({operands}):",
-                f'    """{forward}, differentiable through Einsum.backward."""',
-                f"    return Einsum.apply({operands})"]
-    return "\n".join(head + body) + "\n"
+        saved = ([f"{res} = (t.conj() for t in ctx.saved_tensors)  # PyTorch's convention"]
+                 if residuals else [])
+        parts = (Class("Einsum", "torch.autograd.Function",
+                       f"{forward}, with the backward derived by einsum_magic.",
+                       (Function("forward", ("ctx", *params), (
+                           *fwd, *([f"ctx.save_for_backward({', '.join(residuals)})"]
+                                   if residuals else []), f"return {d.output}"),
+                                 decorators=("staticmethod",)),
+                        Function("backward", ("ctx", d.cotangent), (*saved, *bwd,
+                                                                     f"return {grads}"),
+                                 decorators=("staticmethod",)))),
+                 Function("einsum", params, (f"return Einsum.apply({operands})",),
+                          doc=f"{forward}, differentiable through Einsum.backward."))
+    return Module(tuple(doc), tuple(_IMPORTS[target]), parts).source()
 
 
 _TITLE = {"numpy": "NumPy", "jax": "JAX", "torch": "PyTorch"}

@@ -147,7 +147,15 @@ def _multiply(node, ctx):
 @rule(_N + "divide")
 def _divide(node, ctx):
     y = _p(ctx.out(0))
-    return _binary(node, ctx, lambda a, b, g: (f"{g} / {b}", f"-{g} * {y} / {b}"))
+    backs = _binary(node, ctx, lambda a, b, g: (f"{g} / {b}", None))
+    b = node.args[1]
+    if isinstance(b, Ref):
+        # -g y / b, summed back before dividing: b is constant along what is summed, so the
+        # division runs on b's elements, not the output's (fewer FLOPs than jax.vjp's)
+        summed = unbroadcast(f"{ctx.g(0)} * {y}", _out_shape(node, ctx), ctx.shape(b))
+        backs.append(Back(b, f"-{summed} / {_p(ctx.x(b))}",
+                          rule="divide: broadcasting summed back"))
+    return backs
 
 
 @rule(_N + "power", _N + "float_power")
@@ -571,7 +579,8 @@ def _max(node, ctx):
         y = f"np.expand_dims({y}, {axes[0] if len(axes) == 1 else axes})"
     ax = "None" if axis is None else (axes[0] if len(axes) == 1 else axes)
     m = ctx.tmp("ties")
-    return [Back(x, f"{_p(g)} * {m} / {m}.sum(axis={ax}, keepdims=True)",
+    # the reduced cotangent divided by the count of ties, then spread over them
+    return [Back(x, f"{_p(g)} / {m}.sum(axis={ax}, keepdims=True) * {m}",
                  (f"{m} = {_p(ctx.x(x))} == {_p(y)}",),
                  rule="max: evenly over ties, as jax.vjp")]
 

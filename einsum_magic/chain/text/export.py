@@ -10,10 +10,13 @@ einsum (whose helpers it reuses):
   the cell's backward program;
 * ``"torch"``: ``class Cell(torch.autograd.Function)`` and ``cell(<inputs>)``.
 
-The elementwise lines are the backward program's own. Each einsum's gradients are written as
-the single-einsum export writes them (:func:`einsum_magic.compute.cost.plan`): contracted along the
-forward's path read backwards, a sum's gradient as a broadcast rather than an einsum with
-``ones``, so the export costs no more than autodiff.
+The source is laid out by the one writer of exports (:class:`einsum_magic.compute.export.Module`).
+The forward and elementwise lines are the programs' own NumPy lines in the target's spelling
+(:func:`einsum_magic.compute.spell.spell`, by syntax tree). Each einsum's gradients are written
+as the single-einsum export writes them (:func:`einsum_magic.compute.plan.plan`): contracted
+along the forward's path read backwards, a sum's gradient as a broadcast rather than an einsum
+with ``ones``, so the export costs no more than autodiff; the plan's own names are renamed to
+the program's on the syntax tree.
 
 >>> import numpy as np
 >>> from einsum_magic.chain import cell_backward
@@ -26,23 +29,21 @@ True
 
 from __future__ import annotations
 
-import re
+import ast
 
-from ...compute.cost import plan
+from ...compute.export import Class, Function, Module, check_target, execute, plan_lines
+from ...compute.plan import plan
+from ...compute.spell import ADD_AT, imports_for, spell
 from ...core.derivation import derive
 from ...errors import EinsumError
-from ...compute.export import plan_lines, execute
 from .forward import line
 
 __all__ = ["export", "compiled", "TARGETS"]
 
 #: The targets and the name of the callable :func:`compiled` returns for each.
 TARGETS = {"numpy": "backward", "jax": "cell", "torch": "cell"}
-_MODULE = {"numpy": "np", "jax": "jnp", "torch": "torch"}
-_RESERVED = {"np", "jnp", "jax", "torch", "cell", "cell_fwd", "cell_bwd", "backward", "residuals",
-             "ctx", "Cell"}
-_NP = re.compile(r"\bnp\.")
-_WORD = re.compile(r"[A-Za-z_]\w*")
+_RESERVED = {"np", "jnp", "jax", "torch", "math", "add_at", "cell", "cell_fwd", "cell_bwd",
+             "backward", "residuals", "ctx", "Cell"}
 
 
 def export(b, target: str) -> str:
@@ -51,8 +52,7 @@ def export(b, target: str) -> str:
     Raises :class:`~einsum_magic.errors.EinsumError` for an unknown target, a cell with steps
     that are not differentiated, or a name the exported code needs for itself.
     """
-    if target not in TARGETS:
-        raise EinsumError(f"unknown export target {target!r}: choose numpy, jax or torch")
+    check_target(target, tuple(TARGETS))
     if b.stops:
         raise EinsumError("the cell has steps that are not differentiated (" + "; ".join(b.notes)
                           + "): the export covers cells the backward covers whole")
@@ -66,6 +66,11 @@ def export(b, target: str) -> str:
 def compiled(b, target: str):
     """Execute :func:`export`'s source in a fresh namespace and return its entry point."""
     return execute(export(b, target), TARGETS[target], f"cell_export_{target}")
+
+
+def _modules(b) -> tuple[str, ...]:
+    """Names the lines use as modules: NumPy's, math, and the cell's own modules."""
+    return ("np", "math", *(n for n, v in b.constants.items() if type(v).__name__ == "module"))
 
 
 def _backward_lines(b, target: str) -> list[str]:
@@ -82,140 +87,110 @@ def _backward_lines(b, target: str) -> list[str]:
             written.add(bl.step)
             out += _einsum_lines(b, bl.step, target, taken)
             continue
-        out.append(_for(bl.code, target))
+        out += spell(bl.code, target, _modules(b)).lines
     return out
 
 
 def _einsum_lines(b, i: int, target: str, taken: set) -> list[str]:
     p = b.program
     s = p.steps[i]
-    shapes = p.shapes
-    d = derive(s.param, names=s.args, output=s.target, shapes=[shapes[a] for a in s.args])
+    d = derive(s.param, names=s.args, output=s.target, shapes=[p.shapes[a] for a in s.args])
     plan_ = plan(d)
     parts = {x.wrt: x.target for x in b.lines if x.step == i}
     lines = plan_lines(plan_.recompute, target, d) + plan_lines(plan_.backward, target, d)
     # the plan's own names: its gradients → the backward program's, temporaries → fresh names
-    rename = {g: parts.get(n, None) for g, n in zip(plan_.gradients, dict.fromkeys(d.names))}
-    internal = {w for ln in lines for w in [ln.split(" = ", 1)[0].split("[")[0].strip()]}
-    internal |= {w for ln in lines for w in _WORD.findall(ln.split(" = ", 1)[0])}
-    for name in sorted(internal):
-        if name in rename and rename[name] is not None:
-            continue
-        if name in set(d.names) | {d.output, d.cotangent}:
+    rename = {g: parts.get(n) for g, n in zip(plan_.gradients, dict.fromkeys(d.names))}
+    stored = {n.id for ln in lines for n in ast.walk(ast.parse(ln))
+              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    for name in sorted(stored):
+        if rename.get(name) is not None or name in set(d.names) | {d.output, d.cotangent}:
             continue
         fresh = f"{s.target}_{name}"
         while fresh in taken:
             fresh += "_"
         taken.add(fresh)
         rename[name] = fresh
-    rename = {k: v for k, v in rename.items() if v is not None and k != v}
-    if not rename:
+    return _renamed(lines, {k: v for k, v in rename.items() if v is not None and k != v})
+
+
+def _renamed(lines: list[str], names: dict) -> list[str]:
+    """``lines`` with the variables of ``names`` renamed, on the syntax tree.
+
+    >>> _renamed(["t = np.einsum('ij->i', A)", "A_t = t.sum()"], {"t": "H_t"})
+    ["H_t = np.einsum('ij->i', A)", 'A_t = H_t.sum()']
+    """
+    if not names:
         return lines
 
-    def sub(match):
-        return rename.get(match.group(0), match.group(0))
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, node):
+            return ast.copy_location(ast.Name(id=names.get(node.id, node.id), ctx=node.ctx), node)
 
-    return [_WORD.sub(sub, ln) for ln in lines]
-
-
-def _for(code: str, target: str) -> str:
-    if target != "jax":
-        return code
-    return _NP.sub(f"{_MODULE[target]}.", code)
+    return [ast.unparse(Rename().visit(ast.parse(ln))) for ln in lines]
 
 
-def _head(b, target: str) -> list[str]:
-    imports = {"numpy": ["import numpy as np"],
-               "jax": ["import jax", "import jax.numpy as jnp", "import numpy as np"],
-               "torch": ["import numpy as np", "import torch"]}[target]
+def _head(b, target: str, imports: tuple[str, ...]) -> list[str]:
+    """The target's imports, then the cell's constants and modules its lines name."""
+    out = list(imports)
     code = b.forward_code + "\n" + b.code
-    used = set(_WORD.findall(code))
+    used = {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name)}
     for name, value in sorted(b.constants.items()):
-        if name not in used or name in ("np",):
+        if name not in used or name in ("np", "math") or name in " ".join(out).split():
             continue
-        if hasattr(value, "__name__") and type(value).__name__ == "module":
-            imports.append(f"import {value.__name__} as {name}")
+        if type(value).__name__ == "module":
+            out.append(f"import {value.__name__} as {name}")
         else:
-            imports.append(f"{name} = {value!r}")
-    return imports
+            out.append(f"{name} = {value!r}")
+    return out
 
 
 def _source(b, target: str) -> str:
     p = b.program
-    inputs = ", ".join(p.inputs)
+    inputs = tuple(p.inputs)
     cots = [b.cotangent(s) for s in p.sinks]
     grads = [b.gradient(v) for v in p.inputs]
     ret = ", ".join(grads) if len(grads) > 1 else f"({grads[0]},)"
-    m = _MODULE[target]
-    forward = [line(s, m) for s in p.steps]
+    forward = list(spell("\n".join(line(s) for s in p.steps), target, _modules(b)).lines)
     backward = _backward_lines(b, target)
-    if target == "torch":
-        forward = [_torch(ln) for ln in forward]
-        backward = [_torch(ln) for ln in backward]
+    imports = imports_for(forward + backward, target)
+    helpers = (ADD_AT,) * (target == "torch" and "add_at(" in "\n".join(backward))
     sinks = ", ".join(p.sinks) if len(p.sinks) > 1 else p.sinks[0]
-    doc = ['"""The backward of a cell, derived by einsum_magic.', "",
+    doc = ("The backward of a cell, derived by einsum_magic.", "",
            "The forward, as read (products as einsums):", "",
            *[f"    {line(s)}" for s in p.steps], "",
            "Shapes: " + ", ".join(f"{v} {p.shapes[v]}" for v in p.inputs + p.sinks)
-           + "; the code is written for these shapes.", '"""']
-    head = doc + _head(b, target) + ["", ""]
+           + "; the code is written for these shapes.")
+    head = tuple(_head(b, target, imports))
     if target == "numpy":
-        body = [f"def backward({', '.join(cots)}, {inputs}):",
-                f'    """The gradients of the cell\'s inputs at {", ".join(cots)}: '
-                f'{", ".join(grads)}."""',
-                *[f"    {ln}" for ln in forward + backward], f"    return {ret}"]
+        parts: tuple = (Function("backward", (*cots, *inputs), (*forward, *backward,
+                                                                 f"return {ret}"),
+                                 doc=f"The gradients of the cell's inputs at {', '.join(cots)}: "
+                                     f"{', '.join(grads)}."),)
+        return Module(doc, head, parts).source()
+    used = {n.id for ln in backward for n in ast.walk(ast.parse(ln)) if isinstance(n, ast.Name)}
+    residuals = [v for v in p.values if v in used]
+    res = ", ".join(residuals) if len(residuals) != 1 else f"{residuals[0]},"
+    cot = ", ".join(cots) if len(cots) == 1 else "cotangents"
+    unpack = [] if len(cots) == 1 else [f"{', '.join(cots)} = cotangents"]
+    if target == "jax":
+        parts = (*helpers,
+                 Function("cell", inputs, (*forward, f"return {sinks}"),
+                          doc="The cell's forward; under jax.vjp its backward is cell_bwd.",
+                          decorators=("jax.custom_vjp",)),
+                 Function("cell_fwd", inputs, (*forward, f"return {sinks}, ({res})")),
+                 Function("cell_bwd", ("residuals", cot), (*unpack, f"{res} = residuals",
+                                                          *backward, f"return {ret}")),
+                 "cell.defvjp(cell_fwd, cell_bwd)")
     else:
-        used = set(_WORD.findall("\n".join(backward)))
-        residuals = [v for v in p.values if v in used]
-        res = ", ".join(residuals) if len(residuals) != 1 else f"{residuals[0]},"
-        cot = ", ".join(cots) if len(cots) == 1 else "cotangents"
-        unpack = [] if len(cots) == 1 else [f"    {', '.join(cots)} = cotangents"]
-        if target == "jax":
-            body = ["@jax.custom_vjp", f"def cell({inputs}):",
-                    '    """The cell\'s forward; under jax.vjp its backward is cell_bwd."""',
-                    *[f"    {ln}" for ln in forward], f"    return {sinks}", "", "",
-                    f"def cell_fwd({inputs}):", *[f"    {ln}" for ln in forward],
-                    f"    return {sinks}, ({res})", "", "",
-                    f"def cell_bwd(residuals, {cot}):", *unpack, f"    {res} = residuals",
-                    *[f"    {ln}" for ln in backward], f"    return {ret}", "", "",
-                    "cell.defvjp(cell_fwd, cell_bwd)"]
-        else:
-            body = ["class Cell(torch.autograd.Function):",
-                    '    """The cell\'s forward, with the backward derived by einsum_magic."""', "",
-                    "    @staticmethod", f"    def forward(ctx, {inputs}):",
-                    *[f"        {ln}" for ln in forward],
-                    f"        ctx.save_for_backward({', '.join(residuals)})",
-                    f"        return {sinks}", "",
-                    "    @staticmethod", f"    def backward(ctx, {', '.join(cots)}):",
-                    f"        {res} = ctx.saved_tensors",
-                    *[f"        {ln}" for ln in backward], f"        return {ret}", "", "",
-                    f"def cell({inputs}):",
-                    '    """The cell\'s forward, differentiable through Cell.backward."""',
-                    f"    return Cell.apply({inputs})"]
-    return "\n".join(head + body) + "\n"
-
-
-#: NumPy functions of the backward program and PyTorch's spelling (constants keep NumPy's).
-_TORCH = ("einsum", "ones", "eye", "zeros_like", "sign", "cos", "sin", "sum", "broadcast_to",
-          "exp", "log", "tanh", "sqrt", "abs", "max", "maximum")
-
-
-def _torch(code: str) -> str:
-    """A line of the program in PyTorch's spelling (the few names that differ).
-
-    >>> _torch("Z = torch.maximum(H, 0)")
-    'Z = torch.clamp(H, min=0)'
-    >>> _torch("g = np.expand_dims(y, (1,)) * np.sign(x) / (np.sqrt(K.shape[-1]))")
-    'g = y.unsqueeze(1) * torch.sign(x) / (np.sqrt(K.shape[-1]))'
-    """
-    code = re.sub(r"np\.expand_dims\((\w+), \((-?\d+),\)\)", r"\1.unsqueeze(\2)", code)
-    code = re.sub(r"\bnp\.(" + "|".join(_TORCH) + r")\((?!\w+\.shape\[-?\d+\]\))",
-                  r"torch.\1(", code)
-    code = re.sub(r"torch\.maximum\(([^,]+), 0\)", r"torch.clamp(\1, min=0)", code)
-    code = re.sub(r"torch\.max\((\w+), axis=(\([^)]*\)), keepdims=(\w+)\)",
-                  r"torch.amax(\1, dim=\2, keepdim=\3)", code)
-    code = re.sub(r"torch\.sum\((.+?), axis=(\([^)]*\)), keepdims=True\)",
-                  r"torch.sum(\1, dim=\2, keepdim=True)", code)
-    code = re.sub(r"torch\.(ones|eye)\((\w+)\.shape\[(\d+)\]\)",
-                  r"torch.\1(\2.shape[\3], dtype=\2.dtype, device=\2.device)", code)
-    return code
+        parts = (*helpers,
+                 Class("Cell", "torch.autograd.Function",
+                       "The cell's forward, with the backward derived by einsum_magic.",
+                       (Function("forward", ("ctx", *inputs), (
+                           *forward, f"ctx.save_for_backward({', '.join(residuals)})",
+                           f"return {sinks}"), decorators=("staticmethod",)),
+                        Function("backward", ("ctx", *cots), (
+                            f"{res} = ctx.saved_tensors", *backward, f"return {ret}"),
+                                 decorators=("staticmethod",)))),
+                 Function("cell", inputs, (f"return Cell.apply({', '.join(inputs)})",),
+                          doc="The cell's forward, differentiable through Cell.backward."))
+    return Module(doc, head, parts).source()
