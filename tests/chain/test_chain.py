@@ -43,8 +43,11 @@ def assert_matches_jax(source: str, arrays: dict, seed: int = 0):
     ours = b.run({b.cotangent(s): c for s, c in cots.items()})
     want = reference(source, {n: arrays[n] for n in b.inputs}, b.sinks, cots)
     # Round-off is relative to the backward's magnitude, not to one gradient's: a gradient
-    # that is 0 in exact arithmetic (softmax's sum, say) comes out as ~1e-17 on both sides.
-    scale = max([1e-12] + [float(np.max(np.abs(g))) for g in want.values() if g.size])
+    # that is 0 in exact arithmetic (softmax's sum, say) comes out as ~1e-17 on both sides,
+    # or as exactly 0 on one; where every gradient is 0, the cotangents' magnitude is the
+    # magnitude of the terms that cancel.
+    scale = max([1e-12] + [float(np.max(np.abs(g))) for g in want.values() if g.size]
+                + [float(np.max(np.abs(c))) for c in cots.values() if np.size(c)])
     for name in b.inputs:
         got = ours[b.gradient(name)]
         assert got.shape == np.shape(arrays[name]), name

@@ -73,14 +73,21 @@ def shell():
     ip = globalipapp.get_ipython()
     load_ipython_extension(ip)
     ip.run_cell("pass")
-    return ip, frozenset(ip.user_ns)
+    # IPython's own names (In, Out, get_ipython, _i1, ...), not what other tests left behind
+    return ip, frozenset(n for n in ip.user_ns if n in ip.user_ns_hidden or n.startswith("_"))
+
+
+def fresh_names(ip):
+    """Remove every name the shell did not start with."""
+    baseline = shell()[1]
+    for name in [n for n in ip.user_ns if n not in baseline]:
+        del ip.user_ns[name]
 
 
 def fresh(case):
     """The shell with only its own names, the case's setup run plainly in it."""
-    ip, baseline = shell()
-    for name in [n for n in ip.user_ns if n not in baseline]:
-        del ip.user_ns[name]
+    ip, _ = shell()
+    fresh_names(ip)
     result = ip.run_cell(case.setup)
     result.raise_error()
     if case.prepare is not None:
@@ -285,6 +292,7 @@ def session(name: str) -> Session:
             pasted.raise_error()
             for w in simple_names(case):
                 s.pasted[w] = numpy_of(ip.user_ns[s.backward.gradient(w)])
+    fresh_names(ip)                      # nothing of the case is left for the next test
     return s
 
 
