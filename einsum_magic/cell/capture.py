@@ -15,6 +15,9 @@ This module owns the second reading of a cell (the first, from the source, is
   ``functools.partial``, a list, a module that did ``from numpy import einsum``) calls
   straight through, pickles as the original (by name), and ``inspect.signature``,
   ``help`` and ``jax.jit`` see the original through ``__wrapped__``.
+* ``opt_einsum.contract_expression(...)(*arrays)``: ``ContractExpression.__call__`` is
+  swapped on the class while active, and its calls are recorded as ``oe.contract`` calls
+  of the expression's equation (not one with constant operands).
 * ``torch.einsum`` is not replaced: a ``torch.overrides.TorchFunctionMode`` observes it
   on the capture's thread, so TorchScript (which ignores the mode) runs as without the
   magic, and code that ``torch.compile`` traces is recorded once, at the user's line,
@@ -382,6 +385,39 @@ class Recorder:
         return a
 
 
+#: Where ``opt_einsum.contract_expression``'s callable class lives, and how its calls are shown.
+_EXPRESSION_MODULE = "opt_einsum.contract"
+_CONTRACT = next(f for f in FUNCTIONS if f.module == "opt_einsum")
+_EXPRESSIONS: dict = {}     # ContractExpression.__call__ -> its stand-in (one, kept)
+
+
+def _expression_call(original):
+    """The stand-in for ``ContractExpression.__call__``: records the call as ``oe.contract``.
+
+    It calls ``original`` first, then, while a capture is active, records the
+    expression's equation with the arrays it received, in the innermost capture (an
+    expression with constant operands, ``'[ab],bc->ac'``, is not recorded: its
+    operands are not all in the call). Outside a capture it only calls through.
+    """
+    stand_in = _EXPRESSIONS.get(original)
+    if stand_in is not None:
+        return stand_in
+
+    def __call__(self, *arrays, **kwargs):
+        __tracebackhide__ = True            # noqa: F841
+        result = original(self, *arrays, **kwargs)
+        if _active:
+            equation = getattr(self, "contraction", None)
+            if equation.__class__ is str and "[" not in equation:
+                _active[-1].observe(_CONTRACT.name, _CONTRACT.style, (equation, *arrays),
+                                    _getframe(1))
+        return result
+
+    functools.update_wrapper(__call__, original)
+    _EXPRESSIONS[original] = __call__
+    return __call__
+
+
 def _position(frame) -> tuple[int, int]:
     """(line, column) where the frame's current call expression starts."""
     if frame.__class__ is _TracedFrame:
@@ -639,6 +675,8 @@ class Capture:
             self._observe(wrapper, function)
             setattr(module, attribute, wrapper)
             self._patched.append((module, attribute, original, wrapper))
+        if not self._expressions():
+            waiting.append(_EXPRESSION_MODULE)
         if self._torch is None:
             if self._enter_torch() is None:
                 waiting.append("torch")
@@ -649,6 +687,25 @@ class Capture:
         torch = sys.modules.get("torch")
         pending = pending or (self._torch is None and torch is not None)   # torch importing
         self._waiting, self._pending = tuple(waiting), pending
+
+    def _expressions(self) -> bool:
+        """Observe ``opt_einsum.contract_expression(...)(*arrays)`` (once opt_einsum is imported).
+
+        ``ContractExpression.__call__`` is swapped for :func:`_expression_call`'s stand-in
+        on the class while active; False while the module is not imported yet.
+        """
+        module = sys.modules.get(_EXPRESSION_MODULE)
+        if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return False
+        cls = getattr(module, "ContractExpression", None)
+        original = None if cls is None else cls.__dict__.get("__call__")
+        if original is None or original in _EXPRESSIONS.values() or any(
+                m is cls for m, _, _, _ in self._patched):
+            return True                     # not there, an outer capture's, or done
+        stand_in = _expression_call(original)
+        cls.__call__ = stand_in
+        self._patched.append((cls, "__call__", original, stand_in))
+        return True
 
     def _enter_torch(self):
         """Enter the torch function mode (on the capture's thread, once torch is imported)."""

@@ -343,3 +343,22 @@ def test_the_magic_written_twice_never_shows_its_own_einsums(ip):
     assert out.splitlines()[0] == "check PASS"
     assert "einsum_magic" not in cap.stdout + "".join(
         o.data.get("text/plain", "") for o in cap.outputs)
+
+
+def test_a_contract_expression_is_shown_like_oe_contract(ip):
+    """oe.contract_expression('ij,jk->ik', …)(A, B) was not seen: 'no einsum call found'."""
+    oe = pytest.importorskip("opt_einsum")
+    call = sys.modules["opt_einsum.contract"].ContractExpression.__call__
+    result, cap = run(ip, "%%einsum_grad --no-check\nimport opt_einsum as oe\n"
+                          "expr = oe.contract_expression('ij,kj->ik', (2, 3), (2, 3))\n"
+                          "G = expr(A, A)")
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert out.splitlines()[1] == "einsum_grad: oe.contract('ij,kj->ik', A, A)  (line 3)"
+    assert shapes(out).startswith("shapes:  A (2, 3), A (2, 3) -> ")
+    A = ip.user_ns["A"]
+    np.testing.assert_allclose(ip.user_ns["G"], A @ A.T)
+    assert sys.modules["opt_einsum.contract"].ContractExpression.__call__ is call
+    np.testing.assert_allclose(ip.user_ns["expr"](A, A), A @ A.T)    # after the cell: as before
+    for name in ("oe", "expr", "G"):
+        ip.user_ns.pop(name, None)
