@@ -242,7 +242,8 @@ def test_a_torchscript_function_runs_under_the_magic_as_without_it(ip):
     assert result.success, cap.stdout
     assert torch.equal(ip.user_ns["T"], torch.full((2, 4), 3.0))
     assert "did not run (or raised); not analysed" not in cap.stdout   # it ran, as TorchScript
-    assert "ran where torch.einsum is not observed (TorchScript" in cap.stdout
+    assert ("or ran inside TorchScript, where torch.einsum calls are not observed; not analysed"
+            in cap.stdout)
     for name in ("f", "T", "torch"):
         ip.user_ns.pop(name, None)
 
@@ -361,4 +362,23 @@ def test_a_contract_expression_is_shown_like_oe_contract(ip):
     assert sys.modules["opt_einsum.contract"].ContractExpression.__call__ is call
     np.testing.assert_allclose(ip.user_ns["expr"](A, A), A @ A.T)    # after the cell: as before
     for name in ("oe", "expr", "G"):
+        ip.user_ns.pop(name, None)
+
+
+def test_torch_einsums_in_other_threads_are_shown(ip):
+    """They were 'not seen running' (torch was observed on the cell's thread only)."""
+    torch = pytest.importorskip("torch")
+    result, cap = run(ip, "%%einsum_grad --no-check\nimport torch\ndef work(x):\n"
+                          "    return torch.einsum('ij,kj->ik', x, x)\n"
+                          "from concurrent.futures import ThreadPoolExecutor\n"
+                          "with ThreadPoolExecutor(2) as pool:\n"
+                          "    outs = list(pool.map(work, [torch.ones(2, 3)] * 2))")
+    assert result.success, cap.stdout
+    assert all(torch.equal(o, torch.full((2, 2), 3.0)) for o in ip.user_ns["outs"])
+    (out,) = shown(cap)
+    assert out.splitlines()[1] == "einsum_grad: torch.einsum('ij,kj->ik', x, x)  (work(), line 3)"
+    assert shapes(out).startswith("shapes:  x (2, 3), x (2, 3) -> C (2, 2)  (from the run, in "
+                                  "another thread")
+    assert "not seen running" not in cap.stdout
+    for name in ("work", "pool", "outs", "torch", "ThreadPoolExecutor"):
         ip.user_ns.pop(name, None)
