@@ -382,3 +382,34 @@ def test_torch_einsums_in_other_threads_are_shown(ip):
     assert "not seen running" not in cap.stdout
     for name in ("work", "pool", "outs", "torch", "ThreadPoolExecutor"):
         ip.user_ns.pop(name, None)
+
+
+def test_in_a_kernel_einsums_in_other_threads_are_shown(tmp_path):
+    """In Jupyter, as in the shell: a worker thread's einsum is shown, never 'did not run'."""
+    pytest.importorskip("torch")
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "%load_ext einsum_magic\n%config EinsumGradMagics.view = 'text'\n"
+        "import numpy as np, torch, threading\nA = np.ones((2, 3))"),
+        nbformat.v4.new_code_cell(
+            "%%einsum_grad --no-check\nfrom concurrent.futures import ThreadPoolExecutor\n"
+            "def work(x):\n    return np.einsum('ij,kj->ik', x, x)\n"
+            "def twork(x):\n    return torch.einsum('ij,jk->ik', x, x.T)\n"
+            "t = threading.Thread(target=work, args=(A,))\nt.start()\nt.join()\n"
+            "with ThreadPoolExecutor(1) as pool:\n    T = pool.submit(twork, torch.ones(2, 3))"
+            ".result()")]
+    client = NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    texts = [o.get("data", {}).get("text/plain", "") + o.get("text", "")
+             for o in nb.cells[1].outputs]
+    heads = [t.splitlines()[1] for t in texts if t.count("\n") > 1
+             and t.splitlines()[1].startswith("einsum_grad:")]
+    assert heads == ["einsum_grad: np.einsum('ij,kj->ik', x, x)  (einsum 1 of 2, work(), line 3)",
+                     "einsum_grad: torch.einsum('ij,jk->ik', x, x.T)  (einsum 2 of 2, twork(), "
+                     "line 5)"]
+    assert sum("(from the run, in another thread" in t for t in texts) == 2
+    assert not any("did not run" in t or "not seen running" in t for t in texts)
