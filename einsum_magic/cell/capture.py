@@ -4,23 +4,23 @@ This module owns the second reading of a cell (the first, from the source, is
 :mod:`einsum_magic.cell.calls`). Which functions are einsums comes from the one table,
 :mod:`einsum_magic.cell.modules`. While a :class:`Capture` is active:
 
-* numpy's, jax.numpy's, opt_einsum's (``contract``) and einops' einsum, in the modules
-  already imported or imported while it is active, and every name of the user's
+* numpy's, jax.numpy's, torch's, opt_einsum's (``contract``) and einops' einsum, in the
+  modules already imported or imported while it is active, and every name of the user's
   namespace bound to one of them, are replaced by one stand-in per function (a
-  ``functools.partial`` subclass, see :class:`_Einsum`) whose ``func`` is this capture's
-  observer. On exit (also on an error or ``KeyboardInterrupt``) the attributes and names
-  are put back (only where they still hold the stand-in, so a name the cell rebinds is
-  never clobbered, and a name the cell bound to it gets the original), and the stand-in's
-  ``func`` becomes the original again: a stand-in that outlives the cell (in a
+  ``functools.partial`` subclass, see :class:`_Einsum`) whose ``func`` is its observing
+  function, bound to this capture's recorder. On exit (also on an error or
+  ``KeyboardInterrupt``) the attributes and names are put back (only where they still
+  hold the stand-in, so a name the cell rebinds is never clobbered, and a name the cell
+  bound to it gets the original), and the stand-in's ``func`` becomes the original again: a stand-in that outlives the cell (in a
   ``functools.partial``, a list, a module that did ``from numpy import einsum``) calls
   straight through, pickles as the original (by name), and ``inspect.signature``,
   ``help`` and ``jax.jit`` see the original through ``__wrapped__``.
 * ``opt_einsum.contract_expression(...)(*arrays)``: ``ContractExpression.__call__`` is
   swapped on the class while active, and its calls are recorded as ``oe.contract`` calls
   of the expression's equation (not one with constant operands).
-* ``torch.einsum`` is replaced the same way, and TorchScript is told that its stand-in is
-  ``aten::einsum``, as the original: a scripted function compiles as without the magic,
-  and its calls run unobserved (TorchScript runs no Python).
+* TorchScript is told that the stand-in of ``torch.einsum`` is ``aten::einsum``, as the
+  original: a scripted function compiles as without the magic, and its calls run
+  unobserved (TorchScript runs no Python).
 * Compiled code: each stand-in's observing function is made once, and
   ``torch.compile`` (Dynamo) is told to trace it as the original plus a ``comptime``
   record: the call is recorded once, at the user's line, with the fake tensors' shapes,
@@ -29,11 +29,12 @@ This module owns the second reading of a cell (the first, from the source, is
 
 The observer passes the call through untouched: same arguments, same result, same
 exception (its frame is hidden from IPython's tracebacks); a call that raised is not
-recorded. Calls from other threads are recorded too (:attr:`Site.thread` says so). Never recorded: an inner call of an observed
-einsum (opt_einsum or einops calling numpy's or torch's: the outer call is the one seen),
-and this package's own calls (walking out from the call, a frame of ``einsum_magic`` is
-met before the frame that entered the capture: a second ``%%einsum_grad`` at the top of
-a cell runs its check while the first one observes).
+recorded. Calls from other threads are recorded too (:attr:`Site.thread` says so).
+Never recorded: an inner call of an observed einsum (opt_einsum or einops calling
+numpy's or torch's, torch's private modules under ``torch.compile``: the outer call is
+the one seen), and this package's own calls (walking out from the call, a frame of
+``einsum_magic`` is met before the frame that entered the capture: a second
+``%%einsum_grad`` at the top of a cell runs its check while the first one observes).
 
 Calls are grouped by *site* (the calling frame's code and instruction, and the
 equation): :meth:`Recorder.sites` gives one :class:`Site` per site in the order they
