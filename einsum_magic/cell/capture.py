@@ -13,8 +13,9 @@ This module owns the second reading of a cell (the first, from the source, is
   hold the stand-in, so a name the cell rebinds is never clobbered, and a name the cell
   bound to it gets the original), and the stand-in's ``func`` becomes the original
   again: a stand-in that outlives the cell (in a ``functools.partial``, a list, a
-  module that did ``from numpy import einsum``) calls straight through, pickles as the original (by name), and ``inspect.signature``,
-  ``help`` and ``jax.jit`` see the original through ``__wrapped__``.
+  module that did ``from numpy import einsum``) calls straight through, pickles as the
+  original (by name), and ``inspect.signature``, ``help`` and ``jax.jit`` see the
+  original through ``__wrapped__``.
 * ``opt_einsum.contract_expression(...)(*arrays)``: ``ContractExpression.__call__`` is
   swapped on the class while active, and its calls are recorded as ``oe.contract`` calls
   of the expression's equation (not one with constant operands).
