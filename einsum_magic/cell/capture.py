@@ -278,9 +278,11 @@ def _substitute(wrapper: _Einsum, function: str, style: str) -> None:
 
     try:
         import torch
+        from torch._dynamo.eval_frame import skip_code
 
-        torch.compiler.substitute_in_graph(_OBSERVERS[wrapper][0],
-                                           skip_signature_check=True)(traced)
+        einsum = _OBSERVERS[wrapper][0]
+        skip_code(einsum.__code__)          # never compiled as a frame of its own either
+        torch.compiler.substitute_in_graph(einsum, skip_signature_check=True)(traced)
     except Exception:                       # noqa: BLE001 (a Dynamo without it, or registered)
         pass
 
@@ -334,7 +336,8 @@ class _Open:
     einops, or this package's own), remembered so that its later calls cost a lookup.
     """
 
-    __slots__ = ("site", "shapes", "count", "seen", "code", "equation", "skip", "last")
+    __slots__ = ("site", "shapes", "count", "seen", "code", "equation", "skip", "last",
+                 "traced")
 
     def __init__(self, site: Site | None, raw_shapes, code, equation, skip: bool = False):
         self.site = site
@@ -345,6 +348,7 @@ class _Open:
         self.count = 1
         self.seen = [raw_shapes]
         self.skip = skip
+        self.traced = False                 # seen only by a tracer (torch.compile) so far
 
     def vary(self, shapes) -> None:
         if len(self.seen) < _VARIANTS and shapes not in self.seen:
@@ -367,6 +371,7 @@ class Recorder:
         self._open: dict = {}               # (id(code), instruction, equation) -> _Open
         self._skips: dict = {}              # (id(code), instruction) -> (code, never recorded?)
         self.fast: dict = {}                # instruction -> the latest string site there
+        self._traced: dict = {}             # (file, line, column, equation) -> a traced site
         self._tracer = None
 
     def _skipped(self, frame) -> bool:
@@ -411,17 +416,32 @@ class Recorder:
                 shapes = tuple([getattr(x, "shape", None) for x in operands])
             open_ = self._open.get(key)
             if open_ is not None:
-                if open_.equation is not None:
+                if open_.equation is not None and not traced:
                     self.fast[frame.f_lasti] = open_
-                open_.count += 1
+                if open_.traced and not traced:
+                    open_.traced = False    # it runs in Python after all (a graph break):
+                else:                       # its runs are counted, its trace was not one
+                    open_.count += 1
                 if shapes != open_.shapes:
                     open_.vary(shapes)
                 return
             simple = style == "numpy" and first.__class__ is str and len(args) - 1 == len(operands)
+            if self._traced and not traced:     # a call torch.compile traced, now in Python
+                twin = self._traced.get((frame.f_code.co_filename, *_position(frame), key[2]))
+                if twin is not None and twin.traced:
+                    twin.traced = False         # its runs are counted, its trace was not one
+                    self._open[key] = twin
+                    if twin.equation is not None and simple:
+                        twin.last = args
+                        self.fast[frame.f_lasti] = twin
+                    return
             open_ = _Open(self._first(function, style, args, operands, frame, traced), shapes,
                           frame.f_code, first if simple else None)
             self._open[key] = open_
-            if simple:
+            if traced:
+                open_.traced = True
+                self._traced[(frame.f_code.co_filename, *_position(frame), key[2])] = open_
+            elif simple:
                 open_.last = args
                 self.fast[frame.f_lasti] = open_
         except Exception:               # noqa: BLE001 (a record lost, never the user's call)
@@ -439,7 +459,7 @@ class Recorder:
         from dataclasses import replace
 
         return tuple(replace(o.site, count=o.count, variants=len(o.seen))
-                     for o in self._open.values())
+                     for o in dict.fromkeys(self._open.values()))    # a traced twin once
 
     # -- the first call of a site --------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -259,8 +260,10 @@ def test_torch_compile_is_shown_at_the_cells_own_line(ip):
     assert torch.equal(ip.user_ns["T"], torch.full((2, 4), 12.0))
     (out,) = shown(cap)
     assert out.splitlines()[1] == "einsum_grad: torch.einsum('ij,jk->ik', x, y)  (g(), line 3)"
-    assert shapes(out).startswith("shapes:  x (2, 3), y (3, 4) -> C (2, 4)  (from the run; "
-                                  "traced by torch.compile")
+    # traced once; where the cell backward's record breaks the graph, it also runs in Python:
+    # then its runs are counted (two calls of cg), never the trace on top of them
+    assert re.match(r"shapes:  x \(2, 3\), y \(3, 4\) -> C \(2, 4\)  \(from the run; "
+                    r"(ran 2 times; )?traced by torch.compile", shapes(out)), shapes(out)
     assert "_dynamo" not in cap.stdout and "did not run" not in cap.stdout
     for name in ("g", "cg", "T", "torch"):
         ip.user_ns.pop(name, None)
