@@ -121,7 +121,7 @@ if __name__ == "__main__":
 
 
 def torch_rows(batch: int = 1_000, repeat: int = 100) -> list[str]:
-    """torch through the TorchFunctionMode: every torch call of the cell pays, not only einsums."""
+    """torch.einsum through its stand-in (as numpy's); other torch calls are not touched."""
     try:
         import torch
     except ImportError:                     # pragma: no cover
@@ -129,7 +129,8 @@ def torch_rows(batch: int = 1_000, repeat: int = 100) -> list[str]:
     from einsum_magic.cell.capture import Capture
 
     x, y = torch.ones(8, 8), torch.ones(8, 8)
-    rows = [f"torch, observed through a TorchFunctionMode: {repeat} interleaved batches of "
+    rows = [f"torch, observed through the stand-in of `torch.einsum`: {repeat} interleaved "
+            f"batches of "
             f"{batch:,} calls on 8x8 tensors; fastest batch (median batch).", "",
             "| call | plain | observed | per call added |", "|---|---:|---:|---:|"]
     for label, call in (("`torch.einsum('ij,jk->ik', x, y)`",

@@ -4,30 +4,38 @@ This module owns the second reading of a cell (the first, from the source, is
 :mod:`einsum_magic.cell.calls`). Which functions are einsums comes from the one table,
 :mod:`einsum_magic.cell.modules`. While a :class:`Capture` is active:
 
-* numpy's, jax.numpy's, opt_einsum's (``contract``) and einops' einsum, in the modules
-  already imported or imported while it is active, and every name of the user's
+* numpy's, jax.numpy's, torch's, opt_einsum's (``contract``) and einops' einsum, in the
+  modules already imported or imported while it is active, and every name of the user's
   namespace bound to one of them, are replaced by one stand-in per function (a
-  ``functools.partial`` subclass, see :class:`_Einsum`) whose ``func`` is this capture's
-  observer. On exit (also on an error or ``KeyboardInterrupt``) the attributes and names
-  are put back (only where they still hold the stand-in, so a name the cell rebinds is
-  never clobbered, and a name the cell bound to it gets the original), and the stand-in's
-  ``func`` becomes the original again: a stand-in that outlives the cell (in a
-  ``functools.partial``, a list, a module that did ``from numpy import einsum``) calls
-  straight through, pickles as the original (by name), and ``inspect.signature``,
-  ``help`` and ``jax.jit`` see the original through ``__wrapped__``.
-* ``torch.einsum`` is not replaced: a ``torch.overrides.TorchFunctionMode`` observes it
-  on the capture's thread, so TorchScript (which ignores the mode) runs as without the
-  magic, and code that ``torch.compile`` traces is recorded once, at the user's line,
-  through Dynamo's ``comptime`` (shapes only), while its graph stays whole.
+  ``functools.partial`` subclass, see :class:`_Einsum`) whose ``func`` is its observing
+  function, bound to this capture's recorder. On exit (also on an error or
+  ``KeyboardInterrupt``) the attributes and names are put back (only where they still
+  hold the stand-in, so a name the cell rebinds is never clobbered, and a name the cell
+  bound to it gets the original), and the stand-in's ``func`` becomes the original
+  again: a stand-in that outlives the cell (in a ``functools.partial``, a list, a
+  module that did ``from numpy import einsum``) calls straight through, pickles as the
+  original (by name), and ``inspect.signature``, ``help`` and ``jax.jit`` see the
+  original through ``__wrapped__``.
+* ``opt_einsum.contract_expression(...)(*arrays)``: ``ContractExpression.__call__`` is
+  swapped on the class while active, and its calls are recorded as ``oe.contract`` calls
+  of the expression's equation (not one with constant operands).
+* TorchScript is told that the stand-in of ``torch.einsum`` is ``aten::einsum``, as the
+  original: a scripted function compiles as without the magic, and its calls run
+  unobserved (TorchScript runs no Python).
+* Compiled code: each stand-in's observing function is made once, and
+  ``torch.compile`` (Dynamo) is told to trace it as the original plus a ``comptime``
+  record: the call is recorded once, at the user's line, with the fake tensors' shapes,
+  and the graph stays whole. ``jax.jit`` traces through the stand-in like any Python
+  code: the call is recorded when traced, with the tracers' shapes.
 
 The observer passes the call through untouched: same arguments, same result, same
 exception (its frame is hidden from IPython's tracebacks); a call that raised is not
-recorded. Calls from other threads are recorded too (:attr:`Site.thread` says so; torch's
-mode holds on the capture's thread only). Never recorded: an inner call of an observed
-einsum (opt_einsum or einops calling numpy's or torch's: the outer call is the one seen),
-and this package's own calls (walking out from the call, a frame of ``einsum_magic`` is
-met before the frame that entered the capture: a second ``%%einsum_grad`` at the top of
-a cell runs its check while the first one observes).
+recorded. Calls from other threads are recorded too (:attr:`Site.thread` says so).
+Never recorded: an inner call of an observed einsum (opt_einsum or einops calling
+numpy's or torch's, torch's private modules under ``torch.compile``: the outer call is
+the one seen), and this package's own calls (walking out from the call, a frame of
+``einsum_magic`` is met before the frame that entered the capture: a second
+``%%einsum_grad`` at the top of a cell runs its check while the first one observes).
 
 Calls are grouped by *site* (the calling frame's code and instruction, and the
 equation): :meth:`Recorder.sites` gives one :class:`Site` per site in the order they
@@ -73,9 +81,7 @@ __all__ = ["Capture", "Recorder", "Site", "original_of"]
 
 #: Distinct shape signatures remembered per site (beyond it, only counted).
 _VARIANTS = 8
-#: The einsum observed through a torch function mode (torch.einsum).
-_TORCH = next(f for f in FUNCTIONS if f.observed == "torch_function")
-#: torch's own modules between a ``torch.einsum`` call and the torch function mode.
+#: torch's own modules between a user's ``torch.einsum`` call and what Dynamo traces.
 _TORCH_DISPATCH = frozenset({"torch.overrides", "torch.functional"})
 
 _get_ident = threading.get_ident
@@ -114,7 +120,171 @@ def _wrapper(original, module: str, attribute: str) -> _Einsum:
         functools.update_wrapper(wrapper, original)     # __wrapped__, __doc__, __name__, …
         wrapper.__dict__["_einsum_magic_name"] = f"{module}:{attribute}"
         _WRAPPERS[original] = wrapper
+        if module == "torch":
+            _scriptable(wrapper, original)
     return wrapper
+
+
+def _scriptable(wrapper: _Einsum, original) -> None:
+    """Let TorchScript compile ``wrapper`` as it compiles ``original`` (``aten::einsum``).
+
+    ``torch.jit.script`` resolves a call to a Python function through its table of
+    builtin operators (by ``id``): the wrapper, kept for good in ``_WRAPPERS``, gets
+    the original's entry, so a scripted function calling ``torch.einsum`` compiles
+    to the same graph as without the magic (and runs unobserved, as TorchScript).
+    """
+    try:
+        from torch.jit import _builtins
+
+        name = _builtins._find_builtin(original)
+        if name is not None:
+            _builtins._get_builtin_table()[id(wrapper)] = name
+    except Exception:                       # noqa: BLE001 (another torch: scripting then fails)
+        pass
+
+
+_OBSERVERS: dict = {}      # wrapper -> (its observing function, its bind), made once, kept
+_ORIGINALS: dict = {}      # id(wrapper) -> its original (what Dynamo calls instead)
+_dynamo = {"ready": False, "comptime": None}   # Dynamo's polyfills registered, its comptime
+
+
+def _observing(wrapper: _Einsum, function: str, style: str):
+    """The one observing function of ``wrapper`` and its ``bind`` (made once, then kept).
+
+    The function calls the original first (same arguments, result and exception),
+    then records the call in the recorder it is bound to: ``bind((recorder.fast,
+    recorder.observe))`` binds it and returns the previous binding (nested captures
+    put it back). A site seen before costs one dict lookup by the calling
+    instruction, an identity test of the equation and of the operands, and a
+    comparison of the shapes when the operands are new objects. Being one function
+    per wrapper, it is what ``torch.compile`` is told to trace as the original
+    (:func:`_register_dynamo`): no graph break, the call recorded at the user's line.
+    """
+    made = _OBSERVERS.get(wrapper)
+    if made is not None:
+        return made
+    original = wrapper.__wrapped__
+    getframe = _getframe
+    fast: dict = {}
+    observe = None
+
+    def einsum(*args, **kwargs):
+        __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
+        result = original(*args, **kwargs)
+        frame = getframe(1)
+        site = fast.get(frame.f_lasti)
+        if site is not None and site.code is frame.f_code:
+            if args[0] is site.equation:    # the same call again: the speed of a loop
+                site.count += 1             # (benchmarks/bench_capture.py)
+                last = site.last
+                n = len(args)
+                if n == len(last):          # the same operands as last time: same shapes
+                    if n == 3:
+                        if args[2] is last[2] and args[1] is last[1]:
+                            return result
+                    elif n == 2 and args[1] is last[1]:
+                        return result
+                site.last = args
+                try:
+                    shapes = ((args[1].shape, args[2].shape) if n == 3 else
+                              (args[1].shape,) if n == 2 else tuple(map(_shape_of, args[1:])))
+                except AttributeError:
+                    shapes = None
+                if shapes != site.shapes:
+                    site.vary(shapes)
+                return result
+            if site.skip:
+                return result
+        record = observe
+        if record is not None:
+            record(function, style, args, frame)
+        return result
+
+    def bind(state):
+        nonlocal fast, observe
+        previous = fast, observe
+        fast, observe = state
+        return previous
+
+    einsum.__name__ = einsum.__qualname__ = getattr(original, "__name__", "einsum")
+    made = _OBSERVERS[wrapper] = (einsum, bind)
+    _ORIGINALS[id(wrapper)] = original
+    if _dynamo["ready"]:
+        _substitute(wrapper, function, style)
+    return made
+
+
+def _register_dynamo(patched) -> bool:
+    """Tell Dynamo (once it is imported) to trace each observing function as its original.
+
+    ``torch.compiler.substitute_in_graph`` gives each observing function a stand-in
+    that Dynamo traces instead: it records the call once, where Dynamo traces it (at
+    the user's line, fake tensors' shapes), through ``comptime``, and calls the
+    original, so the graph stays whole. Dynamo reads which functions are NumPy's and
+    torch's once, lazily: that happens here, with the original functions in place
+    (``patched``: the capture's (module, attribute, original, wrapper)), so that it
+    knows the originals (inside the cell, where the stand-in calls them, and after).
+    False while Dynamo is not imported.
+    """
+    if _dynamo["ready"]:
+        return True
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is None or getattr(getattr(dynamo, "__spec__", None), "_initializing", False):
+        return False
+    _dynamo["ready"] = True
+    try:
+        from torch._dynamo import trace_rules
+        from torch._dynamo.comptime import comptime
+        from torch._dynamo.variables.misc import get_np_to_tnp_map
+
+        _dynamo["comptime"] = comptime
+        put_back = [(m, a, w) for m, a, o, w in patched if m.__dict__.get(a) is w]
+        for module, attribute, wrapper in put_back:
+            setattr(module, attribute, wrapper.__wrapped__)
+        try:                                # (re)built with the originals in place
+            trace_rules.clear_lru_cache()
+            trace_rules.get_torch_obj_rule_map()
+            get_np_to_tnp_map.cache_clear()
+            get_np_to_tnp_map()
+            numpy_ids = trace_rules._numpy_function_ids
+            for wrapper in _WRAPPERS.values():
+                if id(wrapper) in numpy_ids():
+                    numpy_ids.remove(id(wrapper))
+                    numpy_ids.add(id(wrapper.__wrapped__))
+        finally:
+            for module, attribute, wrapper in put_back:
+                setattr(module, attribute, wrapper)
+    except Exception:                       # noqa: BLE001 (another Dynamo: compiled code breaks)
+        return True
+    for wrapper in list(_OBSERVERS):
+        name = wrapper.__dict__["_einsum_magic_name"]
+        known = next((f for f in FUNCTIONS if f"{f.module}:{f.attribute}" == name), None)
+        if known is not None:
+            _substitute(wrapper, known.name, known.style)
+    return True
+
+
+def _substitute(wrapper: _Einsum, function: str, style: str) -> None:
+    """Register the stand-in Dynamo traces for ``wrapper``'s observing function (never raises)."""
+    key = id(wrapper)                       # kept for good in _WRAPPERS: a stable key
+
+    def record(ctx):
+        if _active:
+            _traced_call(ctx, _active[-1], function, style)
+
+    def traced(*args, **kwargs):
+        _dynamo["comptime"](record)
+        return _ORIGINALS[key](*args, **kwargs)
+
+    try:
+        import torch
+        from torch._dynamo.eval_frame import skip_code
+
+        einsum = _OBSERVERS[wrapper][0]
+        skip_code(einsum.__code__)          # never compiled as a frame of its own either
+        torch.compiler.substitute_in_graph(einsum, skip_signature_check=True)(traced)
+    except Exception:                       # noqa: BLE001 (a Dynamo without it, or registered)
+        pass
 
 
 def original_of(f):
@@ -135,7 +305,8 @@ class Site:
     ``arrays`` the copies (``None`` where not kept: over the budget, a tracer, not
     numeric). ``count`` is how often the site ran, ``variants`` how many different
     shape signatures it saw (counted up to a few), ``thread`` whether its first call
-    came from another thread than the one that entered the capture.
+    came from another thread than the one that entered the capture, ``tracer`` what
+    traced it when ``traced`` (``'JAX'`` or ``'torch.compile'``).
     """
 
     function: str
@@ -155,6 +326,7 @@ class Site:
     count: int = 1
     variants: int = 1
     thread: bool = False              # first ran in another thread than the capture's
+    tracer: str = ""                  # what traced it: 'JAX', 'torch.compile' ('' if not)
 
 
 class _Open:
@@ -164,7 +336,8 @@ class _Open:
     einops, or this package's own), remembered so that its later calls cost a lookup.
     """
 
-    __slots__ = ("site", "shapes", "count", "seen", "code", "equation", "skip", "last")
+    __slots__ = ("site", "shapes", "count", "seen", "code", "equation", "skip", "last",
+                 "traced")
 
     def __init__(self, site: Site | None, raw_shapes, code, equation, skip: bool = False):
         self.site = site
@@ -175,6 +348,7 @@ class _Open:
         self.count = 1
         self.seen = [raw_shapes]
         self.skip = skip
+        self.traced = False                 # seen only by a tracer (torch.compile) so far
 
     def vary(self, shapes) -> None:
         if len(self.seen) < _VARIANTS and shapes not in self.seen:
@@ -197,61 +371,13 @@ class Recorder:
         self._open: dict = {}               # (id(code), instruction, equation) -> _Open
         self._skips: dict = {}              # (id(code), instruction) -> (code, never recorded?)
         self.fast: dict = {}                # instruction -> the latest string site there
+        self._traced: dict = {}             # (file, line, column, equation) -> a traced site
         self._tracer = None
-
-    def observer(self, original, function: str, style: str, depth: int = 1):
-        """The function that stands for ``original`` while this recorder is active.
-
-        It calls the original first (same arguments, result and exception), then
-        records the call. A site seen before costs one dict lookup by the calling
-        instruction, an identity test of the equation and a comparison of the shapes.
-        ``depth``: how far out the calling frame is (the torch function mode: further out;
-        frames of torch's dispatch are skipped in any case).
-        """
-        fast = self.fast
-        observe = self.observe
-        getframe = _getframe
-
-        def einsum(*args, **kwargs):
-            __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
-            result = original(*args, **kwargs)
-            frame = getframe(depth)
-            if depth > 1:
-                while frame is not None and frame.f_globals.get("__name__") in _TORCH_DISPATCH:
-                    frame = frame.f_back
-                if frame is None:
-                    return result
-            site = fast.get(frame.f_lasti)
-            if site is not None and site.code is frame.f_code:
-                if args[0] is site.equation:    # the same call again: the speed of a loop
-                    site.count += 1             # (benchmarks/bench_capture.py)
-                    last = site.last
-                    n = len(args)
-                    if n == len(last):          # the same operands as last time: same shapes
-                        if n == 3:
-                            if args[2] is last[2] and args[1] is last[1]:
-                                return result
-                        elif n == 2 and args[1] is last[1]:
-                            return result
-                    site.last = args
-                    try:
-                        shapes = ((args[1].shape, args[2].shape) if n == 3 else
-                                  (args[1].shape,) if n == 2 else tuple(map(_shape_of, args[1:])))
-                    except AttributeError:
-                        shapes = None
-                    if shapes != site.shapes:
-                        site.vary(shapes)
-                    return result
-                if site.skip:
-                    return result
-            observe(function, style, args, frame)
-            return result
-
-        return einsum
 
     def _skipped(self, frame) -> bool:
         """Whether a call from ``frame`` is never recorded: an inner call, or the package's own."""
-        if frame is not self.boundary and internal(frame.f_globals.get("__name__")):
+        module = frame.f_globals.get("__name__")
+        if frame is not self.boundary and (internal(module) or _torch_internal(module)):
             return True
         f = frame
         while f is not None:
@@ -290,17 +416,32 @@ class Recorder:
                 shapes = tuple([getattr(x, "shape", None) for x in operands])
             open_ = self._open.get(key)
             if open_ is not None:
-                if open_.equation is not None:
+                if open_.equation is not None and not traced:
                     self.fast[frame.f_lasti] = open_
-                open_.count += 1
+                if open_.traced and not traced:
+                    open_.traced = False    # it runs in Python after all (a graph break):
+                else:                       # its runs are counted, its trace was not one
+                    open_.count += 1
                 if shapes != open_.shapes:
                     open_.vary(shapes)
                 return
             simple = style == "numpy" and first.__class__ is str and len(args) - 1 == len(operands)
+            if self._traced and not traced:     # a call torch.compile traced, now in Python
+                twin = self._traced.get((frame.f_code.co_filename, *_position(frame), key[2]))
+                if twin is not None and twin.traced:
+                    twin.traced = False         # its runs are counted, its trace was not one
+                    self._open[key] = twin
+                    if twin.equation is not None and simple:
+                        twin.last = args
+                        self.fast[frame.f_lasti] = twin
+                    return
             open_ = _Open(self._first(function, style, args, operands, frame, traced), shapes,
                           frame.f_code, first if simple else None)
             self._open[key] = open_
-            if simple:
+            if traced:
+                open_.traced = True
+                self._traced[(frame.f_code.co_filename, *_position(frame), key[2])] = open_
+            elif simple:
                 open_.last = args
                 self.fast[frame.f_lasti] = open_
         except Exception:               # noqa: BLE001 (a record lost, never the user's call)
@@ -318,7 +459,7 @@ class Recorder:
         from dataclasses import replace
 
         return tuple(replace(o.site, count=o.count, variants=len(o.seen))
-                     for o in self._open.values())
+                     for o in dict.fromkeys(self._open.values()))    # a traced twin once
 
     # -- the first call of a site --------------------------------------------------
 
@@ -334,7 +475,9 @@ class Recorder:
             out = _sublist(args[-1]) if len(args) % 2 else None
             sublists = (*subs[:len(operands)], out)
         tracer = self._tracer_class()
-        traced = traced or (tracer is not None and any(isinstance(x, tracer) for x in operands))
+        by = "torch.compile" if traced else ""
+        if not traced and tracer is not None and any(isinstance(x, tracer) for x in operands):
+            traced, by = True, "JAX"
         shapes = tuple(_shape(x) for x in operands)
         dtypes = tuple(_dtype(x) for x in operands)
         ids = [id(x) for x in operands]
@@ -346,7 +489,7 @@ class Recorder:
         return Site(function, style, equation, sublists, shapes, dtypes, same,
                     _frame_names(frame, operands), arrays, code.co_filename, line, column,
                     getattr(code, "co_qualname", code.co_name), traced,
-                    thread=_get_ident() != self.thread)
+                    thread=_get_ident() != self.thread, tracer=by)
 
     def _tracer_class(self):
         if self._tracer is None and sys.modules.get("jax") is not None:
@@ -380,6 +523,51 @@ class Recorder:
             return None
         self.kept += size
         return a
+
+
+#: The function whose callable expressions (``oe.contract_expression(...)``) are observed too.
+_CONTRACT = next(f for f in FUNCTIONS if f.expression)
+_EXPRESSION_MODULE, _, _EXPRESSION_CLASS = _CONTRACT.expression.partition(":")
+_EXPRESSIONS: dict = {}     # ContractExpression.__call__ -> its stand-in (one, kept)
+
+
+def _expression_call(original):
+    """The stand-in for ``ContractExpression.__call__``: records the call as ``oe.contract``.
+
+    It calls ``original`` first, then, while a capture is active, records the
+    expression's equation with the arrays it received, in the innermost capture (an
+    expression with constant operands, ``'[ab],bc->ac'``, is not recorded: its
+    operands are not all in the call). Outside a capture it only calls through.
+    """
+    stand_in = _EXPRESSIONS.get(original)
+    if stand_in is not None:
+        return stand_in
+
+    def __call__(self, *arrays, **kwargs):
+        __tracebackhide__ = True            # noqa: F841
+        result = original(self, *arrays, **kwargs)
+        if _active:
+            equation = getattr(self, "contraction", None)
+            if equation.__class__ is str and "[" not in equation:
+                _active[-1].observe(_CONTRACT.name, _CONTRACT.style, (equation, *arrays),
+                                    _getframe(1))
+        return result
+
+    functools.update_wrapper(__call__, original)
+    _EXPRESSIONS[original] = __call__
+    return __call__
+
+
+def _torch_internal(module) -> bool:
+    """Whether ``module`` is torch's private machinery (``torch._numpy``, ``torch._dynamo``, …).
+
+    Its einsum calls are inner ones: ``torch.compile`` running NumPy code as torch
+    (``torch._numpy``) or propagating fake tensors calls ``torch.einsum`` for the user's call.
+
+    >>> _torch_internal("torch._numpy._funcs_impl"), _torch_internal("torch.nn.functional")
+    (True, False)
+    """
+    return module.__class__ is str and module.startswith("torch._")
 
 
 def _position(frame) -> tuple[int, int]:
@@ -437,49 +625,6 @@ def _frame_names(frame, operands) -> tuple:
 
 
 _active: list = []                  # the recorders of the captures now active, innermost last
-_torch_mode_class = None            # built on first use (torch is imported lazily)
-
-
-def _torch_mode(observers: tuple, traced):
-    """A ``TorchFunctionMode`` sending ``torch.functional.einsum`` and the C einsum it calls to
-    ``observers`` (a pair, in that order); ``traced``: the comptime callback under Dynamo."""
-    global _torch_mode_class
-    if _torch_mode_class is None:
-        import torch
-        from torch.overrides import TorchFunctionMode
-
-        is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
-        python_einsum, c_einsum = torch.functional.einsum, torch._C._VariableFunctions.einsum
-        disabled = torch._C.DisableTorchFunction
-
-        class _Observing(TorchFunctionMode):
-            """Observes ``torch.einsum``; every other function passes through untouched."""
-
-            def __init__(self, observers, traced):
-                super().__init__()
-                self.observe_python, self.observe_c = observers
-                self.traced = traced            # the comptime callback recording a traced call
-                self.comptime = None            # torch._dynamo's comptime, once imported
-
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                __tracebackhide__ = True        # noqa: F841
-                if kwargs is None:
-                    kwargs = {}
-                if func is not python_einsum and func is not c_einsum:
-                    return func(*args, **kwargs)
-                if is_compiling():              # Dynamo traces this mode into its graph:
-                    if self.comptime is not None:
-                        self.comptime(self.traced)  # recorded once, where Dynamo traces it
-                    with disabled():            # the compiled code runs unobserved
-                        return func(*args, **kwargs)
-                if func is python_einsum:
-                    return self.observe_python(*args, **kwargs)
-                return self.observe_c(*args, **kwargs)
-
-        _torch_mode_class = _Observing
-    return _torch_mode_class(observers, traced)
-
-
 @dataclass
 class _TracedFrame:
     """What a call traced by ``torch.compile`` (Dynamo) knows of its frame."""
@@ -492,7 +637,7 @@ class _TracedFrame:
     f_back: Any = None
 
 
-def _traced_call(ctx, recorder: Recorder) -> None:
+def _traced_call(ctx, recorder: Recorder, function: str, style: str) -> None:
     """Record the einsum Dynamo is tracing (a ``comptime`` callback; never raises).
 
     The call is placed at the user's frame Dynamo traces (not Dynamo's own code),
@@ -523,7 +668,7 @@ def _traced_call(ctx, recorder: Recorder) -> None:
                              {k: operands[variables.index(v)]
                               for k, v in user.symbolic_locals.items()
                               if any(v is u for u in variables)})
-        recorder.observe(_TORCH.name, _TORCH.style, (equation, *operands), frame, traced=True)
+        recorder.observe(function, style, (equation, *operands), frame, traced=True)
     except Exception:                   # noqa: BLE001 (a Dynamo without these internals)
         return
 
@@ -541,11 +686,10 @@ class Capture:
         self.budget = budget
         self.recorder: Recorder | None = None
         self._patched: list = []            # (module, attribute, original, wrapper)
-        self._switched: dict = {}           # wrapper -> the function it called before
+        self._switched: dict = {}           # wrapper -> (its func, binding and bind before)
         self._waiting: tuple[str, ...] = ()   # targets not imported (or importing) yet
         self._pending = False               # one of them is importing right now
         self._modules = 0                   # len(sys.modules) when the hook last looked
-        self._torch = None                  # the torch function mode, once entered
         self._import = None
         self._hook = None
 
@@ -574,17 +718,12 @@ class Capture:
     def _restore(self) -> None:
         if self._import is not None and builtins.__import__ is self._hook:
             builtins.__import__ = self._import
-        if self._torch is not None:
-            try:
-                self._torch.__exit__(None, None, None)
-            except Exception:               # noqa: BLE001 (the cell left the mode stack odd)
-                pass
-            self._torch = None
         for module, attribute, original, wrapper in reversed(self._patched):
             if module.__dict__.get(attribute) is wrapper:
                 setattr(module, attribute, original)
         self._patched = []
-        for wrapper, previous in reversed(self._switched.items()):
+        for wrapper, (previous, binding, bind) in reversed(self._switched.items()):
+            bind(binding)
             wrapper._switch(previous)
         self._switched = {}
         if self.recorder in _active:
@@ -611,9 +750,11 @@ class Capture:
 
     def _observe(self, wrapper: _Einsum, function) -> None:
         if wrapper not in self._switched:
-            self._switched[wrapper] = wrapper.func
-            wrapper._switch(self.recorder.observer(wrapper.__wrapped__, function.name,
-                                                   function.style))
+            einsum, bind = _observing(wrapper, function.name, function.style)
+            recorder = self.recorder
+            self._switched[wrapper] = (wrapper.func, bind((recorder.fast, recorder.observe)),
+                                       bind)
+            wrapper._switch(einsum)
 
     def _patch_modules(self) -> None:
         done = {(m.__name__, a) for m, a, _, _ in self._patched}
@@ -639,39 +780,29 @@ class Capture:
             self._observe(wrapper, function)
             setattr(module, attribute, wrapper)
             self._patched.append((module, attribute, original, wrapper))
-        if self._torch is None:
-            if self._enter_torch() is None:
-                waiting.append("torch")
-        if self._torch is not None and self._torch.comptime is None:
-            self._comptime()
-            if self._torch.comptime is None:
-                waiting.append("torch._dynamo.comptime")
-        torch = sys.modules.get("torch")
-        pending = pending or (self._torch is None and torch is not None)   # torch importing
+        if not self._expressions():
+            waiting.append(_EXPRESSION_MODULE)
+        if not _register_dynamo(self._patched):
+            waiting.append("torch._dynamo")
+        for name in waiting[-2:]:
+            pending = pending or name in sys.modules    # importing right now
         self._waiting, self._pending = tuple(waiting), pending
 
-    def _enter_torch(self):
-        """Enter the torch function mode (on the capture's thread, once torch is imported)."""
-        torch = sys.modules.get("torch")
-        if (torch is None or _get_ident() != self.recorder.thread
-                or getattr(getattr(torch, "__spec__", None), "_initializing", False)):
-            return None
-        functional = sys.modules.get("torch.functional")
-        if functional is None:
-            return None
-        observers = tuple(   # their callers: 4 frames out (through torch.overrides), or 2
-            self.recorder.observer(original, _TORCH.name, _TORCH.style, depth=depth)
-            for original, depth in ((functional.einsum, 4),
-                                    (torch._C._VariableFunctions.einsum, 2)))
-        recorder = self.recorder
-        mode = _torch_mode(observers, lambda ctx: _traced_call(ctx, recorder))
-        mode.__enter__()
-        self._torch = mode
-        self._comptime()
-        return mode
+    def _expressions(self) -> bool:
+        """Observe ``opt_einsum.contract_expression(...)(*arrays)`` (once opt_einsum is imported).
 
-    def _comptime(self) -> None:
-        """Give the torch mode Dynamo's ``comptime`` once Dynamo is imported."""
-        comptime = sys.modules.get("torch._dynamo.comptime")
-        if self._torch is not None and self._torch.comptime is None and comptime is not None:
-            self._torch.comptime = comptime.comptime
+        ``ContractExpression.__call__`` is swapped for :func:`_expression_call`'s stand-in
+        on the class while active; False while the module is not imported yet.
+        """
+        module = sys.modules.get(_EXPRESSION_MODULE)
+        if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return False
+        cls = getattr(module, _EXPRESSION_CLASS, None)
+        original = None if cls is None else cls.__dict__.get("__call__")
+        if original is None or original in _EXPRESSIONS.values() or any(
+                m is cls for m, _, _, _ in self._patched):
+            return True                     # not there, an outer capture's, or done
+        stand_in = _expression_call(original)
+        cls.__call__ = stand_in
+        self._patched.append((cls, "__call__", original, stand_in))
+        return True

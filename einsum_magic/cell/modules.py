@@ -5,8 +5,8 @@ This module owns the list of einsum functions einsum_magic knows. Each
 equation is passed (``'numpy'``: the string first, or the interleaved sublists;
 ``'einops'``: the pattern last), how a display writes it (``np.einsum``), and how the
 run observes it (``'patch'``: the module attribute is swapped for an observing wrapper
-while the cell runs; ``'torch_function'``: through a ``torch.overrides.TorchFunctionMode``,
-which TorchScript and Dynamo respect; ``''``: read from the source only).
+while the cell runs, which ``torch.compile`` traces as the original and TorchScript
+compiles as the original, unobserved; ``''``: read from the source only).
 :data:`ALIASES` are the names a cell may use for those modules without importing
 them. :data:`EINSUM_MODULES` (module → function name) and :data:`ALIASES` are what
 the source reader (:mod:`einsum_magic.cell.calls`) needs; :data:`OBSERVED` what the
@@ -17,7 +17,7 @@ capture (:mod:`einsum_magic.cell.capture`) patches.
 >>> EINSUM_MODULES["opt_einsum"], ALIASES["jnp"]
 ('contract', 'jax.numpy')
 >>> [f.name for f in OBSERVED]
-['numpy.einsum', 'jax.numpy.einsum', 'opt_einsum.contract', 'einops.einsum']
+['numpy.einsum', 'jax.numpy.einsum', 'torch.einsum', 'opt_einsum.contract', 'einops.einsum']
 >>> internal("opt_einsum.contract"), internal("numpy.linalg"), internal("einsum_magic.check")
 (True, False, True)
 """
@@ -38,8 +38,9 @@ class EinsumFunction:
     attribute: str                    # 'einsum'
     style: str                        # 'numpy' (string first or interleaved) or 'einops' (last)
     short: str                        # how a display writes the call: 'np.einsum'
-    observed: str = "patch"           # 'patch', 'torch_function' or '' (source only)
+    observed: str = "patch"           # 'patch' or '' (source only)
     calls_others: bool = False        # its own code calls other einsum functions (inner calls)
+    expression: str = ""              # 'module:Class' whose instances' calls are its calls
 
     @property
     def name(self) -> str:
@@ -50,8 +51,9 @@ class EinsumFunction:
 FUNCTIONS = (
     EinsumFunction("numpy", "einsum", "numpy", "np.einsum"),
     EinsumFunction("jax.numpy", "einsum", "numpy", "jnp.einsum"),
-    EinsumFunction("torch", "einsum", "numpy", "torch.einsum", "torch_function"),
-    EinsumFunction("opt_einsum", "contract", "numpy", "oe.contract", calls_others=True),
+    EinsumFunction("torch", "einsum", "numpy", "torch.einsum"),
+    EinsumFunction("opt_einsum", "contract", "numpy", "oe.contract", calls_others=True,
+                   expression="opt_einsum.contract:ContractExpression"),
     EinsumFunction("einops", "einsum", "einops", "einops.einsum", calls_others=True),
     EinsumFunction("cupy", "einsum", "numpy", "cp.einsum", ""),
     EinsumFunction("tensorflow", "einsum", "numpy", "tf.einsum", ""),

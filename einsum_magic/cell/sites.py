@@ -195,7 +195,7 @@ def sizes_note(site) -> str:
             text += f" with {site.variants}{more} different shapes, showing the first call's"
     if site.traced:
         known = by_name(site.function)
-        tracer = "torch.compile" if known and known.observed == "torch_function" else "JAX"
+        tracer = site.tracer or ("torch.compile" if known and known.module == "torch" else "JAX")
         text += f"; traced by {tracer} (shapes only, the check uses random arrays)"
     return text
 
@@ -240,19 +240,19 @@ def merged(sites) -> tuple:
 def unseen(call) -> str:
     """What the note says of a call in the cell's source that the run never showed.
 
-    NumPy, JAX, opt_einsum and einops calls are observed on every thread, so such a
-    call did not run (or raised). ``torch.einsum`` is observed through a torch
-    function mode, which holds on the cell's own thread, outside TorchScript and
-    outside code that ``torch.compile`` compiled: the note says so.
+    Einsum calls are observed on every thread and in code that ``torch.compile`` or
+    ``jax.jit`` traces, so such a call did not run (or raised), except a
+    ``torch.einsum`` inside TorchScript (``torch.jit.script``), which runs no Python
+    and is not observed: the note for ``torch.einsum`` says so.
 
     >>> from einsum_magic.cell.calls import find_calls
     >>> unseen(find_calls("np.einsum('ij->j', A)").calls[0])
     'did not run (or raised); not analysed'
     >>> print(unseen(find_calls("import torch\\ntorch.einsum('ij->j', A)").calls[0]))
-    not seen running: it did not run (or raised), or ran where torch.einsum is not observed (TorchScript, torch.compile, another thread); not analysed
+    not seen running: it did not run (or raised), or ran inside TorchScript, where torch.einsum calls are not observed; not analysed
     """
     known = by_module(call.module)
-    if known is not None and known.observed == "torch_function":
-        return ("not seen running: it did not run (or raised), or ran where torch.einsum is not "
-                "observed (TorchScript, torch.compile, another thread); not analysed")
+    if known is not None and known.module == "torch":
+        return ("not seen running: it did not run (or raised), or ran inside TorchScript, "
+                "where torch.einsum calls are not observed; not analysed")
     return "did not run (or raised); not analysed"

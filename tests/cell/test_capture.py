@@ -199,3 +199,30 @@ def test_the_packages_own_calls_are_never_recorded():
         d.vjp(np.ones((2, 4)), A, B)          # numpy einsums inside einsum_magic.core
         check(d, A, B)                        # and the check's own
     assert sites(r) == ()
+
+
+def test_compiled_einsums_keep_their_graph_and_are_recorded_at_the_users_line():
+    """np.einsum under torch.compile broke the graph on the observer (sys._getframe)."""
+    torch = pytest.importorskip("torch")
+
+    def g(x, y):
+        return np.einsum("ij,jk->ik", x, y) * 2
+
+    def h(x, y):
+        return torch.einsum("ij,kj->ik", x, y) + 1
+
+    x, y = torch.ones(2, 3), torch.ones(3, 4)
+    with Capture({}) as r:
+        cg, ch = torch.compile(g, fullgraph=True), torch.compile(h, fullgraph=True)
+        for _ in range(2):
+            np.testing.assert_array_equal(cg(x, y), np.full((2, 4), 6.0))
+            assert torch.equal(ch(x, x), torch.full((2, 2), 4.0))
+    first, second = sites(r)
+    assert (first.function, first.filename, first.line, first.scope) == (
+        "numpy.einsum", __file__, g.__code__.co_firstlineno + 1, g.__qualname__)
+    assert (second.function, second.line, second.scope) == (
+        "torch.einsum", h.__code__.co_firstlineno + 1, h.__qualname__)
+    assert first.traced and first.tracer == second.tracer == "torch.compile"
+    assert first.shapes == ((2, 3), (3, 4)) and second.shapes == ((2, 3), (2, 3))
+    torch._dynamo.reset()                   # after the capture: compiled as without it
+    np.testing.assert_array_equal(torch.compile(g, fullgraph=True)(x, y), np.full((2, 4), 6.0))
