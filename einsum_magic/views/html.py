@@ -181,8 +181,9 @@ def _stylesheet(classes: frozenset | None, tags: frozenset | None, count: int) -
         {int(c[4:]) for c in classes if re.fullmatch(r"eg-[lsf]\d+", c)}
         | {int(t[2:]) for t in tags if re.fullmatch(r"l-\d+", t)}))
     # the panel of the k-th radio shows while that radio is checked: CSS alone, no script
+    # (the panels are the only divs among the tabs' children)
     switch = (",\n".join(f".einsum-grad .eg-tabs > input:nth-of-type({k}):checked ~ "
-                         f"div.eg-panel:nth-of-type({k})" for k in range(1, count + 1))
+                         f"div:nth-of-type({k})" for k in range(1, count + 1))
               + " { display: block; }") if count else ""
     rules = "\n".join([_SHARED, _BASE_CSS, teaching.CSS, switch, _token_css(),
                        _colours.css(letters), _diagram.css(letters)])
@@ -194,12 +195,22 @@ def _stylesheet(classes: frozenset | None, tags: frozenset | None, count: int) -
         selectors = [" ".join(sel.split()) for sel in head.split(",")]
         if classes is not None:
             selectors = [sel for sel in selectors if _needed(_needs(sel), classes, tags)]
-        body = "".join(f"{p.strip()}:{' '.join(v.split())};" for p, v in
+        body = "".join(f"{p.strip()}:{_compact(v)};" for p, v in
                        (d.split(":", 1) for d in body.split(";") if d.strip()))
         if selectors and body:
             out.append(",".join(re.sub(r"\s*([>+~])\s*", r"\1", sel) for sel in selectors)
                        + "{" + body.rstrip(";") + "}")
     return "<style>" + "\n".join(out) + "</style>"
+
+
+def _compact(value: str) -> str:
+    """A declaration's value in fewer bytes, meaning the same.
+
+    >>> _compact(" var(--x, rgba(127, 127, 127, 0.35))  1px  solid")
+    'var(--x,rgba(127,127,127,.35)) 1px solid'
+    """
+    value = re.sub(r"\s*,\s*", ",", " ".join(value.split()))
+    return re.sub(r"(?<![\w.])0\.(?=\d)", ".", value)
 
 
 def _needed(need, classes, tags) -> bool:

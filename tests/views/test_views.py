@@ -312,7 +312,7 @@ def test_page_code_is_in_pre_and_export_is_folded():
 def test_stylesheet_switches_every_tab_and_limits_panel_height():
     css = html.stylesheet()
     for k in range(1, len(html.TABS) + 1):
-        assert (f"input:nth-of-type({k}):checked~div.eg-panel:nth-of-type({k})") in css
+        assert (f"input:nth-of-type({k}):checked~div:nth-of-type({k})") in css
     assert re.search(r"\.eg-panel\{[^}]*max-height:[\d.]+em;overflow:auto", css)
     assert "input:focus-visible+label" in css                  # keyboard focus shows
     # a page's own stylesheet switches exactly its tabs
