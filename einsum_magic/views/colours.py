@@ -204,14 +204,14 @@ def paint_code(highlighted: str, colours: Mapping[str, int], names: Iterable[str
         if not _is_equation(inner):
             return m.group(0)
         painted = "".join(part if part.startswith("&") else
-                          re.sub(r"[A-Za-z]", lambda x: _span(x.group(0), colours), part)
+                          re.sub(r"[A-Za-z]", lambda x: _one(x.group(0), colours), part)
                           for part in _ENTITY.split(body))
         return m.group(1) + painted + m.group(3)
 
     return _STRING.sub(string, _NAME.sub(name, highlighted))
 
 
-def _span(c: str, colours: Mapping[str, int]) -> str:
+def _one(c: str, colours: Mapping[str, int]) -> str:
     k = colours.get(c)
     return c if k is None else _letter(c, k)
 

@@ -56,7 +56,7 @@ __all__ = ["stylesheet", "highlight", "highlight_module", "tokens_html", "token_
 #: Pygments token type → its short class (Pygments' own), the JupyterLab editor colour variable,
 #: a light-theme fallback and a font. A token takes the most specific entry that holds it
 #: (``Keyword.Constant`` is ``k``, ``Operator.Word`` is ``ow``); a token of none (plain names,
-#: spaces) is plain text, with no span.
+#: spaces) is plain text, with no element.
 _TOKEN_COLOURS = (
     ("Keyword", "k", "keyword", "#008000", "bold"),
     ("Operator.Word", "ow", "keyword", "#aa22ff", "bold"),
