@@ -49,9 +49,9 @@ from ..errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 from .verdict import EXPECT_WORDS, answer_hidden
 
-__all__ = ["stylesheet", "highlight", "highlight_module", "tokens_html", "token_tag", "header", "verdict", "backward", "diagram",
-           "loops", "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page",
-           "meaning", "progress", "wrap", "painted"]
+__all__ = ["stylesheet", "highlight", "highlight_module", "tokens_html", "token_tag", "header",
+           "verdict", "backward", "diagram", "loops", "shapes", "cost", "export", "check",
+           "check_static", "TABS", "tabs", "page", "meaning", "progress", "wrap", "painted"]
 
 #: Pygments token type → its short class (Pygments' own), the JupyterLab editor colour variable,
 #: a light-theme fallback and a font. A token takes the most specific entry that holds it
