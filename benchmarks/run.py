@@ -25,7 +25,7 @@ SECTIONS = [
     ("bench_magic", "%%einsum_grad render time (no check)"),
     ("bench_expect", "--expect at 20000 x 20000 (grading never builds full-size arrays)"),
     ("bench_diagram", "What the Diagram tab and the letter colours add to a render"),
-    ("bench_pages", "How heavy a display is: bytes per display, stylesheet, SVG, spans"),
+    ("bench_pages", "How heavy a display is: bytes per display, stylesheet, SVG, marks"),
     ("bench_capture", "Observing the run: a loop of 10^4 np.einsum calls under the magic"),
     ("bench_record", "Recording the run (the cell backward's record): per call, a training loop, a large cell"),
     ("bench_flops", "XLA FLOPs: exported backward vs jax.vjp of jnp.einsum"),

@@ -2,7 +2,7 @@
 
 Every view paints a letter of an einsum the same colour: in equation strings, in code,
 in loop bodies, in the Shapes table and in the diagrams (:mod:`einsum_magic.views.diagram`).
-Colour is never the only cue: the letter stays as text inside its ``<span>``.
+Colour is never the only cue: the letter stays as text inside its element.
 
 * :data:`PALETTE` holds ten hues after Okabe & Ito's colour-blind-safe set, each with a
   variant for light backgrounds and one for dark backgrounds (each at least 4.4:1 against
@@ -14,8 +14,10 @@ Colour is never the only cue: the letter stays as text inside its ``<span>``.
 * :func:`css` is the stylesheet: the colours as custom properties ``--eg-l0`` …
   ``--eg-l9`` on ``.einsum-grad``, switched to the dark variants inside JupyterLab's
   ``data-jp-theme-light="false"`` (and VS Code's ``vscode-dark``; every selector starts
-  at ``.einsum-grad``, so nothing leaks out of the display), and the classes
-  ``eg-l0`` … (text colour) that spans carry.
+  at ``.einsum-grad``, so nothing leaks out of the display), and the text colour of the
+  elements ``<l-0>`` … ``<l-9>`` that hold a painted letter (:func:`letter_tag`: undefined
+  custom elements, inline and unstyled without the stylesheet like a ``<span>``, at half
+  its bytes; a page paints hundreds of letters).
 * :func:`paint` colours the letters of an equation string; :func:`paint_code` those of
   highlighted code (the letters inside an einsum string and the loop indices);
   :func:`paint_html` both, through a whole section of the display (the one helper the
@@ -27,8 +29,7 @@ Pure functions of strings and mappings.
 >>> colours
 {'i': 0, 'j': 1, 'k': 2}
 >>> paint("ij,jk->ik", colours)
-'<span class="eg-l0">i</span><span class="eg-l1">j</span>,<span class="eg-l1">j</span><span \
-class="eg-l2">k</span>-&gt;<span class="eg-l0">i</span><span class="eg-l2">k</span>'
+'<l-0>i</l-0><l-1>j</l-1>,<l-1>j</l-1><l-2>k</l-2>-&gt;<l-0>i</l-0><l-2>k</l-2>'
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from html import escape, unescape
 from typing import Iterable, Mapping
 
 __all__ = ["PALETTE", "assign", "of", "for_relabelled", "css", "paint", "paint_code", "paint_html",
-           "class_of"]
+           "class_of", "letter_tag"]
 
 #: (name, colour on light backgrounds, colour on dark backgrounds), in the order letters take them.
 PALETTE = (
@@ -112,14 +113,23 @@ def for_relabelled(equation: str, relabelled: str, colours: Mapping[str, int]) -
 
 
 def class_of(letter: str, colours: Mapping[str, int]) -> str:
-    """The CSS class that paints ``letter`` (``''`` for a letter without a colour)."""
+    """The CSS class that paints ``letter`` in a diagram's SVG (``''`` for a letter without a colour)."""
     k = colours.get(letter)
     return "" if k is None else f"eg-l{k}"
 
 
+def letter_tag(k: int) -> str:
+    """The element that holds a letter of palette colour ``k`` in HTML.
+
+    >>> letter_tag(3)
+    'l-3'
+    """
+    return f"l-{k}"
+
+
 @functools.lru_cache(maxsize=64)
 def css(letters: tuple | None = None) -> str:
-    """CSS rules: the palette as ``--eg-l*`` properties (light, then dark) and the ``eg-l*`` classes.
+    """CSS rules: the palette as ``--eg-l*`` properties (light, then dark) and the ``<l-*>`` elements' colour.
 
     ``letters``: the palette indices a page paints (default: all of them); the others are
     left out.
@@ -127,7 +137,7 @@ def css(letters: tuple | None = None) -> str:
     >>> print(css((1,)))
     .einsum-grad { --eg-l1: #B84A00; }
     .einsum-grad:is([data-jp-theme-light="false"] *), .einsum-grad:is(.vscode-dark *), .einsum-grad.eg-dark { --eg-l1: #FF9155; }
-    .einsum-grad .eg-l1 { color: var(--eg-l1); }
+    .einsum-grad l-1 { color: var(--eg-l1); }
     """
     ks = range(len(PALETTE)) if letters is None else letters
     if not ks:
@@ -137,52 +147,56 @@ def css(letters: tuple | None = None) -> str:
     rules = [f".einsum-grad {{ {light} }}",
              '.einsum-grad:is([data-jp-theme-light="false"] *), .einsum-grad:is(.vscode-dark *), '
              f".einsum-grad.eg-dark {{ {dark} }}"]
-    # a painted letter is a span of its own (inside a string token too): its colour wins
-    rules += [f".einsum-grad .eg-l{k} {{ color: var(--eg-l{k}); }}" for k in ks]
+    # a painted letter is an element of its own (inside a string token too): its colour wins
+    rules += [f".einsum-grad {letter_tag(k)} {{ color: var(--eg-l{k}); }}" for k in ks]
     return "\n".join(rules)
 
 
 def paint(text: str, colours: Mapping[str, int]) -> str:
-    """``text`` as HTML, each letter that has a colour in a ``<span class="eg-lN">``.
+    """``text`` as HTML, each letter that has a colour in its ``<l-N>`` element.
 
     >>> paint("i->", {"i": 3})
-    '<span class="eg-l3">i</span>-&gt;'
+    '<l-3>i</l-3>-&gt;'
     """
     return text.translate(_table(tuple(sorted(colours.items()))))
 
 
 @functools.lru_cache(maxsize=256)
 def _table(colours: tuple) -> dict:
-    """A ``str.translate`` table: HTML escapes, and each coloured letter in its span."""
+    """A ``str.translate`` table: HTML escapes, and each coloured letter in its element."""
     table = {ord(c): escape(c) for c in "&<>\"'"}
-    table.update({ord(c): f'<span class="eg-l{k}">{c}</span>' for c, k in colours if c.isalpha()})
+    table.update({ord(c): _letter(c, k) for c, k in colours if c.isalpha()})
     return table
 
 
-#: A Pygments name token of one letter, and a string token (the HTML Pygments writes).
-_NAME = re.compile(r'<span class="n">([A-Za-z])</span>')
-_STRING = re.compile(r'(<span class="s">)([^<]*)(</span>)')
+def _letter(c: str, k: int) -> str:
+    return f"<{letter_tag(k)}>{c}</{letter_tag(k)}>"
+
+
+#: A name token of one letter, and a string token (the HTML that
+#: :func:`einsum_magic.views.html.tokens_html` writes).
+_NAME = re.compile(r"<t-n>([A-Za-z])</t-n>")
+_STRING = re.compile(r"(<t-s>)([^<]*)(</t-s>)")
 _ENTITY = re.compile(r"(&#?\w+;)")
 
 
 def paint_code(highlighted: str, colours: Mapping[str, int], names: Iterable[str] = ()) -> str:
     """Pygments HTML of generated code with its letters painted.
 
-    A one-letter name (a loop index, ``<span class="n">``) gets its letter's colour unless
+    A one-letter name (a loop index, ``<t-n>``) gets its letter's colour unless
     it is one of ``names`` (an array called like a letter: plain text then); inside a string
     token that reads as an einsum equation (letters, ``,``, ``->``, ``.`` and spaces only)
     every letter does.
 
-    >>> paint_code('<span class="n">i</span> <span class="s">"ij-&gt;i"</span>', {"i": 0})
-    '<span class="eg-l0">i</span> <span class="s">"<span class="eg-l0">i</span>j-&gt;<span \
-class="eg-l0">i</span>"</span>'
+    >>> paint_code('<t-n>i</t-n> <t-s>"ij-&gt;i"</t-s>', {"i": 0})
+    '<l-0>i</l-0> <t-s>"<l-0>i</l-0>j-&gt;<l-0>i</l-0>"</t-s>'
     """
     names = set(names)
 
     def name(m):
         c = m.group(1)
         k = colours.get(c)
-        return c if k is None or c in names else f'<span class="eg-l{k}">{c}</span>'
+        return c if k is None or c in names else _letter(c, k)
 
     def string(m):
         body = m.group(2)
@@ -190,16 +204,16 @@ class="eg-l0">i</span>"</span>'
         if not _is_equation(inner):
             return m.group(0)
         painted = "".join(part if part.startswith("&") else
-                          re.sub(r"[A-Za-z]", lambda x: _span(x.group(0), colours), part)
+                          re.sub(r"[A-Za-z]", lambda x: _one(x.group(0), colours), part)
                           for part in _ENTITY.split(body))
         return m.group(1) + painted + m.group(3)
 
     return _STRING.sub(string, _NAME.sub(name, highlighted))
 
 
-def _span(c: str, colours: Mapping[str, int]) -> str:
+def _one(c: str, colours: Mapping[str, int]) -> str:
     k = colours.get(c)
-    return c if k is None else f'<span class="eg-l{k}">{c}</span>'
+    return c if k is None else _letter(c, k)
 
 
 #: An inline ``<code>`` of plain text, and a Pygments block.
@@ -227,7 +241,7 @@ def paint_html(fragment: str, colours: Mapping[str, int], names: Iterable[str] =
 
     >>> paint_html("<td><code>ij</code></td><td><code>A</code></td>", {"i": 0, "j": 1, "A": 2},
     ...            names=("A",))
-    '<td><code><span class="eg-l0">i</span><span class="eg-l1">j</span></code></td><td><code>A</code></td>'
+    '<td><code><l-0>i</l-0><l-1>j</l-1></code></td><td><code>A</code></td>'
     """
     names = tuple(names)
 

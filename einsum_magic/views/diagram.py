@@ -37,13 +37,14 @@ themes both read. The same diagram gives the same bytes.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from html import escape
 
 from . import colours as _colours
 from ..core.equation import spell
 
-__all__ = ["Node", "Edge", "Diagram", "forward", "backward", "svg"]
+__all__ = ["Node", "Edge", "Diagram", "forward", "backward", "svg", "defined", "reused", "section"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class Diagram:
 #: The edges share them through the group that holds them all (:data:`_EDGES`).
 _PLAIN = ' fill="none" stroke="currentColor"'
 _EDGES = f'<g class="eg-edges"{_PLAIN}>'
+#: The group that holds a whole drawing: the diagrams' rules select from it (:data:`CSS`), so
+#: that they reach the copy a ``<use>`` draws (:func:`reused`), whose only ancestors within
+#: reach of a selector are its own.
+_NET = '<g class="eg-net">'
 
 def _sizes(d) -> dict:
     return d.sizes or {}
@@ -317,7 +322,7 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
     out = [f'<svg class="eg-diagram" width="{_fmt(width)}" '
            f'height="{_fmt(height)}" viewBox="0 0 {_fmt(width)} {_fmt(height)}" role="img" '
            'text-anchor="middle">',
-           f"<title>{escape(diagram.title)}: {escape(diagram.equation)}</title>", _EDGES]
+           f"<title>{escape(diagram.title)}: {escape(diagram.equation)}</title>", _NET, _EDGES]
     labels = []
     labelled: set = set()
     side: dict = {}
@@ -427,7 +432,7 @@ def _svg(diagram: Diagram, colours: tuple, axes: tuple = ()) -> str:
                    f'open: {escape(diagram.title.split()[-1])}'
                    f"[{escape(','.join(names.get(c, spell(c)) for c in bottom))}]</text>")
     out += labels
-    out.append("</svg>")
+    out.append("</g></svg>")
     return "".join(out)
 
 
@@ -456,30 +461,34 @@ def _curve(x0, y0, x1, y1) -> str:
             f"{_fmt(x1)},{_fmt(y1)}")
 
 
+#: The diagrams' rules. Those of a drawing's parts start at its group ``.eg-net`` rather than at
+#: ``.einsum-grad``: a drawing shown again through ``<use>`` is a copy in a shadow tree, which
+#: selectors reach only from ancestors inside the copy (the class is the package's own, so
+#: nothing outside a display matches).
 CSS = """
 .einsum-grad .eg-figures { display: flex; flex-wrap: wrap; gap: 8px 24px; }
 .einsum-grad .eg-figures figure { margin: 0; }
 .einsum-grad .eg-figures figcaption { font-size: var(--jp-ui-font-size1, 13px); }
 .einsum-grad svg.eg-diagram { font-family: var(--jp-code-font-family, monospace); font-size: 12px;
   overflow: visible; }
-.einsum-grad svg.eg-diagram text { fill: var(--jp-ui-font-color1, #212121); }
-.einsum-grad svg.eg-diagram .eg-edge { fill: none; stroke-width: 2.2;
+.eg-net text { fill: var(--jp-ui-font-color1, #212121); }
+.eg-net .eg-edge { fill: none; stroke-width: 2.2;
   stroke: var(--jp-ui-font-color2, #616161); }
-.einsum-grad svg.eg-diagram .eg-dot { fill: var(--jp-ui-font-color2, #616161); }
-.einsum-grad svg.eg-diagram .eg-open { stroke-dasharray: 5 3; }
-.einsum-grad svg.eg-diagram .eg-end { fill: var(--jp-layout-color1, #fff); stroke-width: 2; }
-.einsum-grad svg.eg-diagram rect { fill: var(--jp-layout-color2, #eeeeee);
+.eg-net .eg-dot { fill: var(--jp-ui-font-color2, #616161); }
+.eg-net .eg-open { stroke-dasharray: 5 3; }
+.eg-net .eg-end { fill: var(--jp-layout-color1, #fff); stroke-width: 2; }
+.eg-net rect { fill: var(--jp-layout-color2, #eeeeee);
   stroke: var(--jp-ui-font-color2, #616161); stroke-width: 1.5; }
-.einsum-grad svg.eg-diagram .eg-slot rect { fill: none; stroke-dasharray: 4 3; }
-.einsum-grad svg.eg-diagram .eg-cotangent rect { stroke: var(--jp-ui-font-color1, #212121);
+.eg-net .eg-slot rect { fill: none; stroke-dasharray: 4 3; }
+.eg-net .eg-cotangent rect { stroke: var(--jp-ui-font-color1, #212121);
   stroke-width: 2.5; }
-.einsum-grad svg.eg-diagram .eg-copy circle { fill: var(--jp-ui-font-color1, #212121); }
-.einsum-grad svg.eg-diagram .eg-cap path { stroke: var(--jp-ui-font-color1, #212121);
+.eg-net .eg-copy circle { fill: var(--jp-ui-font-color1, #212121); }
+.eg-net .eg-cap path { stroke: var(--jp-ui-font-color1, #212121);
   stroke-width: 3; }
-.einsum-grad svg.eg-diagram .eg-small { font-size: 10px; fill: var(--jp-ui-font-color2, #616161); }
-.einsum-grad svg.eg-diagram .eg-edge-label { font-weight: bold; paint-order: stroke;
+.eg-net .eg-small { font-size: 10px; fill: var(--jp-ui-font-color2, #616161); }
+.eg-net .eg-edge-label { font-weight: bold; paint-order: stroke;
   stroke: var(--jp-layout-color1, #fff); stroke-width: 3px; stroke-linejoin: round; }
-.einsum-grad svg.eg-diagram .eg-size { font-weight: normal; }
+.eg-net .eg-size { font-weight: normal; }
 """
 
 
@@ -490,14 +499,38 @@ def css(letters: tuple | None = None) -> str:
     ``letters``: the palette indices a page paints (default: all)."""
     ks = range(len(_colours.PALETTE)) if letters is None else letters
     rules = [CSS.strip()]
-    rules += [f".einsum-grad svg.eg-diagram .eg-s{k} {{ stroke: var(--eg-l{k}); }}" for k in ks]
-    rules += [f".einsum-grad svg.eg-diagram .eg-f{k} {{ fill: var(--eg-l{k}); }}" for k in ks]
-    rules += [f".einsum-grad svg.eg-diagram text.eg-l{k} {{ fill: var(--eg-l{k}); }}" for k in ks]
+    rules += [f".eg-net .eg-s{k} {{ stroke: var(--eg-l{k}); }}" for k in ks]
+    rules += [f".eg-net .eg-f{k} {{ fill: var(--eg-l{k}); }}" for k in ks]
+    rules += [f".eg-net text.eg-l{k} {{ fill: var(--eg-l{k}); }}" for k in ks]
     return "\n".join(rules)
 
 
+def defined(drawn: str, ref: str) -> str:
+    """An :func:`svg` drawing whose group is named ``ref``, for :func:`reused`.
+
+    >>> defined('<svg><title>t</title><g class="eg-net"><path/></g></svg>', "x")
+    '<svg><title>t</title><g class="eg-net" id="x"><path/></g></svg>'
+    """
+    return drawn.replace(_NET, f'<g class="eg-net" id="{escape(ref)}">', 1)
+
+
+def reused(drawn: str, ref: str) -> str:
+    """The same picture as the :func:`defined` drawing ``ref`` of ``drawn``, by reference.
+
+    Its own ``<svg>`` (size, title) holds a ``<use>`` of the group: the drawing's bytes are
+    in the page once, however often it shows. An id is a digest of the drawing, so two
+    pages that define it draw the same picture, whichever the reference finds first.
+
+    >>> reused('<svg width="9"><title>t</title><g class="eg-net"><path/></g></svg>', "x")
+    '<svg width="9"><title>t</title><use href="#x"/></svg>'
+    """
+    head = drawn.split("</title>", 1)[0]
+    return f'{head}</title><use href="#{escape(ref)}"/></svg>'
+
+
 def section(d, axes=()) -> str:
-    """The Diagram tab's HTML: the forward network, then each gradient's beside the forward.
+    """The Diagram tab's HTML: the forward network, then each gradient's beside the forward
+    (the forward's drawing :func:`reused` there).
 
     ``axes``: (letter, name) pairs of an einops call; its edges are labelled with the names.
 
@@ -514,13 +547,18 @@ def section(d, axes=()) -> str:
                 f"</code></figcaption>{svg(diagram, colours, axes)}</figure>")
 
     forward_figure = figure(fwd, f"forward {escape(d.output)}")
+    # the forward is drawn once; beside each gradient it is that drawing again, by reference
+    drawn = svg(fwd, colours, axes)
+    ref = "eg-" + hashlib.sha1(drawn.encode()).hexdigest()[:12]
     parts = ['<div class="eg-muted">Each operand is a node, each letter an edge (letter=size); '
              "the output's letters are open edges. The backward of an operand is the forward "
              "with that operand taken out (dashed slot) and the cotangent plugged into the open "
-             "edges.</div>", f'<div class="eg-figures">{forward_figure}</div>']
+             "edges.</div>",
+             f'<div class="eg-figures">{forward_figure.replace(drawn, defined(drawn, ref))}</div>']
+    again = forward_figure.replace(drawn, reused(drawn, ref))
     for k, g in enumerate(d.grads):
         parts.append(f"<h4>{escape(g.target)}</h4>")
-        parts.append(f'<div class="eg-figures">{forward_figure}'
+        parts.append(f'<div class="eg-figures">{again}'
                      f"{figure(backward(d, k), escape(g.target))}</div>")
     for t in d.totals:                           # one array at several nodes: the product rule
         parts.append(f'<div class="eg-muted">{escape(t.wrt)} is {len(t.parts)} nodes of the '

@@ -49,14 +49,14 @@ from ..errors import EinsumError
 from .text import check_line, forward_code, grad_code, shape_text
 from .verdict import EXPECT_WORDS, answer_hidden
 
-__all__ = ["stylesheet", "highlight", "highlight_module", "header", "verdict", "backward", "diagram",
-           "loops", "shapes", "cost", "export", "check", "check_static", "TABS", "tabs", "page",
-           "meaning", "progress", "wrap", "painted"]
+__all__ = ["stylesheet", "highlight", "highlight_module", "tokens_html", "token_tag", "header",
+           "verdict", "backward", "diagram", "loops", "shapes", "cost", "export", "check",
+           "check_static", "TABS", "tabs", "page", "meaning", "progress", "wrap", "painted"]
 
 #: Pygments token type → its short class (Pygments' own), the JupyterLab editor colour variable,
 #: a light-theme fallback and a font. A token takes the most specific entry that holds it
 #: (``Keyword.Constant`` is ``k``, ``Operator.Word`` is ``ow``); a token of none (plain names,
-#: spaces) is plain text, with no span.
+#: spaces) is plain text, with no element.
 _TOKEN_COLOURS = (
     ("Keyword", "k", "keyword", "#008000", "bold"),
     ("Operator.Word", "ow", "keyword", "#aa22ff", "bold"),
@@ -178,10 +178,12 @@ def _needs(selector: str) -> tuple[frozenset, frozenset]:
 @functools.lru_cache(maxsize=256)
 def _stylesheet(classes: frozenset | None, tags: frozenset | None, count: int) -> str:
     letters = None if classes is None else tuple(sorted(
-        {int(c[4:]) for c in classes if re.fullmatch(r"eg-[lsf]\d+", c)}))
+        {int(c[4:]) for c in classes if re.fullmatch(r"eg-[lsf]\d+", c)}
+        | {int(t[2:]) for t in tags if re.fullmatch(r"l-\d+", t)}))
     # the panel of the k-th radio shows while that radio is checked: CSS alone, no script
+    # (the panels are the only divs among the tabs' children)
     switch = (",\n".join(f".einsum-grad .eg-tabs > input:nth-of-type({k}):checked ~ "
-                         f"div.eg-panel:nth-of-type({k})" for k in range(1, count + 1))
+                         f"div:nth-of-type({k})" for k in range(1, count + 1))
               + " { display: block; }") if count else ""
     rules = "\n".join([_SHARED, _BASE_CSS, teaching.CSS, switch, _token_css(),
                        _colours.css(letters), _diagram.css(letters)])
@@ -193,12 +195,22 @@ def _stylesheet(classes: frozenset | None, tags: frozenset | None, count: int) -
         selectors = [" ".join(sel.split()) for sel in head.split(",")]
         if classes is not None:
             selectors = [sel for sel in selectors if _needed(_needs(sel), classes, tags)]
-        body = "".join(f"{p.strip()}:{' '.join(v.split())};" for p, v in
+        body = "".join(f"{p.strip()}:{_compact(v)};" for p, v in
                        (d.split(":", 1) for d in body.split(";") if d.strip()))
         if selectors and body:
             out.append(",".join(re.sub(r"\s*([>+~])\s*", r"\1", sel) for sel in selectors)
                        + "{" + body.rstrip(";") + "}")
     return "<style>" + "\n".join(out) + "</style>"
+
+
+def _compact(value: str) -> str:
+    """A declaration's value in fewer bytes, meaning the same.
+
+    >>> _compact(" var(--x, rgba(127, 127, 127, 0.35))  1px  solid")
+    'var(--x,rgba(127,127,127,.35)) 1px solid'
+    """
+    value = re.sub(r"\s*,\s*", ",", " ".join(value.split()))
+    return re.sub(r"(?<![\w.])0\.(?=\d)", ".", value)
 
 
 def _needed(need, classes, tags) -> bool:
@@ -210,7 +222,7 @@ def _token_css() -> str:
     rules = []
     for _, cls, var, fallback, font in _TOKEN_COLOURS:
         weight = {"bold": "font-weight: bold; ", "italic": "font-style: italic; "}.get(font, "")
-        rules.append(f".einsum-grad .eg-code .{cls} {{ color: var(--jp-mirror-editor-{var}-color, "
+        rules.append(f".einsum-grad {token_tag(cls)} {{ color: var(--jp-mirror-editor-{var}-color, "
                      f"{fallback}); {weight}}}")
     return "\n".join(rules)
 
@@ -246,18 +258,21 @@ def _token_class(ttype) -> str:
 
 
 def tokens_html(tokens) -> str:
-    """Pygments ``(type, text)`` tokens as HTML: a span per run of one colour class.
+    """Pygments ``(type, text)`` tokens as HTML: an element per run of one colour class.
 
-    A token of no colour is plain text, except a one-letter name (``<span class="n">``,
-    which :func:`painted` colours as a loop index); a run of tokens of one class is one
-    span, spaces between them included; only ``&``, ``<`` and ``>`` are escaped.
+    The element of Pygments' short class ``k`` is ``<t-k>`` (:func:`token_tag`): an
+    autonomous custom element that nothing defines, so it is inline, unstyled text
+    without the stylesheet, as a ``<span>`` is, at half the bytes of
+    ``<span class="k">…</span>`` (every run of a cell stores its pages). A token of no
+    colour is plain text, except a one-letter name (``<t-n>``, which :func:`painted`
+    colours as a loop index); a run of tokens of one class is one element, spaces between
+    them included; only ``&``, ``<`` and ``>`` are escaped.
 
     >>> from pygments.token import Name, Operator, Punctuation, Text
     >>> tokens_html([(Name, "x"), (Text, " "), (Operator, "="), (Text, " "), (Name, "f"),
     ...              (Punctuation, "("), (Name, "ab"), (Punctuation, ")"), (Text, " "),
     ...              (Punctuation, "[")])
-    '<span class="n">x</span> <span class="o">=</span> <span class="n">f</span><span \
-class="p">(</span>ab<span class="p">) [</span>'
+    '<t-n>x</t-n> <t-o>=</t-o> <t-n>f</t-n><t-p>(</t-p>ab<t-p>) [</t-p>'
     """
     from pygments.token import Name
 
@@ -274,8 +289,17 @@ class="p">(</span>ab<span class="p">) [</span>'
             runs[-1][1] += space + value
         else:
             runs.append([cls, value])
-    return "".join(f'<span class="{cls}">{escape(text, quote=False)}</span>' if cls
+    return "".join(f"<t-{cls}>{escape(text, quote=False)}</t-{cls}>" if cls
                    else escape(text, quote=False) for cls, text in runs)
+
+
+def token_tag(cls: str) -> str:
+    """The element that carries Pygments' short class ``cls`` in highlighted code.
+
+    >>> token_tag("ow")
+    't-ow'
+    """
+    return f"t-{cls}"
 
 
 @functools.lru_cache(maxsize=None)

@@ -188,35 +188,37 @@ def test_html_is_styled_with_jupyterlab_variables_only_under_its_scope():
     selectors = [sel.strip() for block in body.split("}") if "{" in block
                  for sel in block.split("{")[0].split(",")]
     assert len(selectors) > 20
-    assert all(sel.startswith(".einsum-grad") for sel in selectors), selectors
+    # a diagram's parts start at its drawing's own group: a copy drawn by <use> is reached
+    # by no ancestor outside it (einsum_magic.views.diagram.CSS)
+    assert all(sel.startswith((".einsum-grad", ".eg-net ")) for sel in selectors), selectors
+    assert sum(sel.startswith(".einsum-grad") for sel in selectors) > 20
 
 
 def test_code_is_highlighted_by_pygments():
     block = html.highlight("dL_dA = np.einsum('ik,jk->ij', dL_dC, B)")
     assert block.startswith('<pre class="eg-code">')
-    assert """<span class="s">'ik,jk-&gt;ij'</span>""" in block
-    assert 'dL_dA <span class="o">=</span> np<span class="o">.</span>einsum' in block  # names: plain
-    assert '<span class="n">B</span>' in block       # a one-letter name, for the letter colours
-    # every class emitted for it has a colour rule (or is a one-letter name)
+    assert """<t-s>'ik,jk-&gt;ij'</t-s>""" in block
+    assert "dL_dA <t-o>=</t-o> np<t-o>.</t-o>einsum" in block  # names: plain
+    assert "<t-n>B</t-n>" in block                  # a one-letter name, for the letter colours
+    # every token class emitted for it has a colour rule (or is a one-letter name)
     css = html.stylesheet()
-    for cls in set(re.findall(r'class="(\w+)"', block)) - {"n"}:
-        assert f".eg-code .{cls}{{" in css, cls
+    for cls in set(re.findall(r"<t-(\w+)>", block)) - {"n"}:
+        assert f".einsum-grad t-{cls}{{" in css, cls
     keyword = html.highlight("x = a if b in c else None")
-    assert '<span class="ow">in</span>' in keyword
-    ow_rule = next(r for r in css.splitlines() if ".eg-code .ow{" in r)
+    assert "<t-ow>in</t-ow>" in keyword
+    ow_rule = next(r for r in css.splitlines() if " t-ow{" in r)
     assert "keyword-color" in ow_rule
 
 
 def test_code_spans_cover_runs_of_one_colour_and_drop_uncoloured_tokens():
     block = html.highlight("x[i, j] = fn(ab, 2)")
-    assert block == ('<pre class="eg-code"><span class="n">x</span><span class="p">[</span><span '
-                     'class="n">i</span><span class="p">,</span> <span class="n">j</span><span '
-                     'class="p">]</span> <span class="o">=</span> fn<span class="p">(</span>ab'
-                     '<span class="p">,</span> <span class="m">2</span><span class="p">)</span></pre>')
+    assert block == ('<pre class="eg-code"><t-n>x</t-n><t-p>[</t-p><t-n>i</t-n><t-p>,</t-p> '
+                     '<t-n>j</t-n><t-p>]</t-p> <t-o>=</t-o> fn<t-p>(</t-p>ab<t-p>,</t-p> '
+                     '<t-m>2</t-m><t-p>)</t-p></pre>')
     assert html.highlight("vs = ((ab)) [:, None]") == (
-        '<pre class="eg-code">vs <span class="o">=</span> <span class="p">((</span>ab<span '
-        'class="p">)) [:,</span> <span class="k">None</span><span class="p">]</span></pre>')
-    assert html.highlight("for k in range(n): pass").count('class="k"') == 2
+        '<pre class="eg-code">vs <t-o>=</t-o> <t-p>((</t-p>ab<t-p>)) [:,</t-p> <t-k>None</t-k>'
+        '<t-p>]</t-p></pre>')
+    assert html.highlight("for k in range(n): pass").count("<t-k>") == 2
 
 
 def _pygments_html(source: str) -> str:
@@ -310,7 +312,7 @@ def test_page_code_is_in_pre_and_export_is_folded():
 def test_stylesheet_switches_every_tab_and_limits_panel_height():
     css = html.stylesheet()
     for k in range(1, len(html.TABS) + 1):
-        assert (f"input:nth-of-type({k}):checked~div.eg-panel:nth-of-type({k})") in css
+        assert (f"input:nth-of-type({k}):checked~div:nth-of-type({k})") in css
     assert re.search(r"\.eg-panel\{[^}]*max-height:[\d.]+em;overflow:auto", css)
     assert "input:focus-visible+label" in css                  # keyboard focus shows
     # a page's own stylesheet switches exactly its tabs
@@ -477,17 +479,17 @@ def test_export_section_says_when_a_name_is_taken_by_the_exported_code():
 def test_exported_modules_are_highlighted_and_coloured():
     d = analysis(*COST_CASES[1]).derivation
     css = html.stylesheet()
-    decorator = next(r for r in css.splitlines() if ".eg-code .nd{" in r)
+    decorator = next(r for r in css.splitlines() if " t-nd{" in r)
     assert "--jp-mirror-editor-meta-color" in decorator
     for target in ("numpy", "jax", "torch"):
         block = html.highlight_module(export(d, target))
         assert block.startswith('<pre class="eg-code">')
-        assert re.search(r'<span class="s">"""[^<]*\n[^<]*"""</span>', block)  # one docstring
-        classes = set(re.findall(r'class="(\w+)"', block))
+        assert re.search(r'<t-s>"""[^<]*\n[^<]*"""</t-s>', block)  # one docstring
+        classes = set(re.findall(r"<t-(\w+)>", block))
         assert {"k", "nf", "s"} <= classes
-        # every class emitted has a colour rule (or is a one-letter name)
-        for cls in classes - {"eg-code", "n"}:
-            assert f".eg-code .{cls}{{" in css, (target, cls)
+        # every token class emitted has a colour rule (or is a one-letter name)
+        for cls in classes - {"n"}:
+            assert f".einsum-grad t-{cls}{{" in css, (target, cls)
 
 
 def test_cost_and_export_views_import_neither_jax_nor_torch():
