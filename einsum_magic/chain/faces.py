@@ -347,52 +347,66 @@ _SECOND = ("other", "b", "x2", "mat2", "vec", "vec2", "weight", "rhs", "tensor")
 
 
 class _Source:
-    """The cell's source, parsed once: products by line; function definitions."""
+    """The cell's source, parsed once: the products it writes by line (read on demand), the
+    functions it defines, the names it binds."""
 
     def __init__(self, source: str | None):
         self.text = source or ""
-        self.by_line: dict[int, list[_Written]] = {}
+        self.lines = self.text.splitlines(keepends=True)
         self.index: dict[int, int] = {}          # id of a _Written → its place in its line
         self.defs: list[tuple[str, int, int]] = []
         self.bound: set[str] = set()             # names the cell binds (its code's own)
+        self._targets: dict[int, str] = {}
+        self._candidates: dict[int, list] = {}   # line → product-like ast nodes, in order
+        self._written: dict[int, list[_Written]] = {}
         try:
             tree = ast.parse(self.text)
         except SyntaxError:
             return
-        targets = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target, value = node.targets[0], node.value
                 if isinstance(target, ast.Name):
-                    targets[id(value)] = target.id
+                    self._targets[id(value)] = target.id
                 elif (isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
                       and len(target.elts) == len(value.elts)):       # q, k = x @ Wq, x @ Wk
-                    targets.update({id(v): t.id for t, v in zip(target.elts, value.elts)
-                                    if isinstance(t, ast.Name)})
+                    self._targets.update({id(v): t.id for t, v in zip(target.elts, value.elts)
+                                          if isinstance(t, ast.Name)})
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 self.defs.append((node.name, node.lineno, node.end_lineno or node.lineno))
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 self.bound.add(node.id)
         for node in _evaluation_order(tree):
-            written = self._written(node, targets.get(id(node)))
-            if written is not None:
-                self.by_line.setdefault(node.lineno, []).append(written)
-        self.index = {id(w): k for line in self.by_line.values() for k, w in enumerate(line)}
+            if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult)) or (
+                    isinstance(node, ast.Call) and _called(node) in _CALLED):
+                self._candidates.setdefault(node.lineno, []).append(node)
+
+    def at(self, line: int) -> list[_Written]:
+        """The products the source writes at ``line``, in the order Python evaluates them."""
+        found = self._written.get(line)
+        if found is None:
+            found = [w for w in (self._read(n) for n in self._candidates.get(line, ()))
+                     if w is not None]
+            self._written[line] = found
+            self.index.update({id(w): k for k, w in enumerate(found)})
+        return found
 
     def _segment(self, node) -> str:
+        """``node``'s source text on one line (ast's offsets count UTF-8 bytes)."""
+        if node.lineno == node.end_lineno:
+            text = self.lines[node.lineno - 1].encode()[node.col_offset:node.end_col_offset]
+            return " ".join(text.decode().split())
         return " ".join((ast.get_source_segment(self.text, node) or "").split())
 
-    def _written(self, node, target) -> _Written | None:
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+    def _read(self, node) -> _Written | None:
+        target = self._targets.get(id(node))
+        if isinstance(node, ast.BinOp):
             operands = (node.left, node.right)
             return _Written("@", "binop", self._segment(node), operands,
                             tuple(self._segment(o) for o in operands), None, node.col_offset,
                             target)
-        if not isinstance(node, ast.Call):
-            return None
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-        if name not in _CALLED or any(isinstance(a, ast.Starred) for a in node.args):
+        func, name = node.func, _called(node)
+        if any(isinstance(a, ast.Starred) for a in node.args):
             return None
         kw = {k.arg: k.value for k in node.keywords if k.arg}
         count = len(node.args) + sum(1 for k in kw if k in _FIRST + _SECOND + ("bias",))
@@ -418,6 +432,11 @@ class _Source:
         return any(n == where and a <= line <= b for n, a, b in self.defs)
 
 
+def _called(node) -> str | None:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
 def _evaluation_order(tree) -> list:
     """Expression nodes in the order Python evaluates them (operands before their operation)."""
     out: list = []
@@ -428,7 +447,7 @@ def _evaluation_order(tree) -> list:
         out.append(node)
 
     visit(tree)
-    return sorted(out, key=lambda n: getattr(n, "lineno", 0))   # stable: by line, then order
+    return out
 
 
 # -- places ---------------------------------------------------------------------------------------
@@ -592,8 +611,7 @@ def _match(node, operands, reading: Reading, src: _Source, occurrence: int, name
 
     ``occurrence``: how many products of its kind ran before it in this pass over the line;
     ``wrap``: past the last one the line writes, start again (a comprehension's loop)."""
-    found = [w for w in src.by_line.get(node.line, ())
-             if w.kind in reading.kinds and w.form in reading.forms]
+    found = [w for w in src.at(node.line) if w.kind in reading.kinds and w.form in reading.forms]
     if not found or (occurrence >= len(found) and not wrap):
         return None
     start = occurrence % len(found)
