@@ -253,6 +253,7 @@ class Run:
     def _observed(self, ran, calls, notes, note_lines):
         """(analyses, operands, notes) of the call sites the run observed, in execution order."""
         from .cell.sites import merged, site_call, site_source, sizes_note, unseen
+        from .chain.faces import Product
 
         cells_ = dict(getattr(self.shell.compile, "_filename_map", {}))
         cap = self.options.max_displays
@@ -260,7 +261,7 @@ class Run:
         shown = self._with_products(sites, ran.filename)
         analyses, operands, extra = [], [], []
         for site in shown[:cap]:
-            if not hasattr(site, "function"):      # a product of the record (chain.faces)
+            if isinstance(site, Product):          # a product of the record (x @ W1)
                 self._product(site, analyses, operands, extra)
                 continue
             try:
