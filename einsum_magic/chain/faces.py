@@ -354,7 +354,7 @@ class _Source:
         self.text = source or ""
         self.lines = self.text.splitlines(keepends=True)
         self.index: dict[int, int] = {}          # id of a _Written → its place in its line
-        self.defs: list[tuple[str, int, int]] = []
+        self.defs: list[tuple[str, str, int, int]] = []   # (name, qualified name, lines)
         self.bound: set[str] = set()             # names the cell binds (its code's own)
         self._targets: dict[int, str] = {}
         self._candidates: dict[int, list] = {}   # line → product-like ast nodes, in order
@@ -372,10 +372,9 @@ class _Source:
                       and len(target.elts) == len(value.elts)):       # q, k = x @ Wq, x @ Wk
                     self._targets.update({id(v): t.id for t, v in zip(target.elts, value.elts)
                                           if isinstance(t, ast.Name)})
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                self.defs.append((node.name, node.lineno, node.end_lineno or node.lineno))
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 self.bound.add(node.id)
+        self.defs = _definitions(tree)
         for node in _evaluation_order(tree):
             if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult)) or (
                     isinstance(node, ast.Call) and _called(node) in _CALLED):
@@ -427,9 +426,34 @@ class _Source:
                         self._segment(bias) if bias is not None else None, node.col_offset,
                         target)
 
-    def in_def(self, where: str, line: int) -> bool:
-        """Whether ``line`` is in the body of a function named ``where`` the cell defines."""
-        return any(n == where and a <= line <= b for n, a, b in self.defs)
+    def qualified(self, where: str, line: int) -> str | None:
+        """The qualified name (``AttentionHead.scores``) of the function named ``where`` the
+        cell defines around ``line``; None if the cell defines none there."""
+        inner = [(b - a, q) for n, q, a, b in self.defs if n == where and a <= line <= b]
+        return min(inner)[1] if inner else None
+
+
+def _definitions(tree) -> list[tuple[str, str, int, int]]:
+    """(name, qualified name, first line, last line) of every function the source defines.
+
+    >>> _definitions(ast.parse("class A:\\n    def f(self):\\n        def g():\\n            pass"))
+    [('f', 'A.f', 2, 4), ('g', 'A.f.<locals>.g', 3, 4)]
+    """
+    out = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                qual = prefix + child.name
+                out.append((child.name, qual, child.lineno, child.end_lineno or child.lineno))
+                visit(child, qual + ".<locals>.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return out
 
 
 def _called(node) -> str | None:
@@ -503,8 +527,9 @@ def _place(node, source: _Source) -> tuple[bool, str]:
         return True, ""
     if node.where.startswith("<"):               # a comprehension or lambda of the cell
         return True, f"a {node.where.strip('<>')}, line {node.line}"
-    if source.in_def(node.where, node.line):
-        return True, f"{node.where}(), line {node.line}"
+    qualified = source.qualified(node.where, node.line)
+    if qualified is not None:
+        return True, f"{qualified}(), line {node.line}"
     return False, f"{node.where}(), called at line {node.line}"
 
 

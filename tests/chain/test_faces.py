@@ -398,3 +398,24 @@ def test_every_op_of_the_table_reads_a_recorded_node():
         np.testing.assert_allclose(np.einsum(p.call.equation, *arrays), want, rtol=1e-12,
                                    err_msg=p.call.source)
         assert p.call.output == f"r{p.call.line}"
+
+
+def test_a_product_in_a_method_is_placed_as_an_einsum_there_is(ip):
+    """notebooks/01_backprop_trick.ipynb's attention head: products beside an einsum, in a method."""
+    result, cap = run(ip, "%%einsum_grad -o r\n"
+                          "class AttentionHead:\n"
+                          "    def __init__(self, d_model, d_head):\n"
+                          "        self.W_q = np.arange(d_model * d_head / 1.0).reshape(d_model, d_head)\n"
+                          "        self.W_k = np.ones((d_model, d_head))\n"
+                          "    def scores(self, x):\n"
+                          "        q, k = x @ self.W_q, x @ self.W_k\n"
+                          "        return np.einsum('td,sd->ts', q, k)\n"
+                          "head = AttentionHead(8, 4)\n"
+                          "S = head.scores(np.linspace(0, 1, 40).reshape(5, 8))")
+    assert result.success, cap.stdout
+    a, b, c = ip.user_ns["r"].analyses
+    assert [(x.call.source, x.call.output, x.call.where) for x in (a, b)] == [
+        ("x @ self.W_q", "q", "AttentionHead.scores(), line 6"),
+        ("x @ self.W_k", "k", "AttentionHead.scores(), line 6")]
+    assert a.call.legend == (("op2", "self.W_q"),) and c.call.where == "AttentionHead.scores(), line 7"
+    assert all(x.check.passed for x in (a, b, c))
