@@ -17,7 +17,11 @@ This module owns the order of the magic's steps; each step is another module's j
    einsum at one place are one site) with the source's call at its place, or, where
    nothing ran (``--no-run``, an equation-only cell, the line magic), take the source's
    calls with the user's arrays where :meth:`Call.lookups
-   <einsum_magic.cell.calls.Call.lookups>` allows it, ``--sizes`` and distinct defaults;
+   <einsum_magic.cell.calls.Call.lookups>` allows it, ``--sizes`` and distinct defaults.
+   Every product the record of the run holds (``x @ W1``, ``F.linear``, NumPy's ``@``:
+   :func:`einsum_magic.chain.faces.products`) joins them as the einsum it is, in the order
+   of the run, except where an einsum the capture observed ran (no display twice) and under
+   ``--exercise``; ``max_displays`` caps them all;
 4. **derive** each (:func:`einsum_magic.derive`) and grade its ``--expect`` proposals
    (:func:`einsum_magic.expect.judge`; ``2:A=…`` counts the displays in execution order);
    while an exercise is open, every display of the cell that would give its answer away
@@ -249,12 +253,17 @@ class Run:
     def _observed(self, ran, calls, notes, note_lines):
         """(analyses, operands, notes) of the call sites the run observed, in execution order."""
         from .cell.sites import merged, site_call, site_source, sizes_note, unseen
+        from .chain.faces import Product
 
         cells_ = dict(getattr(self.shell.compile, "_filename_map", {}))
         cap = self.options.max_displays
         sites = merged(ran.sites)
+        shown = self._with_products(sites, ran.filename)
         analyses, operands, extra = [], [], []
-        for site in sites[:cap]:
+        for site in shown[:cap]:
+            if isinstance(site, Product):          # a product of the record (x @ W1)
+                self._product(site, analyses, operands, extra)
+                continue
             try:
                 call = site_call(site, calls, ran.filename, cells_)
             except EinsumError as e:      # an equation the library took but we cannot read
@@ -274,8 +283,8 @@ class Run:
             analyses.append(Analysis(call, d, sizes_note(site), fixed=fixed))
             kept = all(a is not None for a in site.arrays)
             operands.append(list(site.arrays) if kept else None)     # None: random stand-ins
-        if len(sites) > cap:
-            extra.append(f"{len(sites) - cap} more einsum call sites ran; the first {cap} "
+        if len(shown) > cap:
+            extra.append(f"{len(shown) - cap} more einsum call sites ran; the first {cap} "
                          "are shown (EinsumGradMagics.max_displays)")
         seen = {id(c) for site in sites
                 for c in [site_source(site, calls, ran.filename)] if c is not None}
@@ -291,6 +300,35 @@ class Run:
                                                                      k + 1))
                     for k, a in enumerate(analyses)]
         return analyses, operands, tuple(kept + extra)
+
+    def _with_products(self, sites, cell_file) -> list:
+        """The einsum ``sites`` and, in the order of the run, every product the record holds
+        (``x @ W1``, ``F.linear``: :func:`einsum_magic.chain.faces.products`) as the einsum it
+        is; none where an exercise of the whole backward is open (``--exercise``: they would
+        give its answer away) or the record stopped."""
+        rec = self.recording
+        if rec is None or rec.stopped or not rec.nodes or self.options.exercise:
+            return list(sites)
+        from .chain.faces import einsum_places, order, products
+
+        found = products(rec, self.source, self.ns, einsum_places(sites, cell_file))
+        return order(sites, found, rec, cell_file) if found else list(sites)
+
+    def _product(self, p, analyses, operands, notes) -> None:
+        """Append the analysis of product ``p`` (a :class:`~einsum_magic.chain.faces.Product`)."""
+        call = p.call
+        if call.output is None:
+            call = dataclasses.replace(call, output=self._output_name(call))
+        try:
+            d = derive(call.equation, call.names, call.output, p.shapes)
+        except EinsumError as e:
+            notes.append(f"{call.where or f'line {call.line}'}: {call.source}: not analysed "
+                         f"({str(e).splitlines()[0]})")
+            return
+        fixed = fixed_letters(d, range(len(call.names)))
+        analyses.append(Analysis(call, d, p.sizes_from, fixed=fixed, equals=p.equals))
+        kept = all(a is not None for a in p.arrays)
+        operands.append(list(p.arrays) if kept else None)
 
     def _judged(self, a, expects, number) -> tuple:
         return tuple(dataclasses.replace(judge(a.derivation, target, proposal,
@@ -349,7 +387,8 @@ class Run:
             sizes_from = f"{sizes_from}; {unread}"
         d = self._derive(call, shapes)
         fixed = fixed_letters(d, self._arrays(call)) if self.ran else ()
-        a = Analysis(call, d, sizes_from, fixed=fixed)
+        equals = f"the einsum {d.equation!r}" if self.product else ""   # C = A @ B alone
+        a = Analysis(call, d, sizes_from, fixed=fixed, equals=equals)
         return dataclasses.replace(a, expectations=self._judged(a, expects, number))
 
     def _arrays(self, call) -> dict[int, object]:

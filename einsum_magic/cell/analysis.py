@@ -25,7 +25,9 @@ class Analysis:
     ``sizes_from`` says where the shapes came from; ``fixed`` holds the letters whose
     size the user's arrays fix (the others get a size slider in a live kernel).
     ``hidden_by`` names an exercise of the same cell (``--expect 1:A=?``) whose answer this
-    display would give away: it stays hidden behind Reveal too.
+    display would give away: it stays hidden behind Reveal too. ``equals`` is set for a call
+    that is no einsum (a product, ``embcat @ W1``, ``F.linear(h, W2, b)``): the words saying
+    which einsum it is (``the einsum 'ij,jk->ik'``, ``…, plus the bias b``).
     """
 
     call: Call
@@ -36,6 +38,7 @@ class Analysis:
     expectations: tuple = ()          # einsum_magic.expect.Expectation, one per --expect
     fixed: tuple[str, ...] = ()       # letters the user's arrays fix
     hidden_by: str = ""               # an open exercise of the cell this display would answer
+    equals: str = ""                  # a product: which einsum it is ('' for an einsum call)
 
 
 @dataclass(frozen=True)

@@ -417,7 +417,9 @@ def header(a, index: int | None = None, count: int = 1) -> str:
     parts = [f'<div class="eg-title">einsum_grad <span class="eg-muted">{escape(where)}</span>'
              f"{verdict(a)}</div>", highlight(forward_code(a))]
     written = forward_code(a).split(" = ", 1)[-1]
-    if call.style != "equation" and " ".join(call.source.split()) != written:
+    if a.equals:                    # a product: which einsum it is
+        parts.append(f'<div class="eg-muted">{_code(call.source)} is {escape(a.equals)}</div>')
+    elif call.style != "equation" and " ".join(call.source.split()) != written:
         parts.append(f'<div class="eg-muted">as written: {_code(call.source)}</div>')
     if call.legend:
         parts.append('<div class="eg-muted">' + ", ".join(

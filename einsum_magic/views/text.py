@@ -98,8 +98,9 @@ def render(a, index: int | None = None, count: int = 1) -> str:
     if count > 1 and index is not None:
         where = f"einsum {index + 1} of {count}, {where}"
     title = call.source if call.style != "equation" else repr(call.equation)
+    equals = f" is {a.equals}" if a.equals else ""
     lines = [verdict(a).line,
-             f"einsum_grad: {_one_line(title)}  ({where})",
+             f"einsum_grad: {_one_line(title)}  ({where}){equals}",
              f"forward: {forward_code(a)}"]
     for name, expr in call.legend:
         lines.append(f"  {name} = {expr}")

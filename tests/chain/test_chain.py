@@ -330,17 +330,20 @@ def _run(shell, source):
 def test_a_product_alone_gets_its_einsums_display(ip, cell, equation):
     result, cap = _run(ip, "%%einsum_grad -o res\n" + cell)
     assert result.success, cap.stdout
-    (bundle,) = [o.data for o in cap.outputs if "text/plain" in o.data]
     res = ip.user_ns["res"]
-    if equation is None:                    # two products: the cell backward
+    if equation is None:      # two steps: the product's display (from the record), the backward
+        product, bundle = [o.data for o in cap.outputs if "text/plain" in o.data]
         assert bundle["text/plain"].startswith("cell backward: cell check: PASS")
-        assert res.backward.check.passed and not res.analyses
+        assert res.backward.check.passed
+        assert product["text/plain"].splitlines()[:2] == [
+            "check PASS", "einsum_grad: W1 @ W1.T  (line 1) is the einsum 'ij,jk->ik'"]
         return
+    (bundle,) = [o.data for o in cap.outputs if "text/plain" in o.data]
     (d,) = res.derivations
     assert d.equation == equation and res.backward is None
     verdict, call = bundle["text/plain"].splitlines()[:2]    # the verdict comes first
     assert verdict == "check PASS"
-    assert call == f"einsum_grad: {cell.split(' = ')[1]}  (line 1)"
+    assert call == f"einsum_grad: {cell.split(' = ')[1]}  (line 1) is the einsum {equation!r}"
     assert res.report.passed
 
 
