@@ -49,12 +49,12 @@ def check_program(backward, seed: int = 0, budget: int = CHECK_ELEMENTS) -> Cell
     rec: Recording = backward.recording
     prog = backward.program
     frameworks = {rec.info[v].framework for v in rec.info}
-    if frameworks == {"numpy"}:
-        from .replay_numpy import check_numpy
-
+    if frameworks and frameworks <= {"numpy", "jax"}:    # jax.vjp of the replay: NumPy
+        from .replay_numpy import check_numpy              # calls through their jax.numpy
+                                                           # namesakes, JAX's primitives again
         return check_numpy(backward, seed, budget)
     if frameworks != {"torch"}:
-        return CellCheck("UNCHECKED", (), "the check replays torch or NumPy records only so far",
+        return CellCheck("UNCHECKED", (), "the check replays torch, NumPy or JAX records, one framework's or NumPy with JAX",
                          seed)
     import torch
 

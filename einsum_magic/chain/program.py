@@ -185,6 +185,12 @@ def _decompose(rec: Recording, node: Node):
         from .recorders.torch import decompose
 
         return decompose(rec, node)
+    if node.framework == "jax":                 # a jit's equations; a custom_jvp function
+        from .recorders.jax import decompose    # with a rule is kept whole among them
+        from .rules import rule_for as ruled
+
+        return decompose(rec, node, keep=lambda op, params: ruled(
+            Node(node.index, "jax", op, None, (), tuple(params.items()), ())) is not None)
     return None
 
 
@@ -267,9 +273,12 @@ def build(rec: Recording, names: Names) -> Program:
                     why = f"its rule failed: {type(e).__name__}: {e}"
             if backs is None:
                 at = whole.get(id(n), n)
+                op = at.op
                 if at is not n:
                     why = f"its decomposition: {why} ({n.op.replace('torch.ops.', '')})"
-                opaque[at.index] = Opaque(at.index, at.op, at.line, at.where, why)
+                    if n.framework == "jax":      # a jit's name says little: its primitive
+                        op = n.op
+                opaque[at.index] = Opaque(at.index, op, at.line, at.where, why)
                 cut = {at.index}
         if cut:
             for r in needed:
