@@ -66,9 +66,10 @@ def _params(params: dict) -> dict:
 
 
 def _floating(x) -> bool:
+    dtype = getattr(x, "dtype", None)            # a tracer under jax.vjp has one too
     try:
-        return np.dtype(getattr(x, "dtype", np.asarray(x).dtype)).kind in "fc"
-    except TypeError:
+        return np.dtype(dtype if dtype is not None else np.asarray(x).dtype).kind in "fc"
+    except TypeError:                            # PRNG keys
         return False
 
 

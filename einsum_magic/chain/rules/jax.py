@@ -213,7 +213,8 @@ def _nothing(node, ctx):
 @rule(_J + "convert_element_type")
 def _convert(node, ctx):
     x = node.args[0]
-    return [Back(x, f"{ctx.g(0)}.astype({ctx.x(x)}.dtype)", rule="cast: back to x's dtype")]
+    return [Back(x, f"np.asarray({ctx.g(0)}).astype({ctx.x(x)}.dtype)",
+                 rule="cast: back to x's dtype")]
 
 
 @rule(_J + "select_n")
@@ -289,9 +290,9 @@ def _transpose(node, ctx):
 @rule(_J + "reshape", _J + "squeeze", _J + "expand_dims")
 def _reshape(node, ctx):
     x = node.args[0]
-    if node.kw().get("dimensions") is not None:
+    if node.op == _J + "reshape" and node.kw().get("dimensions") is not None:
         raise NoRule("a reshape with dimensions (a transpose first)")
-    return [Back(x, f"{ctx.g(0)}.reshape({_shape(ctx, x)})", view=True,
+    return [Back(x, f"np.reshape({ctx.g(0)}, {_shape(ctx, x)})", view=True,
                  rule="reshape: reshaped back")]
 
 
@@ -308,7 +309,7 @@ def _broadcast_in_dim(node, ctx):
     stretched = tuple(i for i, d in enumerate(kept) if shape[i] == 1 and out[d] != 1)
     if stretched:
         expr = f"{_p(expr)}.sum(axis={_axes(stretched)}, keepdims=True)"
-    return [Back(x, f"{_p(expr)}.reshape({shape})", view=True,
+    return [Back(x, f"np.reshape({expr}, {shape})", view=True,
                  rule="broadcast: summed back over the new and stretched axes")]
 
 
