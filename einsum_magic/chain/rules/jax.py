@@ -21,9 +21,9 @@ summed back; a ``gather`` of integer indices scatter-adds (``np.add.at``, the on
 it equals), a slice is zero-padded back.
 
 >>> dot_general_equation((((1,), (0,)), ((), ())), 2, 2)
-'ab,bc->ac'
+'ab,bd->ad'
 >>> dot_general_equation((((2,), (1,)), ((0,), (0,))), 3, 3)
-'abc,aec->abe'
+'abc,acf->abf'
 """
 
 from __future__ import annotations
