@@ -220,7 +220,7 @@ def names_for(rec: Recording, namespace: dict, source: str | None = None) -> Nam
         if v in name:
             continue
         if info.producer is not None:
-            base = _temporary(rec.nodes[info.producer].op)
+            base = _temporary(_word(rec.nodes[info.producer]))
         else:
             base = "const" if info.constant else "leaf"
         k = counts.get(base, 0)
@@ -370,6 +370,20 @@ def _held(namespace: dict, rec: Recording):
 _TEMP = {"T": "transpose", "mT": "transpose", "t": "transpose", "__getitem__": "getitem",
          "__setitem__": "setitem", "__rsub__": "rsub", "__rdiv__": "rdiv",
          "__rpow__": "rpow", "__radd__": "add", "__rmul__": "mul", "__matmul__": "matmul"}
+
+
+def _word(node) -> str:
+    """What made a value, for its temporary's name: the op, or for a JAX call the function
+    it calls (``matmul`` for ``jax.lax.jit``, ``relu`` for ``jax.lax.custom_jvp_call``)."""
+    if node.framework == "jax" and node.op in ("jax.lax.jit", "jax.lax.custom_jvp_call"):
+        kw = node.kw()
+        call = kw.get("call_jaxpr")
+        info = getattr(getattr(call, "jaxpr", None), "debug_info", None)
+        name = kw.get("name") if isinstance(kw.get("name"), str) else getattr(
+            info, "func_name", "")
+        if name and name.strip("<>_"):
+            return name.strip("<>")
+    return node.op
 
 
 def _temporary(op: str) -> str:

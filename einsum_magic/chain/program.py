@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 
 from .names import READERS, Names
@@ -197,6 +198,12 @@ def _decompose(rec: Recording, node: Node):
         from .recorders.torch import decompose
 
         return decompose(rec, node)
+    if node.framework == "jax":                 # a jit's equations; a custom_jvp function
+        from .recorders.jax import decompose    # with a rule is kept whole among them
+        from .rules import rule_for as ruled
+
+        return decompose(rec, node, keep=lambda op, params: ruled(
+            Node(node.index, "jax", op, None, (), tuple(params.items()), ())) is not None)
     return None
 
 
@@ -279,9 +286,12 @@ def build(rec: Recording, names: Names) -> Program:
                     why = f"its rule failed: {type(e).__name__}: {e}"
             if backs is None:
                 at = whole.get(id(n), n)
+                op = at.op
                 if at is not n:
                     why = f"its decomposition: {why} ({n.op.replace('torch.ops.', '')})"
-                opaque[at.index] = Opaque(at.index, at.op, at.line, at.where, why)
+                    if n.framework == "jax":      # a jit's name says little: its primitive
+                        op = n.op
+                opaque[at.index] = Opaque(at.index, op, at.line, at.where, why)
                 cut = {at.index}
         if cut:
             for r in needed:
@@ -493,6 +503,13 @@ def _render(node: Node, exprs: dict) -> str | None:
         return f"{parts[0]}.{short}({', '.join(parts[1:])})"
     if node.op.startswith("numpy."):                 # NumPy as the cell spells it: np.
         return f"np.{node.op[len('numpy.'):]}({', '.join(parts)})"
+    if node.framework == "jax" and node.op.startswith("jax.lax."):
+        # a primitive with its own params (``weak_type``, ``sharding``), which its
+        # jax.lax function does not take: bound as the run bound it
+        lax = sys.modules.get("jax.lax")
+        if lax is None or not hasattr(lax, f"{short}_p"):
+            return None
+        return f"jax.lax.{short}_p.bind({', '.join(parts)})"
     return f"{node.op}({', '.join(parts)})"
 
 
@@ -522,6 +539,11 @@ def _source(value) -> str:
             return f"np.dtype({str(value)!r})"
         if getattr(value, "shape", None) == () and hasattr(value, "item"):
             return _source(value.item())          # a NumPy scalar: np.prod(x.shape[1:])
+    base = next((t for t in (bool, int, float) if isinstance(value, t)), None)
+    if base is not None and type(value) is not base:    # JAX's typed literals (TypedInt)
+        dtype = getattr(value, "dtype", None)
+        text = _source(base(value))
+        return f"np.{dtype}({text})" if dtype is not None else text
     if isinstance(value, float) and not math.isfinite(value):
         return f"float({str(value)!r})"
     if isinstance(value, (bool, int, float, str, type(None))) or type(value).__name__ == "_Code":

@@ -183,6 +183,7 @@ class Recording:
         self.backwarded: list[int] = []       # ids the cell called ``.backward()`` on
         self.grad_reset: set[int] = set()      # id(obj) of arrays whose .grad the cell reset
         self.stopped = ""
+        self.observed: set[str] = set()        # frameworks whose recorder observed the run
         self.held = 0                          # bytes held for the backward
         self._current: dict[int, int] = {}     # id(obj) → id of its current version
         self._read: set[int] = set()           # ids a node read or produced
@@ -250,18 +251,20 @@ class Recording:
 
     def record(self, framework: str, op: str, func, args, kwargs, outs, describe, *,
                inplace: bool = False, line: int = 0, where: str = "",
-               refs: tuple[int, ...] | None = None) -> Node | None:
+               refs: tuple[int, ...] | None = None, count_as: str = "") -> Node | None:
         """Append one node; ``args``/``kwargs`` already hold :class:`Ref` s (:meth:`refs_of`).
 
         ``outs``: the array results, flattened; ``describe(a)`` → (shape, dtype, floating,
         nbytes, memory key); ``refs``: the ids in ``args``/``kwargs`` in order, where the
-        recorder knows them already. Returns the node, or None once the record has stopped.
-        ``kwargs``: a dict, or already a tuple of ``(name, value)`` pairs.
+        recorder knows them already; ``count_as``: what :data:`MAX_REPEATS` counts the call
+        as (default ``op``; JAX's ``jit`` calls count by the function they call). Returns the
+        node, or None once the record has stopped. ``kwargs``: a dict, or already a tuple of
+        ``(name, value)`` pairs.
         """
         if self.stopped:
             return None
         index = len(self.nodes)
-        key = (line, where, op)
+        key = (line, where, count_as or op)
         repeats = self._repeats
         seen = repeats.get(key, 0) + 1
         repeats[key] = seen

@@ -109,6 +109,10 @@ def namesake(node, jnp):
     True
     """
     op = node.op
+    if node.framework == "jax":                  # a JAX primitive: bound again, in float64
+        from .replay_jax import replayer
+
+        return replayer(node)
     if op == "opt_einsum.contract":
         return lambda a, k: jnp.einsum(*a)
     if op == "einops.einsum":
@@ -181,7 +185,10 @@ def _floating(value) -> bool:
 
 
 def _float64(value):
-    a = np.asarray(value)
+    try:
+        a = np.asarray(value)
+    except TypeError:                  # JAX's PRNG keys: no NumPy array, taken as they are
+        return value
     if a.dtype.kind == "f":
         return a.astype(np.float64)
     if a.dtype.kind == "c":
@@ -232,10 +239,11 @@ def _in_numpy(node, env) -> list:
 
 def _replay(rec, needed, env, call, *, check=False, bumps=None, start: int = 0):
     """Replay the needed nodes from position ``start`` over ``env`` (id → value), each by
-    ``call(node, env)`` (:func:`_on_jax`, :func:`_in_numpy`); ``bumps`` added to the values
+    ``call(node, env)`` (:func:`_on_jax`, :func:`_in_numpy`; ``needed``: indices of
+    ``rec.nodes``, or nodes); ``bumps`` added to the values
     they name; with ``check``, the fidelity gate. ``(env, '' or why it stopped)``."""
     for i in needed[start:]:
-        node = rec.nodes[i]
+        node = rec.nodes[i] if isinstance(i, int) else i     # a node: a decomposition's part
         try:
             outs = call(node, env)
         except _Unreplayable as e:
@@ -259,7 +267,10 @@ def _replay(rec, needed, env, call, *, check=False, bumps=None, start: int = 0):
 
 
 def _differs(rec: Recording, v: int, replayed) -> str:
-    run = np.asarray(rec.values.get(v))
+    try:
+        run = np.asarray(rec.values.get(v))
+    except TypeError:                  # JAX's PRNG keys: replayed from the run's own
+        return ""
     a = np.asarray(replayed)
     info = rec.info[v]
     if a.shape != run.shape:
@@ -305,8 +316,9 @@ def _derived(backward):
     """(inputs, intermediates): the floating values whose gradients are derived."""
     rec, prog = backward.recording, backward.program
     derived = [v for v in prog.derived if rec.info[v].floating]
-    return ([v for v in derived if rec.info[v].producer is None],
-            [v for v in derived if rec.info[v].producer is not None])
+    recorded = {o for n in rec.nodes for o in n.outs}   # (parts of decompositions: only
+    return ([v for v in derived if rec.info[v].producer is None],   # through what they
+            [v for v in derived if v in recorded])                    # make up)
 
 
 def check_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS):
@@ -333,6 +345,9 @@ def check_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS):
             if rec.info[v].floating:
                 base[v] = jnp.asarray(base[v])
         env, bad = _replay(rec, needed, dict(base), _on_jax(jnp), check=True)
+        if not bad and prog.parts:     # the values of decompositions' parts (after the
+            env, bad = _replay(rec, list(prog.parts), env, _on_jax(jnp))   # calls they make
+                                                                           # up passed the gate)
         if bad:
             return cell_report((), "jax autograd", seed=seed, status="UNCHECKED", reason=bad)
         inputs, inner = _derived(backward)

@@ -53,13 +53,18 @@ __all__ = ["check", "compare", "with_fallback", "why_not", "plan", "Plan", "PLAN
 #: What checks what: ``subject -> (reference, what stands in where it cannot run)``. An
 #: einsum, and a cell recorded from NumPy, are checked by JAX's autodiff, and by NumPy's
 #: adjoint test where JAX is not installed, fails to import or fails at run time; a cell
-#: recorded from torch by torch's autograd of the replay (torch is there: the cell ran it).
-#: A cell of several frameworks, or of another, is not checked yet.
+#: recorded from torch by torch's autograd of the replay (torch is there: the cell ran it),
+#: one recorded from JAX (NumPy arrays beside it too) by JAX's (JAX is there too). A cell of
+#: torch with another framework is not checked yet.
 PLANS = {
     "einsum": ("jax.vjp", "adjoint"),
     "numpy": ("jax autograd", "adjoint"),
     "torch": ("torch autograd", ""),
+    "jax": ("jax autograd", ""),
 }
+
+#: Records of several frameworks that one plan checks.
+_MIXED = {frozenset({"numpy", "jax"}): "jax"}
 
 
 @dataclass(frozen=True)
@@ -85,13 +90,16 @@ def plan(frameworks, size: int = 0, budget: int | None = None) -> Plan:
     ('adjoint', 'torch autograd')
     >>> plan({"torch"}, size=10, budget=5).reason
     "the replay would recompute 10 elements, over the check's budget of 5"
+    >>> plan({"jax", "numpy"}).reference
+    'jax autograd'
     >>> plan({"torch", "numpy"}).reason
-    'the check replays torch or NumPy records only so far'
+    'the check replays torch, NumPy or JAX records (NumPy with JAX), not torch with another'
     """
     key = frameworks if isinstance(frameworks, str) else (
-        next(iter(frameworks)) if len(frameworks) == 1 else None)
+        next(iter(frameworks)) if len(frameworks) == 1 else _MIXED.get(frozenset(frameworks)))
     if key not in PLANS:
-        return Plan("", reason="the check replays torch or NumPy records only so far")
+        return Plan("", reason="the check replays torch, NumPy or JAX records (NumPy with "
+                    "JAX), not torch with another")
     if budget is not None and size > budget:
         return Plan("", reason=f"the replay would recompute {size} elements, over the check's "
                     f"budget of {budget}")

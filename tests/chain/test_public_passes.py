@@ -49,17 +49,14 @@ IDS = [c.name for c in passes.CASES]
 
 #: What the record does not derive yet, case by case: strict expected failures, so that each
 #: turns into a failing test the day it is fixed (and must leave this table then).
-_JAX = "JAX operations are not recorded yet: the cell says so in one line and has no cell backward"
 KNOWN: dict = {}
 
 
 def cases(prop: str, names) -> list:
-    """``names`` as parameters, those of :data:`KNOWN` (and JAX cells) as strict xfails."""
+    """``names`` as parameters, those of :data:`KNOWN` as strict xfails."""
     out = []
     for name in names:
-        framework = passes.by_name(name).framework
-        reason = KNOWN.get((prop, name)) or (_JAX if framework == "jax" and prop != "values"
-                                             and prop != "rewrite" else None)
+        reason = KNOWN.get((prop, name))
         marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
         out.append(pytest.param(name, marks=marks, id=name))
     return out

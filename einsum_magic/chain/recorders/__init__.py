@@ -3,6 +3,8 @@
 * :mod:`~einsum_magic.chain.recorders.torch`: ``torch.overrides.TorchFunctionMode``.
 * :mod:`~einsum_magic.chain.recorders.numpy`: boxed arrays (``__array_ufunc__``,
   ``__array_function__``, routed methods), unboxed after the run.
+* :mod:`~einsum_magic.chain.recorders.jax`: the primitives bound on JAX's evaluation trace
+  (``jit`` calls with their jaxpr, ``custom_jvp`` calls kept whole).
 
 A recorder never changes what the user's code computes: it calls the function it
 observed exactly as the code called it and returns its result; anything failing in the
@@ -30,7 +32,8 @@ def recording(namespace: dict | None = None, budget: int | None = None,
 
     Yields the :class:`Recording`. A framework that is not imported yet is not imported
     here (``torch`` only when ``sys.modules`` has it, or when ``source``, the cell, names
-    ``torch``: then it is imported first, as the cell would). ``budget``: bytes, :data:`~einsum_magic.chain.record.BUDGET`
+    ``torch``: then it is imported first, as the cell would; JAX only when ``sys.modules``
+    has it). ``budget``: bytes, :data:`~einsum_magic.chain.record.BUDGET`
     (read when the block starts, so ``einsum_magic.chain.record.BUDGET = …`` sets it) by
     default. Whatever a recorder installs is
     removed when the block ends, also on an error or an interrupt.
@@ -52,6 +55,11 @@ def recording(namespace: dict | None = None, budget: int | None = None,
             from .numpy import NumpyRecorder
 
             stack.enter_context(NumpyRecorder(rec))
+        if sys.modules.get("jax") is not None:    # (None: its import blocked) entered last,
+            from .jax import JaxRecorder  # left first: it says why it did not record before
+                                          # NumPy's unboxing looks for JAX arrays
+
+            stack.enter_context(JaxRecorder(rec))
         yield rec
 
 

@@ -66,9 +66,9 @@ What becomes what:
 Not seen: a change made to an array's memory by code that bypasses NumPy's dispatch
 (``np.random.shuffle``, a C extension writing into the buffer); the check's fidelity gate
 then names the first step it cannot reproduce. JAX arrays the cell computes are not
-recorded: a cell that leaves one in its namespace stops the record with one line saying
-so (its NumPy part would be cut off where it crosses JAX); a JAX step that binds none is
-not seen at all.
+recorded here (:mod:`~einsum_magic.chain.recorders.jax` does, where it can): without it,
+a cell that leaves one in its namespace stops the record with one line saying so (its
+NumPy part would be cut off where it crosses JAX).
 """
 
 from __future__ import annotations
@@ -586,7 +586,7 @@ class NumpyRecorder:
         except Exception as e:  # noqa: BLE001 - the namespace is the user's: say, never raise
             self.rec.stop(f"unboxing the namespace failed: {type(e).__name__}: {e}")
             return
-        if jax_found and not self.rec.stopped:
+        if jax_found and not self.rec.stopped and "jax" not in self.rec.observed:
             self.rec.stop(f"JAX operations are not recorded ({jax_found} is a JAX array the "
                           f"cell computed): the cell's backward would be cut where it "
                           f"crosses JAX")

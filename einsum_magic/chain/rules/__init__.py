@@ -6,6 +6,7 @@ name of the call (:attr:`Node.op <einsum_magic.chain.record.Node>`):
 
 * :mod:`~einsum_magic.chain.rules.torch`: ``torch.Tensor.matmul``, ``torch.tanh``, …
 * :mod:`~einsum_magic.chain.rules.numpy`: ``numpy.matmul``, ``numpy.ndarray.__getitem__``, …
+* :mod:`~einsum_magic.chain.rules.jax`: ``jax.lax.dot_general``, ``jax.lax.tanh``, …
 
 A rule is a function ``rule(node, ctx) -> list[Back]``. ``ctx`` (a :class:`Context`, given
 by :mod:`~einsum_magic.chain.program`) names what the rule may read: ``ctx.x(arg)`` the
@@ -34,9 +35,13 @@ __all__ = ["Back", "Context", "RULES", "ALIASES", "rule", "rule_for", "as_ruled"
 
 
 def rule_for(node) -> Callable | None:
-    """The rule of ``node``'s op, or None (the node is opaque)."""
+    """The rule of ``node``'s op, or None (the node is opaque, or decomposed). A rule with
+    an ``applies(node)`` attribute covers only the nodes it says it does."""
     _load(node.framework)
     found = RULES.get(node.op)
+    applies = getattr(found, "applies", None)
+    if applies is not None and not applies(node):
+        return None
     if found is None and node.op.startswith("torch.ops."):
         packet = ".".join(node.op.split(".")[2:4])            # prims.exp, aten.mm
         found = RULES.get(ALIASES.get(packet, ""))
@@ -54,3 +59,5 @@ def _load(framework: str) -> None:
         from . import torch as _torch  # noqa: F401 - registers its rules
     elif framework == "numpy":
         from . import numpy as _numpy  # noqa: F401 - registers its rules
+    elif framework == "jax":
+        from . import jax as _jax  # noqa: F401 - registers its rules
