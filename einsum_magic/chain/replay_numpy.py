@@ -34,9 +34,12 @@ instead with NumPy alone, and the summary says so and why:
    cotangents): for a seeded random direction ``d`` of the value's shape,
    ``<u, J_v d> == <g_v, d>``, with ``J_v d`` the central finite difference
    ``(f(x + t d) - f(x - t d)) / 2t`` of the replay from that value on (an input replaced,
-   an intermediate moved where its node computed it), ``t =`` :data:`STEP` ``* max|x|``
-   (at least :data:`STEP` ``*`` :data:`CONTEXT` of the largest magnitude the value meets in
-   the calls that read it, so that a value near 0 added to larger ones still moves them).
+   an intermediate moved where its node computed it); each element of ``t d`` is about
+   :data:`STEP` of its own magnitude (values of very different sizes in one array move
+   each by its own), or of :data:`CONTEXT` times the largest magnitude the value meets in
+   the calls that read it, so that a value near 0 added to larger ones still moves them,
+   and at least :data:`SPREAD` of the largest element's step. A value whose nonzero
+   magnitudes span more than ``SPREAD²`` (``exp`` of large values) is "not checked".
    Its error is ``t² |f⁽³⁾| / 6`` (truncation) plus about ``ε |f| / t`` (rounding), both
    near 1e-10 of the terms for steps of moderate curvature, so it passes within
    :data:`ADJOINT_RTOL` (1e-6) of the magnitude of the terms on either side (``Σ|u||J d|``,
@@ -47,9 +50,9 @@ instead with NumPy alone, and the summary says so and why:
    test's resolution.
 3. **Kinks**: where a step is not smooth along ``t d`` (``abs`` at 0, a reduction's tie, a
    step crossing a kink) the one-sided differences ``(f(x + t d) - f(x)) / t`` and
-   ``(f(x) - f(x - t d)) / t`` disagree by more than :data:`KINK`, and still do at a step
-   ten times shorter (a smooth step's spread, its curvature, shrinks with the step: at a
-   stationary point, where the gradient is 0, it is all there is); such a gradient is "not
+   ``(f(x) - f(x - t d)) / t`` disagree by more than :data:`KINK`, and by about as much at
+   a step ten times longer (a smooth step's spread, its curvature, grows with the step: at
+   a stationary point, where the gradient is 0, it is all there is); such a gradient is "not
    checked" (the verdict PARTIAL: never PASS, and never a FAIL of a right subgradient). So
    is a complex value (the test pairs real directions).
 """
@@ -65,8 +68,8 @@ from ..check.records import GradCheck
 from .report import CHECK_ELEMENTS, FIDELITY, cell_report, not_derived, replayed, verdict
 from .record import Recording, Ref, map_refs
 
-__all__ = ["check_numpy", "adjoint_numpy", "namesake", "STEP", "CONTEXT", "ADJOINT_RTOL",
-           "ADJOINT_FLOOR", "KINK", "ADJOINT_ELEMENTS"]
+__all__ = ["check_numpy", "adjoint_numpy", "namesake", "STEP", "CONTEXT", "SPREAD",
+           "ADJOINT_RTOL", "ADJOINT_FLOOR", "KINK", "SMOOTH", "ADJOINT_ELEMENTS"]
 
 #: The finite difference's step, relative to the largest magnitude of the value it moves.
 STEP = 1e-6
@@ -82,11 +85,16 @@ ADJOINT_FLOOR = 1e-8
 #: enough to survive the rounding of the sum.
 CONTEXT = 0.1
 
+#: The smallest step of an element, relative to the largest of its array's: every element
+#: moves, an exact 0 (at ``abs``'s kink, say) too.
+SPREAD = 1e-3
+
 #: One-sided differences apart by more than this (relative, as the tolerance): a kink.
 KINK = 1e-3
 
-#: ... unless a step ten times shorter brings them this much closer: a smooth curvature.
-SMOOTH = 0.3
+#: ... unless a step ten times longer moves them this much further apart: a smooth
+#: curvature (a kink's spread stays the same).
+SMOOTH = 5.0
 
 #: Budget of the adjoint test: elements its replays recompute, all together, per element
 #: of the check's budget (two replays from each derived value on).
@@ -431,9 +439,23 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
             sides[v] = f"shape {np.shape(g)} != {x.shape}"
             continue
         g = np.asarray(g, dtype=np.float64)
-        t = STEP * max(_magnitude(x), CONTEXT * max(
-            [_magnitude(env[r]) for k in readers[v] for r in rec.nodes[needed[k]].refs
-             if rec.info[r].floating] or [0.0])) or STEP
+        # each element moves relative to its own magnitude (values of very different sizes
+        # in one array: exp's), or to CONTEXT of what it meets (a value near 0 added to
+        # larger ones); the direction carries the relative sizes, t the largest
+        met = max([_magnitude(env[r]) for k in readers[v] for r in rec.nodes[needed[k]].refs
+                   if r != v and rec.info[r].floating] or [0.0])
+        w = np.maximum(np.abs(x.astype(np.float64)), CONTEXT * met)
+        top = float(w.max()) if w.size else 0.0
+        if not (top > 0 and math.isfinite(top)):
+            w, top = np.ones(x.shape), 1.0
+        small = (w > 0) & (w < SPREAD * SPREAD * top)
+        if small.any():
+            sides[v] = (f"its magnitudes span more than {round(-2 * math.log10(SPREAD))} "
+                        "orders (one step cannot suit them all)")
+            continue
+        w = np.maximum(w, SPREAD * top)          # every element moves (a 0 at a kink too)
+        d = d * (w / top)
+        t = STEP * top
 
         def steps(t):
             """``(<u, J d> by central differences, the one-sided differences' spread)``."""
@@ -455,10 +477,11 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
             rhs = float(np.sum(g * d))
             scale = max(moved, float(np.sum(np.abs(g * d))))
             if spread > KINK * scale and math.isfinite(spread):
-                # A kink's spread stays as the step shrinks; a smooth step's (its curvature,
-                # as at a stationary point, where the gradient is 0) shrinks with it.
-                _, finer, _ = steps(t / 10)
-                if finer < SMOOTH * spread:
+                # A kink's spread stays as the step grows (the same jump of slopes); a
+                # smooth step's (its curvature, all there is at a stationary point, where
+                # the gradient is 0) grows with it, and rounding matters less.
+                _, wider, _ = steps(10 * t)
+                if wider > SMOOTH * spread:
                     spread = 0.0
         except _Unreplayable as e:
             return unchecked(str(e))

@@ -224,7 +224,12 @@ def test_random_smooth_programs_pass_and_their_gradients_are_jax_s(ip, monkeypat
     b = res.backward
     if b is None:                              # one product alone: its einsum display
         return
-    assert b.check.reference == "adjoint" and b.check.status == "PASS", (source, b.check)
+    assert b.check.reference == "adjoint", b.check
+    # every gradient passes, but for a value whose magnitudes span more orders than one
+    # step suits (exp of exp): not checked, never a FAIL of a right gradient
+    unjudged = [r for r in b.check.rows if r.status == "not checked"]
+    assert all("orders" in r.skipped for r in unjudged), (source, b.check)
+    assert b.check.status == ("PARTIAL" if unjudged else "PASS"), (source, b.check)
     ours = b.gradients()
     with monkeypatch.context() as m:           # JAX back, for the test's own reference
         m.delitem(sys.modules, "jax")
