@@ -108,6 +108,7 @@ from ..core.names import free_name
 from ..errors import EinsumError
 from .modules import ALIASES as DEFAULT_ALIASES
 from .modules import EINSUM_MODULES
+from .source import tree as parsed
 
 __all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES",
            "DEFAULT_ALIASES", "INTERLEAVED_LETTERS"]
@@ -336,7 +337,7 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
     >>> [c.certain for c in found.calls], sorted(found.bound)
     ([True, False], ['C', 'D'])
     """
-    tree = ast.parse(source)
+    tree = parsed(source)
     aliases = dict(DEFAULT_ALIASES)
     functions: dict[str, str] = {}          # bare name -> module of an einsum function
     if namespace:

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..cell.calls import Call
+from ..cell.source import tree as parsed
 from .record import Recording, Ref
 
 __all__ = ["Product", "Reading", "EQUATIONS", "products", "order", "einsum_places",
@@ -360,7 +361,7 @@ class _Source:
         self._candidates: dict[int, list] = {}   # line → product-like ast nodes, in order
         self._written: dict[int, list[_Written]] = {}
         try:
-            tree = ast.parse(self.text)
+            tree = parsed(self.text)
         except SyntaxError:
             return
         for node in ast.walk(tree):

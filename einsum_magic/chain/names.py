@@ -45,6 +45,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..cell.source import tree as parsed
 from .record import Recording
 
 __all__ = ["Names", "names_for", "READERS", "identifier"]
@@ -109,7 +110,7 @@ def _assignments(source: str | None) -> dict[int, str]:
     if not source:
         return {}
     try:
-        tree = ast.parse(source)
+        tree = parsed(source)
     except SyntaxError:
         return {}
     out = {}
@@ -250,7 +251,7 @@ def _top_level_binds(source: str | None) -> set[str]:
     ['c', 'h', 't']
     """
     try:
-        tree = ast.parse(source or "")
+        tree = parsed(source or "")
     except SyntaxError:
         return set()
     out: set[str] = set()
@@ -300,7 +301,7 @@ def _lines_in_defs(source: str | None) -> set[int]:
     [2, 3]
     """
     try:
-        tree = ast.parse(source or "")
+        tree = parsed(source or "")
     except SyntaxError:
         return set()
     out: set[int] = set()

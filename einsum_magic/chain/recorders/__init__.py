@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
+from ...cell.source import tree as parsed
 from .. import record
 from ..record import Recording
 
@@ -72,7 +73,7 @@ def _names_torch(source: str) -> bool:
     import ast
 
     try:
-        tree = ast.parse(source)
+        tree = parsed(source)
     except SyntaxError:
         return False
     for node in ast.walk(tree):

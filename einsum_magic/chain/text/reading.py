@@ -41,6 +41,7 @@ import types
 from typing import Any, Mapping
 
 from ...cell.calls import dotted, find_calls
+from ...cell.source import tree as parsed
 from ...core.names import free_name
 from .program import Program, Step
 
@@ -84,7 +85,7 @@ class _Reader:
     def __init__(self, source: str, namespace: dict):
         self.source = source
         self.ns = namespace
-        self.tree = ast.parse(source)
+        self.tree = parsed(source)
         self.lines = source.splitlines()
         self.aliases = dict(MODULES)
         for name, value in namespace.items():

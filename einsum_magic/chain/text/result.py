@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ...cell.source import tree as parsed
 from .backward import BackLine, backward_lines, gradient_names
 from .forward import bind, line
 from .program import Program
@@ -244,7 +245,7 @@ def _stop_values(program: Program, source: str, namespace: Mapping[str, Any]) ->
     """
     import ast
 
-    assigned = {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+    assigned = {t.id for node in parsed(source).body if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
     return {s.target: namespace[s.target] for s in program.steps
             if s.kind == "stop" and s.target in assigned
