@@ -32,7 +32,8 @@ import re
 
 from ..record import Ref
 from .registry import Back, NoRule, rule
-from .torch import unbroadcast
+from .shared import paren as _p
+from .shared import unbroadcast
 
 __all__ = ["dot_general_equation", "custom_name", "KEPT", "jax_ops"]
 
@@ -45,13 +46,6 @@ def jax_ops() -> tuple[str, ...]:
     from .registry import RULES
 
     return tuple(sorted(op for op in RULES if op.startswith(_J)))
-
-
-def _p(expr: str) -> str:
-    s = expr.strip()
-    if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9.]*|\d+(\.\d*)?", s):
-        return s
-    return f"({s})"
 
 
 def _lit(value) -> str:

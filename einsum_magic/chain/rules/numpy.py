@@ -34,7 +34,8 @@ import numpy as np
 from ...core.derivation import derive
 from ..record import Ref
 from .registry import RULES, Back, NoRule, rule
-from .torch import unbroadcast
+from .shared import getitem_back, setitem_backs, unbroadcast
+from .shared import paren as _p
 
 __all__ = ["RULES", "numpy_ops"]
 
@@ -45,22 +46,6 @@ _M = "numpy.ndarray."
 def numpy_ops() -> tuple[str, ...]:
     """Every NumPy op this module has a rule for, sorted."""
     return tuple(sorted(op for op in RULES if op.startswith(_N)))
-
-
-def _p(expr: str) -> str:
-    s = expr.strip()
-    if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9.]*|\d+(\.\d*)?", s):
-        return s
-    depth = 0
-    if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9.]*\(.*\)", s):
-        for k, c in enumerate(s):
-            depth += c == "("
-            depth -= c == ")"
-            if depth == 0 and c == ")" and k != len(s) - 1:
-                break
-        else:
-            return s
-    return f"({s})"
 
 
 def _lit(value) -> str:
@@ -645,32 +630,20 @@ def _advanced(key, ctx) -> bool:
 @rule(_M + "__getitem__")
 def _getitem(node, ctx):
     x, key = node.args
-    g, t = ctx.g(0), ctx.tmp("scatter")
-    if _advanced(key, ctx):
-        setup = (f"{t} = np.zeros_like({ctx.x(x)})",
-                 f"np.add.at({t}, np.s_[{_bracket(key, ctx)}], {g})")
-        words = "gather: its backward scatter-adds (the one-hot einsum)"
-    else:
-        setup = (f"{t} = np.zeros_like({ctx.x(x)})", f"{t}[{_bracket(key, ctx)}] = {g}")
-        words = "slice: zero-padded back"
-    return [Back(x, t, setup, rule=words)]
+    bracket = _bracket(key, ctx)
+    return [getitem_back(x, ctx, bracket, f"np.s_[{bracket}]" if _advanced(key, ctx) else None)]
 
 
 @rule(_M + "__setitem__")
 def _setitem(node, ctx):
     x, key, value = node.args
-    g = ctx.g(0)
-    t = ctx.tmp("unset")
-    backs = [Back(x, t, (f"{t} = {g}.copy()", f"{t}[{_bracket(key, ctx)}] = 0"),
-                  rule="setitem: what was overwritten gets no gradient")]
-    if isinstance(value, Ref):
+
+    def shape():
         parts = key if isinstance(key, tuple) else (key,)
         real = tuple(ctx.value(k) if isinstance(k, Ref) else k for k in parts)
-        shape = np.empty(ctx.shape(x))[real if isinstance(key, tuple) else real[0]].shape
-        backs.append(Back(value, unbroadcast(f"{g}[{_bracket(key, ctx)}]", shape,
-                                             ctx.shape(value)),
-                          rule="setitem: the written value takes the gradient there"))
-    return backs
+        return np.empty(ctx.shape(x))[real if isinstance(key, tuple) else real[0]].shape
+
+    return setitem_backs(x, value, ctx, _bracket(key, ctx), shape)
 
 
 @rule(_M + "fill")

@@ -19,6 +19,8 @@ import math
 
 from ..record import Ref
 from .registry import RULES, Back, NoRule, rule
+from .shared import getitem_back, setitem_backs, unbroadcast
+from .shared import paren as _p
 
 __all__ = ["unbroadcast", "RULES"]
 
@@ -42,38 +44,6 @@ def _arg(node, i: int, name: str, default=None):
     if len(node.args) > i:
         return node.args[i]
     return node.kw().get(name, default)
-
-
-def _p(expr: str) -> str:
-    """``expr`` in parentheses unless it is a name, a call or a plain number."""
-    s = expr.strip()
-    if s.replace("_", "").replace(".", "").isalnum() and not s.startswith("-"):
-        return s
-    if s.endswith(")") and s.count("(") == 1 and s[0].isalpha():
-        return s
-    return f"({s})"
-
-
-def unbroadcast(expr: str, shape, to) -> str:
-    """``expr`` (of ``shape``) summed back to ``to`` (what broadcasting made of it).
-
-    >>> unbroadcast("g", (32, 64), (64,)), unbroadcast("g", (32, 64), (1, 64))
-    ('g.sum(axis=0)', 'g.sum(axis=0, keepdims=True)')
-    >>> unbroadcast("g", (5, 2, 3), (2, 1)), unbroadcast("g", (2, 3), (2, 3))
-    ('g.sum(axis=0).sum(axis=1, keepdims=True)', 'g')
-    """
-    shape, to = tuple(shape), tuple(to)
-    if shape == to:
-        return expr
-    lead = len(shape) - len(to)
-    out = _p(expr)
-    if lead > 0:
-        axes = tuple(range(lead))
-        out += f".sum(axis={axes[0] if len(axes) == 1 else axes})"
-    keep = tuple(i for i, n in enumerate(to) if n == 1 and shape[lead + i] != 1)
-    if keep:
-        out += f".sum(axis={keep[0] if len(keep) == 1 else keep}, keepdims=True)"
-    return out
 
 
 def _dims(dim, ndim: int) -> tuple[int, ...]:
@@ -462,31 +432,20 @@ def _index_tuple(key, ctx) -> str:
 @rule(_T + "__getitem__")
 def _getitem(node, ctx):
     x, key = node.args
-    g, t = ctx.g(0), ctx.tmp("scatter")
-    if _gathers(key, ctx):
-        setup = (f"{t} = np.zeros_like({ctx.x(x)})",
-                 f"np.add.at({t}, {_index_tuple(key, ctx)}, {g})")
-        words = "gather: its backward scatter-adds (the one-hot einsum)"
-    else:
-        setup = (f"{t} = np.zeros_like({ctx.x(x)})", f"{t}[{_bracket(key, ctx)}] = {g}")
-        words = "slice: zero-padded back"
-    return [Back(x, t, setup, rule=words)]
+    return [getitem_back(x, ctx, _bracket(key, ctx),
+                         _index_tuple(key, ctx) if _gathers(key, ctx) else None)]
 
 
 @rule(_T + "__setitem__")
 def _setitem(node, ctx):
     x, key, value = node.args
-    g = ctx.g(0)
-    t = ctx.tmp("unset")
-    backs = [Back(x, t, (f"{t} = {g}.copy()", f"{t}[{_bracket(key, ctx)}] = 0"),
-                  rule="setitem: what was overwritten gets no gradient")]
-    if isinstance(value, Ref):
+
+    def shape():
         import numpy as np
 
-        shape = np.empty(ctx.shape(Ref(node.outs[0])))[_numpy_key(key, ctx)].shape
-        backs.append(Back(value, unbroadcast(f"{g}[{_bracket(key, ctx)}]", shape,
-                                             ctx.shape(value))))
-    return backs
+        return np.empty(ctx.shape(Ref(node.outs[0])))[_numpy_key(key, ctx)].shape
+
+    return setitem_backs(x, value, ctx, _bracket(key, ctx), shape)
 
 
 def _numpy_key(key, ctx):
