@@ -87,4 +87,6 @@ def test_one_plan_picks_the_reference_of_an_einsum_and_of_a_cell():
                                                    "over the check's budget of 10")
     assert plan({"numpy"}, size=10, budget=10).reference == "jax autograd"
     for mixed in ({"numpy", "torch"}, {"tensorflow"}):
-        assert plan(mixed).reason == "the check replays torch or NumPy records only so far"
+        assert plan(mixed).reason == ("the check replays torch, NumPy or JAX records (NumPy with "
+                                      "JAX), not torch with another")
+    assert plan({"jax"}).reference == plan({"jax", "numpy"}).reference == "jax autograd"
