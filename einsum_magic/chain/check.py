@@ -47,8 +47,8 @@ from ..check.jax import import_jax
 from ..check.policy import plan, with_fallback
 from ..check.records import CheckReport
 from .record import Recording, Ref, map_refs
-from .report import (CHECK_ELEMENTS, FIDELITY, RTOL, CellCheck, GradientRow, cell_report, close,
-                     replayed, verdict)
+from .report import (CHECK_ELEMENTS, FIDELITY, RTOL, CellCheck, GradientRow, bind_results,
+                     cell_report, close, replayed, verdict)
 
 __all__ = ["CellCheck", "GradientRow", "check_program", "RTOL", "CHECK_ELEMENTS"]   # the report's names re-exported
 
@@ -183,20 +183,15 @@ def _replay(rec: Recording, needed, env: dict, *, check: bool = False, bumps=Non
         _flat(result, outs)
         if target is not None and not outs:
             outs = [copy]
-        if len(outs) != len(node.outs):
-            return env, f"the replay of {node.op} ({node.at()}) gave {len(outs)} results, " \
-                        f"the run {len(node.outs)}"
         inherited = max([tols.get(r, _tol(rec, r)) for r in node.refs], default=0.0)
-        for o, t in zip(node.outs, outs):
-            if check:
-                tols[o] = max(_tol(rec, o), inherited)
-                bad = _differs(rec, o, t, tols[o])
-                if bad:
-                    return env, (f"the replay could not reproduce `{node.op}` ({node.at()}): "
-                                 f"{bad}")
-            if bumps and o in bumps:
-                t = t + bumps[o]
-            env[o] = t
+
+        def gate(o, t, inherited=inherited):
+            tols[o] = max(_tol(rec, o), inherited)
+            return _differs(rec, o, t, tols[o])
+
+        bad = bind_results(node, outs, env, gate=gate if check else None, bumps=bumps)
+        if bad:
+            return env, bad
     return env, ""
 
 

@@ -36,7 +36,7 @@ instead with NumPy alone, and the summary says so and why:
    ``(f(x + t d) - f(x - t d)) / 2t`` of the replay from that value on (an input replaced,
    an intermediate moved where its node computed it); each element of ``t d`` is about
    :data:`STEP` of its own magnitude (values of very different sizes in one array move
-   each by its own), or of :data:`CONTEXT` times the largest magnitude the value meets in
+   each by its own), or of :data:`CONTEXT` times the largest magnitude it is added to in
    the calls that read it, so that a value near 0 added to larger ones still moves them,
    and at least :data:`SPREAD` of the largest element's step. A value whose nonzero
    magnitudes span more than ``SPREAD²`` (``exp`` of large values) is "not checked".
@@ -65,7 +65,8 @@ import numpy as np
 
 from ..check.jax import import_jax
 from ..check.records import GradCheck
-from .report import CHECK_ELEMENTS, FIDELITY, cell_report, not_derived, replayed, verdict
+from .report import (CHECK_ELEMENTS, FIDELITY, bind_results, cell_report, not_derived, replayed,
+                     verdict)
 from .record import Recording, Ref, map_refs
 
 __all__ = ["check_numpy", "adjoint_numpy", "namesake", "STEP", "CONTEXT", "SPREAD",
@@ -259,18 +260,10 @@ def _replay(rec, needed, env, call, *, check=False, bumps=None, start: int = 0):
         except Exception as e:  # noqa: BLE001 - named as the operation not reproduced
             return env, (f"the replay could not reproduce `{node.op}` ({node.at()}): "
                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-        if len(outs) != len(node.outs):
-            return env, (f"the replay of `{node.op}` ({node.at()}) gave {len(outs)} results, "
-                         f"the run {len(node.outs)}")
-        for o, t in zip(node.outs, outs):
-            if check:
-                bad = _differs(rec, o, t)
-                if bad:
-                    return env, (f"the replay could not reproduce `{node.op}` ({node.at()}): "
-                                 f"{bad}")
-            if bumps and o in bumps:
-                t = t + bumps[o]
-            env[o] = t
+        bad = bind_results(node, outs, env, bumps=bumps,
+                           gate=(lambda o, t: _differs(rec, o, t)) if check else None)
+        if bad:
+            return env, bad
     return env, ""
 
 
@@ -385,6 +378,15 @@ def check_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS):
 # -- without JAX: NumPy's adjoint test of a NumPy replay -------------------------------------
 
 
+#: Calls that add their operands: a value near 0 they read moves with what it meets there.
+_ADDING = frozenset({"add", "subtract", "__add__", "__radd__", "__iadd__", "__sub__",
+                     "__rsub__", "__isub__"})
+
+
+def _adds(node) -> bool:
+    return node.op.rsplit(".", 1)[-1] in _ADDING
+
+
 def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
                   fallback: str = ""):
     """Check the backward of a NumPy record with NumPy alone: the adjoint test of every
@@ -440,9 +442,10 @@ def adjoint_numpy(backward, seed: int = 0, budget: int = CHECK_ELEMENTS, *,
             continue
         g = np.asarray(g, dtype=np.float64)
         # each element moves relative to its own magnitude (values of very different sizes
-        # in one array: exp's), or to CONTEXT of what it meets (a value near 0 added to
-        # larger ones); the direction carries the relative sizes, t the largest
-        met = max([_magnitude(env[r]) for k in readers[v] for r in rec.nodes[needed[k]].refs
+        # in one array: exp's), or to CONTEXT of what it is added to (a value near 0 added
+        # to larger ones); the direction carries the relative sizes, t the largest
+        met = max([_magnitude(env[r]) for k in readers[v] if _adds(rec.nodes[needed[k]])
+                   for r in rec.nodes[needed[k]].refs
                    if r != v and rec.info[r].floating] or [0.0])
         w = np.maximum(np.abs(x.astype(np.float64)), CONTEXT * met)
         top = float(w.max()) if w.size else 0.0

@@ -30,7 +30,7 @@ from ..check.records import CheckReport, GradCheck
 from ..check.records import verdict as verdict_of
 
 __all__ = ["CellCheck", "GradientRow", "cell_report", "compared", "not_derived", "close",
-           "verdict", "replayed", "RTOL", "FLOOR", "CHECK_ELEMENTS", "FIDELITY"]
+           "verdict", "replayed", "bind_results", "RTOL", "FLOOR", "CHECK_ELEMENTS", "FIDELITY"]
 
 #: Tolerance of the float64 comparison, relative to the reference's largest magnitude.
 RTOL = 1e-8
@@ -61,6 +61,25 @@ def replayed(rec, sinks) -> tuple[list[int], list[int]]:
     needed.reverse()
     return needed, [sum(int(np.prod(rec.info[o].shape)) for o in rec.nodes[n].outs)
                     for n in needed]
+
+
+def bind_results(node, outs: list, env: dict, *, gate=None, bumps=None) -> str:
+    """Bind a replayed node's results ``outs`` in ``env`` (id → value), each plus its bump
+    (``bumps``: id → a value added, where a reference differentiates an intermediate);
+    ``gate(id, value)`` says why a result differs from the run's (``''``: it does not).
+    Returns why the replay stops here, or ``''``. Every framework's replay binds so."""
+    if len(outs) != len(node.outs):
+        return (f"the replay of `{node.op}` ({node.at()}) gave {len(outs)} results, "
+                f"the run {len(node.outs)}")
+    for o, t in zip(node.outs, outs):
+        if gate is not None:
+            bad = gate(o, t)
+            if bad:
+                return f"the replay could not reproduce `{node.op}` ({node.at()}): {bad}"
+        if bumps and o in bumps:
+            t = t + bumps[o]
+        env[o] = t
+    return ""
 
 
 def cell_report(rows, reference: str, *, seed: int = 0, cut: str = "", status: str = "",
