@@ -52,7 +52,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-__all__ = ["Ref", "Node", "Recording", "recording", "BUDGET", "MAX_NODES", "MAX_REPEATS"]
+__all__ = ["Ref", "Node", "Recording", "recording", "renamed", "Recorder", "BUDGET", "MAX_NODES",
+           "MAX_REPEATS"]
 
 #: Default budget of a record in bytes: the arrays it holds beyond the user's own.
 BUDGET = 256 * 2**20
@@ -131,6 +132,48 @@ def _walk(obj) -> Iterable:
             yield from _walk(o)
     else:
         yield obj
+
+
+def renamed(parts, rename: dict) -> list[Node]:
+    """A decomposition's ``parts`` with the values of ``rename`` (id → id) renamed, where
+    they are made and where they are read: the parts' results become the decomposed call's
+    own. No part works in place (the call they make up did, if any).
+
+    >>> p = Node(0, "torch", "torch.ops.aten.mul", None, (Ref(1), 2), (), (5,))
+    >>> q = Node(0, "torch", "torch.ops.aten.add", None, (Ref(5), 1), (), (6,))
+    >>> [(n.refs, n.outs) for n in renamed([p, q], {5: 9})]
+    [((1,), (9,)), ((9,), (6,))]
+    """
+    def ref(r: Ref) -> Ref:
+        return Ref(rename.get(r.id, r.id))
+
+    return [Node(p.index, p.framework, p.op, p.func, map_refs(p.args, ref),
+                 map_refs(p.kwargs, ref), tuple(rename.get(o, o) for o in p.outs), p.line,
+                 p.where, False, tuple(rename.get(r, r) for r in p.refs)) for p in parts]
+
+
+class Recorder:
+    """What the NumPy and JAX recorders share: entering runs :meth:`_start`, and where it
+    fails halfway, :meth:`_exit` puts back what it had done before the error goes on;
+    leaving runs :meth:`_exit` (which must be safe to run twice)."""
+
+    def __enter__(self):
+        try:
+            self._start()
+        except BaseException:
+            self._exit()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._exit()
+        return False
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _exit(self) -> None:
+        raise NotImplementedError
 
 
 def map_refs(obj, fn):

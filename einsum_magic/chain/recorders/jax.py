@@ -45,7 +45,7 @@ import threading
 import numpy as np
 
 from ..names import READERS
-from ..record import Recording, Ref, cell_line
+from ..record import Recorder, Recording, Ref, cell_line, renamed
 
 __all__ = ["JaxRecorder", "unavailable", "describe", "decompose", "SUPPORTED"]
 
@@ -119,7 +119,7 @@ def _is_array(x) -> bool:
     return isinstance(x, (jax.Array, np.ndarray))
 
 
-class JaxRecorder:
+class JaxRecorder(Recorder):
     """Records every primitive the run binds eagerly into ``rec`` (see the module doc).
 
     A context manager; where :func:`unavailable` gives a reason, it patches nothing and,
@@ -136,32 +136,27 @@ class JaxRecorder:
 
     # -- entering and leaving --------------------------------------------------------------
 
-    def __enter__(self):
+    def _start(self) -> None:
         self.why = unavailable()
         self._before = {k: id(v) for k, v in self.rec.namespace.items()}
         if self.why:
-            return self
+            return
         import jax
         from jax._src import core, pjit
 
-        try:
-            if not _CONTEXT:
-                _CONTEXT.append(jax.make_user_context(None))
-            context = _CONTEXT[0](_RECORDING)
-            context.__enter__()
-            self._restore.append(lambda: context.__exit__(None, None, None))
-            self._patch(core.EvalTrace, "process_primitive", _process_primitive)
-            self._patch(core.EvalTrace, "process_custom_jvp_call", _process_custom_jvp_call)
-            self._patch(pjit, "_get_fastpath_data", _no_fastpath)
-            self._patch(pjit, "_run_python_pjit", _run_python_pjit)
-            self._previous = _ACTIVE[0]
-            _ACTIVE[0] = self
-            self._restore.append(self._deactivate)
-            self.rec.observed.add("jax")
-        except BaseException:
-            self._exit()
-            raise
-        return self
+        if not _CONTEXT:
+            _CONTEXT.append(jax.make_user_context(None))
+        context = _CONTEXT[0](_RECORDING)
+        context.__enter__()
+        self._restore.append(lambda: context.__exit__(None, None, None))
+        self._patch(core.EvalTrace, "process_primitive", _process_primitive)
+        self._patch(core.EvalTrace, "process_custom_jvp_call", _process_custom_jvp_call)
+        self._patch(pjit, "_get_fastpath_data", _no_fastpath)
+        self._patch(pjit, "_run_python_pjit", _run_python_pjit)
+        self._previous = _ACTIVE[0]
+        _ACTIVE[0] = self
+        self._restore.append(self._deactivate)
+        self.rec.observed.add("jax")
 
     def __exit__(self, *exc) -> bool:
         self._exit()
@@ -430,12 +425,7 @@ def _decomposed(rec, node, keep):
         if not _same(got, rec.values[v]):
             return None
         rename[ref.id] = v
-    out = []
-    for p in parts:
-        outs_ = tuple(rename.get(o, o) for o in p.outs)
-        out.append(Node(p.index, p.framework, p.op, p.func, p.args, p.kwargs, outs_, p.line,
-                        p.where, False, p.refs))
-    return out
+    return renamed(parts, rename)
 
 
 def _constant_leaf(rec: Recording, c) -> int:

@@ -80,7 +80,7 @@ from weakref import ref as _weakref
 import numpy as np
 
 from ..names import READERS
-from ..record import Recording, Ref, cell_line
+from ..record import Recorder, Recording, Ref, cell_line
 
 __all__ = ["Boxed", "NumpyRecorder", "describe", "op_name", "CONSTANT", "CREATION",
            "WRITE_THROUGH"]
@@ -397,7 +397,7 @@ def _call(op, func, args, kwargs, *, ufunc_method=None, inplace_first=False):
         return _boxed_result(result, target, target_box) if not rec.stopped else result
 
 
-class NumpyRecorder:
+class NumpyRecorder(Recorder):
     """Boxes the namespace's arrays, patches creation functions, records; a context manager."""
 
     def __init__(self, rec: Recording):
@@ -494,23 +494,14 @@ class NumpyRecorder:
 
     # -- entering and leaving ------------------------------------------------------------
 
-    def __enter__(self):
+    def _start(self) -> None:
         self._previous = _active[0]
         self._boxes: dict[int, Boxed] = {}
         self._frozen = False
-        try:
-            self._box_namespace()
-            self._patch()
-            self._freeze()
-            _active[0] = self
-        except BaseException:
-            self._exit()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self._exit()
-        return False
+        self._box_namespace()
+        self._patch()
+        self._freeze()
+        _active[0] = self
 
     def release(self) -> None:
         """The record stopped (a long loop, the budget): put back the creation functions and

@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..record import Recording, cell_line
+from ..record import Recording, cell_line, renamed
 
 __all__ = ["TorchRecorder", "op_name", "describe"]
 
@@ -355,12 +355,7 @@ def _decomposed(rec, node, ids, values, call, make_fx, decomposition_table, oper
                 got.double(), run.detach().double(), rtol=1e-5, atol=1e-8, equal_nan=True):
             return None
         rename[known[fx].id] = v
-    out = []
-    for p in parts:
-        outs = tuple(rename.get(o, o) for o in p.outs)
-        out.append(Node(p.index, p.framework, p.op, p.func, p.args, p.kwargs, outs, p.line,
-                        p.where, False, p.refs))
-    return out
+    return renamed(parts, rename)
 
 
 def _fx_map(obj, table):
