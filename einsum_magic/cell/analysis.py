@@ -13,7 +13,7 @@ from typing import Any
 
 from .calls import Call
 
-__all__ = ["Analysis", "EinsumGradResult", "is_result"]
+__all__ = ["Analysis", "EinsumGradResult", "is_result", "example"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,21 @@ def is_result(value) -> bool:
     kind, result = type(value), EinsumGradResult
     return isinstance(value, result) or (kind.__name__, kind.__module__) == (result.__name__,
                                                                             result.__module__)
+
+
+def example(check_note: str = "skipped", expect: str | None = "?") -> Analysis:
+    """A small analysis for examples: ``'ij,jk->ik'`` over (2, 3) and (3, 4), checked as
+    ``check_note`` says, with ``--expect dL_dA=<expect>`` (an open exercise by default; None:
+    no expectation).
+
+    >>> a = example()
+    >>> a.call.equation, a.expectations[0].target, a.expectations[0].verdict
+    ('ij,jk->ik', 'dL_dA', 'blank')
+    """
+    from ..core.derivation import derive
+    from ..expect import judge
+    from .calls import equation_call
+
+    d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
+    return Analysis(equation_call("ij,jk->ik"), d, "defaults", check_note=check_note,
+                    expectations=() if expect is None else (judge(d, "dL_dA", expect),))

@@ -18,13 +18,8 @@ that :mod:`einsum_magic.views.html` places in the display (each is wired in with
 Styles are :data:`CSS`, scoped under ``.einsum-grad`` like the rest of the stylesheet and
 written with JupyterLab's CSS variables, so they read in light and dark themes.
 
->>> from einsum_magic import derive
->>> from einsum_magic.cell.analysis import Analysis
->>> from einsum_magic.cell.calls import equation_call
->>> from einsum_magic.expect import judge
->>> d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
->>> a = Analysis(equation_call("ij,jk->ik"), d, "defaults", check_note="skipped",
-...              expectations=(judge(d, "dL_dA", "?"),))
+>>> from einsum_magic.cell.analysis import example
+>>> a = example()                  # 'ij,jk->ik' with the exercise --expect dL_dA=?
 >>> "eg-badge-open" in badge(a) and "<details" in reveal(a, "<p>answer</p>")
 True
 """

@@ -13,13 +13,8 @@ This module owns what every view puts at the top of a display, as pure functions
   (``--expect A=?``) or a proposal that is not right yet hides the backward until the
   learner gets it right or presses Reveal.
 
->>> from einsum_magic import derive
->>> from einsum_magic.cell.analysis import Analysis
->>> from einsum_magic.cell.calls import equation_call
->>> from einsum_magic.expect import judge
->>> d = derive("ij,jk->ik", shapes=((2, 3), (3, 4)))
->>> a = Analysis(equation_call("ij,jk->ik"), d, "defaults", check_note="skipped (--no-check)",
-...              expectations=(judge(d, "dL_dA", "?"),))
+>>> from einsum_magic.cell.analysis import example
+>>> a = example("skipped (--no-check)")     # 'ij,jk->ik' with --expect dL_dA=?
 >>> verdict(a).line
 'expect dL_dA unanswered · check skipped'
 >>> verdict(a).state, verdict(a).tab, answer_hidden(a)
