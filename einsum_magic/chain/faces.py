@@ -556,6 +556,11 @@ def products(rec: Recording, source: str | None, namespace: dict,
         if key != current:                       # a new pass over a line: count afresh
             current, seen = key, {}
         reading = EQUATIONS.get(node.op)
+        if reading is None and node.framework == "jax" and node.line:
+            from .recorders.jax import product_of     # x @ W: a jit of one dot_general
+
+            node = product_of(node) or node
+            reading = EQUATIONS.get(node.op)
         if reading is None or not node.line:
             continue
         # where an observed einsum ran, a product the source does not write there is the

@@ -422,3 +422,25 @@ def test_a_product_in_a_method_is_placed_as_an_einsum_there_is(ip):
         ("x @ self.W_k", "k", "AttentionHead.scores(), line 6")]
     assert a.call.legend == (("op2", "self.W_q"),) and c.call.where == "AttentionHead.scores(), line 7"
     assert all(x.check.passed for x in (a, b, c))
+
+
+def test_a_jax_product_gets_its_einsum_display_and_jnp_einsum_is_shown_once(ip):
+    jax = pytest.importorskip("jax")
+    ip.run_cell("import jax\nimport jax.numpy as jnp\n"
+                "X = jnp.asarray(np.random.default_rng(0).standard_normal((4, 3)))\n"
+                "W = jnp.asarray(np.random.default_rng(1).standard_normal((3, 5)))")
+    result, cap = run(ip, "%%einsum_grad -o r\nH = X @ W\n"
+                          "G = jnp.einsum('ij,kj->ik', H, H)\nL = jnp.tanh(G).sum()")
+    assert result.success, cap.stdout
+    assert [t.split("  (")[0] for t in titles(cap)] == [
+        "einsum_grad: X @ W", "einsum_grad: jnp.einsum('ij,kj->ik', H, H)"]
+    first = ip.user_ns["r"].analyses[0]
+    assert first.derivation.equation == "ij,jk->ik" and first.call.names == ("X", "W")
+    assert first.check.passed
+    # the derived gradients are jax.vjp's of the user's product, computed here
+    X, W = np.asarray(ip.user_ns["X"]), np.asarray(ip.user_ns["W"])
+    cot = np.random.default_rng(2).standard_normal((4, 5))
+    ours = first.derivation.vjp(cot, X, W)
+    _, pull = jax.vjp(lambda a, b: a @ b, X, W)
+    for got, want in zip(ours, pull(cot.astype(X.dtype))):
+        np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5, atol=1e-6)

@@ -47,7 +47,7 @@ import numpy as np
 from ..names import READERS
 from ..record import Recorder, Recording, Ref, cell_line, renamed
 
-__all__ = ["JaxRecorder", "unavailable", "describe", "decompose", "SUPPORTED"]
+__all__ = ["JaxRecorder", "unavailable", "describe", "decompose", "product_of", "SUPPORTED"]
 
 READERS.setdefault("jax", ("np.asarray({})", np.asarray))
 
@@ -330,6 +330,30 @@ def _inner_jaxpr(eqn_or_params):
         if j is not None:
             return j
     return None
+
+
+def product_of(node):
+    """A ``jit`` node that is one ``dot_general`` of its own arguments (``x @ W``,
+    ``jnp.matmul``, ``jnp.dot``: jax.numpy jits them) as that ``dot_general``'s node, with the
+    jit's results, or None. Reads the jaxpr only: nothing is evaluated."""
+    from ..record import Node
+
+    if node.framework != "jax" or node.op.rsplit(".", 1)[-1] not in CALLS:
+        return None
+    closed = _inner_jaxpr(node.kw())
+    jaxpr = getattr(closed, "jaxpr", closed)
+    eqns = getattr(jaxpr, "eqns", None)
+    if not eqns or len(eqns) != 1 or eqns[0].primitive.name != "dot_general":
+        return None
+    (eqn,) = eqns
+    if list(eqn.outvars) != list(jaxpr.outvars) or len(jaxpr.invars) != len(node.args):
+        return None
+    where = {id(v): k for k, v in enumerate(jaxpr.invars)}
+    if any(id(v) not in where for v in eqn.invars):
+        return None                                  # a literal operand
+    args = tuple(node.args[where[id(v)]] for v in eqn.invars)
+    return Node(node.index, "jax", "jax.lax.dot_general", eqn.primitive, args,
+                tuple(eqn.params.items()), node.outs, node.line, node.where)
 
 
 def decompose(rec: Recording, node, keep=lambda op, params: False):
