@@ -257,6 +257,17 @@ def test_the_recorder_is_removed_after_the_block_even_on_an_error(error):
     assert not other.nodes and not seen
 
 
+def test_a_record_stopped_for_any_reason_puts_jax_back_at_once():
+    before = _internals()
+    X = jnp.ones((2, 2))
+    with recording({"X": X}) as rec:
+        assert _internals() != before
+        rec.stop("stopped elsewhere (the NumPy side's budget, say)")
+        assert _internals() == before and jax_recorder._ACTIVE[0] is None
+        X @ X                                               # runs as without the magic
+    assert _internals() == before and not rec.nodes
+
+
 def test_the_version_guard_says_why_in_one_line(monkeypatch):
     assert jax_recorder.unavailable() == ""                 # the installed JAX is covered
     why = jax_recorder.unavailable((0, 4, 1))

@@ -157,6 +157,7 @@ class JaxRecorder(Recorder):
         _ACTIVE[0] = self
         self._restore.append(self._deactivate)
         self.rec.observed.add("jax")
+        self.rec.on_stop(self.release)       # stopped for any reason: JAX runs as without it
 
     def __exit__(self, *exc) -> bool:
         self._exit()
