@@ -5,7 +5,7 @@ on a large cell.
 
 1. Per call: a loop of N = 200 steps ``h = tanh(h @ W) + b`` (3 calls a step) runs plain,
    then inside :func:`einsum_magic.chain.recorders.recording` (every call recorded), in
-   NumPy and in torch; the record's repeat cap
+   NumPy, torch and JAX (its calls block until ready); the record's repeat cap
    (:data:`~einsum_magic.chain.record.MAX_REPEATS` calls of one line) is raised to N while
    this part runs, so that every call is recorded. Added per call =
    (recorded - plain) / (3 N). Then the same call once the record has stopped: a NumPy
@@ -48,6 +48,7 @@ for _k in range(N):
     h = np.tanh(h @ W) + b
 """
 TORCH_STEP = STEP.replace("np.tanh", "torch.tanh")
+JAX_STEP = STEP.replace("np.tanh", "jnp.tanh")
 TRAIN = """
 for _step in range(1000):
     h = np.tanh(X @ W1)
@@ -104,6 +105,12 @@ def _per_call_uncapped(framework: str) -> list[str]:
         base = {"torch": torch, "N": steps, "x": torch.tensor(x), "W": torch.tensor(W),
                 "b": torch.tensor(b)}
         code = compile(TORCH_STEP, "<cell>", "exec")
+    elif framework == "jax":
+        import jax.numpy as jnp
+
+        base = {"jnp": jnp, "N": steps, "x": jnp.asarray(x), "W": jnp.asarray(W),
+                "b": jnp.asarray(b)}
+        code = compile(JAX_STEP, "<cell>", "exec")
     else:
         base = {"np": np, "N": steps, "x": x, "W": W, "b": b}
         code = compile(STEP, "<cell>", "exec")
@@ -112,6 +119,8 @@ def _per_call_uncapped(framework: str) -> list[str]:
         ns = dict(base)
         t0 = time.thread_time()
         exec(code, ns)
+        if framework == "jax":
+            ns["h"].block_until_ready()      # JAX dispatches asynchronously
         return time.thread_time() - t0
 
     def recorded():
@@ -269,10 +278,11 @@ def run() -> list[str]:
             "| framework | arrays | plain, per step | recorded, per step | added per recorded "
             "call | added per call once the record stopped |", "|---|---|---:|---:|---:|---:|",
             *_per_call("numpy")]
-    try:
-        rows += _per_call("torch")
-    except ImportError:
-        rows.append("| torch | — | not measured: torch is not installed | | | |")
+    for framework in ("torch", "jax"):
+        try:
+            rows += _per_call(framework)
+        except ImportError:
+            rows.append(f"| {framework} | — | not measured: {framework} is not installed | | | |")
     rows += ["", "| cell | plain | under the magic (--no-check) | added |", "|---|---:|---:|---:|",
              *_training_loop(), "", *_big_cell()]
     return rows
