@@ -41,6 +41,7 @@ is patched and a cell that computes JAX arrays says so instead of a cell backwar
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 
@@ -157,7 +158,14 @@ class JaxRecorder(Recorder):
         _ACTIVE[0] = self
         self._restore.append(self._deactivate)
         self.rec.observed.add("jax")
-        self.rec.on_stop(self.release)       # stopped for any reason: JAX runs as without it
+        me = weakref.ref(self)               # (held weakly: no cycle keeps the record alive)
+
+        def release():                       # stopped for any reason: JAX runs as without it
+            recorder = me()
+            if recorder is not None:
+                recorder.release()
+
+        self.rec.on_stop(release)
 
     def __exit__(self, *exc) -> bool:
         self._exit()
