@@ -12,11 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from IPython.testing import globalipapp  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
 from einsum_magic.grading import GradeFailed  # noqa: E402
-from einsum_magic.magic import load_ipython_extension  # noqa: E402
 
 SETUP = """\
 import torch
@@ -41,15 +39,9 @@ dx = dpre @ W.T
 
 
 @pytest.fixture
-def ip():
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    saved = dict(shell.user_ns)
+def ip(shell):
     shell.run_cell(SETUP)
-    yield shell
-    shell.user_ns.clear()
-    shell.user_ns.update(saved)
+    return shell
 
 
 def run(shell, source):

@@ -14,11 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 from einsum_magic.grading import GradedCodeFailed, GradeFailed
-from einsum_magic.magic import load_ipython_extension
 
 sys.path.insert(0, str(Path(__file__).parent))
 import grade_cases as cases  # noqa: E402
@@ -40,17 +38,11 @@ class Backward:
 
 
 @pytest.fixture
-def ip():
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    saved = dict(shell.user_ns)
+def ip(shell):
     ns, ref = cases.makemore(0)
     shell.user_ns.update(ns)
     shell.user_ns["fwd"] = SimpleNamespace(backward=Backward(ref, cases.FORWARD))
-    yield shell
-    shell.user_ns.clear()
-    shell.user_ns.update(saved)
+    return shell
 
 
 def run(shell, source):

@@ -6,11 +6,9 @@ import ast
 
 import numpy as np
 import pytest
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 from einsum_magic.cell import source
-from einsum_magic.magic import load_ipython_extension
 
 CELLS = {
     "numpy": ("H = X @ W\nZ = np.tanh(H)\nC = np.einsum('ij,jk->ik', Z, W)\nL = C.sum()\n",
@@ -23,14 +21,8 @@ CELLS = {
 
 
 @pytest.fixture
-def ip():
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    before = set(shell.user_ns)
-    yield shell
-    for name in set(shell.user_ns) - before:
-        shell.user_ns.pop(name, None)
+def ip(shell):
+    return shell
 
 
 @pytest.mark.parametrize("kind", sorted(CELLS))

@@ -14,14 +14,12 @@ import sys
 
 import numpy as np
 import pytest
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 import einsum_magic.chain.rules.numpy  # noqa: F401 - registers the NumPy rules the tests replace
 from einsum_magic.chain.replay_numpy import ADJOINT_RTOL, adjoint_numpy
 from einsum_magic.chain.rules import RULES
 from einsum_magic.check.jax import INSTALL
-from einsum_magic.magic import load_ipython_extension
 
 RNG = np.random.default_rng(3)
 MLP = {"X": RNG.normal(size=(4, 3)), "W1": RNG.normal(size=(3, 5)), "b1": RNG.normal(size=5),
@@ -35,17 +33,11 @@ WITHOUT = f"checked with NumPy (adjoint test), JAX not available: not installed 
 
 
 @pytest.fixture
-def ip(monkeypatch):
+def ip(shell, monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", None)          # as if JAX were not installed
     monkeypatch.setitem(sys.modules, "jax.numpy", None)
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    before = set(shell.user_ns)
     shell.push({"np": np})
-    yield shell
-    for name in set(shell.user_ns) - before:
-        shell.user_ns.pop(name, None)
+    return shell
 
 
 def run(shell, cell: str, **arrays):

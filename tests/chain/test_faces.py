@@ -18,12 +18,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 from einsum_magic import flow
 from einsum_magic.chain import faces
-from einsum_magic.magic import load_ipython_extension
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -35,16 +33,10 @@ import makemore  # noqa: E402
 
 
 @pytest.fixture
-def ip():
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    before = set(shell.user_ns)
+def ip(shell):
     shell.run_cell("import torch\nimport torch.nn.functional as F\nimport numpy as np\n"
                    "torch.manual_seed(0)")
-    yield shell
-    for name in set(shell.user_ns) - before:
-        shell.user_ns.pop(name, None)
+    return shell
 
 
 def run(shell, source: str):

@@ -15,13 +15,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 from einsum_magic.chain.recorders.numpy import Boxed
 from einsum_magic.chain.rules import RULES
 import einsum_magic.chain.rules.numpy  # noqa: E402,F401 - registers the NumPy rules the tests replace
-from einsum_magic.magic import load_ipython_extension
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -30,15 +28,9 @@ RTOL = 1e-6
 
 
 @pytest.fixture
-def ip():
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    before = set(shell.user_ns)
+def ip(shell):
     shell.push({"np": np})
-    yield shell
-    for name in set(shell.user_ns) - before:
-        shell.user_ns.pop(name, None)
+    return shell
 
 
 def run(shell, source: str):

@@ -15,13 +15,11 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from IPython.testing import globalipapp  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
 from einsum_magic.chain import record as record_module  # noqa: E402
 from einsum_magic.chain.rules import RULES, rule_for  # noqa: E402
 import einsum_magic.chain.rules.torch  # noqa: E402,F401 - registers the torch rules the tests replace
-from einsum_magic.magic import load_ipython_extension  # noqa: E402
 
 # The makemore part 4 data and forward cell: karpathy/nn-zero-to-hero,
 # lectures/makemore/makemore_part4_backprop.ipynb (the parameters' cell adapted: float64,
@@ -92,16 +90,10 @@ EXERCISE_1 = ("logprobs probs counts_sum_inv counts_sum counts norm_logits logit
 
 
 @pytest.fixture
-def ip():
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    before = set(shell.user_ns)
+def ip(shell):
     shell.run_cell("import torch\nimport torch.nn.functional as F\nimport numpy as np\n"
                    "import math")
-    yield shell
-    for name in set(shell.user_ns) - before:
-        shell.user_ns.pop(name, None)
+    return shell
 
 
 def run(shell, source: str):

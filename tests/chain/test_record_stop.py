@@ -15,13 +15,11 @@ import gc
 
 import numpy as np
 import pytest
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 from einsum_magic.chain import record as record_module
 from einsum_magic.chain.recorders import recording
 from einsum_magic.chain.recorders.numpy import WRITE_THROUGH, Boxed
-from einsum_magic.magic import load_ipython_extension
 
 
 def _run(ns: dict, cell: str):
@@ -103,14 +101,8 @@ def test_torch_records_nothing_after_the_stop_and_its_mode_is_gone_after_the_run
 
 
 @pytest.fixture
-def ip():
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    before = set(shell.user_ns)
-    yield shell
-    for name in set(shell.user_ns) - before:
-        shell.user_ns.pop(name, None)
+def ip(shell):
+    return shell
 
 
 @pytest.mark.parametrize("framework", ["numpy", "torch"])

@@ -16,10 +16,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
-from einsum_magic.magic import load_ipython_extension
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -28,15 +26,9 @@ RNG = np.random.default_rng(7)
 
 
 @pytest.fixture
-def ip():
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    load_ipython_extension(shell)
-    before = set(shell.user_ns)
+def ip(shell):
     shell.push({"np": np})
-    yield shell
-    for name in set(shell.user_ns) - before:
-        shell.user_ns.pop(name, None)
+    return shell
 
 
 def run(shell, source: str):
