@@ -559,13 +559,18 @@ def products(rec: Recording, source: str | None, namespace: dict,
         if reading is None and node.framework == "jax" and node.line:
             from .recorders.jax import product_of     # x @ W: a jit of one dot_general
 
-            node = product_of(node) or node
-            reading = EQUATIONS.get(node.op)
+            product = product_of(node)
+            if product is None:
+                continue
+            node, reading = product, EQUATIONS.get(product.op)
+            near = True              # a jit shown only where the source writes a product
+        else:
+            near = None
         if reading is None or not node.line:
             continue
         # where an observed einsum ran, a product the source does not write there is the
         # einsum's own inner call (oe.contract's tensordot on tensors, jnp.einsum's dot_general)
-        near = key in einsums or bool(node.where) and (None, node.where) in einsums
+        near = near or key in einsums or bool(node.where) and (None, node.where) in einsums
         try:
             read = reading.read(node, lambda a: _shape(rec, a))
         except Exception:  # noqa: BLE001 - an argument the reading does not cover: not shown

@@ -316,6 +316,21 @@ def from_recording(rec: Recording, namespace: dict, source: str | None = None, *
     return dataclasses.replace(result, check=report)
 
 
+#: JAX's conversions of the operands before an einsum (NumPy arrays made JAX arrays).
+_JAX_LAYOUT = frozenset({"jax.lax.convert_element_type", "jax.lax.device_put"})
+
+
+def _jax_einsum_alone(rec) -> bool:
+    """A JAX record of one einsum (``jnp.einsum``, alone in a jitted function too), after
+    the conversions of its operands."""
+    last = rec.nodes[-1]
+    if last.framework != "jax" or not all(n.op in _JAX_LAYOUT for n in rec.nodes[:-1]):
+        return False
+    from .recorders.jax import is_einsum
+
+    return is_einsum(last)
+
+
 def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *, ran: bool,
              sizes=None, check: bool = True, seed: int = 0, skipped: str = "",
              output: str = ""):
@@ -330,7 +345,8 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
         return None, f"cell backward: not recorded: {rec.stopped}"
     if rec is not None and rec.nodes:
         if ((len(rec.nodes) == 1 and rec.nodes[0].op.rsplit(".", 1)[-1] in _PRODUCTS)
-                or (rec.nodes[-1].op in ALONE and all(n.op in LAYOUT for n in rec.nodes[:-1]))):
+                or (rec.nodes[-1].op in ALONE and all(n.op in LAYOUT for n in rec.nodes[:-1]))
+                or _jax_einsum_alone(rec)):
             return None, ""                       # one product: its own display says it all
         try:
             return from_recording(rec, dict(namespace), source, check=check, seed=seed,

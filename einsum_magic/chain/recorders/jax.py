@@ -48,7 +48,8 @@ import numpy as np
 from ..names import READERS
 from ..record import Recorder, Recording, Ref, cell_line, renamed
 
-__all__ = ["JaxRecorder", "unavailable", "describe", "decompose", "product_of", "SUPPORTED"]
+__all__ = ["JaxRecorder", "unavailable", "describe", "decompose", "product_of", "is_einsum",
+           "SUPPORTED"]
 
 READERS.setdefault("jax", ("np.asarray({})", np.asarray))
 
@@ -363,6 +364,38 @@ def product_of(node):
     args = tuple(node.args[where[id(v)]] for v in eqn.invars)
     return Node(node.index, "jax", "jax.lax.dot_general", eqn.primitive, args,
                 tuple(eqn.params.items()), node.outs, node.line, node.where)
+
+
+#: Primitives of a jitted einsum (``jnp.einsum`` lays its operands out, then contracts).
+_EINSUM_PARTS = frozenset({"dot_general", "transpose", "reshape", "convert_element_type",
+                           "reduce_sum", "squeeze", "expand_dims", "broadcast_in_dim", "copy"})
+
+
+def is_einsum(node) -> bool:
+    """Whether ``node`` is a ``jit`` that is one einsum and nothing more: ``jnp.einsum``
+    (called as it is, or alone in a jitted function of the user's), or one ``dot_general``
+    (:func:`product_of`). Reads the jaxpr only."""
+    if product_of(node) is not None:
+        return True
+    if node.framework != "jax" or node.op.rsplit(".", 1)[-1] not in CALLS:
+        return False
+    named = []
+
+    def linear(params) -> bool:
+        closed = _inner_jaxpr(params)
+        jaxpr = getattr(closed, "jaxpr", closed)
+        for eqn in getattr(jaxpr, "eqns", None) or ():
+            name = eqn.primitive.name
+            if name in CALLS:
+                named.append(str(eqn.params.get("name", "")))
+                if not linear(eqn.params):
+                    return False
+            elif name not in _EINSUM_PARTS:
+                return False
+        return jaxpr is not None
+
+    named.append(str(node.kw().get("name", "")))
+    return linear(node.kw()) and any("einsum" in n for n in named)
 
 
 def decompose(rec: Recording, node, keep=lambda op, params: False):
