@@ -16,9 +16,11 @@ user's namespace holds (:mod:`~einsum_magic.chain.text.forward`, where ``A @ B``
 
 from __future__ import annotations
 
+import ast
 from typing import Any, Mapping
 
 from ...cell.calls import Call
+from ...cell.source import tree
 from .forward import bind
 from .reading import read
 
@@ -28,11 +30,17 @@ __all__ = ["single_product", "KINDS"]
 KINDS = frozenset({"matmul", "dot", "inner", "outer", "tensordot", "trace", "diagonal",
                    "transpose", "swapaxes", "sum"})
 _FUNCTION = {"matmul": "@"}
+#: Top-level statements a cell of one product may hold; any other ends the reading with a
+#: note (a loop, a ``def``), so the cell is not one product and is not read at all.
+_STRAIGHT = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Pass, ast.Import,
+             ast.ImportFrom)
 
 
 def single_product(source: str, namespace: Mapping[str, Any]) -> Call | None:
     """The cell's one product as an einsum :class:`Call`, or None when the cell is not that."""
     try:
+        if not all(isinstance(stmt, _STRAIGHT) for stmt in tree(source).body):
+            return None
         program = read(source, namespace)
     except SyntaxError:
         return None
