@@ -33,7 +33,7 @@ import re
 from ..record import Ref
 from .registry import Back, NoRule, rule
 from .shared import paren as _p
-from .shared import unbroadcast
+from .shared import parts_back, power_back, unbroadcast
 
 __all__ = ["dot_general_equation", "custom_name", "KEPT", "jax_ops"]
 
@@ -177,15 +177,8 @@ _unary(("copy", "copy_p", "optimization_barrier", "reduce_precision"),
 @rule(_J + "integer_pow")
 def _integer_pow(node, ctx):
     x, n = node.args[0], node.kw()["y"]
-    xs, g = _p(ctx.x(x)), ctx.g(0)
-    if n == 0:
-        expr = f"np.zeros_like({g})"
-    elif n == 1:
-        expr = g
-    elif n == 2:
-        expr = f"{g} * (2 * {xs})"
-    else:
-        expr = f"{g} * ({n} * {xs} ** {n - 1})"
+    g = ctx.g(0)
+    expr = power_back(g, _p(ctx.x(x)), n, str)
     return [Back(x, expr, view=expr == g, rule=f"integer_pow: {n} x^{n - 1}")]
 
 
@@ -387,14 +380,8 @@ def _dynamic_slice(node, ctx):
 @rule(_J + "concatenate")
 def _concatenate(node, ctx):
     dim = node.kw()["dimension"]
-    start, backs = 0, []
-    for a in node.args:
-        size = _shape(ctx, a)[dim] if isinstance(a, Ref) else 1
-        if isinstance(a, Ref):
-            backs.append(Back(a, f"{ctx.g(0)}[{':, ' * dim}{start}:{start + size}]", view=True,
-                              rule="concatenate: each part's slice"))
-        start += size
-    return backs
+    return parts_back(ctx.g(0), [(a, _shape(ctx, a)[dim] if isinstance(a, Ref) else 1)
+                                 for a in node.args], dim)
 
 
 @rule(_J + "gather")

@@ -34,7 +34,7 @@ import numpy as np
 from ...core.derivation import derive
 from ..record import Ref
 from .registry import RULES, Back, NoRule, rule
-from .shared import getitem_back, setitem_backs, unbroadcast
+from .shared import getitem_back, parts_back, setitem_backs, unbroadcast
 from .shared import paren as _p
 
 __all__ = ["RULES", "numpy_ops"]
@@ -693,14 +693,7 @@ def _concatenate(node, ctx):
         raise NoRule("concatenate with axis=None (it flattens)")
     n = len(_out_shape(node, ctx))
     axis %= n
-    start, backs = 0, []
-    for a in arrays:
-        size = _shape_of(ctx, a)[axis]
-        if isinstance(a, Ref):
-            backs.append(Back(a, f"{ctx.g(0)}[{':, ' * axis}{start}:{start + size}]", view=True,
-                              rule="concatenate: each part's slice"))
-        start += size
-    return backs
+    return parts_back(ctx.g(0), [(a, _shape_of(ctx, a)[axis]) for a in arrays], axis)
 
 
 @rule(_N + "stack")
@@ -718,13 +711,7 @@ def _hvstack(node, ctx):
     if any(len(s) != len(_out_shape(node, ctx)) for s in shapes):
         raise NoRule("hstack/vstack of arrays of fewer dimensions")
     axis = 0 if node.op.endswith("vstack") or len(shapes[0]) == 1 else 1
-    start, backs = 0, []
-    for a, s in zip(arrays, shapes):
-        if isinstance(a, Ref):
-            backs.append(Back(a, f"{ctx.g(0)}[{':, ' * axis}{start}:{start + s[axis]}]",
-                              view=True, rule="concatenate: each part's slice"))
-        start += s[axis]
-    return backs
+    return parts_back(ctx.g(0), [(a, s[axis]) for a, s in zip(arrays, shapes)], axis)
 
 
 @rule(_N + "split", _N + "array_split")

@@ -14,7 +14,7 @@ from typing import Callable
 from ..record import Ref
 from .registry import Back
 
-__all__ = ["paren", "unbroadcast", "getitem_back", "setitem_backs"]
+__all__ = ["paren", "unbroadcast", "power_back", "parts_back", "getitem_back", "setitem_backs"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*|\d+(\.\d*)?")
 _CALL = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*\(.*\)")
@@ -61,6 +61,40 @@ def unbroadcast(expr: str, shape, to) -> str:
     if keep:
         out += f".sum(axis={keep[0] if len(keep) == 1 else keep}, keepdims=True)"
     return out
+
+
+def power_back(g: str, base: str, n, literal: Callable[[object], str] = repr) -> str:
+    """The backward of ``base ** n`` for a number ``n`` (``literal`` writes it), read from
+    the upstream gradient ``g``; written plainly where ``n`` is 0, 1 or 2.
+
+    >>> power_back("g", "x", 0), power_back("g", "x", 1), power_back("g", "x", 2)
+    ('np.zeros_like(g)', 'g', 'g * (2 * x)')
+    >>> power_back("g", "(a + b)", 3), power_back("g", "x", 0.5)
+    ('g * (3 * (a + b) ** 2)', 'g * (0.5 * x ** -0.5)')
+    """
+    if n == 0:
+        return f"np.zeros_like({g})"
+    if n == 1:
+        return g
+    if n == 2:
+        return f"{g} * (2 * {base})"
+    return f"{g} * ({literal(n)} * {base} ** {literal(n - 1)})"
+
+
+def parts_back(g: str, parts, axis: int) -> list[Back]:
+    """The backward of joining ``parts`` (``(operand, size along axis)``, in order) along
+    ``axis``: each operand of the record gets its slice of ``g``; constants take theirs.
+
+    >>> [(b.expr, b.rule) for b in parts_back("g", [(Ref(1), 2), (3.0, 1), (Ref(2), 4)], 1)]
+    [('g[:, 0:2]', "concatenate: each part's slice"), ('g[:, 3:7]', "concatenate: each part's slice")]
+    """
+    start, backs = 0, []
+    for a, size in parts:
+        if isinstance(a, Ref):
+            backs.append(Back(a, f"{g}[{':, ' * axis}{start}:{start + size}]", view=True,
+                              rule="concatenate: each part's slice"))
+        start += size
+    return backs
 
 
 def getitem_back(x: Ref, ctx, bracket: str, gather: str | None) -> Back:

@@ -19,7 +19,7 @@ import math
 
 from ..record import Ref
 from .registry import RULES, Back, NoRule, rule
-from .shared import getitem_back, setitem_backs, unbroadcast
+from .shared import getitem_back, power_back, setitem_backs, unbroadcast
 from .shared import paren as _p
 
 __all__ = ["unbroadcast", "RULES"]
@@ -142,14 +142,8 @@ def _pow(node, ctx):
     if isinstance(base, Ref):
         if isinstance(e, Ref):
             expr = f"{g} * {ctx.x(e)} * {_p(ctx.x(base))} ** ({ctx.x(e)} - 1)"
-        elif e == 0:
-            expr = f"np.zeros_like({g})"
-        elif e == 1:
-            expr = g
-        elif e == 2:
-            expr = f"{g} * (2 * {_p(ctx.x(base))})"
         else:
-            expr = f"{g} * ({_lit(e)} * {_p(ctx.x(base))} ** {_lit(e - 1)})"
+            expr = power_back(g, _p(ctx.x(base)), e, _lit)
         backs.append(Back(base, unbroadcast(expr, out, ctx.shape(base)), view=expr == g))
     if isinstance(e, Ref):
         b = _p(ctx.x(base)) if isinstance(base, Ref) else _lit(base)
