@@ -142,3 +142,23 @@ def test_the_check_replays_a_float32_step_in_float64():
     b = from_recording(rec, ns)
     assert b.check is not None, b.check_note
     assert b.check.status == "PASS", b.check.summary
+
+
+# -- gathers along a dim: their backward scatter-adds (repeated indices add up) ---------------
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_gather_scatter_adds_along_its_dim(dim):
+    idx = torch.tensor([[0, 2, 2], [1, 1, 0]])            # repeats, and fewer columns than x
+    same(lambda x: x.gather(dim, idx), x=randn(3, 4) if dim == 0 else randn(2, 5))
+
+
+def test_torch_gather_of_a_3d_tensor_as_a_loss_picks_it():
+    y = torch.randint(0, 3, (2, 5, 4), generator=torch.Generator().manual_seed(1))
+    same(lambda x: torch.gather(x.sin(), 0, y), x=randn(3, 6, 4))
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2])
+def test_index_select_scatter_adds_along_its_dim(dim):
+    idx = torch.tensor([1, 2, 2, 0])
+    same(lambda x: torch.index_select(x, dim, idx), x=randn(3, 4, 3))
+    same(lambda x: x.index_select(dim, idx) * 2.0, x=randn(3, 4, 3, seed=2))

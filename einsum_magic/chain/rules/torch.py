@@ -463,6 +463,38 @@ def _embedding(node, ctx):
     return [Back(w, t, tuple(setup), rule="gather: its backward scatter-adds")]
 
 
+@rule(*_ops("index_select"))
+def _index_select(node, ctx):
+    """``x.index_select(dim, index)``: the rows ``index`` picks along ``dim``; its backward
+    scatter-adds them back (repeated indices add up)."""
+    x, dim, idx = node.args[0], _arg(node, 1, "dim"), _arg(node, 2, "index")
+    if not isinstance(dim, int) or not isinstance(idx, Ref):
+        raise NoRule("index_select with a dim or index that is not a constant int and a tensor")
+    dim %= max(len(ctx.shape(x)), 1)
+    g, t = ctx.g(0), ctx.tmp("scatter")
+    at = (f"np.add.at({t}, {ctx.x(idx)}, {g})" if dim == 0 else
+          f"np.add.at(np.moveaxis({t}, {dim}, 0), {ctx.x(idx)}, np.moveaxis({g}, {dim}, 0))")
+    return [Back(x, t, (f"{t} = np.zeros_like({ctx.x(x)})", at),
+                 rule=f"index_select(dim={dim}): its backward scatter-adds along dim {dim}")]
+
+
+@rule(*_ops("gather"))
+def _gather(node, ctx):
+    """``x.gather(dim, index)``: out[i][j] = x[i][index[i][j]] (dim 1); its backward
+    scatter-adds along ``dim`` (repeated indices add up), the other axes index themselves."""
+    x, dim, idx = node.args[0], _arg(node, 1, "dim"), _arg(node, 2, "index")
+    if not isinstance(dim, int) or not isinstance(idx, Ref):
+        raise NoRule("gather with a dim or index that is not a constant int and a tensor")
+    n = len(ctx.shape(x))
+    dim %= max(n, 1)
+    g, t, at = ctx.g(0), ctx.tmp("scatter"), ctx.tmp("at")
+    index = ", ".join(ctx.x(idx) if a == dim else f"{at}[{a}]" for a in range(n))
+    return [Back(x, t, (f"{t} = np.zeros_like({ctx.x(x)})",
+                        f"{at} = np.indices({ctx.x(idx)}.shape, sparse=True)",
+                        f"np.add.at({t}, ({index},), {g})"),
+                 rule=f"gather(dim={dim}): its backward scatter-adds along dim {dim}")]
+
+
 @rule("torch.cat", "torch.concat", "torch.concatenate")
 def _cat(node, ctx):
     tensors, dim = node.args[0], _arg(node, 1, "dim", 0)
