@@ -266,6 +266,9 @@ def test_two_products_get_the_cell_backward(ip):
      "np.maximum.reduce(X, axis=1).sum() + np.add.reduce(X ** 2).sum()", {"X": (3, 4)}),
     ("Y = np.array(X) * np.asarray(X) + np.atleast_2d(X[0]) + np.ravel(X).reshape(3, 4)",
      {"X": (3, 4)}),
+    ("Y = np.linalg.norm(X, axis=1) + np.linalg.norm(X) + np.linalg.norm(X, 2, 0, True).sum()"
+     " + np.linalg.norm(X, 'fro', (0, 1))", {"X": (3, 4)}),
+    ("Y = np.tanh(np.diag(X[0]) @ X.T).sum() + np.diag(X[:, :3]).sum()", {"X": (3, 4)}),
 ])
 def test_elementwise_steps_reductions_and_broadcasting_match_jax(ip, cell, shapes):
     arrays = {n: RNG.normal(size=s) for n, s in shapes.items()}

@@ -415,6 +415,18 @@ def _diagonal(node, ctx):
     return _swap(node, ctx, f"{ins}->{rest}{d}", (x,))
 
 
+@rule(_N + "diag")
+def _diag(node, ctx):
+    """``np.diag(v)`` of a vector builds a diagonal matrix: its backward reads the diagonal
+    back; of a matrix it is its diagonal (the einsum ``ii->i``)."""
+    x, k = node.args[0], _arg(node, 1, "k", 0)
+    if len(ctx.shape(x)) == 2:
+        ins, rest, d = _two_axes(node, ctx, x, 0, 1, k)
+        return _swap(node, ctx, f"{ins}->{rest}{d}", (x,))
+    return [Back(x, f"np.diagonal({ctx.g(0)}, {k!r})", view=True,
+                 rule="diag: its backward reads the diagonal")]
+
+
 def _permutation(node, ctx, x) -> list[int]:
     n = len(ctx.shape(x))
     short = node.op.rsplit(".", 1)[1]
@@ -553,6 +565,22 @@ def _var(node, ctx):
         y = f"np.expand_dims({y}, {axes[0] if len(axes) == 1 else axes})"
     return [Back(x, f"{_p(g)} * {centred} / ({n!r} * {_p(y)})",
                  rule="std: (x - mean) / ((N - ddof) std)")]
+
+
+@rule(_N + "linalg.norm")
+def _norm(node, ctx):
+    """The 2-norm (of vectors along ``axis``, or of all elements: Frobenius): x / |x|."""
+    x, order, axis = node.args[0], _arg(node, 1, "ord"), _arg(node, 2, "axis")
+    keep = bool(_arg(node, 3, "keepdims", False))
+    axes = _axes(axis, len(ctx.shape(x)))
+    if not (order is None and (axis is None or len(axes) <= 2)
+            or order == 2 and len(axes) == 1 or order == "fro" and len(axes) == 2):
+        raise NoRule(f"norm with ord={order!r} over {len(axes)} axes")
+    g, y = ctx.g(0), ctx.out(0)
+    if not keep and axis is not None:
+        at = axes[0] if len(axes) == 1 else axes
+        g, y = f"np.expand_dims({g}, {at})", f"np.expand_dims({y}, {at})"
+    return [Back(x, f"{_p(g)} * {_p(ctx.x(x))} / {_p(y)}", rule="norm: x / |x|")]
 
 
 @rule(_N + "max", _N + "amax", _M + "max", _N + "min", _N + "amin", _M + "min",
