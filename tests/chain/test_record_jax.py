@@ -168,6 +168,33 @@ def test_integer_indexing_gathers_and_scatters_back(x64):
     assert b.check.status == "PASS", b.check.summary
 
 
+@pytest.mark.parametrize("axis, index", [
+    (1, [[0], [3], [1], [4]]),                          # a cross entropy's picked log-probability
+    (0, [[0, -1, 2, 3, 1], [3, 3, 0, 1, 1]]),          # negative and repeated indices
+])
+def test_take_along_axis_scatters_back_where_it_took(x64, axis, index):
+    (x,) = data(5, (4, 5))
+    y = jnp.array(index)
+    ns = {"jnp": jnp, "jax": jax, "x": x, "y": y}
+    rec, b = run(f"lp = jax.nn.log_softmax(x)\nL = -jnp.take_along_axis(jnp.sin(lp), y, "
+                 f"axis={axis}).sum()\n", ns)
+    want = vjp(lambda x: -jnp.take_along_axis(jnp.sin(jax.nn.log_softmax(x)), y, axis=axis)
+               .sum(), {"x": x})
+    assert not b.program.opaque, b.notes
+    close(b.gradients()["x"], want["x"], "x")
+    assert b.check.status == "PASS", b.check.summary
+
+
+def test_take_along_axis_of_three_axes(x64):
+    (x,) = data(6, (2, 4, 5))
+    y = jnp.asarray(np.random.default_rng(1).integers(0, 4, (2, 3, 5)))
+    ns = {"jnp": jnp, "x": x, "y": y}
+    rec, b = run("L = jnp.sum(jnp.take_along_axis(x, y, axis=1) ** 2)\n", ns)
+    want = vjp(lambda x: jnp.sum(jnp.take_along_axis(x, y, axis=1) ** 2), {"x": x})
+    close(b.gradients()["x"], want["x"], "x")
+    assert b.check.status == "PASS", b.check.summary
+
+
 def test_a_float32_run_is_checked_in_float64():
     rng = np.random.default_rng(5)
     X = jnp.asarray(rng.standard_normal((4, 3)), dtype=jnp.float32)

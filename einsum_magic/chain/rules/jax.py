@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from ..record import Ref
 from .registry import Back, NoRule, rule
 from .shared import paren as _p
@@ -392,6 +394,8 @@ def _gather(node, ctx):
     kw = node.kw()
     dn = kw["dimension_numbers"]
     shape = _shape(ctx, x)
+    if tuple(getattr(dn, "operand_batching_dims", ())):
+        return _point_gather(node, ctx, x, idx, dn, shape)
     k = len(dn.start_index_map)
     lead = tuple(range(k))
     if (tuple(dn.start_index_map) != lead or tuple(dn.collapsed_slice_dims) != lead
@@ -408,6 +412,33 @@ def _gather(node, ctx):
     at = ", ".join(f"{i}[..., {j}]" for j in range(k))
     return [Back(x, t, (f"{t} = np.zeros_like({ctx.x(x)})", f"np.add.at({t}, ({at},), {g})"),
                  rule="gather: its backward scatter-adds (the one-hot einsum)")]
+
+
+def _point_gather(node, ctx, x, idx, dn, shape):
+    """A batched gather of single elements (``jnp.take_along_axis``): each output element is
+    one element of ``x``, at the index the indices give along the gathered axes and at the
+    output's own position along the batch axes; the backward scatter-adds it there."""
+    kw = node.kw()
+    n = len(shape)
+    batch, along = tuple(dn.operand_batching_dims), tuple(dn.start_index_map)
+    if (tuple(dn.offset_dims) or tuple(kw["slice_sizes"]) != (1,) * n
+            or sorted(batch + along) != list(range(n))
+            or tuple(sorted(dn.collapsed_slice_dims)) != tuple(sorted(along))):
+        raise NoRule("a batched gather other than one element per output (take_along_axis)")
+    if not isinstance(idx, Ref):
+        raise NoRule("a gather of constant indices")
+    index = np.asarray(ctx.value(idx))
+    bounds = np.array([shape[d] for d in along])
+    if index.size and (index.min() < 0 or (index >= bounds).any()):
+        raise NoRule("a gather with indices out of bounds (filled or clipped)")
+    i, g, t, at = _x(ctx, idx), ctx.g(0), ctx.tmp("scatter"), ctx.tmp("at")
+    where = dict(zip(batch, (f"{at}[{b}]" for b in dn.start_indices_batching_dims)))
+    where.update((d, f"{i}[..., {j}]") for j, d in enumerate(along))
+    parts = ", ".join(where[d] for d in range(n))
+    return [Back(x, t, (f"{t} = np.zeros_like({ctx.x(x)})",
+                        f"{at} = np.indices({i}.shape[:-1], sparse=True)",
+                        f"np.add.at({t}, ({parts},), {g})"),
+                 rule="gather: its backward scatter-adds (take_along_axis)")]
 
 
 # -- custom_jvp functions kept whole ----------------------------------------------------------------
