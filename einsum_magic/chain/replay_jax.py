@@ -14,6 +14,8 @@ running the cell again:
 * a ``custom_jvp_call`` is replayed as a ``jax.custom_jvp`` function whose derivative is
   the recorded function's own (its ``jvp_jaxpr_fun``, evaluated on the wider values):
   ``jax.nn.relu``'s gradient at 0 stays 0;
+* a ``scan``, ``while`` or ``cond`` (opaque: no rule) whose inner jaxprs were traced for
+  narrower dtypes is bound on those, its results widened;
 * a node none of whose inputs is floating (a random draw from a key) is replayed on the
   values it ran on, and its floating results are widened: the run's draws exactly.
 
@@ -29,6 +31,8 @@ __all__ = ["replayer", "widen"]
 
 #: Primitives whose jaxpr is replayed equation by equation.
 CALLS = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint"})
+#: Loops and branches: no rule (opaque); replayed on their traced dtypes where need be.
+LOOPS = frozenset({"scan", "while", "cond"})
 
 _WIDE = {"float16": "float64", "bfloat16": "float64", "float32": "float64",
          "complex64": "complex128"}
@@ -111,7 +115,38 @@ def _apply(prim, params: dict, args) -> list:
         return eval_wide(_inner(params), args)
     if name == "custom_jvp_call":
         return _custom_jvp(params, args)
+    if name in LOOPS:
+        return _loop(prim, params, args)
     return _bind(prim, params, args)
+
+
+def _ran_dtypes(prim, params: dict) -> list:
+    """The dtypes a ``scan``, ``while`` or ``cond`` was traced for, one per argument (None:
+    any), read from its inner jaxprs."""
+    name = prim.name
+    if name == "scan":
+        avals = list(params["jaxpr"].in_avals)
+    elif name == "while":
+        avals = (list(params["cond_jaxpr"].in_avals[:params["cond_nconsts"]])
+                 + list(params["body_jaxpr"].in_avals))
+    else:                                         # cond: the branch index, then the operands
+        avals = [None, *params["branches"][0].in_avals]
+    return [getattr(a, "dtype", None) for a in avals]
+
+
+def _loop(prim, params: dict, args) -> list:
+    """A loop or branch (no rule: opaque) replayed on the dtypes it was traced for when the
+    wider ones do not fit its inner jaxprs (a ``jnp.zeros`` carry of float32 against a
+    float64 body), its results widened: the fidelity gate and the other paths still run."""
+    try:
+        return _bind(prim, params, args)
+    except (TypeError, ValueError):
+        dtypes = _ran_dtypes(prim, params)
+        if len(dtypes) != len(args):
+            raise
+    narrow = [a.astype(d) if d is not None and _floating(a) and a.dtype != d else a
+              for a, d in zip(args, dtypes)]
+    return [widen(o) for o in _bind(prim, params, narrow)]
 
 
 def _custom_jvp(params: dict, args) -> list:

@@ -258,6 +258,31 @@ def test_an_operation_without_a_rule_is_opaque_and_named(x64):
         close(got[n], want[n], n)
 
 
+@pytest.mark.parametrize("loop", [
+    "h, hs = jax.lax.scan(step, jnp.zeros(3, jnp.float32), X)\nS = hs.sum()",
+    "S = jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 0.9), (0, X))[1]"
+    ".sum()",
+    "S = jax.lax.cond(True, lambda a: a * 2, lambda a: a, X).sum()",
+], ids=["scan", "while", "cond"])
+def test_a_loop_traced_in_float32_is_opaque_and_the_other_paths_are_checked(loop):
+    """A float32 run: the replay in float64 binds the loop on the dtypes its body was traced
+    for (before, the check was not run at all); what crosses it is not derived."""
+    X, W, V = (np.asarray(a, np.float32) for a in data(8, (5, 3), (3, 3), (3, 2)))
+    X, W, V = jnp.asarray(X), jnp.asarray(W), jnp.asarray(V)
+
+    def step(h, xt):
+        h = jnp.tanh(h @ W + xt)
+        return h, h
+
+    ns = {"jnp": jnp, "jax": jax, "X": X, "W": W, "V": V, "step": step}
+    rec, b = run(loop + "\nL = S + jnp.sum(jnp.sin(X @ V))\n", ns)
+    assert b.check is not None, b.check_note
+    assert b.check.status == "PARTIAL", b.check.summary
+    assert "X" in b.not_derived
+    want = vjp(lambda V: jnp.sum(jnp.sin(jnp.asarray(X, jnp.float64) @ V)), {"V": V})
+    np.testing.assert_allclose(b.gradients()["V"], want["V"], rtol=1e-5)   # float32's run
+
+
 # -- the recorder leaves JAX as it found it -------------------------------------------------------
 
 def _internals():
