@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .names import READERS, Names
 from .record import Node, Recording, Ref, map_refs
@@ -300,6 +300,9 @@ def build(rec: Recording, names: Names) -> Program:
         emitted = [bk for bk in backs if isinstance(bk.ref, Ref) and bk.ref.id in needed]
         if not emitted:
             continue
+        short = n.op.rsplit(".", 1)[-1].strip("_")     # a rule without words: its op's name
+        backs = [bk if bk.rule else replace(bk, rule=short) for bk in backs]
+        emitted = [bk for bk in backs if isinstance(bk.ref, Ref) and bk.ref.id in needed]
         seen_setup = set()
         for bk in backs:
             for s in bk.setup:

@@ -667,3 +667,17 @@ def test_an_in_place_call_returns_what_numpy_returns(ip, last):
         result = ip.run_cell(f"%%einsum_grad --no-check\nH = X @ W\nZ = np.tanh(H)\n{last}")
     assert result.success and result.result is None
     assert "Out[" not in cap.stdout
+
+
+# -- every line of the backward says its rule ----------------------------------------------------
+
+def test_every_backward_line_of_elementwise_steps_says_its_rule(ip):
+    """An elementwise function's line says its derivative (``y = log(x): g / x``), where
+    before the page's rule cell was empty for them (negation, log, exp, square, …)."""
+    cell = "H = X @ W\nZ = -np.log(np.exp(H) + 1) - np.tanh(H) ** 2 + np.sqrt(np.abs(H) + 1)\n" \
+           "loss = Z.mean()"
+    b, _ = assert_matches_jax(ip, cell, {"X": RNG.normal(size=(4, 3)),
+                                         "W": RNG.normal(size=(3, 2))})
+    assert all(line.rule for line in b.lines), [(line.code, line.rule) for line in b.lines]
+    rules = {line.rule for line in b.lines}
+    assert {"y = log(x): g / x", "y = exp(x): g * y", "y = negative(x): -g"} <= rules, rules

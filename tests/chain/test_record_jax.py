@@ -195,6 +195,14 @@ def test_take_along_axis_of_three_axes(x64):
     assert b.check.status == "PASS", b.check.summary
 
 
+def test_every_line_of_elementwise_primitives_says_its_rule(x64):
+    (x,) = data(9, (3, 4))
+    rec, b = run("L = jnp.sum(jnp.exp(-x) * jnp.tanh(x) + jnp.log(x ** 2 + 1))\n",
+                 {"jnp": jnp, "x": x})
+    assert all(line.rule for line in b.lines), [(line.code, line.rule) for line in b.lines]
+    assert any(line.rule == "y = exp(x): g * y" for line in b.lines)
+
+
 def test_a_float32_run_is_checked_in_float64():
     rng = np.random.default_rng(5)
     X = jnp.asarray(rng.standard_normal((4, 3)), dtype=jnp.float32)

@@ -162,3 +162,9 @@ def test_index_select_scatter_adds_along_its_dim(dim):
     idx = torch.tensor([1, 2, 2, 0])
     same(lambda x: torch.index_select(x, dim, idx), x=randn(3, 4, 3))
     same(lambda x: x.index_select(dim, idx) * 2.0, x=randn(3, 4, 3, seed=2))
+
+
+def test_every_line_of_elementwise_functions_says_its_rule():
+    b = same(lambda x: torch.exp(-x).tanh() + torch.sigmoid(x) * x.sqrt().log(), x=randn(2, 3).abs())
+    assert all(line.rule for line in b.lines), [(line.code, line.rule) for line in b.lines]
+    assert any(line.rule.startswith("y = tanh(x): ") for line in b.lines)

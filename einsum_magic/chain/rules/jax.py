@@ -35,7 +35,7 @@ import numpy as np
 from ..record import Ref
 from .registry import Back, NoRule, rule
 from .shared import paren as _p
-from .shared import parts_back, power_back, unbroadcast
+from .shared import elementwise_words, parts_back, power_back, unbroadcast
 
 __all__ = ["dot_general_equation", "custom_name", "KEPT", "jax_ops"]
 
@@ -149,7 +149,8 @@ def _min(node, ctx):
 def _unary(names, grad, words=""):
     def fn(node, ctx):
         x = node.args[0]
-        return [Back(x, grad(_p(ctx.x(x)), _p(ctx.out(0)), ctx.g(0), node), rule=words)]
+        return [Back(x, grad(_p(ctx.x(x)), _p(ctx.out(0)), ctx.g(0), node),
+                     rule=words or elementwise_words(node.op, grad("x", "y", "g", node)))]
 
     rule(*(_J + n for n in names))(fn)
     return fn

@@ -34,7 +34,7 @@ import numpy as np
 from ...core.derivation import derive
 from ..record import Ref
 from .registry import RULES, Back, NoRule, rule
-from .shared import getitem_back, parts_back, setitem_backs, unbroadcast
+from .shared import elementwise_words, getitem_back, parts_back, setitem_backs, unbroadcast
 from .shared import paren as _p
 
 __all__ = ["RULES", "numpy_ops"]
@@ -179,7 +179,8 @@ def _unary(ops, grad, words=""):
     def fn(node, ctx):
         _plain_call(node)
         x = node.args[0]
-        return [Back(x, grad(_p(ctx.x(x)), _p(ctx.out(0)), ctx.g(0)), rule=words)]
+        return [Back(x, grad(_p(ctx.x(x)), _p(ctx.out(0)), ctx.g(0)),
+                     rule=words or elementwise_words(node.op, grad("x", "y", "g")))]
 
     rule(*ops)(fn)
     return fn

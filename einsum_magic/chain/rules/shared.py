@@ -14,7 +14,8 @@ from typing import Callable
 from ..record import Ref
 from .registry import Back
 
-__all__ = ["paren", "unbroadcast", "power_back", "parts_back", "getitem_back", "setitem_backs"]
+__all__ = ["paren", "unbroadcast", "power_back", "parts_back", "elementwise_words", "getitem_back",
+           "setitem_backs"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*|\d+(\.\d*)?")
 _CALL = re.compile(r"[A-Za-z_][A-Za-z_0-9.]*\(.*\)")
@@ -95,6 +96,16 @@ def parts_back(g: str, parts, axis: int) -> list[Back]:
                               rule="concatenate: each part's slice"))
         start += size
     return backs
+
+
+def elementwise_words(op: str, formula: str) -> str:
+    """The rule of an elementwise function in the trick's words, from its own backward
+    ``formula`` written over ``x`` (the input), ``y`` (the output) and ``g`` (y's gradient).
+
+    >>> elementwise_words("numpy.tanh", "g * (1 - y ** 2)"), elementwise_words("jax.lax.neg", "-g")
+    ('y = tanh(x): g * (1 - y ** 2)', 'y = neg(x): -g')
+    """
+    return f"y = {op.rsplit('.', 1)[-1]}(x): {formula}"
 
 
 def getitem_back(x: Ref, ctx, bracket: str, gather: str | None) -> Back:

@@ -19,7 +19,7 @@ import math
 
 from ..record import Ref
 from .registry import RULES, Back, NoRule, rule
-from .shared import getitem_back, power_back, setitem_backs, unbroadcast
+from .shared import elementwise_words, getitem_back, power_back, setitem_backs, unbroadcast
 from .shared import paren as _p
 
 __all__ = ["unbroadcast", "RULES"]
@@ -80,7 +80,9 @@ def _binary(node, ctx, grads):
     backs = []
     for arg, e in ((a, ea), (b, eb)):
         if isinstance(arg, Ref) and e is not None:
-            backs.append(Back(arg, unbroadcast(e, out, ctx.shape(arg)), view=e == g))
+            backs.append(Back(arg, unbroadcast(e, out, ctx.shape(arg)), view=e == g,
+                              rule=f"{node.op.rsplit('.', 1)[1].strip('_')}: broadcasting "
+                                   "summed back"))
     return backs
 
 
@@ -164,7 +166,8 @@ def _unary(names, grad, functional=False):
 
     def fn(node, ctx):
         x = node.args[0] if node.args else node.kw().get("input")
-        return [Back(x, grad(_p(ctx.x(x)), _p(ctx.out(0)), ctx.g(0), node))]
+        return [Back(x, grad(_p(ctx.x(x)), _p(ctx.out(0)), ctx.g(0), node),
+                     rule=elementwise_words(node.op, grad("x", "y", "g", node)))]
 
     rule(*_ops(*names, functional=functional))(fn)
     return fn
