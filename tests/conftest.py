@@ -1,11 +1,20 @@
-"""What the tests share: IPython's test shell with the extension loaded (``shell``)."""
+"""What the tests share: IPython's test shell with the extension loaded (``shell``), and
+Hypothesis's profiles: in CI (``CI`` set, as ``.ci/run`` sets it) the random equations and
+programs are drawn the same on every run, so a submission's result does not depend on the
+draw; elsewhere each run explores new ones (and keeps any failure it finds for the next)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 from IPython.testing import globalipapp
 
 from einsum_magic.magic import load_ipython_extension
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 @pytest.fixture
