@@ -7,6 +7,9 @@ straight-line programs (hypothesis).
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -55,14 +58,13 @@ def assert_matches_jax(source: str, arrays: dict, seed: int = 0):
     return b
 
 
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:     # its sibling, by file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mlp  # noqa: E402
+from mlp import MLP_CELL  # noqa: E402
+
 RNG = np.random.default_rng(1)
-MLP = {"X": RNG.normal(size=(4, 3)), "W1": RNG.normal(size=(3, 5)), "b1": RNG.normal(size=5),
-       "W2": RNG.normal(size=(5, 2))}
-MLP_CELL = """H = np.einsum('bi,ij->bj', X, W1) + b1
-Z = np.maximum(H, 0)
-S = np.einsum('bj,jk->bk', Z, W2)
-P = np.exp(S - S.max(axis=1, keepdims=True)); P = P / P.sum(axis=1, keepdims=True)
-"""
+MLP = mlp.arrays(RNG)
 
 
 # -- reading ---------------------------------------------------------------------------

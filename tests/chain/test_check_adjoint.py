@@ -10,6 +10,7 @@ against a hand-written backward in NumPy here, never against the package's own c
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -21,14 +22,12 @@ from einsum_magic.chain.replay_numpy import ADJOINT_RTOL, adjoint_numpy
 from einsum_magic.chain.rules import RULES
 from einsum_magic.check.jax import INSTALL
 
-RNG = np.random.default_rng(3)
-MLP = {"X": RNG.normal(size=(4, 3)), "W1": RNG.normal(size=(3, 5)), "b1": RNG.normal(size=5),
-       "W2": RNG.normal(size=(5, 2))}
-MLP_CELL = """H = np.einsum('bi,ij->bj', X, W1) + b1
-Z = np.maximum(H, 0)
-S = np.einsum('bj,jk->bk', Z, W2)
-P = np.exp(S - S.max(axis=1, keepdims=True)); P = P / P.sum(axis=1, keepdims=True)
-"""
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:     # its sibling, by file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mlp  # noqa: E402
+from mlp import MLP_CELL  # noqa: E402
+
+MLP = mlp.arrays(3)
 WITHOUT = f"checked with NumPy (adjoint test), JAX not available: not installed ({INSTALL})"
 
 

@@ -9,7 +9,9 @@ against the package's own check. The cases of the retiring text reading
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -105,14 +107,13 @@ def no_boxes(ns) -> bool:
     return True
 
 
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:     # its sibling, by file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mlp  # noqa: E402
+from mlp import MLP_CELL  # noqa: E402
+
 RNG = np.random.default_rng(1)
-MLP = {"X": RNG.normal(size=(4, 3)), "W1": RNG.normal(size=(3, 5)), "b1": RNG.normal(size=5),
-       "W2": RNG.normal(size=(5, 2))}
-MLP_CELL = """H = np.einsum('bi,ij->bj', X, W1) + b1
-Z = np.maximum(H, 0)
-S = np.einsum('bj,jk->bk', Z, W2)
-P = np.exp(S - S.max(axis=1, keepdims=True)); P = P / P.sum(axis=1, keepdims=True)
-"""
+MLP = mlp.arrays(RNG)
 
 
 # -- the MLP of the text reading, on the record -------------------------------------------------
