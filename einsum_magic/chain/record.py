@@ -30,7 +30,8 @@ The contract:
 * **Bounded**: the arrays the record holds for the backward (results of nodes and
   snapshots) count against :attr:`Recording.budget` bytes (:data:`BUDGET`, 256 MB by
   default), and one call of one line may be recorded :data:`MAX_REPEATS` times (a long
-  loop). Past either the record drops everything it holds, records nothing more, and
+  loop; a loop whose length the cell's source tells, ``for i in range(1000)``, stops the
+  record at its second step, :attr:`Recording.loops`). Past either the record drops everything it holds, records nothing more, and
   :attr:`Recording.stopped` says why in one line.
 
 A recorder (one per framework, :mod:`einsum_magic.chain.recorders`) calls
@@ -235,6 +236,10 @@ class Recording:
         self._repeats: dict = {}
         self._next = 1
         self._on_stop: list = []
+        #: cell line → ``steps()``: the steps of the loop the line runs in, counted when one
+        #: of its calls repeats, ``(steps, why)`` or None (set by
+        #: :func:`~einsum_magic.chain.recorders.recording` from the cell's source)
+        self.loops: dict[int, Callable[[], tuple[int, str] | None]] = {}
 
     # -- reading -------------------------------------------------------------------------
 
@@ -316,6 +321,12 @@ class Recording:
             self.stop(f"{at} ran `{op}` more than {MAX_REPEATS} times (a loop): the cell "
                       "backward covers runs without long loops")
             return None
+        if seen == 2 and line in self.loops:       # a loop's second step: how many follow?
+            long = self.loops[line]()
+            if long is not None and long[0] > MAX_REPEATS:
+                self.stop(f"line {line} runs {long[0]} times ({long[1]}), more than "
+                          f"{MAX_REPEATS}: the cell backward covers runs without long loops")
+                return None
         new = self._new
         ids = tuple([new(a, framework, index, describe) for a in outs])
         if refs is None:

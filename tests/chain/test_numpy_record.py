@@ -644,11 +644,37 @@ def test_once_the_record_stops_the_rest_of_the_run_is_plain_numpy(ip):
     from einsum_magic.chain.record import MAX_REPEATS
 
     ip.user_ns.update(A=np.ones((3, 3)), B=np.ones((3, 3)))
-    with capture_output() as cap:
-        ip.run_cell("%%einsum_grad --no-check\nfor _ in range(300):\n    H = A @ B\n"
+    with capture_output() as cap:                   # a loop whose length the run tells only
+        ip.run_cell("%%einsum_grad --no-check\nfor _ in [0] * 300:\n    H = A @ B\n"
                     "kinds = (type(A), type(H))")
     assert ip.user_ns["kinds"] == (np.ndarray, np.ndarray)
     assert f"more than {MAX_REPEATS} times (a loop)" in cap.stdout
+
+
+@pytest.mark.parametrize("loop, steps", [("for _ in range(300):", 300),
+                                         ("for _ in range(n_steps):", 1000),
+                                         ("for _ in range(3):\n    for _ in range(2, 40, 2):", 57)])
+def test_a_loop_over_a_range_longer_than_the_cap_stops_the_record_at_its_second_step(
+        ip, loop, steps):
+    """Its length is read from the loop's ``range`` when a call repeats: the record stops
+    there (the run pays for one recorded step, not 32), saying how long the loop is."""
+    from einsum_magic.chain.record import MAX_REPEATS
+
+    ip.user_ns.update(A=np.ones((3, 3)), B=np.ones((3, 3)))
+    indent = "    " * (loop.count("\n") + 1)
+    body = f"{loop}\n{indent}H = A @ B\n{indent}seen.append(type(A))\n"
+    with capture_output() as cap:
+        ip.run_cell("%%einsum_grad --no-check\nn_steps = 1000\nseen = []\n" + body)
+    assert ip.user_ns["seen"][:3] == [Boxed, Boxed, np.ndarray]   # plain from the 2nd step on
+    assert f"runs {steps} times (the loop" in cap.stdout and f"more than {MAX_REPEATS}" in cap.stdout
+
+
+def test_a_loop_over_a_range_within_the_cap_is_recorded_whole(ip):
+    """An RNN unrolled over 25 steps: its loop is read, and recorded (25 <= 32)."""
+    ip.user_ns.update(A=np.full((3, 3), 0.1), h0=np.ones((1, 3)))
+    b, _ = assert_matches_jax(ip, "h = h0\nfor t in range(25):\n    h = np.tanh(h @ A)\n"
+                                  "L = h.sum()", {"A": np.full((3, 3), 0.1), "h0": np.ones((1, 3))})
+    assert b.check.passed and len(b.recording.nodes) >= 50, b.check.summary
 
 
 def test_an_array_bound_to_two_names_takes_the_name_the_cell_uses(ip):

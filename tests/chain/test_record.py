@@ -570,13 +570,17 @@ def test_a_long_loop_stops_the_record_with_one_line(ip, monkeypatch):
     monkeypatch.setattr(record_module, "MAX_REPEATS", 5)
     ip.run_cell("X = torch.randn(10, 3, dtype=torch.float64)\n"
                 "W = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)")
-    cell = ("for step in range(10):\n    loss = torch.tanh(X @ W).sum()\n    loss.backward()\n"
+    cell = ("for step in [0] * 10:\n    loss = torch.tanh(X @ W).sum()\n    loss.backward()\n"
             "    with torch.no_grad():\n        W -= 0.1 * W.grad\n        W.grad = None")
     result, cap = run(ip, "%%einsum_grad -o r\n" + cell)
     assert result.success, cap.stdout
     assert ip.user_ns["r"].backward is None
     assert ("cell backward: not recorded: line 2 ran `torch.Tensor.matmul` more than 5 times "
             "(a loop)") in cap.stdout
+    result, cap = run(ip, "%%einsum_grad -o r\n" + cell.replace("[0] * 10", "range(10)"))
+    assert result.success and ip.user_ns["r"].backward is None, cap.stdout
+    assert ("cell backward: not recorded: line 2 runs 10 times (the loop of line 1: for step "
+            "in range(10)), more than 5") in cap.stdout
 
 
 def test_the_pasted_code_never_draws_again_and_says_what_it_cannot_bind(ip):

@@ -23,7 +23,7 @@ from ...cell.source import tree as parsed
 from .. import record
 from ..record import Recording
 
-__all__ = ["recording"]
+__all__ = ["recording", "long_loops"]
 
 
 @contextlib.contextmanager
@@ -45,6 +45,8 @@ def recording(namespace: dict | None = None, budget: int | None = None,
     ([], '')
     """
     rec = Recording(record.BUDGET if budget is None else budget, namespace)
+    if source:
+        rec.loops = long_loops(source, rec.namespace)
     with contextlib.ExitStack() as stack:
         if "torch" not in sys.modules and source and _names_torch(source):
             _import("torch")              # the cell imports it itself: record it from the start
@@ -62,6 +64,82 @@ def recording(namespace: dict | None = None, budget: int | None = None,
 
             stack.enter_context(JaxRecorder(rec))
         yield rec
+
+
+def long_loops(source: str, namespace: dict) -> dict:
+    r"""Cell line → ``steps()``, for each line inside a ``for`` loop of the cell over
+    ``range(...)`` of whole numbers (literals, or names the namespace holds when the loop
+    runs): ``(how many times the line runs, the loops' words)``, or None where a bound is
+    not a whole number. The record asks at a line's second step, so that a 1,000-step
+    training loop stops it there instead of after :data:`~einsum_magic.chain.record.MAX_REPEATS`
+    recorded steps. Loops of the cell's own text only (not inside its functions).
+
+    >>> loops = long_loops("n = 3\nfor i in range(2, n * 1000):\n    for j in range(4):\n"
+    ...                    "        y = x @ W\n", {})
+    >>> sorted(loops), loops[4]() is None                   # n * 1000: not read
+    ([3, 4], True)
+    >>> steps = long_loops("for i in range(1000):\n    y = x @ W\n", {})[2]()
+    >>> steps
+    (1000, 'the loop of line 1: for i in range(1000)')
+    >>> long_loops("for i in range(n):\n    y = x @ W\n", {"n": 50})[2]()[0]
+    50
+    """
+    import ast
+
+    try:
+        tree = parsed(source)
+    except SyntaxError:
+        return {}
+    lines = source.splitlines()
+    out: dict = {}
+
+    def bound(arg):
+        if isinstance(arg, ast.Constant) and type(arg.value) is int:
+            return arg.value
+        if isinstance(arg, ast.UnaryOp) and isinstance(arg.op, ast.USub):
+            inner = bound(arg.operand)
+            return None if inner is None else -inner
+        if isinstance(arg, ast.Name):
+            value = namespace.get(arg.id)
+            return value if type(value) is int else None
+        return None
+
+    def walk(body, outer):
+        for stmt in body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            loops = outer
+            if (isinstance(stmt, ast.For) and isinstance(stmt.iter, ast.Call)
+                    and isinstance(stmt.iter.func, ast.Name) and stmt.iter.func.id == "range"
+                    and 1 <= len(stmt.iter.args) <= 3 and not stmt.iter.keywords):
+                text = lines[stmt.lineno - 1].strip().rstrip(":")
+                loops = outer + ((stmt.iter.args, f"line {stmt.lineno}: {text}"),)
+                for line in range(stmt.body[0].lineno, stmt.body[-1].end_lineno + 1):
+                    out[line] = _steps(loops, bound)
+            for field in ("body", "orelse", "finalbody"):
+                inner = getattr(stmt, field, None)
+                if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                    walk(inner, loops)
+            for handler in getattr(stmt, "handlers", ()):
+                walk(handler.body, loops)
+
+    walk(tree.body, ())
+    return out
+
+
+def _steps(loops, bound):
+    """``steps()`` of a line inside ``loops`` (each ``(range's arguments, words)``)."""
+    def steps():
+        total = 1
+        for args, _ in loops:
+            values = [bound(a) for a in args]
+            if None in values:
+                return None
+            total *= len(range(*values))
+        words = " in ".join(w for _, w in reversed(loops))
+        return total, f"the loop{'s' if len(loops) > 1 else ''} of {words}"
+
+    return steps
 
 
 def _names_torch(source: str) -> bool:
