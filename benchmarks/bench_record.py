@@ -154,10 +154,10 @@ def _per_call_uncapped(framework: str) -> list[str]:
             f"{(s - p) / (3 * steps) * 1e6:.2f} µs |"]
 
 
-#: The training loop's sizes: (batch, inputs, hidden, outputs, W1's scale, W2's scale). The first is tiny (each call
-#: about 1 µs: what the record costs shows most); the second has the sizes of makemore's MLP
-#: (karpathy/nn-zero-to-hero: a batch of 32, 3 characters of 10 dimensions, 200 hidden, 27
-#: outputs), a loop as people run it.
+#: The training loop's sizes: (batch, inputs, hidden, outputs, W1's scale, W2's scale). The
+#: first is tiny (each call about 1 µs: what the record costs shows most); the second has the
+#: sizes of makemore's MLP (karpathy/nn-zero-to-hero: a batch of 32, 3 characters of 10
+#: dimensions, 200 hidden, 27 outputs), a loop as people run it.
 LOOPS = {"tiny": (32, 16, 32, 4, 4, 6), "makemore-sized": (32, 30, 200, 27, 5, 14)}
 
 
@@ -171,9 +171,9 @@ def _training_loop(size: str = "tiny") -> list[str]:
     ip = globalipapp.get_ipython()
     load_ipython_extension(ip)
     n, i, h, o, s1, s2 = LOOPS[size]
-    setup = (f"import numpy as np\nrng = np.random.default_rng(0)\nX = rng.normal(size=({n}, {i}))\n"
-             f"Y = rng.normal(size=({n}, {o}))\nW1 = rng.normal(size=({i}, {h})) / {s1}\n"
-             f"W2 = rng.normal(size=({h}, {o})) / {s2}\n")
+    setup = (f"import numpy as np\nrng = np.random.default_rng(0)\n"
+             f"X = rng.normal(size=({n}, {i}))\nY = rng.normal(size=({n}, {o}))\n"
+             f"W1 = rng.normal(size=({i}, {h})) / {s1}\nW2 = rng.normal(size=({h}, {o})) / {s2}\n")
     said = []
 
     def timed(source):

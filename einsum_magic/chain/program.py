@@ -297,12 +297,11 @@ def build(rec: Recording, names: Names) -> Program:
             for r in needed:
                 crosses.setdefault(r, set()).update(cut)
             continue
-        emitted = [bk for bk in backs if isinstance(bk.ref, Ref) and bk.ref.id in needed]
-        if not emitted:
-            continue
         short = n.op.rsplit(".", 1)[-1].strip("_")     # a rule without words: its op's name
         backs = [bk if bk.rule else replace(bk, rule=short) for bk in backs]
         emitted = [bk for bk in backs if isinstance(bk.ref, Ref) and bk.ref.id in needed]
+        if not emitted:
+            continue
         seen_setup = set()
         for bk in backs:
             for s in bk.setup:

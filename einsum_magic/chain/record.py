@@ -31,8 +31,9 @@ The contract:
   snapshots) count against :attr:`Recording.budget` bytes (:data:`BUDGET`, 256 MB by
   default), and one call of one line may be recorded :data:`MAX_REPEATS` times (a long
   loop; a loop whose length the cell's source tells, ``for i in range(1000)``, stops the
-  record at its second step, :attr:`Recording.loops`). Past either the record drops everything it holds, records nothing more, and
-  :attr:`Recording.stopped` says why in one line.
+  record at its second step, :attr:`Recording.loops`). Past either the record drops
+  everything it holds, records nothing more, and :attr:`Recording.stopped` says why in one
+  line.
 
 A recorder (one per framework, :mod:`einsum_magic.chain.recorders`) calls
 :meth:`Recording.record` for each call it observes, and :meth:`Recording.before_inplace`

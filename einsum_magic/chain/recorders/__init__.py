@@ -83,6 +83,8 @@ def long_loops(source: str, namespace: dict) -> dict:
     (1000, 'the loop of line 1: for i in range(1000)')
     >>> long_loops("for i in range(n):\n    y = x @ W\n", {"n": 50})[2]()[0]
     50
+    >>> sorted(long_loops("for i in range(9):\n    pass\nelse:\n    y = x @ W\n", {}))
+    [2]
     """
     import ast
 
@@ -119,7 +121,7 @@ def long_loops(source: str, namespace: dict) -> dict:
             for field in ("body", "orelse", "finalbody"):
                 inner = getattr(stmt, field, None)
                 if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                    walk(inner, loops)
+                    walk(inner, loops if field == "body" else outer)   # a for's else: once
             for handler in getattr(stmt, "handlers", ()):
                 walk(handler.body, loops)
 
