@@ -665,13 +665,13 @@ def test_a_loop_over_a_range_longer_than_the_cap_stops_the_record_at_its_second_
     body = f"{loop}\n{indent}H = A @ B\n{indent}seen.append(type(A))\n"
     with capture_output() as cap:
         ip.run_cell("%%einsum_grad --no-check\nn_steps = 1000\nseen = []\n" + body)
-    assert ip.user_ns["seen"][:3] == [Boxed, Boxed, np.ndarray]   # plain from the 2nd step on
+    # stopped at the 2nd step's product; the namespace is plain from the next call on
+    assert ip.user_ns["seen"][:3] == [Boxed, Boxed, np.ndarray]
     assert f"runs {steps} times (the loop" in cap.stdout and f"more than {MAX_REPEATS}" in cap.stdout
 
 
 def test_a_loop_over_a_range_within_the_cap_is_recorded_whole(ip):
     """An RNN unrolled over 25 steps: its loop is read, and recorded (25 <= 32)."""
-    ip.user_ns.update(A=np.full((3, 3), 0.1), h0=np.ones((1, 3)))
     b, _ = assert_matches_jax(ip, "h = h0\nfor t in range(25):\n    h = np.tanh(h @ A)\n"
                                   "L = h.sum()", {"A": np.full((3, 3), 0.1), "h0": np.ones((1, 3))})
     assert b.check.passed and len(b.recording.nodes) >= 50, b.check.summary
