@@ -63,7 +63,7 @@ from IPython.display import display
 
 from .cell import calls as cells
 from .cell.analysis import Analysis, EinsumGradResult, is_result
-from .cell.run import CellCodeFailed, fail_with
+from .cell.run import CellCodeFailed, fail_with, transformed
 from .core.derivation import default_names, derive
 from .core.equation import parse
 from .core.shapes import shapes_from
@@ -169,7 +169,7 @@ class Run:
         only = cells.cell_equation(self.cell, self.ns)
         if only is not None:
             return (self._said(cells.equation_call, only),), (), (), False
-        self.source = self.shell.transform_cell(self.cell)
+        self.source = transformed(self.shell, self.cell)
         try:
             found = cells.find_calls(self.source, self.ns)
         except SyntaxError:

@@ -96,6 +96,7 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
+import functools
 import keyword
 import re
 import types
@@ -108,6 +109,7 @@ from ..core.names import free_name
 from ..errors import EinsumError
 from .modules import ALIASES as DEFAULT_ALIASES
 from .modules import EINSUM_MODULES
+from .source import CACHED, of
 from .source import tree as parsed
 
 __all__ = ["Call", "Found", "find_calls", "cell_equation", "equation_call", "EINSUM_MODULES",
@@ -273,9 +275,16 @@ class Found:
     calls: tuple[Call, ...]
     notes: tuple[str, ...]
     note_lines: tuple[int, ...] = ()  # the line each note is about
-    bound: frozenset[str] = frozenset()   # the names the cell's code binds in the user's
-    #                                   namespace (top level, ``global`` declarations)
     tree: ast.Module | None = field(default=None, repr=False, compare=False)   # the parse
+
+    @property
+    def bound(self) -> frozenset[str]:
+        """The names the cell's code binds in the user's namespace (top level, ``global``
+        declarations); read from the parse when asked (only ``-o NAME`` asks)."""
+        if self.tree is None:
+            return frozenset()
+        scopes = _scopes(self.tree)
+        return frozenset(set().union(*scopes.binds) | scopes.everywhere)
 
 
 def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> str | None:
@@ -345,13 +354,10 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
     _aliases_from_imports(tree, aliases, functions)
     unknown = _unknown_einsum(tree, namespace or {})
     targets = _assigned_names(tree)
-    scopes = _Scopes(tree)
-    guarded = {id(n) for t in ast.walk(tree) if isinstance(t, _TRY)
-               for stmt in t.body for n in ast.walk(stmt)}
+    guarded = {id(n) for t in of(tree, *_TRY) for stmt in t.body for n in ast.walk(stmt)}
     certain = _certain(tree)
     calls, notes, lines = [], [], []
-    nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
-                   key=lambda n: (n.lineno, n.col_offset))
+    nodes = sorted(of(tree, ast.Call), key=lambda n: (n.lineno, n.col_offset))
     for node in nodes:
         module = _einsum_module(node.func, aliases, functions)
         if module is None:
@@ -367,12 +373,12 @@ def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found
                          + ("" if module == "" and unknown else "; skipped"))
             lines.append(node.lineno)
             continue
-        call = _make_call(read, targets.get(id(node)), function, node.lineno, text, scopes, node)
+        call = _make_call(read, targets.get(id(node)), function, node.lineno, text,
+                          _scopes(tree), node)
         calls.append(dataclasses.replace(call, column=node.col_offset,
                                          guarded=id(node) in guarded, module=module,
                                          certain=id(node) in certain))
-    bound = frozenset(set().union(*scopes.binds) | scopes.everywhere)
-    return Found(tuple(calls), tuple(notes), tuple(lines), bound, tree)
+    return Found(tuple(calls), tuple(notes), tuple(lines), tree)
 
 
 def _certain(tree: ast.Module) -> set[int]:
@@ -435,8 +441,8 @@ def _unknown_einsum(tree: ast.AST, namespace: Mapping) -> str | None:
         roots = {m.split(".")[0] for m in EINSUM_MODULES}      # torch.functional, einops.einops
         if not any(owner == r or owner.startswith(r + ".") for r in roots):
             found = f"{owner}.{name}"
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+    for node in of(tree, ast.ImportFrom):
+        if node.module and node.level == 0:
             for a in node.names:
                 if (a.asname or a.name) == "einsum":
                     known = EINSUM_MODULES.get(node.module) == a.name
@@ -459,7 +465,7 @@ def dotted(node: ast.AST) -> str | None:
 
 
 def _aliases_from_imports(tree: ast.AST, aliases: dict, functions: dict) -> None:
-    for node in ast.walk(tree):
+    for node in of(tree, ast.Import, ast.ImportFrom):
         if isinstance(node, ast.Import):
             for a in node.names:
                 if a.name in EINSUM_MODULES:
@@ -475,7 +481,7 @@ def _aliases_from_imports(tree: ast.AST, aliases: dict, functions: dict) -> None
 
 def _aliases_from_namespace(tree: ast.AST, namespace: Mapping, aliases: dict,
                             functions: dict) -> None:
-    roots = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    roots = {n.id for n in of(tree, ast.Name)}
     for name in roots:
         value = namespace.get(name)
         if value is None:
@@ -508,7 +514,7 @@ def _einsum_module(func: ast.AST, aliases: dict, functions: dict) -> str | None:
 def _assigned_names(tree: ast.AST) -> dict[int, str]:
     """id(call node) → the plain name a statement assigns that call to."""
     out = {}
-    for node in ast.walk(tree):
+    for node in of(tree, ast.Assign, ast.AnnAssign):
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target = node.targets[0]
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -521,6 +527,13 @@ def _assigned_names(tree: ast.AST) -> dict[int, str]:
 
 
 # -- scopes and bindings ---------------------------------------------------------------
+
+@functools.lru_cache(maxsize=CACHED)
+def _scopes(tree: ast.Module) -> _Scopes:
+    """The :class:`_Scopes` of a cell's tree, visited once (only a cell with einsums, or
+    ``-o NAME``, needs them)."""
+    return _Scopes(tree)
+
 
 class _Scopes:
     """Where each call of a cell sits, and which names each top-level statement binds.

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from .capture import Capture
 
-__all__ = ["Ran", "run_code", "await_transform", "fail_with", "CellCodeFailed", "MAGIC"]
+__all__ = ["Ran", "run_code", "transformed", "await_transform", "fail_with", "CellCodeFailed",
+           "MAGIC"]
 
 MAGIC = "einsum_grad"
 
@@ -75,6 +76,26 @@ async def run_code(shell, body: str, budget: int, source: str | None = None) -> 
     return Ran(result.error_in_exec, recorder.sites(), filename)
 
 
+#: The body :func:`await_transform` last transformed, and the result: the magic reads the
+#: same body next, and transforming it again costs as much as reading it (IPython's token
+#: transforms, a few hundred microseconds on a 10-line cell).
+_last: list = [None, None, None]        # shell, body, transformed
+
+
+def transformed(shell, body: str) -> str:
+    """``shell.transform_cell(body)``, reusing what :func:`await_transform` just computed.
+
+    >>> from IPython.testing.globalipapp import get_ipython
+    >>> transformed(get_ipython(), "x = 1") == get_ipython().transform_cell("x = 1")
+    True
+    """
+    s, b, cell = _last
+    _last[:] = None, None, None
+    if s is shell and b == body:
+        return cell
+    return shell.transform_cell(body)
+
+
 def await_transform(shell):
     """The input transformer for top-level ``await`` in a ``%%einsum_grad`` cell (see above)."""
 
@@ -85,8 +106,12 @@ def await_transform(shell):
         if name != MAGIC:
             return lines
         body = "".join(lines[1:])
+        if "await" not in body and "async" not in body:   # no top-level await possible
+            return lines
         try:
-            if not shell.should_run_async(body, transformed_cell=shell.transform_cell(body)):
+            cell = shell.transform_cell(body)
+            _last[:] = shell, body, cell
+            if not shell.should_run_async(body, transformed_cell=cell):
                 return lines
         except Exception:                 # noqa: BLE001 (incomplete input: leave it to IPython)
             return lines

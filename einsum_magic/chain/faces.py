@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..cell.calls import Call
+from ..cell.source import of
 from ..cell.source import tree as parsed
 from .record import Recording, Ref
 
@@ -364,7 +365,7 @@ class _Source:
             tree = parsed(self.text)
         except SyntaxError:
             return
-        for node in ast.walk(tree):
+        for node in of(tree, ast.Assign, ast.Name):
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target, value = node.targets[0], node.value
                 if isinstance(target, ast.Name):

@@ -45,6 +45,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..cell.source import of
 from ..cell.source import tree as parsed
 from .record import Recording
 
@@ -114,7 +115,7 @@ def _assignments(source: str | None) -> dict[int, str]:
     except SyntaxError:
         return {}
     out = {}
-    for node in ast.walk(tree):
+    for node in of(tree, ast.Assign, ast.AugAssign, ast.AnnAssign):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
                 node.targets[0], ast.Name):
             out[node.lineno] = node.targets[0].id
@@ -305,10 +306,9 @@ def _lines_in_defs(source: str | None) -> set[int]:
     except SyntaxError:
         return set()
     out: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            for inner in (node.body if isinstance(node.body, list) else [node.body]):
-                out.update(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
+    for node in of(tree, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda):
+        for inner in (node.body if isinstance(node.body, list) else [node.body]):
+            out.update(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
     return out
 
 

@@ -54,3 +54,59 @@ def test_the_tree_is_shared_and_errors_are_not_kept():
     assert source.tree("a = 1") is source.tree("a = 1")
     with pytest.raises(SyntaxError):
         source.tree("a = (")
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_a_cell_is_walked_once(ip, monkeypatch, kind):
+    """Every reader picks its nodes from one walk of the cell's tree (source.nodes)."""
+    cell, setup = CELLS[kind]
+    if kind == "torch":
+        pytest.importorskip("torch")
+    ip.run_cell(setup).raise_error()
+    source.tree.cache_clear()
+    source.nodes.cache_clear()
+    source.of.cache_clear()
+    tree = source.tree(ip.transform_cell(cell))
+    walks = []
+    real = ast.walk
+
+    def counting(node):
+        if node is tree:
+            walks.append(node)
+        return real(node)
+
+    monkeypatch.setattr(ast, "walk", counting)
+    flags = "--no-run" if kind == "no-run" else "--no-check"
+    with capture_output() as cap:
+        ip.run_cell(f"%%einsum_grad -o r {flags}\n{cell}").raise_error()
+    shown = cap.stdout + "".join(o.data.get("text/plain", "") for o in cap.outputs)
+    assert "einsum('ik,jk->ij'" in shown
+    assert len(walks) == 1
+
+
+@pytest.mark.parametrize("body", ["H = X @ W\nZ = np.tanh(H)\n",
+                                  "import asyncio\nawait asyncio.sleep(0)\nH = X @ W\n"])
+def test_the_body_is_transformed_once(ip, monkeypatch, body):
+    """IPython's input transforms of the cell's body run once per magic cell, as for the
+    body alone (a cell without ``await`` is not transformed to look for one)."""
+    ip.run_cell(CELLS["numpy"][1]).raise_error()
+    seen = []
+    real = ip.transform_cell
+
+    def counting(cell):
+        seen.append(cell)
+        return real(cell)
+
+    monkeypatch.setattr(ip, "transform_cell", counting)
+    with capture_output():
+        ip.run_cell(f"%%einsum_grad --no-check\n{body}").raise_error()
+    assert seen.count(body) == 1, seen
+    assert ip.user_ns["H"].shape == (2, 3)
+
+
+def test_nodes_and_of_follow_the_walk():
+    tree = source.tree("y = f(x) @ g(x)\nimport os")
+    assert source.nodes(tree) == tuple(ast.walk(tree))
+    assert source.of(tree, ast.Call, ast.Import) == tuple(
+        n for n in ast.walk(tree) if isinstance(n, (ast.Call, ast.Import)))
+    assert source.nodes(tree) is source.nodes(tree)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
+from ...cell.source import of
 from ...cell.source import tree as parsed
 from .. import record
 from ..record import Recording
@@ -156,7 +157,7 @@ def _names_torch(source: str) -> bool:
         tree = parsed(source)
     except SyntaxError:
         return False
-    for node in ast.walk(tree):
+    for node in of(tree, ast.Import, ast.ImportFrom):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "torch"
                                                 for a in node.names):
             return True

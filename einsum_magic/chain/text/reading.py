@@ -41,6 +41,7 @@ import types
 from typing import Any, Mapping
 
 from ...cell.calls import dotted, find_calls
+from ...cell.source import of
 from ...cell.source import tree as parsed
 from ...core.names import free_name
 from .program import Program, Step
@@ -93,9 +94,8 @@ class _Reader:
                 self.aliases[name] = value.__name__
             elif name in self.aliases:          # the user's F is an array, not a module
                 del self.aliases[name]
-        self.taken = {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)}
-        self.taken |= {a for n in ast.walk(self.tree) if isinstance(n, ast.alias)
-                       for a in [(n.asname or n.name).split(".")[0]]}
+        self.taken = {n.id for n in of(self.tree, ast.Name)}
+        self.taken |= {(n.asname or n.name).split(".")[0] for n in of(self.tree, ast.alias)}
         self.einsums = {(c.line, c.source): c for c in find_calls(source, namespace).calls}
         self.bindings = self._count_bindings()
         for name in self.bindings:              # a name the cell assigns is a value
