@@ -19,13 +19,10 @@ derived.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-if os.path.dirname(os.path.abspath(__file__)) not in sys.path:     # its sibling, by file
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import makemore  # noqa: E402
+import makemore
 
 __all__ = ["Case", "CASES", "by_name"]
 

@@ -7,9 +7,6 @@ straight-line programs (hypothesis).
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +15,9 @@ from hypothesis import strategies as st
 from einsum_magic.chain import cell_backward
 from einsum_magic.chain.text.forward import BindError, bind, line
 from einsum_magic.chain.text.reading import read
+
+import mlp
+from mlp import MLP_CELL
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -56,12 +56,6 @@ def assert_matches_jax(source: str, arrays: dict, seed: int = 0):
         assert got.shape == np.shape(arrays[name]), name
         np.testing.assert_allclose(got, want[name], rtol=0, atol=1e-9 * scale, err_msg=name)
     return b
-
-
-if os.path.dirname(os.path.abspath(__file__)) not in sys.path:     # its sibling, by file
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mlp  # noqa: E402
-from mlp import MLP_CELL  # noqa: E402
 
 RNG = np.random.default_rng(1)
 MLP = mlp.arrays(RNG)

@@ -10,7 +10,6 @@ against a hand-written backward in NumPy here, never against the package's own c
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
@@ -22,10 +21,8 @@ from einsum_magic.chain.replay_numpy import ADJOINT_RTOL, adjoint_numpy
 from einsum_magic.chain.rules import RULES
 from einsum_magic.check.jax import INSTALL
 
-if os.path.dirname(os.path.abspath(__file__)) not in sys.path:     # its sibling, by file
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mlp  # noqa: E402
-from mlp import MLP_CELL  # noqa: E402
+import mlp
+from mlp import MLP_CELL
 
 MLP = mlp.arrays(3)
 WITHOUT = f"checked with NumPy (adjoint test), JAX not available: not installed ({INSTALL})"

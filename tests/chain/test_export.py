@@ -11,13 +11,10 @@ function must also compile with ``jax.jit`` and give the same.
 from __future__ import annotations
 
 import ast
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
 import test_public_passes as passes_run  # noqa: E402  (its sessions and references)
 
 from einsum_magic import EinsumError  # noqa: E402

@@ -11,8 +11,6 @@ without the products' displays.
 
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -28,7 +26,6 @@ F = torch.nn.functional
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
-sys.path.insert(0, os.path.dirname(__file__))
 import makemore  # noqa: E402
 
 

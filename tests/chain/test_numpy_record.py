@@ -9,9 +9,7 @@ against the package's own check. The cases of the retiring text reading
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -22,6 +20,9 @@ from IPython.utils.capture import capture_output
 from einsum_magic.chain.recorders.numpy import Boxed
 from einsum_magic.chain.rules import RULES
 import einsum_magic.chain.rules.numpy  # noqa: E402,F401 - registers the NumPy rules the tests replace
+
+import mlp
+from mlp import MLP_CELL
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -106,11 +107,6 @@ def no_boxes(ns) -> bool:
             return False
     return True
 
-
-if os.path.dirname(os.path.abspath(__file__)) not in sys.path:     # its sibling, by file
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mlp  # noqa: E402
-from mlp import MLP_CELL  # noqa: E402
 
 RNG = np.random.default_rng(1)
 MLP = mlp.arrays(RNG)

@@ -23,9 +23,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
-import os
 import re
-import sys
 import traceback
 
 import numpy as np
@@ -33,7 +31,6 @@ import pytest
 from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
-sys.path.insert(0, os.path.dirname(__file__))
 import makemore  # noqa: E402
 import passes  # noqa: E402
 
