@@ -336,7 +336,8 @@ def build(rec: Recording, names: Names) -> Program:
             derived += (v,)                                # it (batch_norm's running_mean)
             zeros.append(v)
     code = "\n".join(x.code for x in lines)
-    b.reads = [v for v in b.reads if re.search(rf"\b{b.read_names[v]}\b", code)]
+    words = set(re.findall(r"\w+", code))                 # a name is read where it is a word
+    b.reads = [v for v in b.reads if b.read_names[v] in words]
     b.read_names = {v: b.read_names[v] for v in b.reads}
     made = {o: n for n in nodes for o in n.outs}
     made.update({o: n for n in rec.nodes for o in n.outs})     # a whole call reads best
