@@ -48,7 +48,11 @@ elements (and their total stays under four budgets), since the cell may mutate t
 later. JAX tracers (under ``jit``/``vmap``) and Dynamo's fake tensors give shapes and
 dtypes only. A later call of a known site costs a dict lookup by instruction, an
 identity test of the equation and operands, and a shape comparison when the operands
-are new objects (``benchmarks/bench_capture.py``).
+are new objects; once a site has repeated, the same tests run in C
+(:mod:`einsum_magic.cell._observe`, built where a C compiler was at install, else all
+in Python): about 0.1 us a call instead of 0.45 (``benchmarks/bench_capture.py``). The
+import statements the cell runs (torch's einsum runs two a call) pass through a hook of
+the same module that calls Python only when an awaited module may have arrived.
 
 >>> import numpy as np
 >>> before = np.einsum
@@ -143,13 +147,22 @@ def _scriptable(wrapper: _Einsum, original) -> None:
         pass
 
 
-_OBSERVERS: dict = {}      # wrapper -> (its observing function, its bind), made once, kept
+_OBSERVERS: dict = {}      # wrapper -> (what it calls while observing, its bind, the Python
+#                            observing function), made once, kept
+_REPEATS: list = []        # every _observe.Repeat made (Recorder.sites adds what they counted)
+
+try:                       # the observer's hot paths in C (_observe.c): a site's repeated
+    from ._observe import ImportHook as _ImportHook    # calls, and import statements
+    from ._observe import Repeat as _Repeat
+except ImportError:        # not built where the package was installed: all in Python
+    _ImportHook = _Repeat = None
 _ORIGINALS: dict = {}      # id(wrapper) -> its original (what Dynamo calls instead)
 _dynamo = {"ready": False, "comptime": None}   # Dynamo's polyfills registered, its comptime
 
 
 def _observing(wrapper: _Einsum, function: str, style: str):
-    """The one observing function of ``wrapper`` and its ``bind`` (made once, then kept).
+    """What ``wrapper`` calls while observing, its ``bind``, and the observing function
+    (made once, then kept).
 
     The function calls the original first (same arguments, result and exception),
     then records the call in the recorder it is bound to: ``bind((recorder.fast,
@@ -159,6 +172,14 @@ def _observing(wrapper: _Einsum, function: str, style: str):
     comparison of the shapes when the operands are new objects. Being one function
     per wrapper, it is what ``torch.compile`` is told to trace as the original
     (:func:`_register_dynamo`): no graph break, the call recorded at the user's line.
+
+    Where :mod:`einsum_magic.cell._observe` is built, the wrapper calls a ``Repeat``
+    (its bound method ``call``, which Dynamo is told to trace as the function is) in
+    front of the function: once the function has counted a call of a site, it arms the
+    ``Repeat`` for that site, which counts the site's next calls with the same equation
+    object and the same operands, or operands of the same shapes, in C, and hands the
+    function every other call. What it counted reaches the sites' ``count`` when the
+    binding changes and when :meth:`Recorder.sites` reads them.
     """
     made = _OBSERVERS.get(wrapper)
     if made is not None:
@@ -167,6 +188,7 @@ def _observing(wrapper: _Einsum, function: str, style: str):
     getframe = _getframe
     fast: dict = {}
     observe = None
+    repeat = None
 
     def einsum(*args, **kwargs):
         __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
@@ -181,8 +203,12 @@ def _observing(wrapper: _Einsum, function: str, style: str):
                 if n == len(last):          # the same operands as last time: same shapes
                     if n == 3:
                         if args[2] is last[2] and args[1] is last[1]:
+                            if repeat is not None and not kwargs:   # its next ones: in C
+                                repeat.arm(frame, args, site.shapes, site)
                             return result
                     elif n == 2 and args[1] is last[1]:
+                        if repeat is not None and not kwargs:
+                            repeat.arm(frame, args, site.shapes, site)
                         return result
                 site.last = args
                 try:
@@ -192,6 +218,8 @@ def _observing(wrapper: _Einsum, function: str, style: str):
                     shapes = None
                 if shapes != site.shapes:
                     site.vary(shapes)
+                elif repeat is not None and not kwargs:
+                    repeat.arm(frame, args, site.shapes, site)
                 return result
             if site.skip:
                 return result
@@ -202,12 +230,19 @@ def _observing(wrapper: _Einsum, function: str, style: str):
 
     def bind(state):
         nonlocal fast, observe
+        if repeat is not None:
+            repeat.clear()              # its counts to their sites, no operand kept
         previous = fast, observe
         fast, observe = state
         return previous
 
     einsum.__name__ = einsum.__qualname__ = getattr(original, "__name__", "einsum")
-    made = _OBSERVERS[wrapper] = (einsum, bind)
+    front = einsum
+    if _Repeat is not None:
+        repeat = _Repeat(original, einsum)
+        front = repeat.call             # one bound method, kept: Dynamo knows it by identity
+        _REPEATS.append(repeat)
+    made = _OBSERVERS[wrapper] = (front, bind, einsum)
     _ORIGINALS[id(wrapper)] = original
     if _dynamo["ready"]:
         _substitute(wrapper, function, style)
@@ -280,9 +315,11 @@ def _substitute(wrapper: _Einsum, function: str, style: str) -> None:
         import torch
         from torch._dynamo.eval_frame import skip_code
 
-        einsum = _OBSERVERS[wrapper][0]
+        front, _, einsum = _OBSERVERS[wrapper]
         skip_code(einsum.__code__)          # never compiled as a frame of its own either
         torch.compiler.substitute_in_graph(einsum, skip_signature_check=True)(traced)
+        if front is not einsum:             # the C counter in front of it: the same stand-in
+            torch.compiler.substitute_in_graph(front, skip_signature_check=True)(traced)
     except Exception:                       # noqa: BLE001 (a Dynamo without it, or registered)
         pass
 
@@ -458,6 +495,8 @@ class Recorder:
         """One :class:`Site` per call site, in the order the sites first ran."""
         from dataclasses import replace
 
+        for repeat in _REPEATS:             # the calls counted in C, to their sites
+            repeat.flush()
         return tuple(replace(o.site, count=o.count, variants=len(o.seen))
                      for o in dict.fromkeys(self._open.values()))    # a traced twin once
 
@@ -704,7 +743,11 @@ class Capture:
                 if wrapper is not None and wrapper.__wrapped__ is value:
                     self.namespace[name] = wrapper
             self._import = builtins.__import__
-            self._hook = self._importing      # one bound method, to compare by identity
+            if _ImportHook is not None:       # the same as _importing, in C
+                self._hook = _ImportHook(self._import, self._after_import)
+                self._hook.set(bool(self._waiting), self._pending, self._modules)
+            else:
+                self._hook = self._importing  # one bound method, to compare by identity
             builtins.__import__ = self._hook
         except BaseException:
             self._restore()
@@ -740,21 +783,27 @@ class Capture:
         module = self._import(*args, **kwargs)
         # cheap when nothing new was imported: torch.einsum runs two import statements a call
         if self._waiting and (self._pending or len(sys.modules) != self._modules):
-            self._modules = len(sys.modules)
-            if any(name in sys.modules for name in self._waiting):
-                try:
-                    self._patch_modules()
-                except Exception:           # noqa: BLE001 (observing must not fail an import)
-                    pass
+            self._after_import()
         return module
+
+    def _after_import(self) -> None:
+        """After an import that may have brought an awaited module: observe it."""
+        self._modules = len(sys.modules)
+        if any(name in sys.modules for name in self._waiting):
+            try:
+                self._patch_modules()
+            except Exception:               # noqa: BLE001 (observing must not fail an import)
+                pass
+        if self._hook.__class__ is _ImportHook:     # tell the C hook what to compare with
+            self._hook.set(bool(self._waiting), self._pending, self._modules)
 
     def _observe(self, wrapper: _Einsum, function) -> None:
         if wrapper not in self._switched:
-            einsum, bind = _observing(wrapper, function.name, function.style)
+            front, bind, _ = _observing(wrapper, function.name, function.style)
             recorder = self.recorder
             self._switched[wrapper] = (wrapper.func, bind((recorder.fast, recorder.observe)),
                                        bind)
-            wrapper._switch(einsum)
+            wrapper._switch(front)
 
     def _patch_modules(self) -> None:
         done = {(m.__name__, a) for m, a, _, _ in self._patched}

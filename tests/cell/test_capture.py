@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import builtins
 import functools
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+import types
+import weakref
 
 import numpy as np
 import pytest
@@ -158,13 +161,18 @@ def test_torch_and_einops_calls():
     assert torch.einsum.__module__ == "torch.functional"
 
 
-def test_a_module_imported_during_the_capture_is_observed_then_restored():
-    code = textwrap.dedent("""
+@pytest.mark.parametrize("hot_paths", ["C", "Python"])
+def test_a_module_imported_during_the_capture_is_observed_then_restored(hot_paths):
+    """With the observer's hot paths in C (_observe.c, where built) and in Python alone."""
+    code = textwrap.dedent(f"""
         import sys
         import numpy as np
         assert "opt_einsum" not in sys.modules
+        from einsum_magic.cell import capture
         from einsum_magic.cell.capture import Capture
-        with Capture({}) as r:
+        if {hot_paths!r} == "Python":
+            capture._ImportHook = capture._Repeat = None
+        with Capture({{}}) as r:
             import opt_einsum as oe
             inside = oe.contract
             oe.contract("ij,jk->ik", np.ones((2, 3)), np.ones((3, 4)))
@@ -226,3 +234,133 @@ def test_compiled_einsums_keep_their_graph_and_are_recorded_at_the_users_line():
     assert first.shapes == ((2, 3), (3, 4)) and second.shapes == ((2, 3), (2, 3))
     torch._dynamo.reset()                   # after the capture: compiled as without it
     np.testing.assert_array_equal(torch.compile(g, fullgraph=True)(x, y), np.full((2, 4), 6.0))
+
+
+# -- the observer's hot paths in C (einsum_magic/cell/_observe.c) -------------------------------
+
+
+def _observe_module():
+    """The C module; CI has a C compiler, so there it must have been built."""
+    try:
+        from einsum_magic.cell import _observe
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("einsum_magic.cell._observe is not built here (no C compiler at install)")
+    return _observe
+
+
+def test_the_c_counter_counts_the_calls_it_was_armed_for_and_hands_on_the_others():
+    Repeat = _observe_module().Repeat
+    site = types.SimpleNamespace(count=1)
+    handed = []
+    failing = [False]
+
+    def original(*args, **kwargs):
+        if failing[0]:
+            raise ValueError("the user's error")
+        return np.einsum(*args, **kwargs)
+
+    def observer(*args, **kwargs):          # as capture's: call, then arm for the site
+        handed.append(kwargs)
+        result = original(*args, **kwargs)
+        if not kwargs:
+            repeat.arm(sys._getframe(1), args, tuple(a.shape for a in args[1:]), site)
+        return result
+
+    repeat = Repeat(original, observer)
+
+    def loop(operands, n, **kwargs):
+        for _ in range(n):
+            out = repeat.call("ij,jk->ik", *operands, **kwargs)
+        return out
+
+    A, B = np.ones((2, 3)), np.ones((3, 4))
+    np.testing.assert_array_equal(loop((A, B), 10), A @ B)
+    assert len(handed) == 1 and site.count == 1          # nine counted in C, not added yet
+    repeat.flush()
+    assert site.count == 10
+    loop((A.copy(), B), 5)                  # new operands of the same shapes: in C
+    loop((np.ones((4, 3)), B), 3)           # new shapes: the observer's (then armed for them)
+    loop((np.ones((4, 3)), B), 2, optimize=True)      # keyword arguments: the observer's
+    repeat.flush()
+    assert len(handed) == 4 and site.count == 10 + 5 + 2 + 0
+    failing[0] = True
+    with pytest.raises(ValueError, match="the user's error"):
+        loop((np.ones((4, 3)), B), 1)       # a call that raises is not counted
+    repeat.flush()
+    assert site.count == 17
+    failing[0] = False
+    operand = np.ones((4, 3))
+    alive = weakref.ref(operand)
+    loop((operand, B), 2)
+    repeat.clear()
+    assert site.count == 19
+    del operand
+    assert alive() is None                  # cleared: no operand kept alive
+    loop((A, B), 1)
+    assert len(handed) == 5                 # forgotten: the observer's again
+
+
+def test_a_loops_calls_are_counted_the_same_in_c_as_in_python(monkeypatch):
+    """The same operands, new operands of the same shapes, new shapes, keyword arguments,
+    sites taking turns: with the C counter, the counts and shape variants are Python's."""
+    from einsum_magic.cell import capture
+
+    def run():
+        A, B = np.ones((2, 3)), np.ones((3, 4))
+        rows = [np.full((2, 3), k) for k in range(3)]
+        with Capture({}) as r:
+            for i in range(40):
+                np.einsum("ij,jk->ik", A, B)
+                np.einsum("ij,jk->ik", rows[i % 3], B)
+                np.einsum("ij->i", np.ones((1 + i % 2, 3)))
+                np.einsum("ij,jk->ik", A, B, optimize=True)
+            inner = [s.count for s in r.sites()]          # read while observing, too
+        return inner, [(s.equation, s.count, s.variants) for s in r.sites()]
+
+    with_c = run()
+    monkeypatch.setattr(capture, "_OBSERVERS", {})       # observers made anew, without it
+    monkeypatch.setattr(capture, "_Repeat", None)
+    monkeypatch.setitem(capture._dynamo, "ready", False)
+    python = run()
+    assert with_c == python == ([40] * 4, [("ij,jk->ik", 40, 1), ("ij,jk->ik", 40, 1),
+                                           ("ij->i", 40, 2), ("ij,jk->ik", 40, 1)])
+
+
+def test_the_c_counter_stands_in_front_of_numpys_observer_where_it_is_built():
+    Repeat = _observe_module().Repeat
+    with Capture({}):
+        front = np.einsum.func
+    assert isinstance(front.__self__, Repeat)
+
+
+def test_the_c_import_hook_imports_as_the_original_and_looks_only_when_it_may_matter():
+    ImportHook = _observe_module().ImportHook
+    looked = []
+    hook = ImportHook(builtins.__import__, lambda: looked.append(len(sys.modules)))
+    assert hook("os") is os and looked == [len(sys.modules)]   # first import: looks
+    hook.set(True, False, len(sys.modules))
+    assert hook("os.path", fromlist=["join"]) is os.path and len(looked) == 1   # nothing new
+    from einsum_magic.cell import capture
+
+    assert hook("os.path", globals(), None, ("join",), 0) is os.path   # as import statements
+    assert hook("capture", vars(capture), None, ("Capture",), 1) is capture     # call it
+    with pytest.raises(ValueError):
+        hook("os", None, None, (), -1)                         # the builtin's own check
+    assert len(looked) == 1
+    with pytest.raises(ImportError):
+        hook("einsum_magic_no_such_module")                    # the import's own error
+    hook.set(True, True, len(sys.modules))                     # an awaited module importing
+    hook("os")
+    assert len(looked) == 2
+    hook.set(False, True, 0)                                   # nothing awaited: never looks
+    hook("os")
+    assert len(looked) == 2
+
+
+def test_imports_in_a_capture_go_through_the_c_hook_where_it_is_built():
+    ImportHook = _observe_module().ImportHook
+    with Capture({}):
+        hook = builtins.__import__
+    assert isinstance(hook, ImportHook) and builtins.__import__ is not hook
