@@ -50,14 +50,15 @@ class ChainCheck:
 
     @property
     def summary(self) -> str:
-        """One deterministic line.
+        """One deterministic line. It says what was differentiated: the forward as this
+        reading of the source wrote it (the cell did not run), not what the cell computes.
 
         >>> ChainCheck(True, (GradientCheck("dL_dA", (2,), 0.0, 1.0, True),)).summary
-        'cell check: PASS, 1/1 input gradient matches jax.vjp (float64)'
+        'cell check: PASS, 1/1 input gradient matches jax.vjp of the forward as read (float64)'
         """
         n, ok = len(self.gradients), sum(g.passed for g in self.gradients)
         counted = (f"{ok}/{n} input gradient{'s' if n != 1 else ''} "
-                   f"match{'es' if n == 1 else ''} jax.vjp ({self.dtype})")
+                   f"match{'es' if n == 1 else ''} jax.vjp of the forward as read ({self.dtype})")
         if self.passed:
             return f"cell check: PASS, {counted}"
         wrong = ", ".join(g.target for g in self.gradients if not g.passed)
