@@ -81,6 +81,12 @@ import numpy as np
 
 from .modules import FUNCTIONS, OBSERVED, PACKAGE, internal
 
+try:    # the observer's hot paths in C (_observe.c): a site's repeated calls, import statements
+    from ._observe import ImportHook as _ImportHook
+    from ._observe import Repeat as _Repeat
+except ImportError:     # not built where the package was installed (no C compiler): in Python
+    _ImportHook = _Repeat = None
+
 __all__ = ["Capture", "Recorder", "Site", "original_of"]
 
 #: Distinct shape signatures remembered per site (beyond it, only counted).
@@ -150,12 +156,6 @@ def _scriptable(wrapper: _Einsum, original) -> None:
 _OBSERVERS: dict = {}      # wrapper -> (what it calls while observing, its bind, the Python
 #                            observing function), made once, kept
 _REPEATS: list = []        # every _observe.Repeat made (Recorder.sites adds what they counted)
-
-try:                       # the observer's hot paths in C (_observe.c): a site's repeated
-    from ._observe import ImportHook as _ImportHook    # calls, and import statements
-    from ._observe import Repeat as _Repeat
-except ImportError:        # not built where the package was installed: all in Python
-    _ImportHook = _Repeat = None
 _ORIGINALS: dict = {}      # id(wrapper) -> its original (what Dynamo calls instead)
 _dynamo = {"ready": False, "comptime": None}   # Dynamo's polyfills registered, its comptime
 
