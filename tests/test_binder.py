@@ -41,7 +41,8 @@ BUILD_TIMEOUT_S = 1800
 NBVAL_TIMEOUT_S = 900
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "artifacts", "__pycache__", ".hypothesis",
                                      ".pytest_cache", "*.egg-info", "build", "dist",
-                                     ".ipynb_checkpoints", ".benchmarks", ".whl")
+                                     ".ipynb_checkpoints", ".benchmarks", ".whl",
+                                     "*.so")     # built here: Binder builds its own
 
 
 def pins() -> dict[str, Requirement]:
