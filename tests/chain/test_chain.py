@@ -157,8 +157,9 @@ def test_the_check_passes_on_the_cells_arrays_and_catches_a_wrong_line():
     from einsum_magic.chain.text.check import check_backward
 
     b = cell_backward(MLP_CELL, MLP, {"np": np, **MLP})
-    assert b.check.passed and b.check.summary == ("cell check: PASS, 4/4 input gradients match "
-                                                  "jax.vjp of the forward as read (float64)")
+    assert b.check.passed and b.check.summary == (
+        "cell check: not run (the forward as read, nothing ran): 4/4 input gradients match "
+        "jax.vjp of the forward as read (float64)")
     lines = tuple(dataclasses.replace(x, code=x.code.replace("(H > 0)", "(H >= -1)"))
                   for x in b.lines)
     wrong = check_backward(dataclasses.replace(b, lines=lines))
@@ -355,12 +356,16 @@ def test_no_run_with_sizes_takes_arrays_of_those_sizes_for_missing_inputs(ip):
 
 def test_without_a_run_the_cell_check_says_it_differentiated_the_forward_as_read(ip):
     """--no-run: nothing ran, so the check can only differentiate this reading of the source;
-    its line says so, rather than a PASS that reads as if the cell's own values were checked."""
+    its line says so, and is no PASS (a PASS is about what the cell computed)."""
     result, cap = _run(ip, "%%einsum_grad --no-run\nH = X @ W1\nZ = np.tanh(H)\nL = Z.sum()")
     assert result.success, cap.stdout
     shown = "\n".join(o.data.get("text/plain", "") for o in cap.outputs)
     (verdict,) = [x for x in shown.splitlines() if x.startswith("cell backward:")]
-    assert verdict.endswith("input gradients match jax.vjp of the forward as read (float64)")
+    assert verdict == ("cell backward: cell check: not run (the forward as read, nothing ran): "
+                       "2/2 input gradients match jax.vjp of the forward as read (float64)")
+    html = next(o.data["text/html"] for o in cap.outputs if "Cell backward" in
+                o.data.get("text/html", ""))
+    assert 'class="eg-muted">cell check: not run' in html and "PASS" not in html
     assert "H" not in ip.user_ns
 
 

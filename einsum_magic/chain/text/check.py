@@ -51,16 +51,19 @@ class ChainCheck:
     @property
     def summary(self) -> str:
         """One deterministic line. It says what was differentiated: the forward as this
-        reading of the source wrote it (the cell did not run), not what the cell computes.
+        reading of the source wrote it (nothing ran), so agreeing is never a PASS: a PASS
+        is about what the cell computed (a run's record, :mod:`einsum_magic.chain.result`).
+        Disagreeing is a FAIL all the same: a rule of the reading is wrong.
 
-        >>> ChainCheck(True, (GradientCheck("dL_dA", (2,), 0.0, 1.0, True),)).summary
-        'cell check: PASS, 1/1 input gradient matches jax.vjp of the forward as read (float64)'
+        >>> line = ChainCheck(True, (GradientCheck("dL_dA", (2,), 0.0, 1.0, True),)).summary
+        >>> line.split(": ")[:2], "PASS" in line
+        (['cell check', 'not run (the forward as read, nothing ran)'], False)
         """
         n, ok = len(self.gradients), sum(g.passed for g in self.gradients)
         counted = (f"{ok}/{n} input gradient{'s' if n != 1 else ''} "
                    f"match{'es' if n == 1 else ''} jax.vjp of the forward as read ({self.dtype})")
         if self.passed:
-            return f"cell check: PASS, {counted}"
+            return f"cell check: not run (the forward as read, nothing ran): {counted}"
         wrong = ", ".join(g.target for g in self.gradients if not g.passed)
         return f"cell check: FAIL, {counted}; wrong: {wrong}"
 
