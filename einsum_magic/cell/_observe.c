@@ -131,7 +131,8 @@ static PyObject *Repeat_call(Repeat *self, PyObject *args, PyObject *kwargs) {
             if (e->code != (PyObject *)code || e->lasti != lasti)
                 continue;
             PyObject *last = e->args;
-            if (PyTuple_GET_SIZE(last) != n || PyTuple_GET_ITEM(last, 0) != PyTuple_GET_ITEM(args, 0))
+            if (PyTuple_GET_SIZE(last) != n
+                    || PyTuple_GET_ITEM(last, 0) != PyTuple_GET_ITEM(args, 0))
                 break;                       /* another equation object: the observer's */
             int same = 1;
             for (Py_ssize_t k = 1; k < n; k++) {
@@ -317,7 +318,8 @@ typedef struct {
  * statement passes, what the builtin does once it has parsed them (an import statement
  * calls it so when no hook is set). */
 static PyObject *import_with(ImportHook *self, PyObject *args, PyObject *kwargs) {
-    if (self->builtin && PyTuple_GET_SIZE(args) == 5 && (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0)
+    if (self->builtin && PyTuple_GET_SIZE(args) == 5
+            && (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0)
             && PyLong_CheckExact(PyTuple_GET_ITEM(args, 4))) {
         long level = PyLong_AsLong(PyTuple_GET_ITEM(args, 4));
         if (level == -1 && PyErr_Occurred())
