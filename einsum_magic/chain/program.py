@@ -386,8 +386,8 @@ def _preamble(rec: Recording, names: Names, b: _Builder, made: dict
         torch_names[v] = name
         return name
 
-    for v in b.reads:
-        expr = framework_side(v)
+    for v in sorted(b.reads):           # in the run's order: each finds the one before it
+        expr = framework_side(v)           # named, however long the chain (a 30-step loop)
         if expr is None:
             unavailable.append(v)
             continue

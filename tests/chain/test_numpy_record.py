@@ -673,6 +673,20 @@ def test_a_loop_over_a_range_within_the_cap_is_recorded_whole(ip):
     assert b.check.passed and len(b.recording.nodes) >= 50, b.check.summary
 
 
+def test_the_backward_of_a_30_step_loop_runs_pasted_with_every_step_recomputed(ip):
+    """Each step's values are older versions of ``h``: the pasted code's preamble recomputes
+    all of them from ``x`` (a chain 90 calls long), none is left out as out of reach."""
+    arrays = {"x": np.full((2, 3), 0.5), "W": np.eye(3) * 0.9, "c": np.full(3, 0.1)}
+    b, _ = assert_matches_jax(ip, "h = x\nfor _k in range(30):\n    h = np.tanh(h @ W) + c\n"
+                                  "L = h.sum()", arrays)
+    assert b.program.unavailable == ()
+    pasted = {"np": np, **arrays, "h": ip.user_ns["h"], "L": ip.user_ns["L"], "dL_dL": 1.0}
+    exec(b.code, pasted)
+    want = b.gradients({"L": 1.0})
+    for name in arrays:
+        np.testing.assert_allclose(pasted[f"dL_d{name}"], want[name], rtol=1e-12)
+
+
 def test_an_array_bound_to_two_names_takes_the_name_the_cell_uses(ip):
     """``A0 = …; X = A0``: the cell reads ``X``, so its gradient is ``dL_dX``, whatever name
     came first in the namespace."""
