@@ -25,12 +25,27 @@ def ip(shell):
     return shell
 
 
-@pytest.mark.parametrize("kind", sorted(CELLS))
-def test_a_cell_is_parsed_once(ip, monkeypatch, kind):
+def _ready(ip, kind: str) -> str:
+    """The cell of ``kind``, its arrays set up in ``ip``."""
     cell, setup = CELLS[kind]
     if kind == "torch":
         pytest.importorskip("torch")
     ip.run_cell(setup).raise_error()
+    return cell
+
+
+def _run(ip, kind: str, cell: str) -> None:
+    """Run ``cell`` under the magic; what it shows must hold its derived backward."""
+    flags = "--no-run" if kind == "no-run" else "--no-check"
+    with capture_output() as cap:
+        ip.run_cell(f"%%einsum_grad -o r {flags}\n{cell}").raise_error()
+    shown = cap.stdout + "".join(o.data.get("text/plain", "") for o in cap.outputs)
+    assert "einsum('ik,jk->ij'" in shown                 # the cell was read and derived
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_a_cell_is_parsed_once(ip, monkeypatch, kind):
+    cell = _ready(ip, kind)
     parses = []
     real = ast.parse
 
@@ -41,12 +56,7 @@ def test_a_cell_is_parsed_once(ip, monkeypatch, kind):
 
     monkeypatch.setattr(ast, "parse", counting)
     source.tree.cache_clear()
-    flags = "--no-run" if kind == "no-run" else "--no-check"
-    with capture_output() as cap:
-        result = ip.run_cell(f"%%einsum_grad -o r {flags}\n{cell}")
-    result.raise_error()
-    shown = cap.stdout + "".join(o.data.get("text/plain", "") for o in cap.outputs)
-    assert "einsum('ik,jk->ij'" in shown                 # the cell was read and derived
+    _run(ip, kind, cell)
     assert len(parses) == 1, parses
 
 
@@ -59,10 +69,7 @@ def test_the_tree_is_shared_and_errors_are_not_kept():
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_a_cell_is_walked_once(ip, monkeypatch, kind):
     """Every reader picks its nodes from one walk of the cell's tree (source.nodes)."""
-    cell, setup = CELLS[kind]
-    if kind == "torch":
-        pytest.importorskip("torch")
-    ip.run_cell(setup).raise_error()
+    cell = _ready(ip, kind)
     source.tree.cache_clear()
     source.nodes.cache_clear()
     source.of.cache_clear()
@@ -76,11 +83,7 @@ def test_a_cell_is_walked_once(ip, monkeypatch, kind):
         return real(node)
 
     monkeypatch.setattr(ast, "walk", counting)
-    flags = "--no-run" if kind == "no-run" else "--no-check"
-    with capture_output() as cap:
-        ip.run_cell(f"%%einsum_grad -o r {flags}\n{cell}").raise_error()
-    shown = cap.stdout + "".join(o.data.get("text/plain", "") for o in cap.outputs)
-    assert "einsum('ik,jk->ij'" in shown
+    _run(ip, kind, cell)
     assert len(walks) == 1
 
 
