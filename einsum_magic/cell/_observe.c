@@ -141,8 +141,17 @@ static PyObject *Repeat_call(Repeat *self, PyObject *args, PyObject *kwargs) {
                     break;
                 }
             }
-            if (!same && !same_shapes(args, e->shapes))
-                break;                       /* new shapes: the observer notes them */
+            if (!same) {
+                /* an operand's .shape may run Python that re-arms or clears this slot */
+                PyObject *shapes = e->shapes;
+                Py_XINCREF(shapes);
+                int alike = same_shapes(args, shapes);
+                Py_XDECREF(shapes);
+                if (!alike)
+                    break;                   /* new shapes: the observer notes them */
+                if (e->site == NULL || e->code != (PyObject *)code || e->lasti != lasti)
+                    break;                   /* the slot changed meanwhile: the observer's */
+            }
             PyObject *site = e->site;
             Py_INCREF(site);                 /* the call may run Python that re-arms this slot */
             PyObject *result = PyObject_Call(self->original, args, NULL);

@@ -302,6 +302,43 @@ def test_the_c_counter_counts_the_calls_it_was_armed_for_and_hands_on_the_others
     assert len(handed) == 5                 # forgotten: the observer's again
 
 
+def test_the_c_counter_survives_an_operands_shape_that_changes_its_slot():
+    """An operand's ``.shape`` is Python where it is a property: it may clear or re-arm the
+    slot being compared (the shapes it is compared with, the site). The counter then hands
+    the call to the observer and reads nothing it has let go of (it crashed before)."""
+    Repeat = _observe_module().Repeat
+    site = types.SimpleNamespace(count=0)
+    handed = []
+
+    def original(equation, *operands):
+        return len(operands)
+
+    shapes = ((2, 3),)
+
+    def observer(*args):                    # as capture's: count the call, arm for the site
+        handed.append(args)
+        site.count += 1
+        repeat.arm(sys._getframe(1), args, shapes, site)
+        return original(*args)
+
+    repeat = Repeat(original, observer)
+
+    class Operand:                          # of the armed shape, but its .shape clears the slot
+        @property
+        def shape(self):
+            repeat.clear()
+            return (2, 3)
+
+    def call(operand):
+        return repeat.call("ij->i", operand)
+
+    assert call(np.ones((2, 3))) == 1 and len(handed) == 1      # the observer's: armed
+    assert call(np.ones((2, 3))) == 1 and len(handed) == 1      # same shapes: counted in C
+    assert call(Operand()) == 1 and len(handed) == 2            # cleared meanwhile: handed on
+    repeat.clear()
+    assert site.count == 3
+
+
 def test_a_loops_calls_are_counted_the_same_in_c_as_in_python(monkeypatch):
     """The same operands, new operands of the same shapes, new shapes, keyword arguments,
     sites taking turns: with the C counter, the counts and shape variants are Python's."""
