@@ -174,6 +174,7 @@ class Boxed(np.ndarray):
     """An array of the run the record follows (see the module doc); ``_em`` its plain value."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
         if _stopped():                  # the record stopped: plain NumPy, nothing else
             return getattr(ufunc, method)(*_plain_args(inputs), **_plain_kwargs(kwargs))
         op = _UFUNC_OPS.get((ufunc, method))
@@ -183,6 +184,7 @@ class Boxed(np.ndarray):
         return _call(op, getattr(ufunc, method), inputs, kwargs, ufunc_method=method)
 
     def __array_function__(self, func, types, args, kwargs):
+        __tracebackhide__ = True            # noqa: F841
         if _stopped():
             return func(*_plain_args(args), **_plain_kwargs(kwargs))
         op = _FUNCTION_OPS.get(func)
@@ -232,6 +234,7 @@ def _method(name):
     inplace = name in INPLACE_METHODS
 
     def method(self, *args, **kwargs):
+        __tracebackhide__ = True            # noqa: F841
         return _call(op, target, (self, *args), kwargs, inplace_first=inplace)
 
     method.__name__ = name
@@ -360,6 +363,7 @@ def _stopped() -> bool:
 
 def _call(op, func, args, kwargs, *, ufunc_method=None, inplace_first=False):
     """Call ``func`` on the plain arrays, record the call, box the results."""
+    __tracebackhide__ = True                # noqa: F841
     recorder = _active[0]
     if recorder is None or recorder.rec.stopped:
         if recorder is not None and not recorder.released:
