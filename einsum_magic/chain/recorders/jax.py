@@ -184,7 +184,9 @@ class JaxRecorder(Recorder):
 
     def _patch(self, owner, name, wrapper) -> None:
         original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-        _ORIGINALS[name] = getattr(owner, name)
+        current = getattr(owner, name)
+        if current is not wrapper:          # a nested recorder meets the outer one's patch:
+            _ORIGINALS[name] = current      # what that patch calls stays JAX's own
         setattr(owner, name, wrapper)
         self._restore.append(lambda: setattr(owner, name, original))
 
