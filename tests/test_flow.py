@@ -60,6 +60,59 @@ def test_the_users_error_is_what_sys_last_and_tb_see(ip):
     assert "C" in ip.user_ns and "Z" not in ip.user_ns
 
 
+def test_an_error_raised_inside_numpy_shows_the_users_frames_only(ip):
+    """NumPy raising for the user's call: the traceback shown and ``%tb`` have the user's
+    frames and NumPy's, as without the magic; the observer's and the recorder's frames
+    are hidden (they showed ``Boxed.__array_function__`` and ``_call`` before)."""
+    source = ("A2 = np.ones((2, 3))\ndef g(a, b):\n    return np.einsum('ij,jk->ik', a, b)\n"
+              "Z = g(A2, np.ones((4, 5)))")
+    plain, plain_cap = run(ip, source)
+    result, cap = run(ip, "%%einsum_grad --no-check\n" + source)
+    assert type(result.error_in_exec) is type(plain.error_in_exec) is ValueError
+    for text in (cap.stdout, plain_cap.stdout):
+        assert "ValueError" in text and "np.einsum('ij,jk->ik', a, b)" in text
+    assert "einsum_magic" not in cap.stdout.rsplit("einsum_grad:", 1)[0]
+    with capture_output() as tb:
+        ip.run_line_magic("tb", "")
+    assert "ValueError" in tb.stdout and "einsum_magic" not in tb.stdout
+    ip.user_ns.pop("A2", None)
+    ip.user_ns.pop("g", None)
+
+
+def test_the_magic_twice_over_a_jax_cell_runs_it_as_once(ip):
+    """Two ``%%einsum_grad`` lines: the inner one's JAX recorder patches what the outer one
+    patched already, and must call JAX's own function through it (it called the outer
+    patch, that is itself: a RecursionError in the user's code)."""
+    pytest.importorskip("jax")
+    ip.run_cell("import jax.numpy as jnp")
+    source = "Z = jnp.einsum('ij,jk->ik', jnp.ones((2, 3)), jnp.ones((3, 4)))"
+    result, cap = run(ip, "%%einsum_grad --no-check\n%%einsum_grad --no-check\n" + source)
+    assert result.success, result.error_in_exec
+    assert ip.user_ns["Z"].shape == (2, 4) and float(ip.user_ns["Z"].sum()) == 24.0
+    assert "RecursionError" not in cap.stdout
+    result, _ = run(ip, "%%einsum_grad --no-check\n" + source)      # and once again, alone
+    assert result.success, result.error_in_exec
+
+
+def test_checking_a_masked_attention_warns_of_nothing_the_cell_did_not(ip):
+    """``-inf`` in a value the cell computed: the cell backward's check compares it with its
+    replay and said ``RuntimeWarning: invalid value encountered in subtract`` (inf - inf),
+    in the user's output, from einsum_magic's file."""
+    import warnings
+
+    ip.run_cell("rng = np.random.default_rng(0)\nx, Wq, Wk = rng.normal(size=(3, 4, 4))")
+    source = ("q, k = x @ Wq, x @ Wk\ns = np.einsum('th,sh->ts', q, k)\n"
+              "s = np.where(np.triu(np.ones((4, 4), dtype=bool), 1), -np.inf, s)\n"
+              "a = np.exp(s - s.max(-1, keepdims=True))\nloss = (a / a.sum(-1, keepdims=True)).sum()")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result, cap = run(ip, "%%einsum_grad\n" + source)
+    assert result.success, result.error_in_exec
+    assert "cell check: PASS" in "\n".join(shown(cap))
+    assert not [w for w in caught if "einsum_magic" in w.filename], [str(w.message) for w in caught]
+    assert "RuntimeWarning" not in cap.stdout + cap.stderr
+
+
 def test_the_debugger_opens_on_the_users_frame(ip):
     run(ip, USER_ERROR)
     seen = []
