@@ -8,7 +8,16 @@ This module owns the arrow *a :class:`~einsum_magic.chain.record.Recording` + it
   user named (if none is named: every such result); where one of those is a scalar (the
   loss), the scalars alone: a value nothing reads that does not lead to the loss (running
   statistics, an errors array) takes no cotangent. Each sink gets ``dL_d<sink>`` (1 for a
-  scalar).
+  scalar). A value the cell turned into a Python number (``float(s)``, ``s.item()``:
+  :attr:`Recording.escaped <einsum_magic.chain.record.Recording>`) was read: it is a sink
+  only where no other scalar is (the loss logged with ``float(loss)``), the latest one so
+  read (and the same call's values of a loop's other steps).
+* A NumPy value that left as a Python number and is no sink cuts the paths through it:
+  what the cell computed from the number (``X / math.sqrt((X ** 2).sum())``) the record
+  met as a constant, so the values it was computed from are *not derived* (across
+  ``float()``, its line), never derived as if the number had been a constant of the
+  math. (torch's autograd, the reference of a torch cell, treats ``item()`` as a constant
+  itself: there it is one.)
 * **Inputs** are the floating leaves that are not constants and reach a sink.
 * Nodes are visited in reverse; a node whose results carry a cotangent contributes, by its
   rule (:mod:`~einsum_magic.chain.rules`), one term to each input's gradient. A value read
@@ -188,8 +197,51 @@ def _sinks(rec: Recording, names: Names, consumed: set, active: set) -> tuple[in
             if o not in consumed and rec.info[o].floating and not n.inplace and o in active]
     named = [v for v in free if v in names.user]
     candidates = named or free
-    scalars = [v for v in candidates if not rec.info[v].shape]
-    return tuple(dict.fromkeys(scalars or candidates))
+    escaped = rec.escaped
+    kept = [v for v in candidates if v not in escaped]
+    scalars = [v for v in kept if not rec.info[v].shape]
+    if scalars:
+        return tuple(dict.fromkeys(scalars))
+    # read as Python numbers only: the loss is the latest of them (``lv = float(loss)``),
+    # with its namesakes of a loop's other steps (``losses.append(float(loss))``); one read
+    # before more was computed (``scale = math.sqrt((X ** 2).sum())``) fed the rest
+    numbers = [v for v in candidates if v in escaped and not rec.info[v].shape]
+    if numbers:
+        last = max(numbers, key=lambda v: escaped[v].after)
+        return tuple(dict.fromkeys(v for v in numbers if _site(rec, v) == _site(rec, last)))
+    return tuple(dict.fromkeys(kept or candidates))
+
+
+def _site(rec: Recording, v: int) -> tuple:
+    """(op, line, function) of the node that made ``v``."""
+    node = rec.nodes[rec.info[v].producer]
+    return node.op, node.line, node.where
+
+
+#: Why a NumPy value that left the record as a Python number cuts the paths through it.
+LEFT = ("it left the record as Python numbers: what the cell computed from them, if anything, "
+        "is a constant to the backward")
+
+
+def _escapes(rec: Recording, sinks: tuple, active: set) -> list[tuple[int, set]]:
+    """(value, the values it was computed from) for each NumPy value that left the record as a
+    Python number and is no sink: the gradients of those values would cross what the cell
+    did with the number, which the record did not see (torch's autograd, the reference of a
+    torch cell, treats ``item()`` as a constant too: its values are not cut)."""
+    out = []
+    for v in rec.escaped:
+        if v in sinks or v not in active or rec.info[v].framework != "numpy":
+            continue
+        seen, todo = {v}, [v]
+        while todo:
+            p = rec.info[todo.pop()].producer
+            if p is not None:
+                for r in rec.nodes[p].refs:
+                    if r in active and r not in seen:
+                        seen.add(r)
+                        todo.append(r)
+        out.append((v, seen))
+    return out
 
 
 def _decompose(rec: Recording, node: Node):
@@ -264,6 +316,12 @@ def build(rec: Recording, names: Names) -> Program:
     crosses: dict[int, set] = {}
     lines: list[BackLine] = []
     opaque: dict[int, Opaque] = {}
+    for k, (v, before) in enumerate(_escapes(rec, sinks, active)):
+        key = len(rec.nodes) + k                 # after every node: listed last
+        e = rec.escaped[v]
+        opaque[key] = Opaque(key, e.how, e.line, e.where, LEFT)
+        for u in before:
+            crosses.setdefault(u, set()).add(key)
     for n in reversed(nodes):
         outs = [o for o in n.outs if o in b.have or o in crosses]
         if not outs:

@@ -24,6 +24,11 @@ The contract:
   draws, arrays made from Python data, and results of calls the record keeps as constants
   (grad-mode off, ``detach``, ``zeros_like``). Leaves in :attr:`Recording.constants`
   are never differentiated.
+* An **escape** is a value the cell turned into a Python number (``float(x)``,
+  ``x.item()``, ``x.tolist()``, ``math.sqrt(x)``): what the cell computes from that number
+  the record meets as a constant. :attr:`Recording.escaped` says where each value left;
+  the backward neither starts from such a value (it was read) nor, for NumPy, derives
+  through it as if it had not left (:mod:`~einsum_magic.chain.program`).
 * :attr:`Recording.values` holds *references* to the run's arrays, not copies. A snapshot
   (a copy) is taken only when an in-place operation is about to change an array whose
   current value a node has read or produced (``W[:] = 0`` after ``X @ W``).
@@ -54,7 +59,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-__all__ = ["Ref", "Node", "Recording", "recording", "renamed", "Recorder", "BUDGET", "MAX_NODES",
+__all__ = ["Ref", "Node", "Escape", "Recording", "recording", "renamed", "Recorder", "BUDGET",
+           "MAX_NODES",
            "MAX_REPEATS"]
 
 #: Default budget of a record in bytes: the arrays it holds beyond the user's own.
@@ -209,6 +215,22 @@ class ValueInfo:
     why: str = ""              # for a constant: what made it one ("torch.no_grad", …)
 
 
+@dataclass(frozen=True)
+class Escape:
+    """Where a value left the record as a Python number: ``how`` (``float()``, ``item()``),
+    the cell's ``line`` and user function ``where``, and ``after``, how many nodes the
+    record held then (what came later may have computed with the number)."""
+
+    how: str
+    line: int
+    where: str
+    after: int
+
+    def words(self) -> str:
+        at = f"line {self.line}" if self.line else "the cell"
+        return f"`{self.how}`, {at}" + (f", in {self.where}" if self.where else "")
+
+
 class Recording:
     """The record of one run (see the module doc): nodes, values, leaves, budget.
 
@@ -226,6 +248,7 @@ class Recording:
         self.info: dict[int, ValueInfo] = {}
         self.snapshots: set[int] = set()     # ids whose value is a copy taken before a change
         self.backwarded: list[int] = []       # ids the cell called ``.backward()`` on
+        self.escaped: dict[int, Escape] = {}   # id → where it left as a Python number (first)
         self.grad_reset: set[int] = set()      # id(obj) of arrays whose .grad the cell reset
         self.stopped = ""
         self.observed: set[str] = set()        # frameworks whose recorder observed the run
@@ -354,6 +377,14 @@ class Recording:
                       f"(stopped at {node.at()})")
         return node
 
+    def escape(self, obj, how: str, line: int, where: str) -> None:
+        """``obj`` (an array of the run) was turned into a Python number by ``how``: note its
+        current version's first escape, if the record met it and it is floating."""
+        v = self._current.get(id(obj))
+        if v is None or self.stopped or v in self.escaped or not self.info[v].floating:
+            return
+        self.escaped[v] = Escape(how, line, where, len(self.nodes))
+
     def before_inplace(self, aliases: Iterable[int], copy, reading: Iterable[int] = ()) -> None:
         """Snapshot every value in ``aliases`` (ids sharing the changed memory) a node used,
         or that the in-place call itself reads (``reading``: its target's version before,
@@ -388,6 +419,7 @@ class Recording:
         """Record nothing more and let go of every array held; ``why`` is the one line."""
         self.stopped = why
         self.nodes.clear()
+        self.escaped.clear()
         self.values.clear()
         self.info.clear()
         self._current.clear()

@@ -1387,3 +1387,31 @@ L = np.sum(np.tanh(H))
 case("numpy_side_effects_once", "issue 18 (os.system / print in a cell run once)", "numpy",
      SIDE_EFFECTS_SETUP, SIDE_EFFECTS_CELL, sink="L", wrt=("X", "W", "H"),
      reference=_side_effects, values=("open(LOG).read().count('ran')",))
+
+
+# -- regressions: a value the cell turns into a Python number (float(), item(), tolist())
+def _float_norm(t, ns):
+    scale = torch.sqrt((t["X"] ** 2).sum())     # the math: the norm depends on X
+    return dict(L=torch.tanh(t["X"] @ t["W"] / scale).sum())
+
+
+case("numpy_float_norm", "issue 18 (math.sqrt(s) turns s into a float: what follows is cut)",
+     "numpy", XW, "import math\nscale = math.sqrt((X ** 2).sum())\n"
+     "L = np.sum(np.tanh(X @ W / scale))\nlogged = float(L)\n", sink="L",
+     wrt=("W",), reference=_float_norm, opaque="float()", crossing=("X",))
+
+
+def _tanh_sum(t, ns):
+    H = t["X"] @ t["W"]
+    return dict(H=H, L=torch.tanh(H).sum())
+
+
+case("numpy_logged_loss", "issue 18 (float(L) logs the loss, which stays the sink)", "numpy",
+     XW, "H = X @ W\nL = np.sum(np.tanh(H))\nlogged = float(L)\nprint(f'{L.item():.3f}')\n",
+     sink="L", wrt=("X", "W", "H"), reference=_tanh_sum)
+
+case("torch_item_constant", "issue 18 (c = Z.abs().max().item() is no sink: a constant)",
+     "torch", TORCH + f"""torch.manual_seed(0)
+X = torch.randn(4, 3, {F64}, requires_grad=True)
+W = torch.randn(3, 2, {F64}, requires_grad=True)
+""", "Z = X @ W\nc = Z.abs().max().item()\nloss = Z.sum() * c\n", wrt=("X", "W", "Z"))

@@ -100,6 +100,25 @@ def test_without_a_scalar_every_array_nothing_reads_is_a_sink(ip):
     close(got["W"], np.asarray(gW), "W")
 
 
+def test_values_turned_into_python_numbers_cut_what_they_came_from(ip):
+    """``tolist()`` of a value computed from X and W: no sink, and their gradients are not
+    derived (what the cell did with the numbers the record met as constants: the array made
+    again from them); that array's own gradient is derived. (Before, the value was a second
+    sink and X and W had no gradient to say so: the check said PASS over an array that was
+    the record's, not the math's.)"""
+    X, W = RNG.normal(size=(4, 3)), RNG.normal(size=(3, 2))
+    b = backward(ip, "Z = np.array((X @ W).tolist())\nloss = (Z ** 2).sum()\n", X=X, W=W)
+    assert b.sinks == ("loss",), b.sinks
+    summary = b.check.summary
+    assert "PARTIAL" in summary and "`tolist()`, line 1" in summary, summary
+    assert "X" not in b.gradients() and "W" not in b.gradients()
+    with pytest.raises(KeyError, match="tolist"):
+        b.grad_of(ip.user_ns["X"])
+    Z = ip.user_ns["Z"]
+    want = vjp(lambda Z: (Z ** 2).sum(), {"Z": Z})
+    close(b.grad_of(Z), want["Z"], "grad_of(Z)")
+
+
 # -- versions ------------------------------------------------------------------------------------
 
 def test_an_array_the_cell_fills_in_place_is_named_as_the_cell_left_it(ip):

@@ -208,6 +208,23 @@ class Boxed(np.ndarray):
     def __reduce_ex__(self, protocol):
         return np.asarray(_plain(self)).__reduce_ex__(protocol)
 
+    # a Python number leaves the record: noted (Recording.escaped), then NumPy's own answer
+    def __float__(self):
+        _left(self, "float()")
+        return float(_plain(self))
+
+    def __complex__(self):
+        _left(self, "complex()")
+        return complex(_plain(self))
+
+    def item(self, *args):
+        _left(self, "item()")
+        return _plain(self).item(*args)
+
+    def tolist(self):
+        _left(self, "tolist()")
+        return _plain(self).tolist()
+
     @property
     def T(self):
         return _call("numpy.ndarray.T", _transpose, (self,), {})
@@ -243,6 +260,19 @@ def _method(name):
 
 for _name in METHODS:
     setattr(Boxed, _name, _method(_name))
+
+
+def _left(box, how: str) -> None:
+    """``box`` becomes a Python number (``how``): the record notes where (never fails the cell)."""
+    recorder = _active[0]
+    if recorder is None or recorder.rec.stopped:
+        return
+    try:
+        rec = recorder.rec
+        line, where = cell_line(rec.namespace, 1)
+        rec.escape(_plain(box), how, line, where)
+    except Exception:  # noqa: BLE001 - noting never fails the user's cell
+        pass
 
 
 def _plain(x):

@@ -23,7 +23,9 @@ What becomes what:
   calls without tensor inputs (``torch.randn``, ``torch.tensor``) are leaves: the run's
   draws, never drawn again;
 * ``repr``, ``item``, ``tolist``, ``numpy``, ``backward`` and the like are not recorded;
-  ``loss.backward()`` marks ``loss`` as a sink the cell differentiated itself.
+  ``loss.backward()`` marks ``loss`` as a sink the cell differentiated itself, and
+  ``item``, ``tolist``, ``float()`` note where a value left as a Python number (a constant
+  to torch's autograd as to the backward: it is no sink).
 
 Once the record has stopped (a long loop, the budget) the mode passes every call straight
 through: its first statement. It stays on torch's mode stack until the run ends: torch
@@ -52,7 +54,11 @@ IGNORED = frozenset({
     "torch.Tensor.__iter__", "torch.Tensor.storage", "torch.Tensor.untyped_storage",
     "torch.Tensor.data_ptr", "torch.Tensor.__dlpack__", "torch.autograd.backward",
     "torch.Tensor.requires_grad.__set__", "torch.Tensor.data.__set__",
+    "torch.Tensor.__float__", "torch.Tensor.__complex__",
 })
+#: Ignored calls that turn a tensor into Python numbers (noted: :attr:`Recording.escaped`).
+ESCAPES = {"torch.Tensor.item": "item()", "torch.Tensor.tolist": "tolist()",
+           "torch.Tensor.__float__": "float()", "torch.Tensor.__complex__": "complex()"}
 
 #: Calls whose results are constants of the backward although a floating tensor went in.
 CONSTANT = frozenset({
@@ -209,6 +215,9 @@ class TorchRecorder(TorchFunctionMode):
                     rec.backwarded.append(v)
             elif op == "torch.Tensor.grad.__set__" and args:
                 rec.grad_reset.add(id(args[0]))
+            elif op in ESCAPES and args and isinstance(args[0], torch.Tensor):
+                line, where = cell_line(rec.namespace, 1)
+                rec.escape(args[0], ESCAPES[op], line, where)
             return func(*args, **kwargs)
         inplace = _is_inplace(op, kwargs)
         target = None
