@@ -251,6 +251,7 @@ class Recording:
         self.escaped: dict[int, Escape] = {}   # id → where it left as a Python number (first)
         self.grad_reset: set[int] = set()      # id(obj) of arrays whose .grad the cell reset
         self.stopped = ""
+        self.unrecorded = ""                   # a framework left out of the record, and why
         self.observed: set[str] = set()        # frameworks whose recorder observed the run
         self.held = 0                          # bytes held for the backward
         self._current: dict[int, int] = {}     # id(obj) → id of its current version

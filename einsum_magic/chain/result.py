@@ -354,8 +354,9 @@ def for_cell(rec: Recording | None, source: str, namespace: Mapping[str, Any], *
                                   holder=f"{output}.backward" if output else ""), ""
         except Exception as e:  # noqa: BLE001 - never fail the user's cell over its backward
             return None, f"cell backward: not derived: {type(e).__name__}: {e}"
-    if rec is not None and ran:
-        return None, ""                # the run recorded no array operation: nothing to derive
+    if rec is not None and ran:        # the run recorded no array operation: nothing to derive,
+        return None, (f"cell backward: not recorded: {rec.unrecorded}"    # or left out
+                      if rec.unrecorded else "")
     return numpy_text_backward(source, namespace, ran=ran, sizes=sizes, check=check,
                                seed=seed, skipped=skipped)
 

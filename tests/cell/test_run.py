@@ -269,6 +269,44 @@ def test_torch_compile_is_shown_at_the_cells_own_line(ip):
         ip.user_ns.pop(name, None)
 
 
+FULLGRAPH = """\
+graphs = []
+def backend(gm, example_inputs):
+    graphs.append([str(n.target) for n in gm.graph.nodes if n.op == "call_function"])
+    return gm.forward
+@torch.compile(fullgraph=True, backend=backend)
+def f(x, y):
+    return torch.einsum('ij,jk->ik', x, y).sum()
+@torch.compile(fullgraph=True, backend="eager")
+def g(a, b):
+    return np.einsum('ij,jk->ik', a, b)
+T = f(torch.ones(2, 3), torch.ones(3, 4))
+N = g(np.ones((2, 3)), np.ones((3, 4)))
+"""
+
+
+def test_a_fullgraph_compile_compiles_the_users_graph_as_without_the_magic(ip):
+    """Dynamo traced the cell backward's recorders: torch's mode (``str.startswith``: not
+    supported) and NumPy's boxed arrays (not arrays to Dynamo), so ``fullgraph=True`` failed
+    under the magic and a plain compile got the recorder's graphs."""
+    torch = pytest.importorskip("torch")
+    ip.run_cell("import torch")
+    plain, _ = run(ip, FULLGRAPH)
+    assert plain.success
+    want = ip.user_ns["graphs"]
+    torch._dynamo.reset()
+    result, cap = run(ip, "%%einsum_grad --no-check\n" + FULLGRAPH)
+    assert result.success, cap.stdout
+    assert ip.user_ns["graphs"] == want and len(want) == 1         # the user's graph, once
+    assert float(ip.user_ns["T"]) == 24.0 and ip.user_ns["N"].shape == (2, 4)
+    lines = [out.splitlines()[1] for out in shown(cap) if out.startswith("check")]
+    assert lines == ["einsum_grad: torch.einsum('ij,jk->ik', x, y)  (einsum 1 of 2, f(), line 7)",
+                     "einsum_grad: np.einsum('ij,jk->ik', a, b)  (einsum 2 of 2, g(), line 10)"]
+    torch._dynamo.reset()
+    for name in ("graphs", "backend", "f", "g", "T", "N", "torch"):
+        ip.user_ns.pop(name, None)
+
+
 def test_inside_the_cell_the_einsum_functions_look_like_the_originals(ip):
     """inspect.signature(np.einsum) was (*args, **kwargs) inside the cell; jax.jit still traces."""
     import inspect

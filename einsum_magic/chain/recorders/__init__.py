@@ -56,9 +56,11 @@ def recording(namespace: dict | None = None, budget: int | None = None,
 
             stack.enter_context(TorchRecorder(rec))
         if "numpy" in sys.modules:
-            from .numpy import NumpyRecorder
+            rec.unrecorded = _compiles(source, rec.namespace) if "torch" in sys.modules else ""
+            if not rec.unrecorded:
+                from .numpy import NumpyRecorder
 
-            stack.enter_context(NumpyRecorder(rec))
+                stack.enter_context(NumpyRecorder(rec))
         if sys.modules.get("jax") is not None:    # (None: its import blocked) entered last,
             from .jax import JaxRecorder  # left first: it says why it did not record before
                                           # NumPy's unboxing looks for JAX arrays
@@ -143,6 +145,28 @@ def _steps(loops, bound):
         return total, f"the loop{'s' if len(loops) > 1 else ''} of {words}"
 
     return steps
+
+
+def _compiles(source: str | None, namespace: dict) -> str:
+    """Why the NumPy recorder stays out of a cell that runs code under ``torch.compile``
+    (``''``: it does not): Dynamo takes NumPy arrays, not the recorder's boxed ones (a
+    ``fullgraph`` compile fails on them). The cell names ``torch.compile``, or the namespace
+    holds a function it compiled.
+
+    >>> _compiles("f = torch.compile(g)", {}) != "", _compiles("y = x @ W", {"f": len})
+    (True, False)
+    """
+    why = ("the cell runs code compiled by torch.compile, which takes plain NumPy arrays: "
+           "its NumPy operations are not recorded")
+    if source and "compile" in source and "torch" in source:
+        return why
+    for value in namespace.values():
+        if type(value) is _FUNCTION and "_torchdynamo_orig_callable" in value.__dict__:
+            return why
+    return ""
+
+
+_FUNCTION = type(_compiles)
 
 
 def _names_torch(source: str) -> bool:

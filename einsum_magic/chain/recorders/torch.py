@@ -192,6 +192,10 @@ def _flat_tensors(args) -> list:
 
 
 _Tensor = torch.Tensor
+#: True while torch.compile (Dynamo) traces: then the mode passes every call through, so that
+#: the graph is the user's code alone (the record sees the compiled function's calls when
+#: they run eagerly, never while traced).
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
 class TorchRecorder(TorchFunctionMode):
@@ -203,7 +207,7 @@ class TorchRecorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         __tracebackhide__ = True            # noqa: F841 (IPython hides this frame)
-        if self.rec.stopped:                # the record stopped: a pass-through, nothing else
+        if self.rec.stopped or _compiling():    # stopped, or traced: a pass-through
             return func(*args, **kwargs) if kwargs else func(*args)
         kwargs = kwargs or {}
         rec = self.rec
