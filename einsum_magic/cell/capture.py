@@ -5,10 +5,11 @@ This module owns the second reading of a cell (the first, from the source, is
 :mod:`einsum_magic.cell.modules`. While a :class:`Capture` is active:
 
 * numpy's, jax.numpy's, torch's, opt_einsum's (``contract``) and einops' einsum, in the
-  modules already imported or imported while it is active, and every name of the user's
-  namespace bound to one of them, are replaced by one stand-in per function (a
-  ``functools.partial`` subclass, see :class:`_Einsum`) whose ``func`` is its observing
-  function, bound to this capture's recorder. On exit (also on an error or
+  modules already imported or imported while it is active, in the other modules that bound
+  one by its own name (``from numpy import einsum`` in a library: :func:`_binders`), and
+  every name of the user's namespace bound to one of them, are replaced by one stand-in per
+  function (a ``functools.partial`` subclass, see :class:`_Einsum`) whose ``func`` is its
+  observing function, bound to this capture's recorder. On exit (also on an error or
   ``KeyboardInterrupt``) the attributes and names are put back (only where they still
   hold the stand-in, so a name the cell rebinds is never clobbered, and a name the cell
   bound to it gets the original), and the stand-in's ``func`` becomes the original
@@ -322,6 +323,51 @@ def _substitute(wrapper: _Einsum, function: str, style: str) -> None:
             torch.compiler.substitute_in_graph(front, skip_signature_check=True)(traced)
     except Exception:                       # noqa: BLE001 (a Dynamo without it, or registered)
         pass
+
+
+#: The names an einsum function has in its own module ('einsum', 'contract'): a library that
+#: imported it by that name holds it so (an alias, ``from torch import einsum as te``, is not
+#: looked for).
+_NAMES = frozenset(f.attribute for f in OBSERVED)
+#: Packages never searched: the einsum functions' own (they define or re-export them) and this one.
+_OWN = frozenset({f.module.partition(".")[0] for f in OBSERVED} | {"jaxlib", PACKAGE, "__main__"})
+_found = {"modules": 0, "binders": []}    # how many of sys.modules were searched; what was found
+
+
+def _binders() -> list:
+    """``(module, name)`` of every module in ``sys.modules`` (outside the einsum functions'
+    packages, this one and ``__main__``) whose namespace binds one of :data:`_NAMES` to a
+    callable (:meth:`Capture._patch_binders` keeps those that hold an original). Each module
+    is searched once: a capture searches the modules imported since the last one.
+
+    >>> import types, sys
+    >>> lib = types.ModuleType("a_library")
+    >>> lib.einsum = np.einsum
+    >>> sys.modules["a_library"] = lib
+    >>> (lib, "einsum") in _binders()
+    True
+    >>> del sys.modules["a_library"]
+    """
+    found = _found["binders"]
+    if len(sys.modules) != _found["modules"]:       # (new modules are added at the end)
+        modules = list(sys.modules.items())
+        start = _found["modules"] if _found["modules"] < len(modules) else 0
+        found = _found["binders"] = found if start else []
+        _found["modules"] = len(modules)
+        _search(modules[start:], found)
+    return [(m, a) for name, m, a in found if sys.modules.get(name) is m]
+
+
+def _search(modules, found: list) -> None:
+    for name, module in modules:
+        if name.partition(".")[0] in _OWN:
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if type(namespace) is not dict:
+            continue
+        for attribute in _NAMES & namespace.keys():
+            if callable(namespace[attribute]):
+                found.append((name, module, attribute))
 
 
 def original_of(f):
@@ -737,6 +783,7 @@ class Capture:
         _active.append(self.recorder)
         try:
             self._patch_modules()
+            self._patch_binders()
             wrappers = {id(w.__wrapped__): w for w in _WRAPPERS.values()}
             for name, value in list(self.namespace.items()):
                 wrapper = wrappers.get(id(value))
@@ -836,6 +883,19 @@ class Capture:
         for name in waiting[-2:]:
             pending = pending or name in sys.modules    # importing right now
         self._waiting, self._pending = tuple(waiting), pending
+
+    def _patch_binders(self) -> None:
+        """Observe the modules imported before the capture that bound an einsum function
+        under its own name (``from numpy import einsum``, ``from torch import nn, einsum``
+        in a library): their attribute holds the original, which the module attributes
+        replaced above do not reach. Swapped for the stand-in while active, as the rest."""
+        observed = {id(w.__wrapped__): w for w in self._switched}
+        for module, attribute in _binders():
+            original = module.__dict__.get(attribute)
+            wrapper = observed.get(id(original))
+            if wrapper is not None and wrapper.__wrapped__ is original:
+                setattr(module, attribute, wrapper)
+                self._patched.append((module, attribute, original, wrapper))
 
     def _expressions(self) -> bool:
         """Observe ``opt_einsum.contract_expression(...)(*arrays)`` (once opt_einsum is imported).

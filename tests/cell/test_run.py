@@ -269,6 +269,40 @@ def test_torch_compile_is_shown_at_the_cells_own_line(ip):
         ip.user_ns.pop(name, None)
 
 
+def test_a_library_that_bound_einsum_by_name_before_the_cell_is_observed(ip, tmp_path,
+                                                                          monkeypatch):
+    """``from numpy import einsum`` / ``from torch import nn, einsum`` in a module imported
+    before the cell: its calls were not seen ("no einsum call found in the cell"). During
+    the cell they are; after it the module holds numpy's and torch's own functions again."""
+    import pickle
+
+    torch = pytest.importorskip("torch")
+    (tmp_path / "a_library.py").write_text(
+        "from numpy import einsum\nfrom torch import nn, einsum as _unused\n"
+        "from torch import einsum as teinsum\n"
+        "def mm(a, b):\n    return einsum('ij,jk->ik', a, b)\n")
+    (tmp_path / "a_torch_library.py").write_text(
+        "from torch import nn, einsum\ndef mm(a, b):\n    return einsum('ij,jk->ik', a, b)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ip.run_cell("import a_library, a_torch_library, torch")
+    result, cap = run(ip, "%%einsum_grad\nC = a_library.mm(A, B.T[:3])\n"
+                          "T = a_torch_library.mm(torch.ones(2, 3), torch.ones(3, 4))")
+    assert result.success, cap.stdout
+    heads = [out.splitlines()[:2] for out in shown(cap) if out.startswith("check")]
+    assert heads == [["check PASS", "einsum_grad: np.einsum('ij,jk->ik', a, b)  "
+                      "(einsum 1 of 2, mm() in a_library.py:5)"],
+                     ["check PASS", "einsum_grad: torch.einsum('ij,jk->ik', a, b)  "
+                      "(einsum 2 of 2, mm() in a_torch_library.py:3)"]]
+    assert "no einsum call found" not in cap.stdout
+    library, torch_library = sys.modules["a_library"], sys.modules["a_torch_library"]
+    assert library.einsum is np.einsum and torch_library.einsum is torch.einsum
+    assert pickle.loads(pickle.dumps(library.einsum)) is np.einsum
+    for name in ("a_library", "a_torch_library"):
+        sys.modules.pop(name, None)
+    for name in ("a_library", "a_torch_library", "torch", "C", "T"):
+        ip.user_ns.pop(name, None)
+
+
 FULLGRAPH = """\
 graphs = []
 def backend(gm, example_inputs):
