@@ -109,12 +109,26 @@ class _Einsum(functools.partial):
     when it is that capture's observer. So a wrapper that outlives the cell (in a
     ``functools.partial``, a list, a module that did ``from numpy import einsum``)
     costs one C-level call afterwards. It pickles as the original does, by name
-    (``pkgutil.resolve_name('numpy:einsum')``), and ``__wrapped__`` lets
-    ``inspect.signature`` and ``help`` read the original's.
+    (``pkgutil.resolve_name('numpy:einsum')``), compares equal to it and hashes as it does
+    (a dict keyed by either finds the other), lends its attributes, and ``__wrapped__``
+    lets ``inspect.signature`` and ``help`` read the original's.
     """
 
     def __reduce__(self):
         return pkgutil.resolve_name, (self.__dict__["_einsum_magic_name"],)
+
+    # equal to the original and hashed as it is: a table keyed by the function
+    # (``HANDLED[np.einsum]`` of an ``__array_function__`` protocol) finds either in the other
+    def __eq__(self, other):
+        return other is self or other is self.__dict__.get("__wrapped__")
+
+    def __hash__(self):
+        return hash(self.__dict__.get("__wrapped__"))
+
+    def __getattr__(self, name):            # the original's other attributes (_implementation)
+        if name.startswith("__") or "__wrapped__" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["__wrapped__"], name)
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)

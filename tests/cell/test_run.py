@@ -303,6 +303,35 @@ def test_a_library_that_bound_einsum_by_name_before_the_cell_is_observed(ip, tmp
         ip.user_ns.pop(name, None)
 
 
+def test_a_table_keyed_by_np_einsum_finds_it_in_the_cell_and_after(ip):
+    """An ``__array_function__`` protocol that looks ``func`` up in a dict keyed by
+    ``np.einsum`` (made in the cell: keyed by the stand-in) found nothing (TypeError: no
+    implementation found), in the cell and after it; ``np.einsum._implementation`` raised."""
+    cell = """\
+HANDLED = {}
+class Wrapped:
+    def __init__(self, a):
+        self.a = np.asarray(a)
+    def __array_function__(self, func, types, args, kwargs):
+        if func not in HANDLED:
+            return NotImplemented
+        return HANDLED[func](*args, **kwargs)
+HANDLED[np.einsum] = lambda eq, x, y: Wrapped(np.einsum(eq, x.a, y.a))
+R = np.einsum('ij,jk->ik', Wrapped(np.ones((2, 3))), Wrapped(np.ones((3, 4))))
+implementation = np.einsum._implementation
+"""
+    result, cap = run(ip, "%%einsum_grad --no-check\n" + cell)
+    assert result.success, cap.stdout
+    assert ip.user_ns["R"].a.shape == (2, 4)
+    assert ip.user_ns["implementation"] is np.einsum._implementation
+    after, _ = run(ip, "R = np.einsum('ij,jk->ik', Wrapped(np.ones((2, 3))), Wrapped(np.ones((3, 4))))")
+    assert after.success and ip.user_ns["R"].a.shape == (2, 4)
+    (key,) = ip.user_ns["HANDLED"]
+    assert key == np.einsum and hash(key) == hash(np.einsum) and key is not np.einsum
+    for name in ("HANDLED", "Wrapped", "R", "implementation"):
+        ip.user_ns.pop(name, None)
+
+
 FULLGRAPH = """\
 graphs = []
 def backend(gm, example_inputs):
