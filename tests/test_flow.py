@@ -288,6 +288,23 @@ def test_an_einops_pattern_in_an_equation_cell_points_at_einops(ip):
     assert result.success and ip.user_ns["res"].derivation.equation == "btd,df->btf"
 
 
+@pytest.mark.parametrize("cell, message, caret", [
+    # near an equation, not Python: the equation's error with its caret (was Python's
+    # "SyntaxError: invalid syntax", then "the cell's code raised SyntaxError")
+    ("Ωj,jk->Ωk", "'Ω' is not a subscript letter (use a-z, A-Z or '...')", "    ^"),
+    ("ij,jk=>ik", "'=' is not a subscript letter (use a-z, A-Z or '...')", "         ^"),
+    ("ij,jk->ik,", "the output has one subscript: ',' after '->'", "             ^"),
+    # a comma left out: the suggestion is a valid equation (it was "write ij->k", none)
+    ("ij jk -> ik", "operands are separated by commas: write ij,jk->ik", "      ^"),
+])
+def test_an_equation_cell_that_is_no_equation_says_why_with_a_caret(ip, cell, message, caret):
+    result, cap = run(ip, "%%einsum_grad\n" + cell)
+    assert type(result.error_in_exec) is UsageError, cap.stdout
+    first, quoted, mark = str(result.error_in_exec).splitlines()
+    assert first == "einsum_grad: " + message and quoted == "    " + cell and mark == caret
+    assert "SyntaxError" not in cap.stdout
+
+
 # -- the options object and the one reader -----------------------------------------------
 
 def test_o_may_take_a_name_only_a_function_of_the_cell_binds(ip):

@@ -307,6 +307,12 @@ def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> st
     ('ii', None, None)
     >>> cell_equation("ij,jk->ik  # a matmul"), cell_equation("'ij->' # a sum")
     ('ij,jk->ik', 'ij->')
+
+    A line near an equation that is not Python either (other letters, digits, a stray comma,
+    ``=>``) is the equation too, so that its error is the equation's, with a caret:
+
+    >>> cell_equation("Ωj,jk->Ωk"), cell_equation("ij,jk=>ik"), cell_equation("x, y")
+    ('Ωj,jk->Ωk', 'ij,jk=>ik', None)
     """
     lines = [ln.strip() for ln in source.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
@@ -322,7 +328,9 @@ def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> st
                                                                             str) else None
     text = text.partition("#")[0].strip()           # 'ij,jk->ik  # matmul'
     if not _EQUATION.fullmatch(text):
-        return None
+        # meant as an equation, not as Python: the equation's reader says what is wrong
+        # ('Ωj,jk->Ωk', 'ij,jk->ik,', 'ij,jk=>ik'), not Python's "invalid syntax"
+        return text if _NEAR.fullmatch(text) and _not_python(text) else None
     if "," in text or "->" in text or "..." in text:
         return text
     if (text.isascii() and text.isalpha() and not keyword.iskeyword(text)
@@ -333,6 +341,16 @@ def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> st
 
 
 _EQUATION = re.compile(r"[A-Za-z.,\s]*(->[A-Za-z.\s]*)?")
+#: Near an equation: any letters or digits, with a comma or an arrow (``->``, ``=>``).
+_NEAR = re.compile(r"(?=.*(,|->|=>))[\w.,\s]*([-=]+>[\w.,\s]*)?")
+
+
+def _not_python(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return True
+    return False
 
 
 def find_calls(source: str, namespace: Mapping[str, Any] | None = None) -> Found:
@@ -714,6 +732,15 @@ def equation_call(equation: str) -> Call:
     return Call(equation, names, names, output, "einsum", "equation", 1, equation)
 
 
+def _derives(equation: str) -> bool:
+    """Whether ``equation`` is a valid einsum equation (what an error may suggest)."""
+    try:
+        parse(equation)
+    except EinsumError:
+        return False
+    return True
+
+
 def _letters_only(equation: str) -> None:
     """Raise :class:`EinsumError` where ``equation`` holds an einops axis name (see above)."""
     at = 0
@@ -722,8 +749,15 @@ def _letters_only(equation: str) -> None:
         long = [m for m in words if len(m.group()) > 1 and m.group() != "..."]
         if len(words) > 1 and long:
             word = long[0]
+            inputs, arrow, output = equation.partition("->")
+            commas = ",".join(w for term in inputs.split(",") for w in term.split()) + (
+                arrow + "".join(output.split()))
+            if _derives(commas):            # 'ij jk -> ik': a comma left out
+                raise EinsumError(f"operands are separated by commas: write {commas}",
+                                  equation, at + word.end(), 1)
             try:
-                letters = f"write {read_einops(equation, ()).equation}, or "
+                letters = read_einops(equation, ()).equation
+                letters = f"write {letters}, or " if _derives(letters) else ""
             except EinsumError:
                 letters = ""
             raise EinsumError(f"{word.group()!r} is an axis name, but an equation takes one "
