@@ -311,7 +311,7 @@ def cell_equation(source: str, namespace: Mapping[str, Any] | None = None) -> st
     A line near an equation that is not Python either (other letters, digits, a stray comma,
     ``=>``) is the equation too, so that its error is the equation's, with a caret:
 
-    >>> cell_equation("Ωj,jk->Ωk"), cell_equation("ij,jk=>ik"), cell_equation("x, y")
+    >>> cell_equation("Ωj,jk->Ωk"), cell_equation("ij,jk=>ik"), cell_equation("f(x, y)")
     ('Ωj,jk->Ωk', 'ij,jk=>ik', None)
     """
     lines = [ln.strip() for ln in source.splitlines()]
