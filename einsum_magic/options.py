@@ -120,12 +120,22 @@ def _arguments(message: str, line: str, cell_magic: bool) -> str:
     unrecognized arguments: -> i k: quote an equation that has spaces or starts with '-': %einsum_grad 'i j, j k -> i k'
     >>> print(_arguments("unrecognized arguments: ->", "->", True))
     unrecognized arguments: ->: %%einsum_grad takes no equation on its line: put it in the cell
+    >>> print(_arguments("unrecognized arguments: k, j k -> i j", "--expect 1:A=i k, j k -> i j", True))
+    unrecognized arguments: k, j k -> i j: quote an --expect value that has spaces: --expect '1:A=i k, j k -> i j'
     """
     if not message.startswith("unrecognized arguments") or "->" not in line:
         return message
+    words = line.split()
+    at = next((k for k, w in enumerate(words) if w == "--expect"), None)
+    if at is not None:                      # its value runs on to the next option
+        end = next((k for k in range(at + 1, len(words))
+                    if words[k].split("=")[0] in OPTIONS), len(words))
+        value = " ".join(words[at + 1:end])
+        if " " in value:
+            quoted = "'" + value + "'" if "'" not in value else '"' + value + '"'
+            return f"{message}: quote an --expect value that has spaces: --expect {quoted}"
     if cell_magic:
         return f"{message}: %%einsum_grad takes no equation on its line: put it in the cell"
-    words = line.split()
     cut = next((k for k, w in enumerate(words) if w.split("=")[0] in OPTIONS), len(words))
     equation, rest = " ".join(words[:cut]), " ".join(words[cut:])
     quoted = "'" + equation + "'" if "'" not in equation else '"' + equation + '"'

@@ -253,6 +253,18 @@ def test_an_equation_on_the_cell_magics_line_is_told_to_go_in_the_cell(ip):
     assert "put it in the cell" in str(result.error_in_exec)
 
 
+def test_an_unquoted_expect_with_spaces_is_told_to_be_quoted(ip):
+    """It was told that %%einsum_grad takes no equation on its line."""
+    cell = "C = np.einsum('ij,jk->ik', A, B)"
+    result, _ = run(ip, "%%einsum_grad --expect 1:A=i k, j k -> i j\n" + cell)
+    assert type(result.error_in_exec) is UsageError
+    message = str(result.error_in_exec)
+    assert message.endswith("quote an --expect value that has spaces: "
+                            "--expect '1:A=i k, j k -> i j'"), message
+    assert "put it in the cell" not in message and "\n" not in message
+    assert run(ip, "%%einsum_grad --no-check --expect '1:A=i k, j k -> i j'\n" + cell)[0].success
+
+
 @pytest.mark.parametrize("cell", ["ij,jk->ik  # a matmul", "'ij,jk->ik'  # a matmul",
                                   "# first a comment\nij,jk->ik # then one at the end"])
 def test_an_equation_cell_may_end_with_a_comment(ip, cell):
