@@ -102,6 +102,7 @@ class Run:
         self.ran = False                 # whether the cell's code ran
         self.recording = None            # the record of the run (chain.record)
         self.product = False             # the cell is one product written without einsum
+        self._unrun: dict[int, str] = {}  # line → the note of a bad equation the run did not reach
 
     async def run_async(self):
         o = self.options
@@ -209,9 +210,14 @@ class Run:
                     raise
                 why = ("inside a try block" if c.guarded else f"inside a {c.scope}"
                        if c.scope != "cell" else "in a branch or loop")
-                notes.append(f"line {c.line}: {' '.join(c.source.split())}: {why}, left to "
-                             f"the run ({str(e).splitlines()[0]})")
+                reason = str(e).splitlines()[0].removeprefix(
+                    f"einsum_grad: line {c.line}, {c.source}: ")
+                said = f"line {c.line}: {' '.join(c.source.split())}: {why}, "
+                notes.append(f"{said}left to the run ({reason})")
                 lines.append(c.line)
+                # what the note says once the run has not reached it (_observed)
+                self._unrun[c.line] = (f"{said}did not run (or raised); not analysed (its "
+                                        f"equation: {reason})")
                 continue
             out.append(c)
         return out, tuple(notes), tuple(lines)
@@ -289,7 +295,8 @@ class Run:
         seen = {id(c) for site in sites
                 for c in [site_source(site, calls, ran.filename)] if c is not None}
         lines = {site.line for site in sites if site.filename == ran.filename}
-        kept = [n for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
+        kept = [self._unrun.get(line, n) if line is not None else n
+                for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
                 if line is None or line not in lines]
         kept += [f"line {c.line}: {' '.join(c.source.split())}: {unseen(c)}"
                  for c in calls if id(c) not in seen]

@@ -450,6 +450,8 @@ def _unknown_einsum(tree: ast.AST, namespace: Mapping) -> str | None:
     'fancy_einsum.einsum'
     >>> _unknown_einsum(ast.parse("from numpy import einsum"), {}) is None
     True
+    >>> _unknown_einsum(ast.parse("def einsum(spec, *ops): return ops[0]"), {})
+    "the cell's own function (line 1)"
     """
     found = None
     value = namespace.get("einsum")
@@ -465,6 +467,14 @@ def _unknown_einsum(tree: ast.AST, namespace: Mapping) -> str | None:
                 if (a.asname or a.name) == "einsum":
                     known = EINSUM_MODULES.get(node.module) == a.name
                     found = None if known else f"{node.module}.{a.name}"
+    for node in of(tree, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign):
+        if isinstance(node, ast.Assign):        # einsum = lambda …: the cell's own too
+            if isinstance(node.value, ast.Lambda) and any(
+                    isinstance(t, ast.Name) and t.id == "einsum" for t in node.targets):
+                found = f"the cell's own function (line {node.lineno})"
+        elif node.name == "einsum":
+            found = f"the cell's own {'class' if isinstance(node, ast.ClassDef) else 'function'}" \
+                    f" (line {node.lineno})"
     return found
 
 

@@ -105,13 +105,27 @@ def test_an_einsum_that_never_completes_never_fails_the_cell(ip, guard):
     assert "did not run (or raised); not analysed" in cap.stdout
 
 
+def test_the_cells_own_einsum_is_said_to_be_unknown_not_unrun(ip):
+    """A bare ``einsum`` the cell defines ran, and was said to have not run."""
+    result, cap = run(ip, "%%einsum_grad --no-check\ndef einsum(spec, *ops):\n    return ops[0]\n"
+                          "X = einsum('whatever goes here', A)\nD = np.einsum('ij->ji', A)")
+    assert result.success, cap.stdout
+    assert len(shown(cap)) == 1
+    assert ("line 3: einsum('whatever goes here', A): einsum is the cell's own function "
+            "(line 1), which einsum_magic does not know; not analysed") in cap.stdout
+    assert "did not run" not in cap.stdout
+    for name in ("einsum", "X", "D"):
+        ip.user_ns.pop(name, None)
+
+
 def test_a_bad_literal_equation_is_a_usage_error_before_the_run_unless_in_a_try(ip):
     result, _ = run(ip, "%%einsum_grad\nok = 1\nnp.einsum('ij,j1->i', A, A)")
     assert type(result.error_in_exec) is UsageError and "ok" not in ip.user_ns
     result, cap = run(ip, "%%einsum_grad --no-check\ntry:\n    np.einsum('ij,j1->i', A, A)\n"
                           "except ValueError:\n    ok = 1\n")
     assert result.success and ip.user_ns["ok"] == 1
-    assert "inside a try block, left to the run" in cap.stdout
+    assert "inside a try block, did not run (or raised); not analysed (its equation: " \
+        "'1' is not a subscript letter" in cap.stdout
 
 
 def test_the_gram_matrix_in_a_function_shows_its_real_shapes(ip):
