@@ -301,6 +301,7 @@ class Run:
         kept += [f"line {c.line}: {' '.join(c.source.split())}: {unseen(c)}"
                  for c in calls if id(c) not in seen]
         self._check_sizes([*calls, *(a.call for a in analyses)])
+        extra += self._sizes_unused(analyses)
         targets = self._expect_targets([a.call for a in analyses],
                                        [a.derivation for a in analyses])
         analyses = [dataclasses.replace(a, expectations=self._judged(a, targets.get(k, ()),
@@ -386,6 +387,19 @@ class Run:
             if not any(key in _letter_keys(c) for c in calls):
                 raise EinsumError(f"--sizes names {key!r}, which is no letter (or einops axis) "
                                   "of the cell's einsums")
+
+    def _sizes_unused(self, analyses) -> list[str]:
+        """A note for each ``--sizes`` letter whose size the run's arrays gave otherwise."""
+        notes = []
+        for key, n in self.options.sizes.items():
+            ran = {a.derivation.sizes.get(_letter_keys(a.call)[key]) for a in analyses
+                   if key in _letter_keys(a.call) and a.derivation.sizes}
+            ran = sorted(m for m in ran if m is not None and m != n)
+            if ran:
+                notes.append(f"--sizes {key}={n}: not used, the run's arrays give {key}="
+                             f"{', '.join(map(str, ran))} (--sizes sizes an einsum that does "
+                             "not run: an equation cell, --no-run)")
+        return notes
 
     def _analyse(self, call, expects, number=None) -> Analysis:
         shapes, sizes_from = self._shapes(call)

@@ -290,6 +290,18 @@ def test_an_option_given_twice_is_refused(ip, options, message):
     assert "Z" not in ip.user_ns and "r1" not in ip.user_ns and "r2" not in ip.user_ns
 
 
+def test_sizes_the_run_overrode_are_said_to_be_unused(ip):
+    """``--sizes i=7`` over arrays that give i=2 was silently ignored."""
+    cell = "C = np.einsum('ij,jk->ik', A, B)"
+    result, cap = run(ip, "%%einsum_grad --no-check --sizes i=7\n" + cell)
+    assert result.success and "i=2" in shown(cap)[0]
+    assert cap.stdout == ("einsum_grad: --sizes i=7: not used, the run's arrays give i=2 "
+                          "(--sizes sizes an einsum that does not run: an equation cell, "
+                          "--no-run)\n")
+    result, cap = run(ip, "%%einsum_grad --no-check --sizes i=2\n" + cell)     # the same: fine
+    assert result.success and cap.stdout == ""
+
+
 def test_an_einops_pattern_in_an_equation_cell_points_at_einops(ip):
     result, _ = run(ip, "%%einsum_grad\nbatch time d, d f -> batch time f")
     assert type(result.error_in_exec) is UsageError
