@@ -58,6 +58,7 @@ code assigns and ``-o NAME``.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from IPython.display import display
 
@@ -298,7 +299,8 @@ class Run:
         kept = [self._unrun.get(line, n) if line is not None else n
                 for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
                 if line is None or line not in lines]
-        kept += [f"line {c.line}: {' '.join(c.source.split())}: {unseen(c)}"
+        threads = re.search(r"\b(Thread|\w*Executor|Pool)\(|threading", self.cell) is not None
+        kept += [f"line {c.line}: {' '.join(c.source.split())}: {unseen(c, threads)}"
                  for c in calls if id(c) not in seen]
         self._check_sizes([*calls, *(a.call for a in analyses)])
         extra += self._sizes_unused(analyses)

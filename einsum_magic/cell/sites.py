@@ -237,13 +237,14 @@ def merged(sites) -> tuple:
     return tuple(out)
 
 
-def unseen(call) -> str:
+def unseen(call, threads: bool = False) -> str:
     """What the note says of a call in the cell's source that the run never showed.
 
     Einsum calls are observed on every thread and in code that ``torch.compile`` or
     ``jax.jit`` traces, so such a call did not run (or raised), except a
     ``torch.einsum`` inside TorchScript (``torch.jit.script``), which runs no Python
-    and is not observed: the note for ``torch.einsum`` says so.
+    and is not observed: the note for ``torch.einsum`` says so. ``threads``: the cell
+    starts threads, which may run the call after the cell ended, unobserved: said too.
 
     >>> from einsum_magic.cell.calls import find_calls
     >>> unseen(find_calls("np.einsum('ij->j', A)").calls[0])
@@ -255,4 +256,7 @@ def unseen(call) -> str:
     if known is not None and known.module == "torch":
         return ("not seen running: it did not run (or raised), or ran inside TorchScript, "
                 "where torch.einsum calls are not observed; not analysed")
+    if threads:
+        return ("did not run while the cell ran (or raised); a thread the cell started may "
+                "run it later, when calls are no longer observed; not analysed")
     return "did not run (or raised); not analysed"

@@ -502,6 +502,22 @@ def test_torch_einsums_in_other_threads_are_shown(ip):
         ip.user_ns.pop(name, None)
 
 
+def test_a_thread_that_calls_after_the_cell_ends_is_not_said_to_not_run(ip):
+    """A thread the cell started and that calls einsum after the cell: 'did not run'."""
+    result, cap = run(ip, "%%einsum_grad --no-check\nimport threading\n"
+                          "go = threading.Event()\ndef later():\n    go.wait()\n"
+                          "    np.einsum('ij,kj->ik', A, A)\n"
+                          "worker = threading.Thread(target=later)\nworker.start()\n"
+                          "D = np.einsum('ij->ji', A)")
+    ip.run_cell("go.set(); worker.join()")
+    assert result.success, cap.stdout
+    assert ("line 5: np.einsum('ij,kj->ik', A, A): did not run while the cell ran (or raised); "
+            "a thread the cell started may run it later, when calls are no longer observed; "
+            "not analysed") in cap.stdout
+    for name in ("threading", "go", "later", "worker", "D"):
+        ip.user_ns.pop(name, None)
+
+
 def test_in_a_kernel_einsums_in_other_threads_are_shown(tmp_path):
     """In Jupyter, as in the shell: a worker thread's einsum is shown, never 'did not run'."""
     pytest.importorskip("torch")
