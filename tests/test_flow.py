@@ -290,6 +290,20 @@ def test_an_option_given_twice_is_refused(ip, options, message):
     assert "Z" not in ip.user_ns and "r1" not in ip.user_ns and "r2" not in ip.user_ns
 
 
+def test_the_gradient_of_a_real_operand_of_a_complex_einsum_is_its_real_part(ip):
+    ip.run_cell("Zc = A * (1 + 2j)")
+    result, cap = run(ip, "%%einsum_grad\nR = np.einsum('ij,jk->ik', Zc, B)")
+    assert result.success, cap.stdout
+    (out,) = shown(cap)
+    assert "  B is real: its gradient is np.real(dL_dB), as jax.vjp and torch give it" in out
+    assert "Zc is real" not in out
+    page = cap.outputs[0].data["text/html"]
+    assert "B is real: its gradient is <code>np.real(dL_dB)</code>, as jax.vjp and torch" in page
+    assert out.splitlines()[-1] == ("check: PASS, 2/2 gradients match jax.vjp (complex64; B is "
+                                    "real: its gradient is the real part of dL_dB)")
+    ip.user_ns.pop("Zc", None)
+
+
 def test_sizes_the_run_overrode_are_said_to_be_unused(ip):
     """``--sizes i=7`` over arrays that give i=2 was silently ignored."""
     cell = "C = np.einsum('ij,jk->ik', A, B)"

@@ -132,7 +132,7 @@ def check(d: Derivation, *operands, seed: int | None = 0, cotangent=None,
     return CheckReport(passed=bool(grads) and all(g.passed for g in grads), grads=grads,
                        device="numpy", backend="numpy", dtype=inputs.dtype,
                        precision="float64", user_arrays=inputs.user_arrays, notes=notes,
-                       timings={}, fallback=fallback)
+                       timings={}, fallback=fallback, real=inputs.real)
 
 
 def _show(x) -> str:

@@ -51,6 +51,7 @@ class Inputs:
     notes: tuple[str, ...]
     stand_ins: str = ""
     scaled: bool = False
+    real: tuple[str, ...] = ()     # operands the user gave real, checked cast to complex
 
 
 def integer(value, least: int, message: str) -> int:
@@ -84,6 +85,7 @@ def prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
     notes = []
     arrays = None
     stand_ins = ""
+    real: tuple[str, ...] = ()
     if operands:
         if len(operands) != len(d.names):
             raise EinsumError(f"the equation takes {len(d.names)} operand(s), {len(operands)} were "
@@ -98,6 +100,7 @@ def prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
             first.setdefault(name, a)
         if dtype in _COMPLEX and any(a.dtype.kind == "c" for a in arrays):
             notes.append(f"complex arrays: checked in {_COMPLEX[dtype]} rather than {dtype}")
+            real = tuple(dict.fromkeys(n for n, a in zip(d.names, arrays) if a.dtype.kind != "c"))
             dtype = _COMPLEX[dtype]
         bad = [name for name, a in dict(zip(d.names, arrays)).items()
                if a.dtype.kind in "fc" and not np.isfinite(a).all()]
@@ -153,8 +156,15 @@ def prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
         notes.append("complex numbers follow JAX's convention: no conjugation, the other operands "
                      "enter each gradient as they are; PyTorch conjugates them "
                      "(dL_dA = einsum(dL_dC, B.conj())), and so does the PyTorch export")
+    if real:
+        notes.append(f"{_are(real)} real: the gradient of a real array is the real part of the "
+                     "derived one (as jax.vjp and torch give it)")
     return d, Inputs(ops, cot, dtype, user, tuple(notes), stand_ins,
-                      (user and bool(factors)) or bool(cot_scale))
+                      (user and bool(factors)) or bool(cot_scale), real)
+
+
+def _are(names) -> str:
+    return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'}"
 
 
 #: ``dtype -> (log2 of the largest finite value, log2 of the smallest normal one, mantissa

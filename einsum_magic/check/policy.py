@@ -179,7 +179,7 @@ def _on_jax(modules, d, operands, options: dict, dtype) -> CheckReport:
         passed=bool(grads) and all(g.passed for g in grads), grads=grads, device=ran.device,
         backend=ran.backend, dtype=dtype, precision=on_jax.PRECISION,
         user_arrays=inputs.user_arrays, notes=inputs.notes, platform=ran.platform,
-        stand_ins=inputs.stand_ins, scaled=inputs.scaled, timings=ran.timings)
+        stand_ins=inputs.stand_ins, scaled=inputs.scaled, timings=ran.timings, real=inputs.real)
 
 
 def _judge(g, problem, got, want, cot, ops, dtype: str) -> GradCheck:

@@ -160,6 +160,8 @@ class CheckReport:
     seed: int = 0          # the seed of the random cotangents and directions
     subject: str = "check"     # 'check' (an einsum) or 'cell check'
     reference: str = ""    # a key of :data:`REFERENCES`: what the gradients were checked against
+    real: tuple[str, ...] = ()   # operands given real in a complex check: their gradients are
+    #                              the real parts of the derived ones
 
     def __post_init__(self):
         if not self.status:
@@ -216,6 +218,12 @@ class CheckReport:
             words += " of the replayed run" if self.reference != "adjoint" else \
                 " of the NumPy replay"
         setting = self.dtype + (", operands scaled by powers of two" if self.scaled else "")
+        if self.real:                        # a real operand of a complex einsum
+            targets = list(dict.fromkeys(g.target for g in self.grads if g.wrt in self.real))
+            whose = ("its gradient is the real part" if len(targets) == 1 else
+                     "their gradients are the real parts")
+            setting += (f"; {', '.join(self.real)} {'is' if len(self.real) == 1 else 'are'} "
+                        f"real: {whose} of {', '.join(targets)}")
         on = f" on seeded random arrays, not yours ({self.stand_ins})" if self.stand_ins else ""
         text = (f"{self.subject}: {self.status}, "
                 + (f"{self.reason}; " if self.status == "PARTIAL" and self.reason else "")

@@ -451,6 +451,9 @@ def backward(a) -> str:
         if g.interpretation:
             reading += f", reads {_code(f'{g.target} = {g.interpretation}')}"
         parts.append(f"<div>{_code(g.equation)}: {reading}</div>")
+        if a.check is not None and g.wrt in a.check.real:
+            parts.append(f"<div>{escape(g.wrt)} is real: its gradient is "
+                         f"{_code(f'np.real({g.target})')}, as jax.vjp and torch give it</div>")
     for t in d.totals:
         parts.append(f"<h4>product rule <span class=\"eg-muted\">{escape(t.wrt)} is passed "
                      f"{len(t.parts)} times</span></h4>")

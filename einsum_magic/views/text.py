@@ -125,6 +125,9 @@ def render(a, index: int | None = None, count: int = 1) -> str:
         reading = f"reads {g.target} = {g.interpretation}; " if g.interpretation else ""
         lines.append(f"  {reading}relabelled {g.relabelled!r}; shape {shape_text(g.shape)}, "
                      f"as {g.wrt}")
+        if a.check is not None and g.wrt in a.check.real:
+            lines.append(f"  {g.wrt} is real: its gradient is np.real({g.target}), as jax.vjp "
+                         "and torch give it")
         for step in g.steps[1:]:
             lines.append(f"  - {step}")
     for t in () if hidden else d.totals:

@@ -139,6 +139,30 @@ def test_complex_user_arrays_are_checked_in_complex():
     assert "complex arrays: checked in complex64 rather than float32" in report.notes
 
 
+def test_a_real_operand_of_a_complex_einsum_is_said_to_take_the_real_part():
+    """b is real, a complex: the derived einsum of dL_db is complex, and was shown under a
+    bare PASS. jax.vjp on the arrays as given (b real) gives its real part: said on the
+    check's line and in its notes, and proven here."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3))
+    b = rng.standard_normal((3, 4))
+    d = derive("ij,jk->ik", names=("a", "b"), shapes=(a.shape, b.shape))
+    report = check(d, a, b, dtype="float64")
+    assert report.passed and report.real == ("b",)
+    assert report.summary == ("check: PASS, 2/2 gradients match jax.vjp (complex128; b is real: "
+                              "its gradient is the real part of dL_db)")
+    cot = rng.standard_normal((2, 4)) + 1j * rng.standard_normal((2, 4))
+    (g_b,) = [g for g in d.grads if g.wrt == "b"]
+    derived = np.einsum(g_b.equation, cot, a)                       # ik,ij->jk
+    assert np.abs(derived.imag).max() > 0.1                        # not real by itself
+    with jax.enable_x64(True):
+        _, pull = jax.vjp(lambda x, y: jax.numpy.einsum("ij,jk->ik", x, y), a, b)
+        _, want = pull(cot)
+    assert np.asarray(want).dtype == np.float64
+    np.testing.assert_allclose(np.real(derived), np.asarray(want), rtol=1e-12)
+    assert check(d, a, b.astype(complex), dtype="float64").real == ()   # both complex
+
+
 def test_arrays_of_other_dtypes_are_cast_and_said_so():
     bf16 = jax.numpy.ones((2, 3), dtype=jax.numpy.bfloat16)
     report = check(derive("ij,jk->ik"), bf16, np.ones((3, 4), dtype=bool), dtype="float64")
