@@ -153,7 +153,7 @@ def _compiles(source: str | None, namespace: dict) -> str:
     ``fullgraph`` compile fails on them). The cell names ``torch.compile``, or the namespace
     holds a function it compiled.
 
-    >>> _compiles("f = torch.compile(g)", {}) != "", _compiles("y = x @ W", {"f": len})
+    >>> _compiles("f = torch.compile(g)", {}) != "", _compiles("y = x @ W", {"f": len}) != ""
     (True, False)
     """
     why = ("the cell runs code compiled by torch.compile, which takes plain NumPy arrays: "
