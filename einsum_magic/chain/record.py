@@ -226,10 +226,6 @@ class Escape:
     where: str
     after: int
 
-    def words(self) -> str:
-        at = f"line {self.line}" if self.line else "the cell"
-        return f"`{self.how}`, {at}" + (f", in {self.where}" if self.where else "")
-
 
 class Recording:
     """The record of one run (see the module doc): nodes, values, leaves, budget.
