@@ -908,7 +908,10 @@ class Capture:
             original = module.__dict__.get(attribute)
             wrapper = observed.get(id(original))
             if wrapper is not None and wrapper.__wrapped__ is original:
-                setattr(module, attribute, wrapper)
+                try:
+                    setattr(module, attribute, wrapper)
+                except Exception:           # noqa: BLE001 (a module refusing it: not observed)
+                    continue
                 self._patched.append((module, attribute, original, wrapper))
 
     def _expressions(self) -> bool:

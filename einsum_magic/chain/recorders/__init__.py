@@ -17,6 +17,7 @@ the recorder of every framework that is imported.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 
 from ...cell.source import of
@@ -155,10 +156,13 @@ def _compiles(source: str | None, namespace: dict) -> str:
 
     >>> _compiles("f = torch.compile(g)", {}) != "", _compiles("y = x @ W", {"f": len}) != ""
     (True, False)
+    >>> _compiles("import torch; pattern = re.compile('ij')", {})     # another compile
+    ''
     """
     why = ("the cell runs code compiled by torch.compile, which takes plain NumPy arrays: "
            "its NumPy operations are not recorded")
-    if source and "compile" in source and "torch" in source:
+    if source and "torch" in source and re.search(r"torch\.compile\b|(?<![\w.])compile\s*\(",
+                                                  source):
         return why
     for value in namespace.values():
         if type(value) is _FUNCTION and "_torchdynamo_orig_callable" in value.__dict__:
