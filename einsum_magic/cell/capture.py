@@ -376,12 +376,13 @@ def _search(modules, found: list) -> None:
     for name, module in modules:
         if name.partition(".")[0] in _OWN:
             continue
-        namespace = getattr(module, "__dict__", None)
-        if type(namespace) is not dict:
+        try:        # the namespace as it is: a lazy module (importlib's LazyLoader) is not loaded
+            namespace = object.__getattribute__(module, "__dict__")
+            if type(namespace) is dict:
+                found.extend((name, module, attribute) for attribute in _NAMES & namespace.keys()
+                             if callable(namespace[attribute]))
+        except Exception:                   # noqa: BLE001 (an odd entry of sys.modules: skipped)
             continue
-        for attribute in _NAMES & namespace.keys():
-            if callable(namespace[attribute]):
-                found.append((name, module, attribute))
 
 
 def original_of(f):

@@ -236,6 +236,26 @@ def test_compiled_einsums_keep_their_graph_and_are_recorded_at_the_users_line():
     np.testing.assert_array_equal(torch.compile(g, fullgraph=True)(x, y), np.full((2, 4), 6.0))
 
 
+def test_a_lazy_module_is_neither_loaded_nor_failing_the_capture(tmp_path, monkeypatch):
+    """Looking for libraries that bound ``einsum`` read ``module.__dict__``, which loads a
+    module of importlib's LazyLoader: its body ran, and one that raises failed the cell."""
+    import importlib.util
+
+    (tmp_path / "a_lazy_module.py").write_text("raise ImportError('an optional dependency')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.find_spec("a_lazy_module")
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "a_lazy_module", module)
+    spec.loader.exec_module(module)
+    A = np.ones((2, 3))
+    with Capture({}) as r:
+        np.einsum("ij->j", A)
+    assert [s.equation for s in r.sites()] == ["ij->j"]
+    with pytest.raises(ImportError, match="an optional dependency"):
+        module.anything                     # still lazy: its body runs only now
+
+
 # -- the observer's hot paths in C (einsum_magic/cell/_observe.c) -------------------------------
 
 
