@@ -325,6 +325,11 @@ def test_an_einops_pattern_in_an_equation_cell_points_at_einops(ip):
                      "einops.einsum(..., 'batch time d, d f -> batch time f')")
     assert "appears twice" not in first
     assert quoted == "    batch time d, d f -> batch time f" and caret == "    ^^^^^"
+    # commas between the operands already: no comma is suggested between the axis names
+    result, _ = run(ip, "%%einsum_grad\nbatch seq, seq dim -> batch dim")
+    assert str(result.error_in_exec).splitlines()[0].endswith(
+        "write bs,sd->bd, or keep the names inside einops.einsum(..., "
+        "'batch seq, seq dim -> batch dim')")
     # one letter per axis, spaced: an equation as numpy reads it
     result, cap = run(ip, "%%einsum_grad --no-check -o res\nb t d, d f -> b t f")
     assert result.success and ip.user_ns["res"].derivation.equation == "btd,df->btf"

@@ -762,7 +762,7 @@ def _letters_only(equation: str) -> None:
             inputs, arrow, output = equation.partition("->")
             commas = ",".join(w for term in inputs.split(",") for w in term.split()) + (
                 arrow + "".join(output.split()))
-            if _derives(commas):            # 'ij jk -> ik': a comma left out
+            if "," not in inputs and _derives(commas):      # 'ij jk -> ik': commas left out
                 raise EinsumError(f"operands are separated by commas: write {commas}",
                                   equation, at + word.end(), 1)
             try:
