@@ -8,16 +8,16 @@ This module owns the arrow *a :class:`~einsum_magic.chain.record.Recording` + it
   user named (if none is named: every such result); where one of those is a scalar (the
   loss), the scalars alone: a value nothing reads that does not lead to the loss (running
   statistics, an errors array) takes no cotangent. Each sink gets ``dL_d<sink>`` (1 for a
-  scalar). A value the cell turned into a Python number (``float(s)``, ``s.item()``:
-  :attr:`Recording.escaped <einsum_magic.chain.record.Recording>`) was read: it is a sink
-  only where no other scalar is (the loss logged with ``float(loss)``), the latest one so
-  read (and the same call's values of a loop's other steps).
-* A NumPy value that left as a Python number and is no sink cuts the paths through it:
-  what the cell computed from the number (``X / math.sqrt((X ** 2).sum())``) the record
-  met as a constant, so the values it was computed from are *not derived* (across
-  ``float()``, its line), never derived as if the number had been a constant of the
-  math. (torch's autograd, the reference of a torch cell, treats ``item()`` as a constant
-  itself: there it is one.)
+  scalar). A value the cell turned into a Python number that fed a later line
+  (``scale = math.sqrt((X ** 2).sum())``; :attr:`Recording.escaped
+  <einsum_magic.chain.record.Recording>`) was read: it is a sink only where no other scalar
+  is (``lv = float(loss)`` read later). One only printed or logged stays what it was.
+* A NumPy value whose number fed a later line and that is no sink cuts the paths through
+  it: what the cell computed from the number (``X / scale``) the record met as a constant,
+  so the values it was computed from are *not derived* (across ``float()``, its line),
+  never derived as if the number had been a constant of the math (``int()`` is exact: its
+  derivative is 0). torch's autograd, the reference of a torch cell, treats ``item()`` as
+  a constant itself: there it is one.
 * **Inputs** are the floating leaves that are not constants and reach a sink.
 * Nodes are visited in reverse; a node whose results carry a cotangent contributes, by its
   rule (:mod:`~einsum_magic.chain.rules`), one term to each input's gradient. A value read
@@ -198,39 +198,28 @@ def _sinks(rec: Recording, names: Names, consumed: set, active: set) -> tuple[in
     named = [v for v in free if v in names.user]
     candidates = named or free
     escaped = rec.escaped
-    kept = [v for v in candidates if v not in escaped]
-    scalars = [v for v in kept if not rec.info[v].shape]
-    if scalars:
-        return tuple(dict.fromkeys(scalars))
-    # read as Python numbers only: the loss is the latest of them (``lv = float(loss)``),
-    # with its namesakes of a loop's other steps (``losses.append(float(loss))``); one read
-    # before more was computed (``scale = math.sqrt((X ** 2).sum())``) fed the rest
-    numbers = [v for v in candidates if v in escaped and not rec.info[v].shape]
-    if numbers:
-        last = max(numbers, key=lambda v: escaped[v].after)
-        return tuple(dict.fromkeys(v for v in numbers if _site(rec, v) == _site(rec, last)))
-    return tuple(dict.fromkeys(kept or candidates))
-
-
-def _site(rec: Recording, v: int) -> tuple:
-    """(op, line, function) of the node that made ``v``."""
-    node = rec.nodes[rec.info[v].producer]
-    return node.op, node.line, node.where
+    # a number that fed a later line was read (``scale = math.sqrt((X ** 2).sum())``); one
+    # printed or logged (``print(loss.item())``, ``losses.append(float(loss))``) was not
+    kept = [v for v in candidates if v not in escaped or not escaped[v].fed]
+    scalars = [v for v in kept if not rec.info[v].shape] or [
+        v for v in candidates if not rec.info[v].shape]       # (``lv = float(loss)``, read)
+    return tuple(dict.fromkeys(scalars or kept or candidates))
 
 
 #: Why a NumPy value that left the record as a Python number cuts the paths through it.
-LEFT = ("it left the record as Python numbers: what the cell computed from them, if anything, "
-        "is a constant to the backward")
+LEFT = ("it left the record as Python numbers, which a later line read: what the cell "
+        "computed from them is a constant to the backward")
 
 
 def _escapes(rec: Recording, sinks: tuple, active: set) -> list[tuple[int, set]]:
     """(value, the values it was computed from) for each NumPy value that left the record as a
-    Python number and is no sink: the gradients of those values would cross what the cell
-    did with the number, which the record did not see (torch's autograd, the reference of a
-    torch cell, treats ``item()`` as a constant too: its values are not cut)."""
+    Python number that fed a later line, and is no sink: the gradients of those values would
+    cross what the cell did with the number, which the record did not see (torch's autograd,
+    the reference of a torch cell, treats ``item()`` as a constant too: not cut there)."""
     out = []
-    for v in rec.escaped:
-        if v in sinks or v not in active or rec.info[v].framework != "numpy":
+    for v, e in rec.escaped.items():
+        if (v in sinks or not e.fed or e.how == "int()" or v not in active
+                or rec.info[v].framework != "numpy"):   # (an int's derivative is 0: exact)
             continue
         seen, todo = {v}, [v]
         while todo:

@@ -25,10 +25,12 @@ The contract:
   (grad-mode off, ``detach``, ``zeros_like``). Leaves in :attr:`Recording.constants`
   are never differentiated.
 * An **escape** is a value the cell turned into a Python number (``float(x)``,
-  ``x.item()``, ``x.tolist()``, ``math.sqrt(x)``): what the cell computes from that number
-  the record meets as a constant. :attr:`Recording.escaped` says where each value left;
-  the backward neither starts from such a value (it was read) nor, for NumPy, derives
-  through it as if it had not left (:mod:`~einsum_magic.chain.program`).
+  ``x.item()``, ``x.tolist()``, ``math.sqrt(x)``, ``int(x)``): what the cell computes from
+  that number the record meets as a constant. :attr:`Recording.escaped` says where each
+  value left and whether the number fed a later line (``scale = math.sqrt(s)``, read later)
+  or was only printed or logged; one that fed is no start of the backward (it was read),
+  and, for NumPy, is not derived through as if it had not left
+  (:mod:`~einsum_magic.chain.program`).
 * :attr:`Recording.values` holds *references* to the run's arrays, not copies. A snapshot
   (a copy) is taken only when an in-place operation is about to change an array whose
   current value a node has read or produced (``W[:] = 0`` after ``X @ W``).
@@ -218,13 +220,14 @@ class ValueInfo:
 @dataclass(frozen=True)
 class Escape:
     """Where a value left the record as a Python number: ``how`` (``float()``, ``item()``),
-    the cell's ``line`` and user function ``where``, and ``after``, how many nodes the
-    record held then (what came later may have computed with the number)."""
+    the cell's ``line`` and user function ``where``, and ``fed``: whether the line binds a
+    name that a later line of the cell reads (``scale = math.sqrt(s)`` then ``X / scale``:
+    the number fed what came next) rather than printing or logging it."""
 
     how: str
     line: int
     where: str
-    after: int
+    fed: bool
 
 
 class Recording:
@@ -261,6 +264,9 @@ class Recording:
         #: of its calls repeats, ``(steps, why)`` or None (set by
         #: :func:`~einsum_magic.chain.recorders.recording` from the cell's source)
         self.loops: dict[int, Callable[[], tuple[int, str] | None]] = {}
+        #: cell line → whether it binds a name a later line reads (:class:`Escape` ``fed``;
+        #: set from the cell's source by :func:`~einsum_magic.chain.recorders.recording`)
+        self.feeds: Callable[[int], bool] = lambda line: True
 
     # -- reading -------------------------------------------------------------------------
 
@@ -378,9 +384,11 @@ class Recording:
         """``obj`` (an array of the run) was turned into a Python number by ``how``: note its
         current version's first escape, if the record met it and it is floating."""
         v = self._current.get(id(obj))
-        if v is None or self.stopped or v in self.escaped or not self.info[v].floating:
+        if v is None or self.stopped or not self.info[v].floating:
             return
-        self.escaped[v] = Escape(how, line, where, len(self.nodes))
+        fed = self.feeds(line)
+        if v not in self.escaped or (fed and not self.escaped[v].fed):   # the first that fed
+            self.escaped[v] = Escape(how, line, where, fed)
 
     def before_inplace(self, aliases: Iterable[int], copy, reading: Iterable[int] = ()) -> None:
         """Snapshot every value in ``aliases`` (ids sharing the changed memory) a node used,

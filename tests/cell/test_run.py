@@ -317,6 +317,20 @@ def test_a_library_that_bound_einsum_by_name_before_the_cell_is_observed(ip, tmp
         ip.user_ns.pop(name, None)
 
 
+def test_a_compiled_function_the_cell_does_not_call_leaves_numpy_recorded(ip):
+    """A function torch.compile made in an earlier cell turned NumPy's record off in every
+    later cell ("not recorded: the cell runs code compiled by torch.compile")."""
+    pytest.importorskip("torch")
+    ip.run_cell("import torch\ncf = torch.compile(lambda x: x.sin())")
+    result, cap = run(ip, "%%einsum_grad --no-check -o res\nH = np.tanh(A @ B.T[:3])\n"
+                          "L = H.sum()  # not torch.compile")
+    assert result.success, cap.stdout
+    assert "not recorded" not in cap.stdout
+    assert ip.user_ns["res"].backward.sinks == ("L",)
+    for name in ("cf", "torch", "res", "H", "L"):
+        ip.user_ns.pop(name, None)
+
+
 def test_a_table_keyed_by_np_einsum_finds_it_in_the_cell_and_after(ip):
     """An ``__array_function__`` protocol that looks ``func`` up in a dict keyed by
     ``np.einsum`` (made in the cell: keyed by the stand-in) found nothing (TypeError: no

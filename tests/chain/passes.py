@@ -1415,3 +1415,10 @@ case("torch_item_constant", "issue 18 (c = Z.abs().max().item() is no sink: a co
 X = torch.randn(4, 3, {F64}, requires_grad=True)
 W = torch.randn(3, 2, {F64}, requires_grad=True)
 """, "Z = X @ W\nc = Z.abs().max().item()\nloss = Z.sum() * c\n", wrt=("X", "W", "Z"))
+
+case("torch_item_logged", "issue 18 (print(loss.item()) logs the loss, which stays the sink)",
+     "torch", TORCH + f"""torch.manual_seed(0)
+X = torch.randn(4, 3, {F64}, requires_grad=True)
+W = torch.randn(3, 2, {F64}, requires_grad=True)
+""", "Z = X @ W\nloss = (Z ** 2).mean()\nprint('loss', round(loss.item(), 3))\n",
+     wrt=("X", "W", "Z"))

@@ -119,6 +119,32 @@ def test_values_turned_into_python_numbers_cut_what_they_came_from(ip):
     close(b.grad_of(Z), want["Z"], "grad_of(Z)")
 
 
+def test_a_number_only_printed_or_logged_cuts_nothing_and_takes_nothing_from_the_sinks(ip):
+    """``print(float(m))`` of a statistic, ``print(float(loss))``: nothing read the numbers, so
+    the gradients stay derived and every scalar nothing read is still a sink (a review found
+    the first change made such a loss lose its place to another scalar, and cut X)."""
+    X, W = RNG.normal(size=(4, 3)), RNG.normal(size=(3, 2))
+    b = backward(ip, "m = X.mean()\nprint('mean', float(m))\nloss = ((X - m) ** 2).sum()\n",
+                 X=X, W=W)
+    assert b.sinks == ("loss",) and b.check.passed, b.check.summary
+    want = vjp(lambda X: ((X - X.mean()) ** 2).sum(), {"X": X})
+    close(b.gradients()["X"], want["X"], "X")
+    b = backward(ip, "P = X @ W\nloss = (P ** 2).mean()\nmae = np.abs(P).mean()\n"
+                     "print(float(loss))\n", X=X, W=W)
+    assert set(b.sinks) == {"loss", "mae"} and b.check.passed, b.check.summary
+
+
+def test_int_of_a_value_is_an_exact_constant_and_no_sink(ip):
+    """``k = int(np.abs(X).sum())``: ``int`` bypassed the escape, so the sum was a second sink
+    with a cotangent of 1 (X's gradient off by sign(X)) under a PASS. An int's derivative is
+    0 almost everywhere: k is a constant of the math, and X is derived."""
+    X = RNG.normal(size=(4, 3))
+    b = backward(ip, "k = int(np.abs(X).sum())\nloss = (X * k).sum()\n", X=X)
+    assert b.sinks == ("loss",) and b.check.passed, b.check.summary
+    k = int(np.abs(X).sum())
+    close(b.gradients()["X"], np.full((4, 3), float(k)), "X")
+
+
 # -- versions ------------------------------------------------------------------------------------
 
 def test_an_array_the_cell_fills_in_place_is_named_as_the_cell_left_it(ip):

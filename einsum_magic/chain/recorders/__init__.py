@@ -17,7 +17,6 @@ the recorder of every framework that is imported.
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 
 from ...cell.source import of
@@ -25,7 +24,7 @@ from ...cell.source import tree as parsed
 from .. import record
 from ..record import Recording
 
-__all__ = ["recording", "long_loops"]
+__all__ = ["recording", "long_loops", "feeds"]
 
 
 @contextlib.contextmanager
@@ -49,6 +48,7 @@ def recording(namespace: dict | None = None, budget: int | None = None,
     rec = Recording(record.BUDGET if budget is None else budget, namespace)
     if source:
         rec.loops = long_loops(source, rec.namespace)
+        rec.feeds = feeds(source)
     with contextlib.ExitStack() as stack:
         if "torch" not in sys.modules and source and _names_torch(source):
             _import("torch")              # the cell imports it itself: record it from the start
@@ -148,26 +148,72 @@ def _steps(loops, bound):
     return steps
 
 
+def feeds(source: str):
+    r"""``line → bool``: whether the cell's statement at ``line`` binds a name that a later line
+    of the cell reads (a number computed there fed what came next), as opposed to a statement
+    that prints, logs or tests it. Unreadable source: True (the careful answer).
+
+    >>> fed = feeds("scale = math.sqrt(s)\nlogged = float(L)\nprint(float(m))\ny = X / scale")
+    >>> fed(1), fed(2), fed(3), fed(4)
+    (True, False, False, False)
+    """
+    import ast
+
+    try:
+        tree = parsed(source)
+    except SyntaxError:
+        return lambda line: True
+    reads: dict[str, int] = {}             # name → the last line reading it
+    for node in of(tree, ast.Name):
+        if isinstance(node.ctx, ast.Load):
+            reads[node.id] = max(reads.get(node.id, 0), node.lineno)
+    bound: dict[int, set] = {}             # line → the names its statement binds
+    for node in of(tree, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.NamedExpr):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+            bound.setdefault(line, set()).update(names)
+
+    def fed(line: int) -> bool:
+        return any(reads.get(name, 0) > line for name in bound.get(line, ()))
+
+    return fed
+
+
 def _compiles(source: str | None, namespace: dict) -> str:
     """Why the NumPy recorder stays out of a cell that runs code under ``torch.compile``
     (``''``: it does not): Dynamo takes NumPy arrays, not the recorder's boxed ones (a
-    ``fullgraph`` compile fails on them). The cell names ``torch.compile``, or the namespace
-    holds a function it compiled.
+    ``fullgraph`` compile fails on them). The cell's code calls ``torch.compile`` (or
+    ``compile`` imported from torch), or names a function of the namespace it compiled.
 
     >>> _compiles("f = torch.compile(g)", {}) != "", _compiles("y = x @ W", {"f": len}) != ""
     (True, False)
-    >>> _compiles("import torch; pattern = re.compile('ij')", {})     # another compile
+    >>> _compiles("import torch; pattern = re.compile('ij')  # torch.compile later", {})
     ''
     """
-    why = ("the cell runs code compiled by torch.compile, which takes plain NumPy arrays: "
-           "its NumPy operations are not recorded")
-    if source and "torch" in source and re.search(r"torch\.compile\b|(?<![\w.])compile\s*\(",
-                                                  source):
-        return why
-    for value in namespace.values():
-        if type(value) is _FUNCTION and "_torchdynamo_orig_callable" in value.__dict__:
-            return why
+    import ast
+
+    if not source or "compile" not in source and not any(map(_compiled, namespace.values())):
+        return ""
+    try:
+        tree = parsed(source)
+    except SyntaxError:
+        return ""
+    torch_compile = {a.asname or a.name for node in of(tree, ast.ImportFrom)
+                     if node.module == "torch" for a in node.names if a.name == "compile"}
+    for node in of(tree, ast.Attribute, ast.Name):
+        if (isinstance(node, ast.Attribute) and node.attr == "compile"
+                and isinstance(node.value, ast.Name) and node.value.id == "torch") or (
+                isinstance(node, ast.Name) and (node.id in torch_compile or _compiled(
+                    namespace.get(node.id)))):
+            return ("the cell runs code compiled by torch.compile, which takes plain NumPy "
+                    "arrays: its NumPy operations are not recorded")
     return ""
+
+
+def _compiled(value) -> bool:
+    """Whether ``value`` is a function ``torch.compile`` made."""
+    return type(value) is _FUNCTION and "_torchdynamo_orig_callable" in value.__dict__
 
 
 _FUNCTION = type(_compiles)

@@ -217,6 +217,10 @@ class Boxed(np.ndarray):
         _left(self, "complex()")
         return complex(_plain(self))
 
+    def __int__(self):
+        _left(self, "int()")
+        return int(_plain(self))
+
     def item(self, *args):
         _left(self, "item()")
         return _plain(self).item(*args)

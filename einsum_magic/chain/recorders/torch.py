@@ -54,11 +54,12 @@ IGNORED = frozenset({
     "torch.Tensor.__iter__", "torch.Tensor.storage", "torch.Tensor.untyped_storage",
     "torch.Tensor.data_ptr", "torch.Tensor.__dlpack__", "torch.autograd.backward",
     "torch.Tensor.requires_grad.__set__", "torch.Tensor.data.__set__",
-    "torch.Tensor.__float__", "torch.Tensor.__complex__",
+    "torch.Tensor.__float__", "torch.Tensor.__complex__", "torch.Tensor.__int__",
 })
 #: Ignored calls that turn a tensor into Python numbers (noted: :attr:`Recording.escaped`).
 ESCAPES = {"torch.Tensor.item": "item()", "torch.Tensor.tolist": "tolist()",
-           "torch.Tensor.__float__": "float()", "torch.Tensor.__complex__": "complex()"}
+           "torch.Tensor.__float__": "float()", "torch.Tensor.__complex__": "complex()",
+           "torch.Tensor.__int__": "int()"}
 
 #: Calls whose results are constants of the backward although a floating tensor went in.
 CONSTANT = frozenset({
