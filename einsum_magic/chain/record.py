@@ -381,8 +381,9 @@ class Recording:
         return node
 
     def escape(self, obj, how: str, line: int, where: str) -> None:
-        """``obj`` (an array of the run) was turned into a Python number by ``how``: note its
-        current version's first escape, if the record met it and it is floating."""
+        """``obj`` (an array of the run) was turned into a Python number by ``how``: note where
+        its current version left (the first time its number fed a later line, else the first
+        time), if the record met it and it is floating."""
         v = self._current.get(id(obj))
         if v is None or self.stopped or not self.info[v].floating:
             return
