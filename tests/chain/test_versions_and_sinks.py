@@ -134,6 +134,17 @@ def test_a_number_only_printed_or_logged_cuts_nothing_and_takes_nothing_from_the
     assert set(b.sinks) == {"loss", "mae"} and b.check.passed, b.check.summary
 
 
+def test_a_number_read_in_a_loops_next_step_fed_it(ip):
+    """``s`` is read on a line above the one binding it, in the loop's next step: it fed the
+    computation (the first rule looked only below the line, and called it logged)."""
+    X = RNG.normal(size=(4, 3))
+    b = backward(ip, "s = 1.0\nY = X\nfor _ in range(2):\n    Y = Y / s\n"
+                     "    s = float(np.abs(Y).sum())\nloss = (Y ** 2).sum()\n", X=X)
+    summary = b.check.summary
+    assert "PARTIAL" in summary and "`float()`, line 5" in summary, summary
+    assert "X" not in b.gradients()
+
+
 def test_int_of_a_value_is_an_exact_constant_and_no_sink(ip):
     """``k = int(np.abs(X).sum())``: ``int`` bypassed the escape, so the sum was a second sink
     with a cotangent of 1 (X's gradient off by sign(X)) under a PASS. An int's derivative is

@@ -149,13 +149,16 @@ def _steps(loops, bound):
 
 
 def feeds(source: str):
-    r"""``line → bool``: whether the cell's statement at ``line`` binds a name that a later line
-    of the cell reads (a number computed there fed what came next), as opposed to a statement
-    that prints, logs or tests it. Unreadable source: True (the careful answer).
+    r"""``line → bool``: whether the cell's statement at ``line`` binds a name that another line
+    of the cell reads (a number computed there fed what came next, also in a loop's next
+    step), as opposed to a statement that prints, logs or tests it. Unreadable source: True
+    (the careful answer).
 
     >>> fed = feeds("scale = math.sqrt(s)\nlogged = float(L)\nprint(float(m))\ny = X / scale")
     >>> fed(1), fed(2), fed(3), fed(4)
     (True, False, False, False)
+    >>> feeds("for _ in range(3):\n    x = x / s\n    s = float(x.sum())")(3)    # next step
+    True
     """
     import ast
 
@@ -163,19 +166,21 @@ def feeds(source: str):
         tree = parsed(source)
     except SyntaxError:
         return lambda line: True
-    reads: dict[str, int] = {}             # name → the last line reading it
+    reads: dict[str, set] = {}             # name → the lines reading it
     for node in of(tree, ast.Name):
         if isinstance(node.ctx, ast.Load):
-            reads[node.id] = max(reads.get(node.id, 0), node.lineno)
-    bound: dict[int, set] = {}             # line → the names its statement binds
+            reads.setdefault(node.id, set()).add(node.lineno)
+    bound: dict[int, list] = {}            # line → (names its statement binds, its lines)
     for node in of(tree, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.NamedExpr):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-        for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
-            bound.setdefault(line, set()).update(names)
+        lines = range(node.lineno, (node.end_lineno or node.lineno) + 1)
+        for line in lines:
+            bound.setdefault(line, []).append((names, lines))
 
     def fed(line: int) -> bool:
-        return any(reads.get(name, 0) > line for name in bound.get(line, ()))
+        return any(read not in lines for names, lines in bound.get(line, ())
+                   for name in names for read in reads.get(name, ()))
 
     return fed
 
