@@ -103,7 +103,7 @@ class Run:
         self.ran = False                 # whether the cell's code ran
         self.recording = None            # the record of the run (chain.record)
         self.product = False             # the cell is one product written without einsum
-        self._unrun: dict[int, str] = {}  # line → the note of a bad equation the run did not reach
+        self._unrun: dict[str, str] = {}  # a bad equation's note → what it says once unrun
 
     async def run_async(self):
         o = self.options
@@ -217,8 +217,8 @@ class Run:
                 notes.append(f"{said}left to the run ({reason})")
                 lines.append(c.line)
                 # what the note says once the run has not reached it (_observed)
-                self._unrun[c.line] = (f"{said}did not run (or raised); not analysed (its "
-                                        f"equation: {reason})")
+                self._unrun[notes[-1]] = (f"{said}did not run (or raised); not analysed (its "
+                                          f"equation: {reason})")
                 continue
             out.append(c)
         return out, tuple(notes), tuple(lines)
@@ -296,8 +296,7 @@ class Run:
         seen = {id(c) for site in sites
                 for c in [site_source(site, calls, ran.filename)] if c is not None}
         lines = {site.line for site in sites if site.filename == ran.filename}
-        kept = [self._unrun.get(line, n) if line is not None else n
-                for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
+        kept = [self._unrun.get(n, n) for n, line in zip(notes, (*note_lines, *[None] * len(notes)))
                 if line is None or line not in lines]
         threads = re.search(r"\b(Thread|\w*Executor|Pool)\(|threading", self.cell) is not None
         kept += [f"line {c.line}: {' '.join(c.source.split())}: {unseen(c, threads)}"

@@ -179,6 +179,15 @@ def test_a_branch_that_never_runs_does_not_block_the_cell(ip, cell):
     assert "left to the run" not in cap.stdout and note.count("einsum_grad:") == 1
 
 
+def test_two_unreached_calls_on_one_line_keep_their_own_notes(ip):
+    result, cap = run(ip, "%%einsum_grad --no-check\nif False:\n"
+                          "    D = (np.einsum('ij,jk', A), np.einsum('ij->k', A))\n"
+                          "C = np.einsum('ij,jk->ik', A, B)")
+    assert result.success, cap.stdout
+    notes = [ln for ln in cap.stdout.splitlines() if "did not run (or raised)" in ln]
+    assert len(notes) == 2 and "2 operand(s)" in notes[0] and "'k' appears in no" in notes[1]
+
+
 def test_a_branch_the_run_reaches_fails_as_the_library_does(ip):
     result, cap = run(ip, "%%einsum_grad --no-check\n"
                           "def maybe(flag):\n    if flag:\n"
