@@ -29,7 +29,7 @@ import numpy as np
 from ..core.derivation import Derivation
 from ..core.evaluate import random_array
 from ..errors import EinsumError
-from .records import TOLERANCES
+from .records import TOLERANCES, are
 
 __all__ = ["Inputs", "MAX_ELEMENTS", "prepare", "integer", "resolve_dtype", "check_dtype"]
 
@@ -157,14 +157,10 @@ def prepare(d: Derivation, operands, seed, dtype: str, cotangent, budget: int):
                      "enter each gradient as they are; PyTorch conjugates them "
                      "(dL_dA = einsum(dL_dC, B.conj())), and so does the PyTorch export")
     if real:
-        notes.append(f"{_are(real)} real: the gradient of a real array is the real part of the "
+        notes.append(f"{are(real)} real: the gradient of a real array is the real part of the "
                      "derived one (as jax.vjp and torch give it)")
     return d, Inputs(ops, cot, dtype, user, tuple(notes), stand_ins,
                       (user and bool(factors)) or bool(cot_scale), real)
-
-
-def _are(names) -> str:
-    return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'}"
 
 
 #: ``dtype -> (log2 of the largest finite value, log2 of the smallest normal one, mantissa

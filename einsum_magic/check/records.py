@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["CheckReport", "GradCheck", "TOLERANCES", "STATUSES", "REFERENCES", "verdict"]
+__all__ = ["CheckReport", "GradCheck", "TOLERANCES", "STATUSES", "REFERENCES", "verdict", "are"]
 
 #: ``dtype -> (rtol, atol)``. ``rtol`` bounds the error relative to the gradient's
 #: scale (see the module docstring); ``atol`` is a floor for results that underflow.
@@ -132,6 +132,11 @@ class GradCheck:
         return self.target
 
 
+def are(names) -> str:
+    """``'B is'``, ``'A, B are'``: names as the subject of a note."""
+    return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'}"
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """What a check found: one :class:`GradCheck` per gradient, the setting and the verdict.
@@ -222,8 +227,7 @@ class CheckReport:
             targets = list(dict.fromkeys(g.target for g in self.grads if g.wrt in self.real))
             whose = ("its gradient is the real part" if len(targets) == 1 else
                      "their gradients are the real parts")
-            setting += (f"; {', '.join(self.real)} {'is' if len(self.real) == 1 else 'are'} "
-                        f"real: {whose} of {', '.join(targets)}")
+            setting += f"; {are(self.real)} real: {whose} of {', '.join(targets)}"
         on = f" on seeded random arrays, not yours ({self.stand_ins})" if self.stand_ins else ""
         text = (f"{self.subject}: {self.status}, "
                 + (f"{self.reason}; " if self.status == "PARTIAL" and self.reason else "")
